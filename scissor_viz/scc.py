@@ -1,0 +1,410 @@
+"""Semantic Connected Components (LLaVA-Scissor, Sun et al. 2025), on plain tensors.
+
+Two-line API::
+
+    comp = scissor_compress(tokens, tau=0.9)                  # tokens: (frames, tokens_per_frame, d)
+    comp = scissor_compress(tokens, tau_for_retention(tokens, 0.35))
+
+A token set's *semantic components* are the connected components of the graph that joins two
+tokens when their cosine similarity is above ``tau``. LLaVA-Scissor finds them within each frame
+(spatial step), then among all frames' component means (temporal step), then assigns every
+original token to its most similar surviving token and averages it in (merge step).
+
+Similarities are computed in float32 and clamped to [-1, 1]; the graph on ``n`` tokens is
+defined by the upper triangle of the similarity matrix, computed in row blocks, so no dense
+all-token matrix is ever held. Components are exact up to ``EXACT_LIMIT`` tokens; above it the
+paper's epsilon-sampled approximation is used, seeded so that runs repeat.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+EXACT_LIMIT = 16_384  # token sets up to this size get exact components, whatever epsilon says
+GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (3 x 64 MiB)
+BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
+
+
+@dataclass(frozen=True)
+class Compression:
+    """The result of :func:`scissor_compress` on a (frames, tokens_per_frame, d) tensor."""
+
+    tokens: torch.Tensor  # (K, d) compressed sequence, in order, input dtype
+    spatial_labels: torch.Tensor  # (frames, tokens_per_frame) component within its frame
+    temporal_labels: torch.Tensor  # (frames, tokens_per_frame) final token of its component
+    assignment: torch.Tensor  # (frames, tokens_per_frame) final token the merge step assigns
+    tau: float
+    retention: float  # K / (frames * tokens_per_frame)
+    exact: bool  # False when the temporal step used the epsilon-sampled approximation
+
+    @property
+    def num_tokens(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def spatial_counts(self) -> torch.Tensor:
+        """Number of spatial components (tokens after the spatial step) in each frame."""
+        return self.spatial_labels.amax(dim=1) + 1
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_tau(tau: float) -> float:
+    if isinstance(tau, torch.Tensor):
+        tau = tau.item()
+    if not isinstance(tau, (int, float)) or not math.isfinite(tau):
+        raise ValueError(f"tau must be a finite number, got {tau!r}")
+    return float(np.float32(tau))  # similarities are float32; compare against the same number
+
+
+def _check_epsilon(epsilon: float) -> float:
+    if not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or not 0 <= epsilon < 1:
+        raise ValueError(f"epsilon must be in [0, 1), got {epsilon!r}")
+    return float(epsilon)
+
+
+def _check_tokens(x: torch.Tensor, rank: int, what: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != rank:
+        raise ValueError(f"{what} must have {rank} dimensions, got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{what} is empty (shape {tuple(x.shape)})")
+    if not x.is_floating_point():
+        raise ValueError(f"{what} must be a floating-point tensor, got {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+
+
+# ----------------------------------------------------------------------------- graph pieces
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x.float(), dim=-1)
+
+
+def _similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of L2-normalised rows (batched or not), float32, clamped to [-1, 1]."""
+    return torch.matmul(a, b.mT).clamp_(-1.0, 1.0)
+
+
+def _components(n: int, i: np.ndarray, j: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of the undirected graph on n nodes with edges (i, j)."""
+    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n)).tocsr()
+    return connected_components(graph, directed=False)
+
+
+def _order_labels(labels: np.ndarray, num: int, degree: np.ndarray) -> np.ndarray:
+    """Renumber components by the index of their representative: the member of highest
+    degree, ties to the lowest index (the order of the paper's code)."""
+    n = len(labels)
+    key = degree.astype(np.int64) * n + (n - 1 - np.arange(n))
+    best = np.full(num, -1, dtype=np.int64)
+    np.maximum.at(best, labels, key)
+    rank = np.empty(num, dtype=np.int64)
+    rank[np.argsort((n - 1) - best % n)] = np.arange(num)
+    return rank[labels]
+
+
+SimilarityRows = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def _graph_labels(
+    n: int, tau: float, rows_of: SimilarityRows, rows: torch.Tensor | None, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Component of each of n nodes in the graph "similarity > tau", and each node's degree.
+
+    ``rows_of(src, c0)`` gives the similarities of nodes ``src`` (a slice or an index tensor)
+    to nodes ``c0..n-1``. The graph is the upper triangle, read in row blocks whose edges are
+    merged into the running labels, so memory is bounded by one block whatever the number of
+    edges. With ``rows`` (sampled nodes) only the edges incident to those nodes are used.
+    """
+    labels, num = np.arange(n), n
+    degree = np.ones(n, dtype=np.int64)  # the diagonal is always in the graph
+    sampled = np.zeros(n, dtype=bool)
+    step = max(1, BLOCK_ELEMENTS // n)
+    if rows is None:  # upper triangle: each block of rows against the columns after it
+        blocks = [(slice(r0, min(r0 + step, n)), r0) for r0 in range(0, n, step)]
+    else:
+        sampled[rows.cpu().numpy()] = True
+        blocks = [(rows[r0 : r0 + step], 0) for r0 in range(0, len(rows), step)]
+    for src, c0 in blocks:
+        mask = rows_of(src, c0) > tau
+        if rows is None:
+            mask.triu_(1)
+        else:
+            mask[torch.arange(len(src), device=device), src] = False
+        r, c = (t.cpu().numpy() for t in mask.nonzero(as_tuple=True))
+        if len(r) == 0:
+            continue
+        i = r + src.start if rows is None else rows.cpu().numpy()[r]
+        j = c + c0
+        degree += np.bincount(i, minlength=n)
+        degree += np.bincount(j[~sampled[j]], minlength=n)  # a sampled row counts its own edges
+        num, merged = _components(num, labels[i], labels[j])
+        labels = merged[labels]
+    return labels, degree
+
+
+def _sample_rows(n: int, epsilon: float, seed: int, device: torch.device) -> torch.Tensor | None:
+    """The paper's sample of k = ceil(ln n / eps^2) nodes, or None where components are exact."""
+    if n <= EXACT_LIMIT or epsilon == 0:
+        return None
+    k = math.ceil(math.log(n) / epsilon**2)
+    if k >= n:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=gen)[:k].sort().values.to(device)
+
+
+def _ordered_components(
+    n: int, tau: float, rows_of: SimilarityRows, epsilon: float, seed: int, device: torch.device
+) -> tuple[torch.Tensor, bool]:
+    """Ordered component ids of n nodes, and whether they are exact (not sampled)."""
+    rows = _sample_rows(n, epsilon, seed, device)
+    labels, degree = _graph_labels(n, tau, rows_of, rows, device)
+    ordered = _order_labels(labels, int(labels.max()) + 1, degree)
+    return torch.from_numpy(ordered).to(device), rows is None
+
+
+def _direct_rows(x: torch.Tensor) -> SimilarityRows:
+    xn = _normalize(x)
+    return lambda src, c0: _similarity(xn[src], xn[c0:])
+
+
+def semantic_components(
+    x: torch.Tensor, tau: float, epsilon: float = 0.05, seed: int = 0
+) -> torch.Tensor:
+    """Component id (0..K-1) of each row of ``x`` (n x d) in the graph "cosine similarity > tau".
+
+    Ids follow each component's representative (highest degree, ties to the lower index).
+    Exact for n <= EXACT_LIMIT or epsilon == 0; otherwise only the edges of
+    ceil(ln n / epsilon^2) sampled nodes (seeded) are used and unreached nodes stay alone.
+    """
+    _check_tokens(x, 2, "x")
+    tau, epsilon = _check_tau(tau), _check_epsilon(epsilon)
+    return _ordered_components(len(x), tau, _direct_rows(x), epsilon, seed, x.device)[0]
+
+
+def _segment_mean(
+    x: torch.Tensor, labels: torch.Tensor, num: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean of the rows of x (float32) that share each label 0..num-1 (into ``out`` if given)."""
+    if out is None:
+        out = torch.empty(num, x.shape[1], dtype=torch.float32, device=x.device)
+    out.zero_().index_add_(0, labels, x.float())
+    return out.div_(torch.bincount(labels, minlength=num).clamp_(min=1)[:, None])
+
+
+# ----------------------------------------------------------------------------- the index
+
+
+@dataclass
+class _Steps:
+    """What the spatial and temporal steps leave for the merge step."""
+
+    spatial: torch.Tensor  # (frames, P) component within the frame
+    glob: torch.Tensor  # (N,) spatial component of each token, numbered across frames
+    reps: torch.Tensor | None  # (M, d) spatial representatives, float32 (None: not needed yet)
+    temporal: torch.Tensor  # (M,) final token of each spatial representative
+    rep_gram: torch.Tensor | None  # (M, N) rep_a . x_j when the index holds the Gram matrix
+    exact: bool
+
+
+class ScissorIndex:
+    """LLaVA-Scissor on one video's tokens, with everything that does not depend on tau cached.
+
+    Caches each frame's token similarities (frames x P x P), so the spatial step at any tau is
+    a threshold; for up to ``GRAM_LIMIT`` tokens (``gram=None``) also the Gram matrix of all
+    tokens, from which the temporal and merge similarities of any partition follow in O(N^2)
+    instead of O(N^2 d); and every (tau -> K) already evaluated, so a search for a new
+    retention starts from a tight bracket.
+    """
+
+    def __init__(
+        self, tokens: torch.Tensor, epsilon: float = 0.05, seed: int = 0, gram: bool | None = None
+    ):
+        _check_tokens(tokens, 3, "tokens")
+        self.tokens = tokens
+        self.epsilon = _check_epsilon(epsilon)
+        self.seed = int(seed)
+        frames, per_frame, _ = tokens.shape
+        self.num_total = frames * per_frame
+        self.flat = tokens.reshape(self.num_total, -1)
+        sim = torch.empty(frames, per_frame, per_frame, device=tokens.device)
+        step = max(1, BLOCK_ELEMENTS // (per_frame * per_frame))
+        for f0 in range(0, frames, step):
+            xn = _normalize(tokens[f0 : f0 + step])
+            sim[f0 : f0 + step] = _similarity(xn, xn)
+        upper = sim.triu(1)  # the graph is the upper triangle; mirror it for degrees
+        self.frame_similarity = upper + upper.mT
+        self.frame_similarity.diagonal(dim1=1, dim2=2).fill_(-math.inf)
+        use_gram = self.num_total <= GRAM_LIMIT if gram is None else gram
+        self.gram = self.flat.float() @ self.flat.float().T if use_gram else None
+        self._work = torch.empty(2, *self.gram.shape, device=tokens.device) if use_gram else None
+        self._counts: dict[float, int] = {}
+
+    # --- the two steps
+
+    def spatial(self, tau: float) -> torch.Tensor:
+        """Spatial step: (frames, P) component of each token within its frame."""
+        frames, per_frame, _ = self.frame_similarity.shape
+        adjacency = self.frame_similarity > tau
+        degree = adjacency.sum(-1).flatten().cpu().numpy() + 1
+        f, i, j = (t.cpu().numpy() for t in adjacency.triu(1).nonzero(as_tuple=True))
+        num, labels = _components(self.num_total, f * per_frame + i, f * per_frame + j)
+        # Representatives are ordered by index, so each frame's ids are one contiguous run.
+        ordered = _order_labels(labels, num, degree).reshape(frames, per_frame)
+        local = ordered - ordered.min(axis=1, keepdims=True)
+        return torch.from_numpy(local).to(self.tokens.device)
+
+    def _steps(self, tau: float) -> _Steps:
+        spatial = self.spatial(tau)
+        counts = spatial.amax(dim=1) + 1
+        glob = (spatial + (torch.cumsum(counts, 0) - counts)[:, None]).flatten()
+        num_reps = int(counts.sum())
+        reps, rep_gram = None, None
+        if self.gram is None:
+            reps = _segment_mean(self.flat, glob, num_reps)
+            rows_of = _direct_rows(reps)
+        else:  # rep_a . x_j, then rep_a . rep_b, from the token Gram matrix, in place
+            rep_gram = _segment_mean(self.gram, glob, num_reps, out=self._work[0, :num_reps])
+            rep_sim = self._work[1].view(-1)[: num_reps**2].view(num_reps, num_reps)
+            rep_sim.zero_().index_add_(1, glob, rep_gram).div_(torch.bincount(glob)[None, :])
+            norm = rep_sim.diagonal().clamp(min=1e-24).rsqrt()
+            rep_sim.mul_(norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
+            rows_of = lambda src, c0: rep_sim[src, c0:]  # noqa: E731
+        temporal, exact = _ordered_components(
+            num_reps, tau, rows_of, self.epsilon, self.seed, self.tokens.device
+        )
+        self._counts[tau] = int(temporal.max()) + 1
+        return _Steps(spatial, glob, reps, temporal, rep_gram, exact)
+
+    def count(self, tau: float) -> int:
+        """K: the number of tokens LLaVA-Scissor keeps at this tau (cached)."""
+        tau = _check_tau(tau)
+        if tau not in self._counts:
+            self._steps(tau)
+        return self._counts[tau]
+
+    # --- the merge step
+
+    def _assign(self, steps: _Steps, finals: torch.Tensor) -> torch.Tensor:
+        """Each original token's most similar final token (ties to the lower index)."""
+        if steps.rep_gram is not None:  # final_k . x_j and |final_k| from the Gram matrix
+            num = len(finals)
+            final_x = _segment_mean(steps.rep_gram, steps.temporal, num)  # (K, N)
+            final_of = steps.temporal[steps.glob]  # final token of each original token
+            weight = 1.0 / (
+                torch.bincount(steps.temporal, minlength=num)[final_of]
+                * torch.bincount(steps.glob)[steps.glob]
+            )  # final_k = sum_i weight_i x_i over its tokens i
+            own = final_x.gather(0, final_of[None])[0] * weight
+            norm_sq = torch.zeros(num, device=own.device).index_add_(0, final_of, own)
+            x_norm = self.gram.diagonal().clamp(min=1e-24).rsqrt()
+            f_norm = norm_sq.clamp(min=1e-24).rsqrt()
+            return (final_x * f_norm[:, None] * x_norm[None, :]).clamp_(-1.0, 1.0).argmax(dim=0)
+        finals_n = _normalize(finals)
+        assignment = torch.empty(self.num_total, dtype=torch.long, device=finals.device)
+        step = max(1, BLOCK_ELEMENTS // len(finals))
+        for r0 in range(0, self.num_total, step):
+            xn = _normalize(self.flat[r0 : r0 + step])
+            assignment[r0 : r0 + step] = _similarity(xn, finals_n).argmax(dim=1)
+        return assignment
+
+    def compress(self, tau: float) -> Compression:
+        """Spatial step, temporal step and merge step at this tau."""
+        tau = _check_tau(tau)
+        steps = self._steps(tau)
+        reps = steps.reps
+        if reps is None:
+            reps = _segment_mean(self.flat, steps.glob, len(steps.temporal))
+        finals = _segment_mean(reps, steps.temporal, self._counts[tau])
+        assignment = self._assign(steps, finals)
+        merged = finals.clone().index_add_(0, assignment, self.flat.float())
+        merged /= (1 + torch.bincount(assignment, minlength=len(finals)))[:, None]
+        shape = steps.spatial.shape
+        return Compression(
+            tokens=merged.to(self.tokens.dtype),
+            spatial_labels=steps.spatial,
+            temporal_labels=steps.temporal[steps.glob].reshape(shape),
+            assignment=assignment.reshape(shape),
+            tau=tau,
+            retention=len(finals) / self.num_total,
+            exact=steps.exact,
+        )
+
+    def tau_for_retention(self, retention: float) -> float:
+        """The tau whose K comes closest to retention * N (ties to the larger retention).
+
+        K rises with tau, so this is a bracketed search in tau (interpolating, with bisection
+        steps to guarantee progress) that stops on an exact hit or when the bracket is narrower
+        than float32 can resolve. Every evaluation is cached for later targets.
+        """
+        if not isinstance(retention, (int, float)) or not 0 < retention <= 1:
+            raise ValueError(f"retention must be in (0, 1], got {retention!r}")
+        target = retention * self.num_total
+        lo, hi = float(np.nextafter(np.float32(-1), np.float32(-2))), 1.0  # K = 1 .. K = N
+        self._counts.setdefault(lo, 1)
+        self._counts.setdefault(hi, self.num_total)
+        for step in range(64):
+            below = [t for t, k in self._counts.items() if k <= target]
+            above = [t for t, k in self._counts.items() if k >= target]
+            lo, hi = max(below), min(above)
+            k_lo, k_hi = self._counts[lo], self._counts[hi]
+            if k_hi - k_lo <= 1 or lo >= hi:  # no K left strictly between the two
+                break
+            mid = float(np.float32((lo + hi) / 2))
+            if step % 2 == 0:  # interpolate where K should cross the target
+                mid = float(np.float32(lo + (hi - lo) * (target - k_lo) / (k_hi - k_lo)))
+            if not lo < mid < hi:
+                mid = float(np.float32((lo + hi) / 2))
+            if not lo < mid < hi:  # no float32 tau left between them
+                break
+            self.count(mid)
+        candidates = sorted(self._counts.items(), key=lambda tk: (abs(tk[1] - target), -tk[1]))
+        return candidates[0][0]
+
+
+# ----------------------------------------------------------------------------- functional API
+
+_INDEXES: dict[tuple[int, int, float, int], tuple[weakref.ref, ScissorIndex]] = {}
+
+
+def scissor_index(tokens: torch.Tensor, epsilon: float = 0.05, seed: int = 0) -> ScissorIndex:
+    """The ScissorIndex of this tensor, reused while the tensor lives and is not modified."""
+    key = (id(tokens), getattr(tokens, "_version", 0), float(epsilon), int(seed))
+    hit = _INDEXES.get(key)
+    if hit is not None and hit[0]() is tokens:
+        return hit[1]
+    index = ScissorIndex(tokens, epsilon, seed)
+    for stale in [k for k, (ref, _) in _INDEXES.items() if ref() is None or k[0] == id(tokens)]:
+        del _INDEXES[stale]
+    while len(_INDEXES) >= 8:
+        del _INDEXES[next(iter(_INDEXES))]
+    _INDEXES[key] = (weakref.ref(tokens), index)
+    return index
+
+
+def scissor_compress(
+    tokens: torch.Tensor, tau: float, epsilon: float = 0.05, seed: int = 0
+) -> Compression:
+    """LLaVA-Scissor on (frames, tokens_per_frame, d) tokens: spatial, temporal, merge."""
+    return scissor_index(tokens, epsilon, seed).compress(tau)
+
+
+def tau_for_retention(
+    tokens: torch.Tensor, retention: float, epsilon: float = 0.05, seed: int = 0
+) -> float:
+    """The tau at which :func:`scissor_compress` keeps closest to ``retention`` of the tokens."""
+    return scissor_index(tokens, epsilon, seed).tau_for_retention(retention)
