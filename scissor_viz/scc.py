@@ -19,6 +19,8 @@ paper's epsilon-sampled approximation is used, seeded so that runs repeat.
 from __future__ import annotations
 
 import math
+import numbers
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,18 +61,28 @@ class Compression:
 # ----------------------------------------------------------------------------- checks
 
 
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_tau(tau: float) -> float:
-    if isinstance(tau, torch.Tensor):
+    if isinstance(tau, torch.Tensor) and tau.numel() == 1:
         tau = tau.item()
-    if not isinstance(tau, (int, float)) or not math.isfinite(tau):
+    if not _is_real(tau):
         raise ValueError(f"tau must be a finite number, got {tau!r}")
     return float(np.float32(tau))  # similarities are float32; compare against the same number
 
 
 def _check_epsilon(epsilon: float) -> float:
-    if not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or not 0 <= epsilon < 1:
+    if not _is_real(epsilon) or not 0 <= epsilon < 1:
         raise ValueError(f"epsilon must be in [0, 1), got {epsilon!r}")
     return float(epsilon)
+
+
+def _check_retention(retention: float) -> float:
+    if not _is_real(retention) or not 0 < retention <= 1:
+        raise ValueError(f"retention must be a ratio in (0, 1], got {retention!r}")
+    return float(retention)
 
 
 def _check_tokens(x: torch.Tensor, rank: int, what: str) -> None:
@@ -240,7 +252,7 @@ class ScissorIndex:
         self.seed = int(seed)
         frames, per_frame, _ = tokens.shape
         self.num_total = frames * per_frame
-        self.flat = tokens.reshape(self.num_total, -1)
+        self.flat = tokens.reshape(self.num_total, -1).float()  # a view when already float32
         sim = torch.empty(frames, per_frame, per_frame, device=tokens.device)
         step = max(1, BLOCK_ELEMENTS // (per_frame * per_frame))
         for f0 in range(0, frames, step):
@@ -250,9 +262,10 @@ class ScissorIndex:
         self.frame_similarity = upper + upper.mT
         self.frame_similarity.diagonal(dim1=1, dim2=2).fill_(-math.inf)
         use_gram = self.num_total <= GRAM_LIMIT if gram is None else gram
-        self.gram = self.flat.float() @ self.flat.float().T if use_gram else None
+        self.gram = self.flat @ self.flat.T if use_gram else None
         self._work = torch.empty(2, *self.gram.shape, device=tokens.device) if use_gram else None
         self._counts: dict[float, int] = {}
+        self._lock = threading.RLock()  # the workspace is shared by every call on this index
 
     # --- the two steps
 
@@ -293,9 +306,10 @@ class ScissorIndex:
     def count(self, tau: float) -> int:
         """K: the number of tokens LLaVA-Scissor keeps at this tau (cached)."""
         tau = _check_tau(tau)
-        if tau not in self._counts:
-            self._steps(tau)
-        return self._counts[tau]
+        with self._lock:
+            if tau not in self._counts:
+                self._steps(tau)
+            return self._counts[tau]
 
     # --- the merge step
 
@@ -325,13 +339,14 @@ class ScissorIndex:
     def compress(self, tau: float) -> Compression:
         """Spatial step, temporal step and merge step at this tau."""
         tau = _check_tau(tau)
-        steps = self._steps(tau)
-        reps = steps.reps
-        if reps is None:
-            reps = _segment_mean(self.flat, steps.glob, len(steps.temporal))
-        finals = _segment_mean(reps, steps.temporal, self._counts[tau])
-        assignment = self._assign(steps, finals)
-        merged = finals.clone().index_add_(0, assignment, self.flat.float())
+        with self._lock:
+            steps = self._steps(tau)
+            reps = steps.reps
+            if reps is None:
+                reps = _segment_mean(self.flat, steps.glob, len(steps.temporal))
+            finals = _segment_mean(reps, steps.temporal, self._counts[tau])
+            assignment = self._assign(steps, finals)
+        merged = finals.clone().index_add_(0, assignment, self.flat)
         merged /= (1 + torch.bincount(assignment, minlength=len(finals)))[:, None]
         shape = steps.spatial.shape
         return Compression(
@@ -348,12 +363,15 @@ class ScissorIndex:
         """The tau whose K comes closest to retention * N (ties to the larger retention).
 
         K rises with tau, so this is a bracketed search in tau (interpolating, with bisection
-        steps to guarantee progress) that stops on an exact hit or when the bracket is narrower
-        than float32 can resolve. Every evaluation is cached for later targets.
+        steps to guarantee progress) that stops once no count lies strictly between the
+        bracket's two counts, or no float32 tau lies between its ends. Every evaluation is
+        cached, so later targets on the same video start from a tight bracket.
         """
-        if not isinstance(retention, (int, float)) or not 0 < retention <= 1:
-            raise ValueError(f"retention must be in (0, 1], got {retention!r}")
-        target = retention * self.num_total
+        target = _check_retention(retention) * self.num_total
+        with self._lock:
+            return self._search(target)
+
+    def _search(self, target: float) -> float:
         lo, hi = float(np.nextafter(np.float32(-1), np.float32(-2))), 1.0  # K = 1 .. K = N
         self._counts.setdefault(lo, 1)
         self._counts.setdefault(hi, self.num_total)

@@ -1,0 +1,323 @@
+"""The SCC engine: exact components (against networkx), the two steps, the merge, tau search."""
+
+import math
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scissor_viz import scc
+from scissor_viz.scc import ScissorIndex, scissor_compress, semantic_components, tau_for_retention
+from tests.synthetic import video_tokens
+
+# ----------------------------------------------------------------------------- references
+
+
+def engine_similarity(x: torch.Tensor) -> np.ndarray:
+    """The similarity matrix the engine thresholds (float32, clamped)."""
+    xn = scc._normalize(x)
+    return scc._similarity(xn, xn).numpy()
+
+
+def networkx_partition(sim: np.ndarray, tau: float) -> set[frozenset[int]]:
+    """Connected components of the upper-triangle graph sim > tau, by networkx."""
+    graph = nx.Graph()
+    graph.add_nodes_from(range(len(sim)))
+    i, j = np.nonzero(np.triu(sim > np.float32(tau), 1))
+    graph.add_edges_from(zip(i.tolist(), j.tolist()))
+    return {frozenset(c) for c in nx.connected_components(graph)}
+
+
+def partition(labels: torch.Tensor) -> set[frozenset[int]]:
+    labels = labels.flatten().numpy()
+    return {frozenset(np.flatnonzero(labels == k).tolist()) for k in np.unique(labels)}
+
+
+def expected_order(sim: np.ndarray, tau: float, parts: set[frozenset[int]]) -> list[frozenset]:
+    """Components sorted by representative: highest degree (diagonal included), lowest index."""
+    adjacency = np.triu(sim > np.float32(tau), 1)
+    degree = 1 + adjacency.sum(0) + adjacency.sum(1)
+    rep = {p: min(p, key=lambda i: (-degree[i], i)) for p in parts}
+    return sorted(parts, key=rep.get)
+
+
+def assert_exact_components(x: torch.Tensor, tau: float) -> None:
+    labels = semantic_components(x, tau)
+    sim = engine_similarity(x)
+    parts = networkx_partition(sim, tau)
+    assert partition(labels) == parts
+    ordered = expected_order(sim, tau, parts)
+    for k, part in enumerate(ordered):  # ids follow the representatives' order
+        assert set(np.flatnonzero(labels.numpy() == k)) == set(part)
+
+
+# ----------------------------------------------------------------------------- components
+
+TAUS = [-2.0, -1.0, -0.5, 0.0, 0.3, 0.6, 0.8, 0.9, 0.99, 1.0, 1.5]
+
+
+@pytest.mark.parametrize("tau", TAUS)
+def test_random_tokens_match_networkx(tau):
+    x = torch.randn(60, 8, generator=torch.Generator().manual_seed(1))
+    assert_exact_components(x, tau)
+
+
+@pytest.mark.parametrize("tau", TAUS)
+def test_structured_tokens_match_networkx(tau):
+    x = video_tokens(frames=2, dim=32, seed=2).reshape(-1, 32)
+    assert_exact_components(x, tau)
+
+
+@pytest.mark.parametrize("tau", [-1.5, -1.0, 0.0, 0.5, 0.999, 1.0])
+def test_all_equal_tokens(tau):
+    x = torch.ones(20, 5) * 3.0
+    labels = semantic_components(x, tau)
+    expect = 1 if tau < 1 else 20  # similarity is 1 (clamped), and the graph needs sim > tau
+    assert labels.max().item() + 1 == expect
+    assert_exact_components(x, tau)
+
+
+@pytest.mark.parametrize("tau", [-1.5, -0.5, 0.0, 0.5])
+def test_orthogonal_tokens(tau):
+    x = torch.eye(12)
+    labels = semantic_components(x, tau)
+    assert labels.max().item() + 1 == (1 if tau < 0 else 12)
+    assert_exact_components(x, tau)
+
+
+def test_single_token_and_zero_vectors():
+    assert semantic_components(torch.randn(1, 4), 0.5).tolist() == [0]
+    x = torch.zeros(3, 4)  # cosine with a zero vector is 0
+    assert semantic_components(x, -0.1).tolist() == [0, 0, 0]
+    assert semantic_components(x, 0.0).tolist() == [0, 1, 2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    d=st.integers(1, 6),
+    tau=st.floats(-1.2, 1.2),
+    seed=st.integers(0, 10_000),
+    clusters=st.integers(1, 4),
+)
+def test_property_matches_networkx(n, d, tau, seed, clusters):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(clusters, d, generator=g)
+    x = centres[torch.randint(0, clusters, (n,), generator=g)] + 0.3 * torch.randn(n, d, generator=g)
+    assert_exact_components(x, tau)
+
+
+def test_blocked_graph_equals_one_block(monkeypatch):
+    x = video_tokens(frames=3, dim=16, seed=3).reshape(-1, 16)
+    whole = semantic_components(x, 0.7)
+    monkeypatch.setattr(scc, "BLOCK_ELEMENTS", 500)  # about one row per block
+    assert torch.equal(semantic_components(x, 0.7), whole)
+    assert_exact_components(x, 0.7)
+
+
+def test_sampled_components_are_seeded_refinements(monkeypatch):
+    x = video_tokens(frames=4, dim=16, seed=4).reshape(-1, 16)  # 784 tokens
+    exact = partition(semantic_components(x, 0.6))
+    monkeypatch.setattr(scc, "EXACT_LIMIT", 100)
+    epsilon = 0.5  # k = ceil(ln 784 / 0.25) = 27 sampled nodes
+    rows = scc._sample_rows(len(x), epsilon, 0, x.device)
+    assert len(rows) == math.ceil(math.log(len(x)) / epsilon**2)
+    a = semantic_components(x, 0.6, epsilon=epsilon, seed=0)
+    assert torch.equal(a, semantic_components(x, 0.6, epsilon=epsilon, seed=0))
+    approx = partition(a)
+    assert sum(len(p) for p in approx) == len(x)  # every token is in exactly one component
+    assert all(any(p <= q for q in exact) for p in approx)  # sampling can only under-connect
+    assert len(approx) >= len(exact)
+    assert not torch.equal(a, semantic_components(x, 0.6, epsilon=epsilon, seed=1))
+    assert torch.equal(  # epsilon = 0 means exact at any size
+        semantic_components(x, 0.6, epsilon=0), semantic_components(x.double(), 0.6, epsilon=0)
+    )
+
+
+# ----------------------------------------------------------------------------- the two steps
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return video_tokens(frames=6, dim=48, seed=5)
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.8, 0.9])
+def test_spatial_step_is_scc_per_frame(tokens, tau):
+    comp = scissor_compress(tokens, tau)
+    for t in range(len(tokens)):
+        assert torch.equal(comp.spatial_labels[t], semantic_components(tokens[t], tau))
+    assert torch.equal(comp.spatial_counts, comp.spatial_labels.amax(1) + 1)
+
+
+@pytest.mark.parametrize("gram", [True, False])
+@pytest.mark.parametrize("tau", [0.5, 0.8, 0.9])
+def test_temporal_and_merge_steps_by_hand(tokens, tau, gram):
+    comp = ScissorIndex(tokens, gram=gram).compress(tau)
+    frames, per_frame, dim = tokens.shape
+    x = tokens.reshape(-1, dim).double()
+    # spatial representatives, in frame order then component order
+    reps, members = [], []
+    for t in range(frames):
+        for k in range(int(comp.spatial_labels[t].max()) + 1):
+            idx = t * per_frame + torch.nonzero(comp.spatial_labels[t] == k).flatten()
+            reps.append(x[idx].mean(0))
+            members.append(idx)
+    reps = torch.stack(reps)
+    temporal = semantic_components(reps.float(), tau)
+    for rep_id, idx in enumerate(members):  # a token's final token is its representative's
+        assert (comp.temporal_labels.flatten()[idx] == temporal[rep_id]).all()
+    num = int(temporal.max()) + 1
+    finals = torch.stack([reps[temporal == k].mean(0) for k in range(num)])
+    cos = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(finals, dim=1).T
+    assignment = comp.assignment.flatten()
+    chosen = cos.gather(1, assignment[:, None])[:, 0]
+    assert torch.all(chosen >= cos.max(1).values - 1e-5)  # most similar final token
+    merged = torch.stack(
+        [(finals[k] + x[assignment == k].sum(0)) / (1 + (assignment == k).sum()) for k in range(num)]
+    )
+    assert comp.tokens.shape == (num, dim)
+    torch.testing.assert_close(comp.tokens.double(), merged, rtol=1e-4, atol=1e-4)
+    assert comp.retention == num / (frames * per_frame)
+
+
+def test_no_token_is_lost(tokens):
+    comp = scissor_compress(tokens, 0.85)
+    n = tokens.shape[0] * tokens.shape[1]
+    for labels in (comp.temporal_labels, comp.assignment):
+        counts = torch.bincount(labels.flatten(), minlength=comp.num_tokens)
+        assert len(counts) == comp.num_tokens and counts.sum() == n
+    assert (torch.bincount(comp.temporal_labels.flatten()) > 0).all()  # no empty component
+    for t in range(len(tokens)):  # spatial ids run 0..count-1 in every frame
+        assert set(comp.spatial_labels[t].tolist()) == set(range(int(comp.spatial_counts[t])))
+
+
+def test_gram_and_direct_paths_agree(tokens):
+    for tau in (0.6, 0.85, 0.95):
+        a, b = ScissorIndex(tokens, gram=True).compress(tau), ScissorIndex(tokens, gram=False).compress(tau)
+        assert torch.equal(a.temporal_labels, b.temporal_labels)
+        assert torch.equal(a.assignment, b.assignment)
+        torch.testing.assert_close(a.tokens, b.tokens)
+
+
+def test_output_runs_in_frame_order_without_temporal_merges():
+    # Each frame's tokens live in their own coordinates, so nothing merges across frames and
+    # the representatives' order (by index) puts the final tokens frame by frame.
+    x = torch.zeros(4, 49, 4 * 16)
+    for t in range(4):
+        x[t, :, t * 16 : (t + 1) * 16] = video_tokens(frames=1, side=7, dim=16, seed=t)[0]
+    comp = scissor_compress(x, 0.8)
+    frame_of_final = [int(torch.nonzero(comp.temporal_labels == k)[0, 0]) for k in range(comp.num_tokens)]
+    assert frame_of_final == sorted(frame_of_final)
+    assert comp.num_tokens <= int(comp.spatial_counts.sum())  # merges within a frame may remain
+
+
+def test_extreme_taus(tokens):
+    n = tokens.shape[0] * tokens.shape[1]
+    keep_all = scissor_compress(tokens, 1.0)
+    assert keep_all.num_tokens == n and keep_all.retention == 1.0
+    torch.testing.assert_close(keep_all.tokens, tokens.reshape(n, -1))  # nothing merged, in order
+    one = scissor_compress(tokens, -1.5)
+    assert one.num_tokens == 1 and (one.assignment == 0).all()
+    frame_means = tokens.mean(1)
+    expect = (frame_means.mean(0) + tokens.reshape(n, -1).sum(0)) / (1 + n)
+    torch.testing.assert_close(one.tokens[0], expect, rtol=1e-4, atol=1e-5)
+
+
+def test_one_frame_and_one_token_per_frame():
+    x = video_tokens(frames=1, dim=16, seed=6)
+    comp = scissor_compress(x, 0.8)
+    assert torch.equal(comp.spatial_labels[0], semantic_components(x[0], 0.8))
+    y = torch.randn(10, 1, 16, generator=torch.Generator().manual_seed(0))
+    comp = scissor_compress(y, 0.2)
+    assert (comp.spatial_labels == 0).all()
+    assert partition(comp.temporal_labels) == networkx_partition(engine_similarity(y[:, 0]), 0.2)
+
+
+def test_low_precision_inputs_compare_in_float32(tokens):
+    half = tokens.to(torch.bfloat16)
+    a, b = scissor_compress(half, 0.85), scissor_compress(half.float(), 0.85)
+    assert a.tokens.dtype == torch.bfloat16
+    assert torch.equal(a.temporal_labels, b.temporal_labels)
+    torch.testing.assert_close(a.tokens.float(), b.tokens, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(tokens):
+    a, b = scissor_compress(tokens.cuda(), 0.85), scissor_compress(tokens, 0.85)
+    assert a.tokens.is_cuda
+    assert (a.temporal_labels.cpu() == b.temporal_labels).float().mean() > 0.99
+
+
+# ----------------------------------------------------------------------------- tau search
+
+
+def brute_force_counts(index: ScissorIndex, extra: int = 400) -> dict[float, int]:
+    """K at every breakpoint of the per-frame graphs (and between), and on a fine grid."""
+    sim = index.frame_similarity
+    values = np.unique(sim[torch.isfinite(sim)].numpy())
+    taus = np.concatenate([values, np.nextafter(values, -2), np.linspace(-1.01, 1, extra)])
+    return {float(t): index.count(float(t)) for t in np.unique(taus.astype(np.float32))}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tau_for_retention_finds_nearest_achievable(seed):
+    x = video_tokens(frames=3, side=5, dim=12, regions=3, seed=seed)  # 75 tokens
+    reference = brute_force_counts(ScissorIndex(x))
+    n = 75
+    for retention in (0.02, 0.1, 0.25, 0.35, 0.5, 0.8, 1.0):
+        tau = tau_for_retention(x, retention)
+        k = scissor_compress(x, tau).num_tokens
+        best = min(abs(kk - retention * n) for kk in reference.values())
+        assert abs(k - retention * n) <= best + 1e-9, (retention, k, best)
+
+
+def test_tau_for_retention_on_video_sized_tokens():
+    x = video_tokens(frames=4, dim=64, seed=7)
+    n = x.shape[0] * x.shape[1]
+    index = ScissorIndex(x)
+    for retention in (0.05, 0.1, 0.35, 0.5):
+        comp = index.compress(index.tau_for_retention(retention))
+        assert abs(comp.num_tokens - retention * n) <= 2, (retention, comp.num_tokens)
+    assert index.tau_for_retention(1.0) >= 1.0 - 1e-6 or index.count(index.tau_for_retention(1.0)) == n
+
+
+def test_functional_api_reuses_the_index(tokens):
+    assert scc.scissor_index(tokens) is scc.scissor_index(tokens)
+    other = tokens.clone()
+    assert scc.scissor_index(other) is not scc.scissor_index(tokens)
+    index = scc.scissor_index(other)
+    other.mul_(2)  # modified in place: a new index
+    assert scc.scissor_index(other) is not index
+
+
+# ----------------------------------------------------------------------------- bad arguments
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: semantic_components(torch.randn(3, 4, 5), 0.5), "dimensions"),
+        (lambda: semantic_components(torch.randn(0, 4), 0.5), "empty"),
+        (lambda: semantic_components(torch.tensor([[1.0, float("nan")]]), 0.5), "NaN"),
+        (lambda: semantic_components(torch.ones(3, 2, dtype=torch.long), 0.5), "floating"),
+        (lambda: semantic_components([[1.0]], 0.5), "torch.Tensor"),
+        (lambda: semantic_components(torch.randn(3, 4), float("nan")), "tau"),
+        (lambda: semantic_components(torch.randn(3, 4), float("inf")), "tau"),
+        (lambda: semantic_components(torch.randn(3, 4), 0.5, epsilon=1.5), "epsilon"),
+        (lambda: scissor_compress(torch.randn(4, 5), 0.5), "dimensions"),
+        (lambda: scissor_compress(torch.randn(2, 0, 5), 0.5), "empty"),
+        (lambda: scissor_compress(torch.full((2, 3, 4), float("inf")), 0.5), "NaN"),
+        (lambda: scissor_compress(torch.randn(2, 3, 4), "0.5"), "tau"),
+        (lambda: tau_for_retention(torch.randn(2, 3, 4), 0.0), "retention"),
+        (lambda: tau_for_retention(torch.randn(2, 3, 4), 1.5), "retention"),
+        (lambda: tau_for_retention(torch.randn(2, 3, 4), -0.1), "retention"),
+        (lambda: tau_for_retention(torch.randn(2, 3, 4), float("nan")), "retention"),
+    ],
+)
+def test_bad_arguments_raise_value_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
