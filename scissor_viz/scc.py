@@ -237,10 +237,11 @@ class ScissorIndex:
     """LLaVA-Scissor on one video's tokens, with everything that does not depend on tau cached.
 
     Caches each frame's token similarities (frames x P x P), so the spatial step at any tau is
-    a threshold; for up to ``GRAM_LIMIT`` tokens (``gram=None``) also the Gram matrix of all
-    tokens, from which the temporal and merge similarities of any partition follow in O(N^2)
-    instead of O(N^2 d); and every (tau -> K) already evaluated, so a search for a new
-    retention starts from a tight bracket.
+    a threshold; every (tau -> K) already evaluated, so a search for a new retention starts
+    from a tight bracket; and, for up to ``GRAM_LIMIT`` tokens, the Gram matrix of all tokens,
+    built the first time a tau leaves so many spatial representatives that the temporal and
+    merge similarities are cheaper from it (O(N^2) per tau instead of O(M^2 d)).
+    ``gram=True/False`` forces either path (both give the same partitions up to float ties).
     """
 
     def __init__(
@@ -261,11 +262,27 @@ class ScissorIndex:
         upper = sim.triu(1)  # the graph is the upper triangle; mirror it for degrees
         self.frame_similarity = upper + upper.mT
         self.frame_similarity.diagonal(dim1=1, dim2=2).fill_(-math.inf)
-        use_gram = self.num_total <= GRAM_LIMIT if gram is None else gram
-        self.gram = self.flat @ self.flat.T if use_gram else None
-        self._work = torch.empty(2, *self.gram.shape, device=tokens.device) if use_gram else None
+        self._gram_mode = gram
+        self._gram: torch.Tensor | None = None
         self._counts: dict[float, int] = {}
         self._lock = threading.RLock()  # the workspace is shared by every call on this index
+
+    # --- the Gram matrix, built the first time a step is cheaper with it
+
+    def _use_gram(self, num_reps: int) -> bool:
+        """Whether the temporal and merge steps read the Gram matrix (a function of tau only,
+        through num_reps, so the same tau always takes the same path)."""
+        if self._gram_mode is not None:
+            return self._gram_mode
+        dim = self.flat.shape[1]
+        return self.num_total <= GRAM_LIMIT and num_reps**2 * dim > 8 * self.num_total**2
+
+    @property
+    def gram(self) -> torch.Tensor:
+        if self._gram is None:
+            self._gram = self.flat @ self.flat.T
+            self._work = torch.empty(2, *self._gram.shape, device=self.flat.device)
+        return self._gram
 
     # --- the two steps
 
@@ -287,7 +304,7 @@ class ScissorIndex:
         glob = (spatial + (torch.cumsum(counts, 0) - counts)[:, None]).flatten()
         num_reps = int(counts.sum())
         reps, rep_gram = None, None
-        if self.gram is None:
+        if not self._use_gram(num_reps):
             reps = _segment_mean(self.flat, glob, num_reps)
             rows_of = _direct_rows(reps)
         else:  # rep_a . x_j, then rep_a . rep_b, from the token Gram matrix, in place

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from scissor_viz import scc
 from scissor_viz.scc import ScissorIndex, scissor_compress, semantic_components, tau_for_retention
-from tests.synthetic import video_tokens
+from scissor_viz.synthetic import video_tokens
 
 # ----------------------------------------------------------------------------- references
 
