@@ -384,7 +384,7 @@ class ScissorIndex:
         bracket's two counts, or no float32 tau lies between its ends. Every evaluation is
         cached, so later targets on the same video start from a tight bracket.
         """
-        target = _check_retention(retention) * self.num_total
+        target = max(_check_retention(retention) * self.num_total, 1.0)  # K is at least 1
         with self._lock:
             return self._search(target)
 

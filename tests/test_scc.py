@@ -282,7 +282,8 @@ def test_tau_for_retention_on_video_sized_tokens():
     for retention in (0.05, 0.1, 0.35, 0.5):
         comp = index.compress(index.tau_for_retention(retention))
         assert abs(comp.num_tokens - retention * n) <= 2, (retention, comp.num_tokens)
-    assert index.tau_for_retention(1.0) >= 1.0 - 1e-6 or index.count(index.tau_for_retention(1.0)) == n
+    assert index.count(index.tau_for_retention(1.0)) == n
+    assert index.count(index.tau_for_retention(0.1 / n)) == 1  # below one token: one token
 
 
 def test_functional_api_reuses_the_index(tokens):
