@@ -1,0 +1,323 @@
+"""Sweep every video x method x retention and record the token metrics: CSV, JSON and plots.
+
+Two-line API::
+
+    rows = run_sweep(find_videos("clips/"), "runs/sweep", frames=16)       # real videos
+    rows = run_sweep(["a"], "runs/x", tokens_fn=lambda path, frames: VideoTokens(t, "synthetic"))
+
+Command line: ``python -m scissor_viz sweep VIDEO_OR_FOLDER --out DIR``. Writes
+``DIR/results.csv`` (one row per run, appended and flushed as it goes), ``DIR/results.json`` (the
+same rows with the sweep's settings, which backend produced each video's tokens, and what was
+skipped) and ``DIR/plots/<video>.html`` (each metric against retention, one line per method;
+PNG beside it only when kaleido is installed). Resumable: a row whose (video, frames, method,
+retention) is already in the CSV is not run again, and a video with nothing left to run is not
+even decoded.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from scissor_viz.methods import METHODS, reduce
+from scissor_viz.metrics import coverage, redundancy
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif"})
+DEFAULT_RETENTIONS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05, 0.1, ..., 1.0
+FIELDS = (
+    "video", "clip", "backend", "frames", "frames_used", "method", "retention",
+    "retention_reached", "num_tokens", "tau", "coverage", "redundancy", "seconds", "note",
+)  # fmt: skip
+_INT_FIELDS = {"frames", "frames_used", "num_tokens"}
+_FLOAT_FIELDS = {"retention", "retention_reached", "tau", "coverage", "redundancy", "seconds"}
+METRICS = {  # plotted against the retention asked, with their titles
+    "coverage": "coverage: original -> closest kept",
+    "redundancy": "redundancy: kept -> closest other kept",
+    "retention_reached": "retention reached",
+}
+
+
+@dataclass(frozen=True)
+class VideoTokens:
+    """A video's tokens and where they came from, as a sweep needs them."""
+
+    tokens: torch.Tensor  # (T, P, d)
+    backend: str  # what produced the tokens (recorded in every row)
+    clip: str = ""  # the clip's cache key / fingerprint
+    importance: torch.Tensor | None = None  # (T, P) vision-tower attention, for VisionZip
+    attention_fn: Callable[[torch.Tensor], torch.Tensor] | None = None  # LLM attention, FastV
+
+
+TokensFn = Callable[[Path, int], VideoTokens]
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def find_videos(path: str | Path) -> list[Path]:
+    """A video file as given, or the video files directly in a folder, sorted by name."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not path.exists():
+        raise FileNotFoundError(f"no such video or folder: {path}")
+    return [path]
+
+
+def parse_retentions(text: str) -> tuple[float, ...]:
+    """ "0.05,0.1,0.5" -> (0.05, 0.1, 0.5); each must be in (0, 1]."""
+    values = tuple(float(v) for v in text.split(",") if v.strip())
+    if not values or not all(0 < v <= 1 for v in values):
+        raise ValueError(f"retentions must be numbers in (0, 1], got {text!r}")
+    return values
+
+
+def backend_tokens(checkpoint: str | None = None) -> TokensFn:
+    """Tokens from ``scissor_viz.models.load_backend(checkpoint)`` (pixel descriptors when no
+    model loads) on frames from ``scissor_viz.video.load_video``. The backend loads on the first
+    video that needs tokens. FastV and VisionZip attention are not wired yet: VisionZip falls
+    back to token norms and FastV is skipped."""
+    backend = None
+
+    def tokens_of(path: Path, frames: int) -> VideoTokens:
+        nonlocal backend
+        from scissor_viz.models import load_backend
+        from scissor_viz.video import load_video
+
+        if backend is None:
+            backend = load_backend(checkpoint)
+        clip = load_video(path, frames)
+        return VideoTokens(backend.encode(clip.frames, key=clip.key), backend.name, clip.key)
+
+    return tokens_of
+
+
+# ----------------------------------------------------------------------------- the CSV
+
+
+def _key(video: str, frames: int, method: str, retention: float) -> tuple[str, int, str, str]:
+    return str(video), int(frames), method, f"{float(retention):g}"
+
+
+def _parse(row: dict[str, str]) -> dict[str, object]:
+    out: dict[str, object] = dict(row)
+    for name in _INT_FIELDS:
+        out[name] = int(row[name])
+    for name in _FLOAT_FIELDS:
+        out[name] = float(row[name]) if row[name] != "" else None
+    return out
+
+
+def _repair(path: Path) -> None:
+    """Cut a last line left unfinished by an interrupted write."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def read_rows(path: str | Path) -> list[dict[str, object]]:
+    """The rows of a sweep's results.csv, typed (tau None where a method has none)."""
+    path = Path(path)
+    _repair(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != FIELDS:
+            raise ValueError(f"{path} has other columns than a sweep writes; use another --out")
+        return [_parse(row) for row in reader]
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+_COLORS = (  # SCC first, in red
+    "#d62728", "#ff7f0e", "#bcbd22", "#1f77b4", "#7f7f7f", "#2ca02c", "#9467bd",
+    "#8c564b", "#e377c2", "#17becf",
+)  # fmt: skip
+
+
+def sweep_figure(rows: Sequence[dict], video: str):
+    """Plotly figure: each of :data:`METRICS` against the requested retention, per method."""
+    from plotly.subplots import make_subplots
+
+    rows = [r for r in rows if r["video"] == video]
+    fig = make_subplots(rows=1, cols=len(METRICS), subplot_titles=list(METRICS.values()))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for method in methods:
+        m = list(METHODS).index(method) if method in METHODS else len(METHODS)  # stable colours
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["retention"])
+        label = METHODS[method].label if method in METHODS else method
+        for c, metric in enumerate(METRICS, start=1):
+            fig.add_scatter(
+                x=[r["retention"] for r in mine],
+                y=[r[metric] for r in mine],
+                name=label,
+                legendgroup=method,
+                showlegend=c == 1,
+                mode="lines+markers",
+                line_color=_COLORS[m % len(_COLORS)],
+                row=1,
+                col=c,
+            )
+            fig.update_xaxes(title_text="retention asked", row=1, col=c)
+    backends = ", ".join(sorted({str(r["backend"]) for r in rows}))
+    fig.update_layout(
+        title=f"{Path(video).name}: tokens from {backends}", height=420, width=1300,
+        template="plotly_white",
+    )  # fmt: skip
+    return fig
+
+
+def write_plots(rows: Sequence[dict], out_dir: str | Path) -> list[Path]:
+    """One HTML per video under ``out_dir/plots`` (plotly.js written once beside them), and a
+    PNG of each when kaleido is installed and works."""
+    folder = Path(out_dir) / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    png = importlib.util.find_spec("kaleido") is not None
+    written, stems = [], set()
+    for video in dict.fromkeys(r["video"] for r in rows):
+        stem, n = Path(video).stem or "video", 2
+        while stem in stems:
+            stem, n = f"{Path(video).stem}_{n}", n + 1
+        stems.add(stem)
+        fig = sweep_figure(rows, video)
+        html = folder / f"{stem}.html"
+        fig.write_html(html, include_plotlyjs="directory")
+        written.append(html)
+        if png:
+            try:
+                fig.write_image(folder / f"{stem}.png")
+                written.append(folder / f"{stem}.png")
+            except Exception as err:  # noqa: BLE001 - kaleido present but unusable (no browser)
+                png = False
+                print(f"PNG export skipped: {err}", file=sys.stderr)
+    return written
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+def run_sweep(
+    videos: Iterable[str | Path],
+    out_dir: str | Path,
+    *,
+    frames: int = 16,
+    retentions: Sequence[float] = DEFAULT_RETENTIONS,
+    methods: Sequence[str] | None = None,
+    tokens_fn: TokensFn | None = None,
+    checkpoint: str | None = None,
+    progress: bool = True,
+    plots: bool = True,
+) -> list[dict[str, object]]:
+    """Run every method at every retention on every video; returns all rows (old and new).
+
+    ``tokens_fn(path, frames)`` gives a video's :class:`VideoTokens` (default: the model backend
+    for ``checkpoint`` via :func:`backend_tokens`). ``methods`` defaults to every method that
+    does not need the LLM; FastV, when asked for, is skipped for videos whose tokens come without
+    ``attention_fn`` (and, having no rows, such a video is decoded again on every resume). A
+    video that fails to load is reported and skipped. Both are listed in results.json.
+    """
+    videos = [Path(v) for v in videos]
+    if methods is None:  # FastV only when asked for: the default tokens carry no LLM attention
+        methods = [m for m, spec in METHODS.items() if spec.model != "required"]
+    methods = list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    retentions = [float(r) for r in retentions]
+    if not all(0 < r <= 1 for r in retentions):
+        raise ValueError(f"retentions must be in (0, 1], got {retentions}")
+    tokens_fn = tokens_fn or backend_tokens(checkpoint)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "results.csv"
+    rows = read_rows(csv_path)
+    done = {_key(r["video"], r["frames"], r["method"], r["retention"]) for r in rows}
+    todo = {
+        v: [(m, r) for m in methods for r in retentions if _key(v, frames, m, r) not in done]
+        for v in videos
+    }
+    total = len(videos) * len(methods) * len(retentions)
+    left = sum(map(len, todo.values()))
+    skipped: dict[tuple[str, str], str] = {}  # (video, method or "") -> why
+    bar = tqdm(total=total, initial=total - left, disable=not progress, unit="run", desc="sweep")
+    with csv_path.open("a", newline="") as f, bar:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        if f.tell() == 0:
+            writer.writeheader()
+        for video, runs in todo.items():
+            if not runs:
+                continue
+            bar.set_postfix_str(video.name)
+            try:
+                vt = tokens_fn(video, frames)
+            except Exception as err:  # noqa: BLE001 - one bad file must not stop a folder's sweep
+                skipped[str(video), ""] = f"{type(err).__name__}: {err}"
+                bar.write(f"{video}: skipped, {skipped[str(video), '']}")
+                bar.update(len(runs))
+                continue
+            for method, retention in runs:
+                bar.update()
+                if METHODS[method].model == "required" and vt.attention_fn is None:
+                    skipped[str(video), method] = "needs the LLM's attention (no attention_fn)"
+                    continue
+                row = _run(video, frames, vt, method, retention)
+                writer.writerow(row)
+                f.flush()
+                rows.append(row)
+    _write_json(out / "results.json", rows, frames, retentions, methods, skipped)
+    if plots and rows:
+        write_plots(rows, out)
+    return rows
+
+
+def _run(video: Path, frames: int, vt: VideoTokens, method: str, retention: float) -> dict:
+    start = time.perf_counter()
+    red = reduce(
+        method, vt.tokens, retention, importance=vt.importance, attention_fn=vt.attention_fn
+    )
+    seconds = time.perf_counter() - start
+    return {
+        "video": str(video),
+        "clip": vt.clip,
+        "backend": vt.backend,
+        "frames": int(frames),
+        "frames_used": int(vt.tokens.shape[0]),
+        "method": method,
+        "retention": float(retention),
+        "retention_reached": float(red.retention),
+        "num_tokens": int(red.num_tokens),
+        "tau": red.tau,
+        "coverage": coverage(vt.tokens, red.tokens),
+        "redundancy": redundancy(red.tokens),
+        "seconds": seconds,
+        "note": red.note,
+    }
+
+
+def _write_json(path: Path, rows, frames, retentions, methods, skipped) -> None:
+    backends = {str(r["video"]): r["backend"] for r in rows}
+    skipped = [{"video": v, "method": m, "reason": why} for (v, m), why in skipped.items()]
+    data = {
+        "frames": frames,
+        "retentions": list(retentions),
+        "methods": {m: METHODS[m].label for m in methods},
+        "backends": backends,
+        "skipped": skipped,
+        "rows": rows,
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
