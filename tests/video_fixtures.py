@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fractions
 import io
+import struct
 from pathlib import Path
 
 import av
@@ -20,17 +21,30 @@ DARK, LIGHT = 16, 235
 # name -> (container file suffix, encoder, pixel format, encoder options)
 CODECS = {
     "mp4-h264": (".mp4", "libx264", "yuv420p", {"preset": "ultrafast"}),
+    "mp4-h264-bframes": (
+        ".mp4",
+        "libx264",
+        "yuv420p",
+        {"preset": "veryfast", "x264-params": "bframes=3:keyint=12:min-keyint=12:scenecut=0"},
+    ),
     "webm-vp9": (".webm", "libvpx-vp9", "yuv420p", {"deadline": "realtime", "cpu-used": "8"}),
     "mkv-h264": (".mkv", "libx264", "yuv420p", {"preset": "ultrafast"}),
     "avi-mjpeg": (".avi", "mjpeg", "yuvj420p", {}),
     "mov-h264": (".mov", "libx264", "yuv420p", {"preset": "ultrafast"}),
-    "mov-hevc": (".mov", "libx265", "yuv420p", {"preset": "ultrafast", "x265-params": "log-level=error"}),
+    "mov-hevc": (
+        ".mov",
+        "libx265",
+        "yuv420p",
+        {"preset": "ultrafast", "x265-params": "log-level=error"},
+    ),
     "webm-vp8": (".webm", "libvpx", "yuv420p", {"deadline": "realtime", "cpu-used": "8"}),
     "mp4-av1": (".mp4", "libsvtav1", "yuv420p", {"preset": "12"}),
 }
 
 
-def code_frame(index: int, width: int, height: int, color: tuple[int, int, int] | None = None) -> np.ndarray:
+def code_frame(
+    index: int, width: int, height: int, color: tuple[int, int, int] | None = None
+) -> np.ndarray:
     """An RGB frame whose 4x4 block pattern spells ``index`` (mod 2**16) in binary."""
     bits = [(index >> (GRID * GRID - 1 - k)) & 1 for k in range(GRID * GRID)]
     cells = np.where(np.array(bits).reshape(GRID, GRID), LIGHT, DARK).astype(np.uint8)
@@ -64,8 +78,11 @@ def write_clip(
     audio: bool = False,
     color: tuple[int, int, int] | None = None,
     faststart: bool = False,
+    rotation: int = 0,
 ) -> Path:
-    """Write a clip whose frame i shows :func:`code_frame` (i); returns ``path``."""
+    """Write a clip whose frame i shows :func:`code_frame` (i); returns ``path``.
+
+    ``rotation``: degrees counter-clockwise a player turns the stored frames (phone videos)."""
     _, encoder, pix_fmt, options = CODECS[kind]
     options = dict(options)
     if gop is not None and encoder in ("libx264", "libx265"):
@@ -74,6 +91,8 @@ def write_clip(
     with av.open(str(path), "w", options=container_options) as out:
         stream = out.add_stream(encoder, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if rotation:
+            stream.set_display_rotation(rotation)
         if gop is not None and encoder not in ("libx264", "libx265"):
             stream.codec_context.gop_size = gop
         astream = out.add_stream("aac", rate=16000) if audio else None
@@ -117,7 +136,7 @@ def write_no_frames(path: Path, kind: str = "mp4-h264") -> Path:
     with av.open(str(path), "w") as out:
         stream = out.add_stream(encoder, rate=12, options=options)
         stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
-        out.mux(stream.encode())
+        out.start_encoding()  # write the header even though no packet follows
     return path
 
 
@@ -148,5 +167,16 @@ def scramble_payload(src: Path, dst: Path, keep: float = 0.0, seed: int = 0) -> 
     start = mdat + 4 + int((len(data) - mdat - 4) * keep)
     rng = np.random.default_rng(seed)
     data[start:] = rng.integers(0, 256, len(data) - start, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def inflate_frame_count(src: Path, dst: Path, count: int = 2**31 - 1) -> Path:
+    """Copy an mp4 with its sample table ('stts') claiming ``count`` frames in the first entry:
+    a damaged header that makes decord 0.6.0 abort (std::bad_alloc)."""
+    data = bytearray(src.read_bytes())
+    stts = data.find(b"stts")
+    assert stts > 0, "no stts box"
+    data[stts + 12 : stts + 16] = struct.pack(">I", count)  # entry 0: sample_count
     dst.write_bytes(bytes(data))
     return dst

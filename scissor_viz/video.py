@@ -1,0 +1,608 @@
+"""Opening, probing and sampling videos; :class:`VideoError` is the one error users see.
+
+Three calls::
+
+    info = probe_video("clip.mp4")                 # size, fps, duration, codec (one frame decoded)
+    clip = load_video("clip.mp4", num_frames=16)   # clip.frames: (16, H, W, 3) uint8 RGB
+    clip.timestamps, clip.indices, clip.key        # seconds, source frame numbers, cache key
+
+Frames are picked like the LLaVA-OneVision demo: ``num_frames`` indices spread evenly over the
+video (first and last frame included, see :func:`sample_indices`). A video with fewer frames than
+asked gives all of them (T < num_frames); frames are never repeated, since duplicates would look
+like perfect redundancy to SCC. Frames keep the source's aspect ratio (and its display rotation:
+phone videos come out upright); a source whose long side exceeds ``max_side`` is decoded straight
+to the smaller size by the decoder's scaler, so a 4K video never holds 4K RGB frames in memory.
+The model squashes every frame to 384x384, so token cell (r, c) of its 14x14 grid covers rows
+r H/14 .. (r+1) H/14 and columns c W/14 .. (c+1) W/14 of a returned H x W frame: with
+``ys, xs = clip.cell_bounds()``, ``frame[ys[r]:ys[r + 1], xs[c]:xs[c + 1]]``.
+
+How decord 0.6.0 (PyPI wheel, bundling FFmpeg 4.1) behaves on bad input, found by running each
+case in its own process (tests/test_video.py rebuilds most of them):
+
+* missing file, directory, empty file, text or random bytes named .mp4, an MP4 cut short before
+  its index ("moov atom not found"): raises ``RuntimeError("Error reading ...")``.
+* PNG or JPEG named .mp4, one-frame GIF: raises ``DECORDError`` ("broken metadata").
+* audio only (AAC in MP4, WAV named .mp4), an MP4 cut inside its index, and every AV1 video
+  (its FFmpeg has no AV1 decoder): raises ``DECORDError`` ("cannot find video stream").
+* a video track with no frames (MP4, MKV, WebM, AVI), an MP4 cut inside its media data, frames
+  that are garbage: raises ``RuntimeError`` or ``DECORDError`` (also from its decoding thread,
+  e.g. "Error sending packet"); a WebM cut short loads the frames before the cut.
+* output widths 16, 24, 48, 72 (whenever FFmpeg's padded RGB row is a whole multiple of the
+  width, which needs a width under 200 px): raises ``DECORDError`` ("The size must exactly
+  match"), a stride bug in its frame conversion.
+* an MP4 whose sample table claims 2**31 frames: **aborts the process** (``std::bad_alloc``
+  escapes while it reserves its frame index: SIGABRT). Fuzzing ~1,600 randomly damaged copies of
+  H.264/HEVC/VP9/MJPEG files in six containers hit this abort once; every other copy raised or
+  silently returned damaged frames; none hung.
+* a frame count of zero only trips a Python ``assert`` (gone under ``python -O``).
+
+So: :func:`probe_video` checks every file with PyAV first (Python exceptions only) and turns each
+problem into a specific :class:`VideoError`; decord then runs in a child process, so a crash or
+a hang costs that child, never the app; and when decord fails on a file PyAV can read (AV1, tiny
+widths, an implausible frame count in the header, a crash), PyAV decodes it instead, with the
+same sampling. This process never imports decord.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import math
+import numbers
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import av
+import numpy as np
+
+MAX_FRAMES = 128  # most frames one clip may ask for
+DEFAULT_FRAMES = 16  # the paper's demo
+DEFAULT_MAX_SIDE = 768  # frames are decoded with their long side at most this many pixels
+MAX_PIXELS = 8192 * 8192  # larger sources are refused before decoding (8K UHD is 33 Mpx)
+MAX_SOURCE_FRAMES = 10_000_000  # a header claiming more is not trusted to decord (46 h at 60 fps)
+DECODE_TIMEOUT = 300.0  # seconds the decoding child may take
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+REENCODE = "ffmpeg -i input -c:v libx264 -pix_fmt yuv420p output.mp4"
+
+
+class VideoError(ValueError):
+    """A video that cannot be used, with a message that says why and what to do."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds. Sizes are as displayed (after rotation), in pixels."""
+
+    path: Path
+    num_frames: int  # from the container (duration x fps where it keeps no count); exact in a clip
+    fps: float
+    duration: float  # seconds
+    width: int
+    height: int
+    codec: str
+    rotation: int = 0  # degrees counter-clockwise the stored frames are turned for display
+
+
+@dataclass(frozen=True, eq=False)
+class VideoClip:
+    """Frames sampled from a video, with where they came from. The arrays are read-only (clips
+    are shared through caches): copy before drawing on them."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB
+    timestamps: np.ndarray  # (T,) float64 seconds from the start of the video
+    indices: np.ndarray  # (T,) int64 frame numbers in the video
+    info: VideoInfo  # info.num_frames is the decoder's exact count
+    key: str  # content fingerprint of (file bytes, sampled frames, frame size)
+    backend: str = "decord"  # the decoder that produced the frames: "decord" or "pyav"
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frames as returned."""
+        return self.frames.shape[2], self.frames.shape[1]
+
+    def cell_bounds(self, grid: int = 14) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel edges of the model's ``grid`` x ``grid`` token grid on these frames: cell (r, c)
+        covers rows ``ys[r]:ys[r + 1]`` and columns ``xs[c]:xs[c + 1]``, the pixels whose centres
+        lie in [r H / grid, (r + 1) H / grid) x [c W / grid, (c + 1) W / grid)."""
+        h, w = self.frames.shape[1:3]
+        k = np.arange(grid + 1, dtype=np.int64)
+        return -((grid - 2 * k * h) // (2 * grid)), -((grid - 2 * k * w) // (2 * grid))
+
+
+# ----------------------------------------------------------------------------- public helpers
+
+
+def sample_indices(num_frames_in_video: int, n: int) -> np.ndarray:
+    """``n`` frame indices spread evenly over ``[0, num_frames_in_video - 1]``, both ends
+    included, rounded half up (LLaVA-OneVision's demo truncates instead: at most one frame
+    apart). All frames when the video has no more than ``n``."""
+    total, n = _check_count(num_frames_in_video, "num_frames_in_video"), _check_count(n, "n")
+    if n >= total:
+        return np.arange(total, dtype=np.int64)
+    return np.floor(np.linspace(0, total - 1, n) + 0.5).astype(np.int64)
+
+
+def output_size(
+    width: int, height: int, max_side: int | None = DEFAULT_MAX_SIDE
+) -> tuple[int, int]:
+    """(width, height) scaled down uniformly so the long side is at most ``max_side``."""
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """A cheap content hash of a file: its size, its first and last MiB and 14 slices of 64 KiB
+    spread between them. Copies of a file share it, whatever their names."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.blake2b(f"scissor-viz-video-1:{size}".encode(), digest_size=16)
+    mib, piece = 1 << 20, 1 << 16
+    offsets = [0, max(0, size - mib)] + [int(f * size) for f in np.linspace(0, 1, 16)[1:-1]]
+    with path.open("rb") as f:
+        for offset, length in zip(offsets, [mib, mib] + [piece] * 14):
+            f.seek(offset)
+            digest.update(f.read(length))
+    return digest.hexdigest()
+
+
+def example_videos() -> list[Path]:
+    """The example clips shipped in ``assets/``."""
+    return sorted(ASSETS.glob("*.mp4")) if ASSETS.is_dir() else []
+
+
+# ----------------------------------------------------------------------------- probe
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's size, rate, length and codec with PyAV, decoding only its first frame.
+
+    Raises :class:`VideoError` for anything that is not a usable video."""
+    return _probe(path)[0]
+
+
+def _probe(path: str | os.PathLike) -> tuple[VideoInfo, bool]:
+    """(info, whether decord may be trusted with the file's header)."""
+    path = _check_path(path)
+    try:
+        return _probe_file(path)
+    except VideoError:
+        raise
+    except Exception as e:  # a damaged file may trip anything in PyAV
+        raise VideoError(
+            f"Cannot read {path.name!r} as a video ({type(e).__name__}: {e}). If it came from a "
+            f"download, it may be incomplete; otherwise re-encode it, e.g. `{REENCODE}`."
+        ) from e
+
+
+def _probe_file(path: Path) -> tuple[VideoInfo, bool]:
+    name = path.name
+    try:
+        container = av.open(str(path), metadata_errors="replace")
+    except av.error.InvalidDataError:
+        raise VideoError(_unreadable_message(path)) from None
+    except EOFError:  # matroska/webm header with nothing after it
+        raise VideoError(
+            f"{name!r} ends before any video data: it is incomplete (a cut-off "
+            "download or recording?). Download or export it again."
+        ) from None
+    except (av.FFmpegError, OSError) as e:
+        raise VideoError(
+            f"Cannot open {name!r} ({e.strerror or type(e).__name__}): it is damaged or not a "
+            f"video. Re-encode it, e.g. `{REENCODE}`, or try another file."
+        ) from None
+    with container:
+        fmt = container.format.name
+        stream = _video_stream(container)
+        if (
+            fmt == "image2"
+            or fmt.endswith("_pipe")
+            or (fmt == "gif" and stream is not None and stream.frames <= 1)
+        ):
+            kind = fmt.removesuffix("_pipe").upper() if fmt != "image2" else "image sequence"
+            raise VideoError(
+                f"{name!r} is a still image ({kind}), not a video. Upload a video "
+                "(MP4, WebM, MOV, MKV or AVI)."
+            )
+        if stream is None:
+            audio = [s.codec_context.name for s in container.streams.audio if s.codec_context]
+            what = f"only audio ({', '.join(audio)})" if audio else "no video track"
+            raise VideoError(
+                f"{name!r} has {what}: there are no pictures to look at. Upload a "
+                "video file; if this was a download, it may be incomplete."
+            )
+        cc = stream.codec_context
+        if cc is None:
+            raise VideoError(
+                f"{name!r} uses a video codec this app cannot decode. Re-encode it "
+                f"to H.264, e.g. `{REENCODE}`."
+            )
+        width, height = cc.width, cc.height
+        if width * height > MAX_PIXELS:
+            raise VideoError(
+                f"{name!r} is {width}x{height} pixels; frames up to "
+                f"{MAX_PIXELS // 10**6} megapixels (e.g. 8192x8192) are supported. "
+                "Scale it down first, e.g. `ffmpeg -i input -vf scale=1920:-2 "
+                "output.mp4`."
+            )
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        else:
+            duration = (container.duration or 0) / av.time_base
+        first = _first_frame(container, stream, name)
+        if width * height == 0:
+            width, height = first.width, first.height
+        rotation = _rotation(first)
+        if rotation in (90, 270):
+            width, height = height, width
+        if not duration and fps:  # a still-like stream with one timestamp
+            duration = 1.0 / fps
+        # decord sizes its frame index by the header's frame count (or fps x duration) and
+        # aborts when that allocation fails: keep implausible headers away from it
+        estimate = round(duration * fps)
+        header = max(0, stream.frames)
+        plausible = not (header and estimate and header > 4 * estimate + 100)
+        num_frames = header if header and plausible else max(1, estimate)
+        decord_guess = header or fps * (container.duration or 0) / av.time_base
+        trusted = plausible and decord_guess <= MAX_SOURCE_FRAMES
+    info = VideoInfo(path, num_frames, fps, duration, width, height, cc.name, rotation)
+    return info, trusted
+
+
+def _check_path(path: str | os.PathLike) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise VideoError(f"Expected a video file path, got {type(path).__name__}.")
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"No file at {str(path)!r}. Check the path (or upload the video again).")
+    if path.is_dir():
+        raise VideoError(f"{str(path)!r} is a folder, not a video file.")
+    if not path.is_file():
+        raise VideoError(f"{str(path)!r} is not a regular file (a device or a pipe?).")
+    try:
+        size = path.stat().st_size
+        with path.open("rb"):
+            pass
+    except OSError as e:
+        raise VideoError(f"Cannot read {path.name!r}: {e.strerror or e}.") from None
+    if size == 0:
+        raise VideoError(
+            f"{path.name!r} is empty (0 bytes): the upload or download did not "
+            "finish. Try again with the complete file."
+        )
+    return path
+
+
+def _unreadable_message(path: Path) -> str:
+    """Why FFmpeg found no known format, guessed from the first bytes."""
+    name = path.name
+    with path.open("rb") as f:
+        head = f.read(512)
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html")):
+        return (
+            f"{name!r} is a web page (HTML), not a video: the download probably failed or "
+            "saved a link's page. Download the video itself."
+        )
+    if head[4:8] == b"ftyp":
+        return (
+            f"{name!r} is an MP4/MOV file whose index (the 'moov' box) is missing or cut "
+            "short: it is incomplete (a cut-off download, or a recording that was not stopped "
+            "properly). Download or export it again."
+        )
+    try:
+        head.decode("utf-8")
+        is_text = all(c >= 32 or c in b"\t\r\n" for c in head)
+    except UnicodeDecodeError:
+        is_text = False
+    if is_text:
+        return f"{name!r} contains text, not video. Upload a video file (MP4, WebM, MOV, MKV, AVI)."
+    return (
+        f"{name!r} is not a video format this app can read, or it is damaged. Re-encode it "
+        f"to MP4 (H.264), e.g. `{REENCODE}`."
+    )
+
+
+def _video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
+    if not container.streams.video:
+        return None
+    try:
+        return container.streams.best("video") or container.streams.video[0]
+    except (av.FFmpegError, ValueError):
+        return container.streams.video[0]
+
+
+def _first_frame(container, stream, name: str) -> av.VideoFrame:
+    """Decode the first frame, proving the stream holds pictures this FFmpeg can decode."""
+    try:
+        for frame in container.decode(stream):
+            return frame
+    except av.error.DecoderNotFoundError:
+        raise VideoError(
+            f"{name!r} uses a video codec ({stream.codec_context.name}) this app cannot decode. "
+            f"Re-encode it to H.264, e.g. `{REENCODE}`."
+        ) from None
+    except av.FFmpegError as e:
+        raise VideoError(
+            f"{name!r} is damaged: its first frame cannot be decoded ({e.strerror}). "
+            f"If it came from a download, it may be incomplete; otherwise re-encode "
+            f"it, e.g. `{REENCODE}`."
+        ) from None
+    raise VideoError(
+        f"{name!r} has a video track without any frames. Export or download the video again."
+    )
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    rotation = round(getattr(frame, "rotation", 0) or 0) % 360
+    return rotation if rotation in (0, 90, 180, 270) else 0
+
+
+# ----------------------------------------------------------------------------- load
+
+
+def load_video(
+    path: str | os.PathLike,
+    num_frames: int = DEFAULT_FRAMES,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    *,
+    backend: str = "auto",
+    timeout: float = DECODE_TIMEOUT,
+) -> VideoClip:
+    """Sample ``num_frames`` RGB frames evenly over a video, the long side at most ``max_side``.
+
+    ``backend``: "auto" (decord, then PyAV if decord fails), "decord" or "pyav". Decoding runs in
+    a child process killed after ``timeout`` seconds. Raises :class:`VideoError`."""
+    n = _check_num_frames(num_frames)
+    if max_side is not None and not (_is_whole(max_side) and 16 <= max_side <= 16384):
+        raise VideoError(
+            f"max_side must be a whole number of pixels from 16 to 16384 (or None), "
+            f"got {max_side!r}."
+        )
+    if backend not in ("auto", "decord", "pyav"):
+        raise VideoError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}.")
+    info, trusted = _probe(path)
+    width, height = output_size(
+        info.width, info.height, None if max_side is None else int(max_side)
+    )
+    if backend == "auto" and not trusted:
+        backend = "pyav"
+    result = _decode_isolated(info, n, width, height, backend, timeout)
+    if result.get("crashed") and backend == "auto":
+        result = _decode_isolated(info, n, width, height, "pyav", timeout)
+    if "error" in result:
+        raise VideoError(_decode_message(info.path.name, result))
+    frames, indices = result["frames"], np.asarray(result["indices"], dtype=np.int64)
+    timestamps = np.asarray(result["timestamps"], dtype=np.float64)
+    if frames.shape != (len(indices), height, width, 3) or frames.dtype != np.uint8:
+        raise VideoError(
+            f"{info.path.name!r}: the decoder returned frames of shape "
+            f"{frames.shape}, expected {(len(indices), height, width, 3)}."
+        )
+    info = replace(info, num_frames=int(result["total"]))
+    key = _clip_key(info.path, indices, width, height)
+    for array in (frames, timestamps, indices):
+        array.flags.writeable = False
+    return VideoClip(frames, timestamps, indices, info, key, result["backend"])
+
+
+def _check_num_frames(num_frames) -> int:
+    if not (_is_whole(num_frames) and 1 <= num_frames <= MAX_FRAMES):
+        raise VideoError(
+            f"num_frames must be a whole number from 1 to {MAX_FRAMES}, got {num_frames!r}."
+        )
+    return int(num_frames)
+
+
+def _is_whole(x) -> bool:
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        return False
+    return math.isfinite(x) and float(x).is_integer()
+
+
+def _check_count(x, what: str) -> int:
+    if not _is_whole(x) or x < 1:
+        raise VideoError(f"{what} must be a whole number of at least 1, got {x!r}.")
+    return int(x)
+
+
+def _clip_key(path: Path, indices: np.ndarray, width: int, height: int) -> str:
+    digest = hashlib.blake2b(fingerprint(path).encode(), digest_size=16)
+    digest.update(f"{width}x{height}:".encode())
+    digest.update(np.ascontiguousarray(indices, dtype="<i8").tobytes())
+    return digest.hexdigest()
+
+
+def _decode_message(name: str, result: dict) -> str:
+    if result.get("timeout"):
+        return (
+            f"Decoding {name!r} took longer than {result['timeout']:g} s and was stopped. "
+            f"Try fewer frames, or a shorter or smaller video (e.g. `{REENCODE}`)."
+        )
+    if result.get("error") == "start":
+        return f"Could not start the video decoder: {result['message']} (a server problem)."
+    detail = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", result.get("message", "")).strip()
+    detail = f" (details: {detail[:300]})" if detail else ""
+    what = (
+        "The video decoder crashed on"
+        if result.get("crashed")
+        else "Could not decode the frames of"
+    )
+    return (
+        f"{what} {name!r}: the file is probably damaged or incomplete. Re-encode it, e.g. "
+        f"`{REENCODE}`, or try another file.{detail}"
+    )
+
+
+# ----------------------------------------------------------------------------- child process
+
+# Runs this file as a plain module (not through the package, which would import torch) in a
+# fresh interpreter, with the working directory off sys.path.
+_BOOT = (
+    "import sys, importlib.util as u; del sys.path[0]; "
+    "s = u.spec_from_file_location('_scissor_viz_video_worker', sys.argv[1]); "
+    "m = u.module_from_spec(s); sys.modules[s.name] = m; s.loader.exec_module(m); "
+    "m._worker(sys.argv[2])"
+)
+
+
+def _decode_isolated(
+    info: VideoInfo, n: int, width: int, height: int, backend: str, timeout: float
+) -> dict:
+    """Decode in a child process; a dict with frames/indices/timestamps/total/backend, or with
+    "error" (and "crashed" or "timeout" when the child died)."""
+    with tempfile.TemporaryDirectory(prefix="scissor-viz-video-") as tmp:
+        job = {
+            "path": str(info.path.resolve()),
+            "n": n,
+            "width": width,
+            "height": height,
+            "backend": backend,
+            "out": tmp,
+        }
+        cmd = [sys.executable, "-c", _BOOT, str(Path(__file__).resolve()), json.dumps(job)]
+        log = Path(tmp) / "stderr.txt"
+        try:
+            with log.open("wb") as stderr:
+                proc = subprocess.run(
+                    cmd,
+                    check=False,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    timeout=timeout,
+                )
+        except subprocess.TimeoutExpired:
+            return {"error": "timeout", "timeout": timeout}
+        except OSError as e:  # no interpreter to start (sys.executable unset, out of processes)
+            return {"error": "start", "message": str(e)}
+        try:
+            result = json.loads((Path(tmp) / "result.json").read_text())
+            if "error" not in result:
+                result["frames"] = np.load(Path(tmp) / "frames.npy")
+            return result
+        except (OSError, ValueError):  # no (complete) result: the child died
+            return {"error": "crash", "crashed": True, "message": _death(proc.returncode, log)}
+
+
+def _death(code: int, log: Path) -> str:
+    """How a child process ended, with the last line it wrote to stderr."""
+    why = f"exit status {code}"
+    if code < 0:
+        try:
+            why = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            why = f"killed by signal {-code}"
+    with log.open("rb") as f:
+        f.seek(max(0, log.stat().st_size - 4096))
+        lines = f.read().decode("utf-8", "replace").strip().splitlines()
+    return f"{why}; {lines[-1] if lines else 'no message'}"
+
+
+def _worker(job_json: str) -> None:
+    """Child side of :func:`_decode_isolated`: decode, write frames.npy and result.json."""
+    job = json.loads(job_json)
+    out = Path(job["out"])
+    args = job["path"], job["n"], job["width"], job["height"]
+    errors = []
+    result = None
+    for backend in ("decord", "pyav") if job["backend"] == "auto" else (job["backend"],):
+        try:
+            decode = _decode_decord if backend == "decord" else _decode_pyav
+            frames, indices, timestamps, total = decode(*args)
+        except Exception as e:  # noqa: BLE001 - every decoder failure becomes a message
+            message = str(e).strip().splitlines()
+            errors.append(f"{backend}: {message[-1] if message else type(e).__name__}")
+            continue
+        np.save(out / "frames.npy", np.ascontiguousarray(frames, dtype=np.uint8))
+        result = {
+            "indices": [int(i) for i in indices],
+            "total": int(total),
+            "backend": backend,
+            "timestamps": [float(t) for t in timestamps],
+            "errors": errors,
+        }
+        break
+    if result is None:
+        result = {"error": "decode", "message": "; ".join(errors)}
+    (out / "result.tmp").write_text(json.dumps(result))
+    (out / "result.tmp").rename(out / "result.json")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip interpreter teardown: decoder threads have nothing left to say
+
+
+def _decode_decord(path: str, n: int, width: int, height: int):
+    import decord
+
+    reader = decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height)
+    total = len(reader)
+    indices = sample_indices(total, n)
+    frames = reader.get_batch(indices).asnumpy()
+    timestamps = reader.get_frame_timestamp(indices)[:, 0].astype(np.float64)
+    return frames, indices, timestamps, total
+
+
+def _decode_pyav(path: str, n: int, width: int, height: int):
+    """The same sampling with PyAV: index the packets, then seek to the keyframe before each
+    wanted frame (or keep decoding when it lies ahead in the same group of pictures)."""
+    with av.open(path, metadata_errors="replace") as container:
+        stream = _video_stream(container)
+        stream.thread_type = "AUTO"
+        pts, keys = [], []
+        for packet in container.demux(stream):
+            t = packet.pts if packet.pts is not None else packet.dts
+            if t is None or packet.size == 0:
+                continue
+            pts.append(t)
+            if packet.is_keyframe:
+                keys.append(t)
+        if not pts:
+            raise RuntimeError("no video packets")
+        pts.sort()
+        keys = sorted(keys) or pts[:1]
+        indices = sample_indices(len(pts), n)
+        start = stream.start_time if stream.start_time is not None else pts[0]
+        frames, timestamps = [], []
+        decoded, last = None, None
+        for target in (pts[i] for i in indices):
+            key = keys[max(0, bisect.bisect_right(keys, target) - 1)]
+            if decoded is None or last is None or last >= target or key > last:
+                decoded, last = _seek(container, stream, key), None
+            frame = _decode_until(decoded, target)
+            if frame is not None and frame.pts > target and last is None and key > pts[0]:
+                decoded = _seek(container, stream, pts[0])  # the seek overshot: start over
+                frame = _decode_until(decoded, target)
+            if frame is None:
+                raise RuntimeError(f"frame at pts {target} could not be decoded")
+            last = frame.pts
+            k = _rotation(frame) // 90
+            w, h = (height, width) if k % 2 else (width, height)
+            image = frame.to_ndarray(format="rgb24", width=w, height=h)
+            frames.append(np.rot90(image, k) if k else image)
+            timestamps.append(float((frame.pts - start) * stream.time_base))
+        return np.stack(frames), indices, np.array(timestamps), len(pts)
+
+
+def _seek(container, stream, pts: int):
+    container.seek(pts, stream=stream, backward=True)
+    return container.decode(stream)
+
+
+def _decode_until(decoded, target: int):
+    """The first frame at or after ``target`` (pts), or None when the stream ends first."""
+    for frame in decoded:
+        if frame.pts is not None and frame.pts >= target:
+            return frame
+    return None
