@@ -1,9 +1,29 @@
-"""scissor-viz: a placeholder until the app lands (see README)."""
+"""scissor-viz: the Gradio app (Hugging Face Spaces runs this file).
 
-import gradio as gr
+    python app.py [--checkpoint ID_OR_FOLDER] [--host 0.0.0.0] [--port 7860]
 
-with gr.Blocks(title="scissor-viz") as demo:
-    gr.Markdown("# scissor-viz\nThe engine is ready (`scissor_viz.scc`); the app is being built.")
+The host and port default to Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (else
+127.0.0.1:7860); the checkpoint to $SCISSOR_VIZ_CHECKPOINT (else the LLaVA-OneVision 0.5B one).
+The page is served at once; the model loads in the background.
+"""
+
+import argparse
+import os
+
+from scissor_viz.ui import build_demo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="scissor-viz: LLaVA-Scissor, visualised")
+    parser.add_argument("--checkpoint", help="LLaVA-OneVision hub id or local folder")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    args = parser.parse_args()
+    demo = build_demo(checkpoint=args.checkpoint)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size="500mb")
+
 
 if __name__ == "__main__":
-    demo.launch()
+    main()
+else:  # `gradio app.py` (reload mode) imports this module and looks for `demo`
+    demo = build_demo()

@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from scissor_viz.methods import METHODS, reduce
+from scissor_viz.methods import METHODS, Reduction, reduce
 from scissor_viz.metrics import coverage, redundancy
+from scissor_viz.viz import metric_curves_figure
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif"})
 DEFAULT_RETENTIONS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05, 0.1, ..., 1.0
@@ -39,11 +40,6 @@ FIELDS = (
 )  # fmt: skip
 _INT_FIELDS = {"frames", "frames_used", "num_tokens"}
 _FLOAT_FIELDS = {"retention", "retention_reached", "tau", "coverage", "redundancy", "seconds"}
-METRICS = {  # plotted against the retention asked, with their titles
-    "coverage": "coverage: original -> closest kept",
-    "redundancy": "redundancy: kept -> closest other kept",
-    "retention_reached": "retention reached",
-}
 
 
 @dataclass(frozen=True)
@@ -142,44 +138,6 @@ def read_rows(path: str | Path) -> list[dict[str, object]]:
 # ----------------------------------------------------------------------------- plots
 
 
-_COLORS = (  # SCC first, in red
-    "#d62728", "#ff7f0e", "#bcbd22", "#1f77b4", "#7f7f7f", "#2ca02c", "#9467bd",
-    "#8c564b", "#e377c2", "#17becf",
-)  # fmt: skip
-
-
-def sweep_figure(rows: Sequence[dict], video: str):
-    """Plotly figure: each of :data:`METRICS` against the requested retention, per method."""
-    from plotly.subplots import make_subplots
-
-    rows = [r for r in rows if r["video"] == video]
-    fig = make_subplots(rows=1, cols=len(METRICS), subplot_titles=list(METRICS.values()))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    for method in methods:
-        m = list(METHODS).index(method) if method in METHODS else len(METHODS)  # stable colours
-        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["retention"])
-        label = METHODS[method].label if method in METHODS else method
-        for c, metric in enumerate(METRICS, start=1):
-            fig.add_scatter(
-                x=[r["retention"] for r in mine],
-                y=[r[metric] for r in mine],
-                name=label,
-                legendgroup=method,
-                showlegend=c == 1,
-                mode="lines+markers",
-                line_color=_COLORS[m % len(_COLORS)],
-                row=1,
-                col=c,
-            )
-            fig.update_xaxes(title_text="retention asked", row=1, col=c)
-    backends = ", ".join(sorted({str(r["backend"]) for r in rows}))
-    fig.update_layout(
-        title=f"{Path(video).name}: tokens from {backends}", height=420, width=1300,
-        template="plotly_white",
-    )  # fmt: skip
-    return fig
-
-
 def write_plots(rows: Sequence[dict], out_dir: str | Path) -> list[Path]:
     """One HTML per video under ``out_dir/plots`` (plotly.js written once beside them), and a
     PNG of each when kaleido is installed and works."""
@@ -192,7 +150,8 @@ def write_plots(rows: Sequence[dict], out_dir: str | Path) -> list[Path]:
         while stem in stems:
             stem, n = f"{Path(video).stem}_{n}", n + 1
         stems.add(stem)
-        fig = sweep_figure(rows, video)
+        mine = [r for r in rows if r["video"] == video]
+        fig = metric_curves_figure(mine, {k: m.label for k, m in METHODS.items()}, video)
         html = folder / f"{stem}.html"
         fig.write_html(html, include_plotlyjs="directory")
         written.append(html)
@@ -283,18 +242,14 @@ def run_sweep(
     return rows
 
 
-def _run(video: Path, frames: int, vt: VideoTokens, method: str, retention: float) -> dict:
+def run_method(vt: VideoTokens, method: str, retention: float) -> tuple[Reduction, dict]:
+    """One method at one retention on one video's tokens: the reduction and its metrics."""
     start = time.perf_counter()
     red = reduce(
         method, vt.tokens, retention, importance=vt.importance, attention_fn=vt.attention_fn
     )
     seconds = time.perf_counter() - start
-    return {
-        "video": str(video),
-        "clip": vt.clip,
-        "backend": vt.backend,
-        "frames": int(frames),
-        "frames_used": int(vt.tokens.shape[0]),
+    return red, {
         "method": method,
         "retention": float(retention),
         "retention_reached": float(red.retention),
@@ -305,6 +260,18 @@ def _run(video: Path, frames: int, vt: VideoTokens, method: str, retention: floa
         "seconds": seconds,
         "note": red.note,
     }
+
+
+def _run(video: Path, frames: int, vt: VideoTokens, method: str, retention: float) -> dict:
+    row = {
+        "video": str(video),
+        "clip": vt.clip,
+        "backend": vt.backend,
+        "frames": int(frames),
+        "frames_used": int(vt.tokens.shape[0]),
+    }
+    row.update(run_method(vt, method, retention)[1])
+    return row
 
 
 def _write_json(path: Path, rows, frames, retentions, methods, skipped) -> None:

@@ -19,6 +19,7 @@ import io
 import math
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -934,4 +935,51 @@ def tau_scrub_figure(scrub: Sequence[ScrubStep], max_side: int = 384) -> go.Figu
     )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
+    return fig
+
+
+# ----------------------------------------------------------------------------- comparison
+
+METRICS = {  # plotted against the retention asked, with their titles
+    "coverage": "coverage (higher: better)",
+    "redundancy": "redundancy (lower: better)",
+    "retention_reached": "retention reached",
+}
+
+_COLORS = (  # SCC first, in red
+    "#d62728", "#ff7f0e", "#bcbd22", "#1f77b4", "#7f7f7f", "#2ca02c", "#9467bd",
+    "#8c564b", "#e377c2", "#17becf",
+)  # fmt: skip
+
+
+def metric_curves_figure(
+    rows: Sequence[dict], labels: dict[str, str] | None = None, video: str = ""
+) -> go.Figure:
+    """Each of :data:`METRICS` against the retention asked, one line per method, from rows of
+    ``scissor_viz.sweep`` (keys: method, retention, backend and the metrics). ``labels`` names
+    the methods; its order fixes their colours."""
+    from plotly.subplots import make_subplots
+
+    labels = labels or {}
+    order = list(labels)
+    fig = make_subplots(rows=1, cols=len(METRICS), subplot_titles=list(METRICS.values()))
+    for method in dict.fromkeys(r["method"] for r in rows):
+        color = _COLORS[(order.index(method) if method in order else len(order)) % len(_COLORS)]
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["retention"])
+        for c, metric in enumerate(METRICS, start=1):
+            fig.add_scatter(
+                x=[r["retention"] for r in mine],
+                y=[r[metric] for r in mine],
+                name=labels.get(method, method),
+                legendgroup=method,
+                showlegend=c == 1,
+                mode="lines+markers",
+                line_color=color,
+                row=1,
+                col=c,
+            )
+            fig.update_xaxes(title_text="retention asked", row=1, col=c)
+    backends = ", ".join(sorted({str(r["backend"]) for r in rows}))
+    name = f"{Path(video).name}: " if video else ""
+    fig.update_layout(title=f"{name}tokens from {backends}", height=420, template="plotly_white")
     return fig
