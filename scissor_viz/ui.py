@@ -47,6 +47,7 @@ VIEWS = {
     "Spatial step": "spatial_labels",
     "Merge assignment": "assignment",
 }
+NO_VIDEO = "Pick a video first (upload one or click an example), then Compress."
 SESSION_TTL = 3600  # seconds a session's video stays in memory after its last use
 CURVE_RETENTIONS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 METHOD_LABELS = {key: method.label for key, method in METHODS.items()}
@@ -127,7 +128,7 @@ class Session:
     """What one browser session holds: its analysed video and the compression on screen."""
 
     analysis: VideoAnalysis
-    comp: Compression
+    comp: Compression | None = None  # set by the first refresh after loading
     curve: tuple[np.ndarray, np.ndarray] | None = None  # (taus, retention) for the plot
 
 
@@ -156,8 +157,8 @@ def _progress_fn(progress: gr.Progress):
 
 
 def _need(session: Session | None) -> Session:
-    if session is None:
-        raise gr.Error("Pick a video first (upload one or click an example), then Compress.")
+    if session is None or session.comp is None:
+        raise gr.Error(NO_VIDEO)
     return session
 
 
@@ -285,11 +286,12 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         analysis = gpu(VideoAnalysis.open)(
             video, chosen, int(frames), float(epsilon or 0.0), _progress_fn(progress)
         )
-        return Session(analysis, analysis.compress(tau=1.0)), backends.status(choice, ckpt)
+        return Session(analysis), backends.status(choice, ckpt)
 
     @user_errors
     def refresh(session, retention, use_tau, tau, view, fill, frame):
-        session = _need(session)
+        if session is None:  # refresh is what gives a freshly loaded session its compression
+            raise gr.Error(NO_VIDEO)
         if use_tau:
             comp = session.analysis.compress(tau=float(tau))
         else:
@@ -393,7 +395,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         if not path:
             raise gr.Error("Send a video file.")
         chosen = backends.get(MODEL_CHOICE, None)
-        return VideoAnalysis.open(str(path), chosen, int(frames))
+        return VideoAnalysis.open(str(path), chosen, frames)  # load_video checks it
 
     @user_errors
     def compress_api(video: gr.FileData, retention: float, frames: int = DEFAULT_FRAMES) -> dict:
