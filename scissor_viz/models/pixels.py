@@ -1,0 +1,156 @@
+"""Pixel descriptors: a weight-free stand-in for the vision tower, on the same 14 x 14 grid.
+
+When no LLaVA-OneVision checkpoint can be loaded, the app can still show how SCC groups a video's
+regions -- on descriptors computed from pixels, not on model features. Each frame is squashed to
+384 x 384 (like the model's preprocessing), cut into the 14 x 14 cells that the model's pooled
+tokens cover, and each cell becomes a small vector:
+
+====================  ====  ==================================================================
+part                  dims  what
+====================  ====  ==================================================================
+mean colour           3     CIE L*a*b* (D65) mean, scaled: (L - 50) / 50, a / 50, b / 50
+colour spread         3     L*a*b* standard deviation / 25
+quadrant lightness    4     mean L* of each 2 x 2 sub-cell minus the cell's mean, / 25
+edge strength         1     mean gradient magnitude of L* (central differences) / 10
+edge orientations     8     magnitude-weighted histogram of unsigned gradient orientation,
+                            normalised to sum 1, minus 1/8 (flat cells: all -1/8)
+====================  ====  ==================================================================
+
+All scalings are fixed constants (no per-video statistics), so a frame's descriptors depend on
+that frame alone; features are centred near zero so that cosine similarity -- what SCC uses --
+compares colour and texture rather than overall brightness. ``answer`` is unavailable: there is
+no language model, and nothing is ever made up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from scissor_viz.models import (
+    TOKENS_PER_FRAME,
+    Backend,
+    ProgressFn,
+    report,
+)
+from scissor_viz.models.cache import TokenCache
+
+GRID = 14  # cells per side: 14 x 14 = 196 = TOKENS_PER_FRAME
+SIZE = 384  # frames are squashed to SIZE x SIZE first, as the model's preprocessing does
+ORIENTATION_BINS = 8
+DESCRIPTOR_SIZE = 3 + 3 + 4 + 1 + ORIENTATION_BINS  # 19
+
+_RGB_TO_XYZ = np.array(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ],
+    dtype=np.float32,
+)
+_WHITE_D65 = np.array([0.95047, 1.0, 1.08883], dtype=np.float32)
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 sRGB -> (..., 3) float32 CIE L*a*b* (D65)."""
+    c = rgb.astype(np.float32) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = (linear @ _RGB_TO_XYZ.T) / _WHITE_D65
+    delta = 6.0 / 29.0
+    f = np.where(xyz > delta**3, np.cbrt(xyz), xyz / (3 * delta**2) + 4.0 / 29.0)
+    lab = np.empty_like(f)
+    lab[..., 0] = 116.0 * f[..., 1] - 16.0
+    lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
+    lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
+    return lab
+
+
+def _edges(n: int, parts: int) -> np.ndarray:
+    """Start offsets of ``parts`` near-equal segments of range(n) (for np.add.reduceat)."""
+    return np.round(np.linspace(0, n, parts + 1)[:-1]).astype(np.int64)
+
+
+def _cell_sum(x: np.ndarray, parts: int) -> np.ndarray:
+    """Sum (H, W, ...) over a parts x parts grid of near-equal cells -> (parts, parts, ...)."""
+    e0, e1 = _edges(x.shape[0], parts), _edges(x.shape[1], parts)
+    return np.add.reduceat(np.add.reduceat(x, e0, axis=0), e1, axis=1)
+
+
+def _cell_counts(h: int, w: int, parts: int) -> np.ndarray:
+    rows = np.diff(np.append(_edges(h, parts), h))
+    cols = np.diff(np.append(_edges(w, parts), w))
+    return np.outer(rows, cols).astype(np.float32)
+
+
+def frame_descriptors(frame: np.ndarray, size: int = SIZE, grid: int = GRID) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (grid * grid, DESCRIPTOR_SIZE) float32, row-major cells."""
+    img = Image.fromarray(frame).resize((size, size), Image.Resampling.BILINEAR)
+    lab = srgb_to_lab(np.asarray(img))
+    light = lab[..., 0]
+
+    count = _cell_counts(size, size, grid)[..., None]
+    mean = _cell_sum(lab, grid) / count
+    cell = np.searchsorted(_edges(size, grid), np.arange(size), side="right") - 1
+    centred = lab - mean[cell][:, cell]  # two passes: no cancellation in flat cells
+    std = np.sqrt(_cell_sum(centred * centred, grid) / count)
+
+    sub = _cell_sum(light, 2 * grid) / _cell_counts(size, size, 2 * grid)  # (2g, 2g)
+    quad = sub.reshape(grid, 2, grid, 2).transpose(0, 2, 1, 3).reshape(grid, grid, 4)
+    quad = quad - mean[..., :1]
+
+    gy, gx = np.gradient(light)
+    mag = np.hypot(gx, gy)
+    strength = _cell_sum(mag, grid) / count[..., 0]
+    angle = np.mod(np.arctan2(gy, gx), np.pi)  # unsigned orientation in [0, pi)
+    bins = np.minimum((angle / np.pi * ORIENTATION_BINS).astype(np.int64), ORIENTATION_BINS - 1)
+    onehot = np.zeros((size, size, ORIENTATION_BINS), dtype=np.float32)
+    np.put_along_axis(onehot, bins[..., None], mag[..., None].astype(np.float32), axis=-1)
+    hist = _cell_sum(onehot, grid)
+    hist = hist / np.maximum(hist.sum(-1, keepdims=True), 1e-6) - 1.0 / ORIENTATION_BINS
+
+    scale_mean = np.array([50.0, 50.0, 50.0], dtype=np.float32)
+    offset_mean = np.array([50.0, 0.0, 0.0], dtype=np.float32)
+    parts = [
+        (mean - offset_mean) / scale_mean,
+        std / 25.0,
+        quad / 25.0,
+        strength[..., None] / 10.0,
+        hist,
+    ]
+    out = np.concatenate(parts, axis=-1).astype(np.float32)
+    return out.reshape(grid * grid, DESCRIPTOR_SIZE)
+
+
+class PixelBackend(Backend):
+    """Weight-free per-cell pixel descriptors; cannot answer."""
+
+    name = "pixels"
+    pretrained = False
+    can_answer = False
+    hidden_size = DESCRIPTOR_SIZE
+    tokens_per_frame = TOKENS_PER_FRAME
+
+    def __init__(self, load_error: str | None = None, cache: TokenCache | None = None):
+        super().__init__(cache)
+        self.load_error = load_error
+        self.description = (
+            "pixel descriptors — no model loaded: colour, colour spread, lightness layout and "
+            f"edge statistics of each of the 14×14 cells of a 384×384 frame ({DESCRIPTOR_SIZE} "
+            "numbers per cell), not LLaVA-OneVision features"
+        )
+        reason = "Answers need a LLaVA-OneVision model, and none is loaded."
+        self.unavailable_reason = f"{reason}\n{load_error}" if load_error else reason
+
+    @property
+    def cache_id(self):
+        return ("pixels", DESCRIPTOR_SIZE, GRID, SIZE)
+
+    def _encode(self, frames: np.ndarray, progress: ProgressFn | None) -> torch.Tensor:
+        out = np.empty((len(frames), TOKENS_PER_FRAME, DESCRIPTOR_SIZE), dtype=np.float32)
+        for t, frame in enumerate(frames):
+            out[t] = frame_descriptors(frame)
+            report(
+                progress, (t + 1) / len(frames), f"pixel descriptors: frame {t + 1}/{len(frames)}"
+            )
+        return torch.from_numpy(out)

@@ -1,0 +1,524 @@
+"""The model layer on a tiny random LLaVA-OneVision (tests/tiny_llava.py), offline.
+
+What is proved, against transformers' own code on the same frames:
+* preprocessing == LlavaOnevisionImageProcessorPil's whole-image view, with the checkpoint's
+  mean/std (never the classes' CLIP defaults);
+* encode == the model's get_video_features (and its own forward's video features), minus the
+  one trailing image_newline;
+* answer(full tokens) == stock generate(input_ids, pixel_values_videos): same ids, same text,
+  same logits at every step; a compressed answer's LLM input holds exactly the K given rows;
+* caching, progress, the weight-free fallback with a plain reason, the random-weights flag.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from scissor_viz.models import (
+    DEFAULT_CHECKPOINT,
+    AnswerUnavailable,
+    LazyBackend,
+    TokenCache,
+    first_token_kl,
+    load_backend,
+    resolve_checkpoint,
+    resolve_device,
+)
+from scissor_viz.models.llava_onevision import (
+    LlavaOnevisionBackend,
+    VideoPreprocessing,
+    hub_reachable,
+    load_preprocessing,
+)
+from scissor_viz.models.pixels import DESCRIPTOR_SIZE, PixelBackend, frame_descriptors
+from tests.tiny_llava import IMAGE_MEAN, IMAGE_STD, build_tiny_llava_folder, random_frames
+
+QUESTION = "What is happening in this video?"
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_folder(tmp_path_factory):
+    """A tiny random LLaVA-OneVision checkpoint folder (see tests/tiny_llava.py)."""
+    return build_tiny_llava_folder(tmp_path_factory.mktemp("tiny_llava"))
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_llava_folder):
+    b = load_backend(str(tiny_llava_folder), device="cpu", fallback=False)
+    assert isinstance(b, LlavaOnevisionBackend)
+    return b
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return random_frames(3, 90, 120, seed=1)
+
+
+def stock_video_features(backend, pixel_values):
+    """The transformers model's own video features for one video: (T * 196 + 1, d), the last
+    row the image_newline (transformers 5.24 appends it in get_video_features, earlier 5.x
+    releases in forward: added here when absent)."""
+    with torch.inference_mode():
+        out = backend.model.model.get_video_features(pixel_values[None])  # positional: 5.x renames
+    feats = out.pooler_output.reshape(-1, backend.hidden_size)
+    if feats.shape[0] == len(pixel_values) * 196:
+        feats = torch.cat([feats, backend.model.model.image_newline[None].to(feats)])
+    return feats
+
+
+def pil_processor_pixels(folder, frames):
+    """LlavaOnevisionImageProcessorPil (loaded from the checkpoint) on each frame: the view of
+    the whole image resized to 384 x 384 (patch 0 of its any-resolution output). Named
+    explicitly: where torchvision is installed, AutoImageProcessor picks the torchvision
+    backend, whose antialiased tensor resize differs from PIL's by up to 2/255."""
+    from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+        LlavaOnevisionImageProcessorPil,
+    )
+
+    processor = LlavaOnevisionImageProcessorPil.from_pretrained(folder)
+    return processor(images=list(frames), return_tensors="pt")["pixel_values"][:, 0]
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+@pytest.mark.parametrize("shape", [(90, 120), (384, 384), (480, 640), (37, 500)])
+def test_preprocessing_matches_transformers_image_processor(tiny_llava_folder, shape):
+    frames = random_frames(2, *shape, seed=3)
+    ours = load_preprocessing(str(tiny_llava_folder))(frames)
+    theirs = pil_processor_pixels(tiny_llava_folder, frames)
+    assert ours.shape == (2, 3, 384, 384) and ours.dtype == torch.float32
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_preprocessing_uses_checkpoint_mean_std_not_class_defaults(tiny_llava_folder):
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+    pp = load_preprocessing(str(tiny_llava_folder))
+    assert pp.mean == tuple(IMAGE_MEAN) and pp.std == tuple(IMAGE_STD)
+    assert pp.mean != tuple(OPENAI_CLIP_MEAN) and pp.std != tuple(OPENAI_CLIP_STD)
+    # by hand: a 384x384 frame is not resized; x / 255 then (x - 0.5) / 0.5
+    frame = random_frames(1, 384, 384, seed=4)
+    expected = (frame[0].astype(np.float64) / 255).astype(np.float32)
+    expected = ((expected - np.float32(0.5)) / np.float32(0.5)).transpose(2, 0, 1)
+    np.testing.assert_allclose(pp(frame)[0].numpy(), expected, rtol=0, atol=1e-6)
+
+
+def test_preprocessing_config_precedence_and_absence(tiny_llava_folder, tmp_path):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_llava_folder, folder)
+    video_cfg = json.loads((folder / "video_preprocessor_config.json").read_text())
+    video_cfg["image_mean"] = [0.25, 0.5, 0.75]
+    (folder / "video_preprocessor_config.json").write_text(json.dumps(video_cfg))
+    assert load_preprocessing(str(folder)).mean == (0.25, 0.5, 0.75)  # video config first
+    (folder / "video_preprocessor_config.json").unlink()
+    assert load_preprocessing(str(folder)).mean == tuple(IMAGE_MEAN)  # then the image config
+    (folder / "preprocessor_config.json").unlink()
+    with pytest.raises(ValueError, match="refusing to guess"):
+        load_preprocessing(str(folder))
+    # a processor_config.json with a nested video processor config is read too
+    nested = {"video_processor": dict(video_cfg, image_std=[0.2, 0.2, 0.2])}
+    (folder / "processor_config.json").write_text(json.dumps(nested))
+    assert load_preprocessing(str(folder)).std == (0.2, 0.2, 0.2)
+
+
+def test_preprocessing_from_config_sizes():
+    base = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+    assert VideoPreprocessing.from_config(dict(base, size={"shortest_edge": 384})).height == 384
+    assert VideoPreprocessing.from_config(dict(base, size={"height": 8, "width": 9})).width == 9
+    with pytest.raises(ValueError):
+        VideoPreprocessing.from_config({"size": {"height": 384, "width": 384}})
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def test_encode_equals_model_video_features(backend, tiny_llava_folder, frames):
+    backend.cache.clear()
+    tokens = backend.encode(frames)
+    t, d = len(frames), backend.hidden_size
+    assert tokens.shape == (t, 196, d) and tokens.dtype == torch.float32
+    assert backend.tokens_per_frame == 196
+    # the model's own features, from transformers' own image processor's pixels
+    stock = stock_video_features(backend, pil_processor_pixels(tiny_llava_folder, frames))
+    assert stock.shape == (t * 196 + 1, d)  # + one image_newline per video
+    torch.testing.assert_close(tokens.reshape(-1, d), stock[:-1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(stock[-1], backend.model.model.image_newline.detach())
+
+
+def test_encode_equals_features_inside_stock_forward(backend, frames):
+    """What the stock forward hands its LLM in the placeholder run: encode's tokens, then the
+    one image_newline."""
+    backend.cache.clear()
+    tokens = backend.encode(frames)
+    ids = backend.stock_input_ids(QUESTION, len(frames))
+    seen, handle = capture_llm_inputs(backend)
+    try:
+        with torch.inference_mode():
+            backend.model(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                pixel_values_videos=backend.preprocess(frames)[None],
+            )
+    finally:
+        handle.remove()
+    run = seen[0][0][ids[0] == backend.video_token_id]
+    assert run.shape == (len(frames) * 196 + 1, backend.hidden_size)
+    torch.testing.assert_close(tokens.reshape(-1, backend.hidden_size), run[:-1])
+    assert torch.equal(run[-1], backend.model.model.image_newline.detach())
+
+
+def test_encode_does_not_depend_on_batch_size(backend, frames):
+    results = []
+    for size in (1, 3):
+        backend.batch_size = size
+        backend.cache.clear()
+        results.append(backend.encode(frames))
+    backend.batch_size = 2
+    torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
+
+
+def test_encode_rejects_bad_frames(backend):
+    with pytest.raises(ValueError):
+        backend.encode(np.zeros((2, 8, 8), np.uint8))
+    with pytest.raises(ValueError):
+        backend.encode(np.zeros((1, 8, 8, 3), np.float32))
+
+
+def test_encode_reports_progress(backend, frames):
+    backend.cache.clear()
+    seen = []
+    backend.encode(frames, progress=lambda f, msg: seen.append((f, msg)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert len(seen) >= 3  # 3 frames in batches of 2: start, 2/3, 3/3
+
+
+# ----------------------------------------------------------------------------- caching
+
+
+def count_vision_calls(backend):
+    calls = []
+    handle = backend.model.model.vision_tower.register_forward_hook(lambda *a: calls.append(1))
+    return calls, handle
+
+
+def test_cache_hit_skips_the_vision_tower(backend, frames):
+    backend.cache.clear()
+    calls, handle = count_vision_calls(backend)
+    try:
+        first = backend.encode(frames, key="clip-a")
+        n = len(calls)
+        assert n > 0
+        again = backend.encode(frames, key="clip-a")  # slider moved / second question
+        assert len(calls) == n and again is first
+        backend.encode(frames.copy())  # no key: the frames' bytes are hashed
+        m = len(calls)
+        assert m > n
+        backend.encode(frames.copy())
+        assert len(calls) == m
+        backend.encode(frames[:2], key="clip-a")  # same key, other frames: not stale
+        assert len(calls) > m
+    finally:
+        handle.remove()
+    assert backend.cache.stats.hits >= 2
+
+
+def test_token_cache_is_bounded():
+    cache = TokenCache(max_entries=2, max_bytes=1000)
+    for k in "abc":
+        cache.put(k, torch.zeros(10))  # 40 bytes each
+    assert "a" not in cache and "b" in cache and "c" in cache
+    cache.get("b")
+    cache.put("d", torch.zeros(10))
+    assert "b" in cache and "c" not in cache  # least recently used goes first
+    cache.put("big", torch.zeros(200))  # 800 bytes: evicts others to fit
+    assert "big" in cache and cache.nbytes <= 1000
+    cache.put("huge", torch.zeros(1000))  # larger than the bound: not kept
+    assert "huge" not in cache
+
+
+# ----------------------------------------------------------------------------- answering
+
+
+def generate_stock(backend, frames, max_new_tokens):
+    """transformers' own path: expanded placeholders + pixel values, the model's generate."""
+    ids = backend.stock_input_ids(QUESTION, len(frames))
+    with torch.inference_mode():
+        out = backend.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            pixel_values_videos=backend.preprocess(frames)[None],
+            **backend.generation_kwargs(max_new_tokens, min_new_tokens=max_new_tokens),
+        )
+    return out.sequences[0, ids.shape[1] :].tolist(), [step[0] for step in out.logits]
+
+
+def test_full_tokens_answer_equals_stock_generate(backend, frames):
+    n = 6
+    stock_ids, stock_logits = generate_stock(backend, frames, n)
+    full = stock_video_features(backend, backend.preprocess(frames))[:-1]
+    ans = backend.answer(QUESTION, full, max_new_tokens=n, min_new_tokens=n)
+    assert ans.token_ids == stock_ids and ans.new_tokens == n
+    assert ans.text == backend.tokenizer.decode(stock_ids, skip_special_tokens=True).strip()
+    assert torch.equal(ans.first_logits, stock_logits[0].float())
+    # every step's logits: rerun with our inputs_embeds and compare all steps
+    inputs, mask, _ = backend.build_inputs_embeds(QUESTION, full)
+    with torch.inference_mode():
+        ours = backend.model.generate(
+            inputs_embeds=inputs,
+            attention_mask=mask,
+            **backend.generation_kwargs(n, min_new_tokens=n),
+        )
+    for a, b in zip(ours.logits, stock_logits, strict=True):
+        torch.testing.assert_close(a[0], b, rtol=0, atol=0)
+
+    # the cached encode() output (batched frames) gives the same answer
+    encoded = backend.encode(frames)
+    ans2 = backend.answer(QUESTION, encoded, max_new_tokens=n, min_new_tokens=n)
+    assert ans2.token_ids == stock_ids
+    torch.testing.assert_close(ans2.first_logits, stock_logits[0].float())
+    assert ans2.visual_tokens == len(frames) * 196 and ans2.newline
+
+
+def capture_llm_inputs(backend):
+    """A hook that records the inputs_embeds of each call of the language model."""
+    seen = []
+
+    def hook(module, args, kwargs):
+        seen.append(kwargs["inputs_embeds"].detach().clone())
+
+    handle = backend.model.model.language_model.register_forward_pre_hook(hook, with_kwargs=True)
+    return seen, handle
+
+
+@pytest.mark.parametrize("newline", [True, False])
+def test_compressed_answer_receives_exactly_k_tokens(backend, frames, newline):
+    tokens = backend.encode(frames).reshape(-1, backend.hidden_size)
+    compressed = tokens[::37] * 1.5  # any K x d sequence (K = 16)
+    k = compressed.shape[0]
+    ids, at = backend.prompt_ids(QUESTION)
+    seen, handle = capture_llm_inputs(backend)
+    try:
+        ans = backend.answer(
+            QUESTION, compressed, max_new_tokens=3, min_new_tokens=3, newline=newline
+        )
+    finally:
+        handle.remove()
+    prefill = seen[0][0]  # first call = the prompt's forward pass
+    assert prefill.shape[0] == len(ids) - 1 + k + int(newline) == ans.prompt_tokens
+    assert torch.equal(prefill[at : at + k], compressed)
+    text = backend.model.get_input_embeddings()(ids)
+    assert torch.equal(prefill[:at], text[:at])  # the text around the run is untouched
+    assert torch.equal(prefill[at + k + int(newline) :], text[at + 1 :])
+    if newline:
+        assert torch.equal(prefill[at + k], backend.model.model.image_newline.detach())
+    assert ans.visual_tokens == k and ans.newline == newline
+    assert all(s.shape[1] == 1 for s in seen[1:])  # later calls decode one token each
+
+
+def test_answer_fields_and_kl(backend, frames):
+    tokens = backend.encode(frames)
+    full = backend.answer(QUESTION, tokens, max_new_tokens=4, min_new_tokens=4)
+    small = backend.answer(QUESTION, tokens.reshape(-1, backend.hidden_size)[:50], max_new_tokens=4)
+    vocab = backend.model.config.text_config.vocab_size
+    assert full.first_logits.shape == (vocab,) and full.first_probs.dtype == torch.float32
+    assert abs(float(full.first_probs.sum()) - 1) < 1e-5
+    assert 0 < full.prefill_seconds <= full.generate_seconds
+    assert full.new_tokens == len(full.token_ids) == 4
+    assert len(full.first_top) == 5 and full.first_top[0][1] >= full.first_top[-1][1]
+    assert first_token_kl(full, full) == pytest.approx(0.0, abs=1e-9)
+    assert first_token_kl(full, small) > 0
+    assert not full.pretrained  # random weights: never a real answer
+
+
+def test_visual_attention_scores_each_token(backend, frames):
+    tokens = backend.encode(frames)
+    scores = backend.visual_attention(QUESTION, tokens)
+    assert scores.shape == (len(frames) * 196,) and scores.dtype == torch.float32
+    assert (scores >= 0).all() and float(scores.sum()) <= 1 + 1e-5
+    assert backend.model.config.text_config._attn_implementation == "sdpa"  # restored
+
+
+def test_answer_rejects_wrong_width(backend):
+    with pytest.raises(ValueError):
+        backend.answer(QUESTION, torch.zeros(5, backend.hidden_size + 1))
+
+
+def test_prompt_has_one_placeholder(backend):
+    prompt = backend.build_prompt("what is <video> this?")
+    assert prompt.count("<video>") == 1 and "<|im_start|>assistant" in prompt
+
+
+# ----------------------------------------------------------------------------- flags, fallback
+
+
+def test_random_weights_flag(backend, tiny_llava_folder, tmp_path):
+    assert backend.pretrained is False
+    assert "RANDOMLY INITIALISED" in backend.description
+    assert backend.can_answer and backend.unavailable_reason is None
+    folder = tmp_path / "unflagged"
+    shutil.copytree(tiny_llava_folder, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["scissor_viz_random_weights"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    unflagged = load_backend(str(folder), fallback=False)
+    assert unflagged.pretrained is True and "RANDOMLY" not in unflagged.description
+
+
+def test_missing_weights_are_not_pretrained(tiny_llava_folder, tmp_path):
+    """Weights absent from a checkpoint are randomly initialised by transformers: say so."""
+    import safetensors.torch
+
+    folder = tmp_path / "partial"
+    shutil.copytree(tiny_llava_folder, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["scissor_viz_random_weights"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    weights = safetensors.torch.load_file(folder / "model.safetensors")
+    dropped = [k for k in weights if "multi_modal_projector.linear_1.weight" in k]
+    assert len(dropped) == 1
+    del weights[dropped[0]]
+    safetensors.torch.save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    b = load_backend(str(folder), fallback=False)
+    assert b.pretrained is False and "missing" in b.description
+
+
+def test_cpu_low_precision_uses_eager_attention(tiny_llava_folder, monkeypatch):
+    monkeypatch.setenv("SCISSOR_VIZ_DTYPE", "bfloat16")
+    b = load_backend(str(tiny_llava_folder), device="cpu", fallback=False)
+    assert b.dtype == torch.bfloat16
+    assert b.model.config.text_config._attn_implementation == "eager"
+    assert b.model.config.vision_config._attn_implementation == "eager"
+    assert b.encode(random_frames(1, 32, 32)).dtype == torch.float32
+    monkeypatch.setenv("SCISSOR_VIZ_DTYPE", "float64")
+    assert "SCISSOR_VIZ_DTYPE" in load_backend(str(tiny_llava_folder)).load_error
+
+
+def test_fallback_for_missing_folder():
+    start = time.perf_counter()
+    b = load_backend("/nonexistent/llava-folder")
+    assert time.perf_counter() - start < 5
+    assert isinstance(b, PixelBackend) and not b.can_answer and not b.pretrained
+    assert "/nonexistent/llava-folder" in b.load_error and "does not exist" in b.load_error
+    assert "SCISSOR_VIZ_CHECKPOINT" in b.load_error and "HF_HOME" in b.load_error
+    assert b.load_error in b.unavailable_reason
+    with pytest.raises(AnswerUnavailable, match="none is loaded"):
+        b.answer(QUESTION, torch.zeros(3, b.hidden_size))
+
+
+def test_fallback_for_hub_id_when_offline(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    start = time.perf_counter()
+    b = load_backend("llava-hf/llava-onevision-qwen2-7b-ov-hf")
+    assert time.perf_counter() - start < 10  # no hanging on the network
+    assert isinstance(b, PixelBackend)
+    assert "not in the Hugging Face cache" in b.load_error and "unreachable" in b.load_error
+    assert "llava-hf/llava-onevision-qwen2-7b-ov-hf" in b.load_error
+    assert hub_reachable() is False
+
+
+def test_fallback_for_a_folder_that_is_not_llava(tmp_path):
+    from transformers import Qwen2Config
+
+    Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(
+        tmp_path
+    )
+    b = load_backend(str(tmp_path))
+    assert isinstance(b, PixelBackend) and "not LLaVA-OneVision" in b.load_error
+
+
+def test_checkpoint_from_environment(monkeypatch, tiny_llava_folder):
+    monkeypatch.delenv("SCISSOR_VIZ_CHECKPOINT", raising=False)
+    assert resolve_checkpoint() == DEFAULT_CHECKPOINT
+    monkeypatch.setenv("SCISSOR_VIZ_CHECKPOINT", str(tiny_llava_folder))
+    assert resolve_checkpoint() == str(tiny_llava_folder)
+    assert resolve_checkpoint("other/model") == "other/model"
+    b = load_backend()
+    assert isinstance(b, LlavaOnevisionBackend) and b.checkpoint == str(tiny_llava_folder)
+    monkeypatch.setenv("SCISSOR_VIZ_DEVICE", "cpu")
+    assert resolve_device() == torch.device("cpu")
+
+
+def test_lazy_backend_loads_on_demand(tiny_llava_folder):
+    lazy = LazyBackend(str(tiny_llava_folder))
+    assert not lazy.loaded and lazy._thread is None  # constructing loads nothing
+    seen = []
+    b = lazy.get(progress=lambda f, m: seen.append(f))
+    assert lazy.loaded and isinstance(b, LlavaOnevisionBackend) and lazy.get() is b
+    assert seen and seen[-1] == 1.0
+    missing = LazyBackend("/nonexistent/folder").start()
+    assert isinstance(missing.get(timeout=10), PixelBackend)
+
+
+# ----------------------------------------------------------------------------- pixels
+
+
+def test_pixel_backend_shapes_dtype_determinism():
+    b = PixelBackend()
+    frames = random_frames(2, 70, 150, seed=5)
+    x = b.encode(frames)
+    assert x.shape == (2, 196, DESCRIPTOR_SIZE) and x.dtype == torch.float32
+    assert b.hidden_size == DESCRIPTOR_SIZE and b.tokens_per_frame == 196
+    assert torch.isfinite(x).all()
+    b.cache.clear()
+    assert torch.equal(b.encode(frames), x)
+    assert torch.equal(PixelBackend().encode(frames), x)
+    assert "pixel descriptors" in b.description and "no model loaded" in b.description
+    assert not b.can_answer and not b.pretrained and b.unavailable_reason
+
+
+def test_pixel_descriptors_tell_images_and_cells_apart():
+    a, b = random_frames(1, 64, 64, seed=6)[0], random_frames(1, 64, 64, seed=7)[0]
+    assert not np.allclose(frame_descriptors(a), frame_descriptors(b))
+    half = np.zeros((384, 384, 3), np.uint8)
+    half[:, :192] = (200, 30, 30)
+    half[:, 192:] = (30, 30, 200)
+    d = frame_descriptors(half).reshape(14, 14, -1)
+    assert np.allclose(d[:, 0], d[0, 0], atol=1e-5) and np.allclose(d[:, -1], d[0, -1], atol=1e-5)
+    assert not np.allclose(d[0, 0], d[0, -1])  # red cells vs blue cells
+    assert d[0, 0, 1] > 0 > d[0, -1, 2]  # a* > 0 (red), b* < 0 (blue)
+    stripes = np.zeros((384, 384, 3), np.uint8)
+    stripes[:, ::8] = 255  # vertical stripes: horizontal gradients
+    s = frame_descriptors(stripes).reshape(14, 14, -1)
+    hist = s[7, 7, -8:]
+    assert hist.argmax() == 0  # orientation bin of angle ~0 (gradient along x)
+
+
+# ----------------------------------------------------------------------------- CUDA (skipped here)
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_encode_and_full_answer_match_stock(tiny_llava_folder, frames, dtype):
+    b = load_backend(str(tiny_llava_folder), device="cuda", dtype=dtype, fallback=False)
+    assert b.device.type == "cuda" and b.dtype == dtype
+    stock = stock_video_features(b, b.preprocess(frames).to("cuda", dtype))
+    tokens = b.encode(frames)
+    assert tokens.device.type == "cpu" and tokens.dtype == torch.float32
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    torch.testing.assert_close(tokens.reshape(-1, b.hidden_size), stock[:-1].float().cpu(), **tol)
+    n = 5
+    ids = b.stock_input_ids(QUESTION, len(frames)).to("cuda")
+    with torch.inference_mode():
+        out = b.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            pixel_values_videos=b.preprocess(frames).to("cuda", dtype)[None],
+            **b.generation_kwargs(n, min_new_tokens=n),
+        )
+    ans = b.answer(QUESTION, stock[:-1], max_new_tokens=n, min_new_tokens=n)
+    assert ans.token_ids == out.sequences[0, ids.shape[1] :].tolist()
+    torch.testing.assert_close(ans.first_logits, out.logits[0][0].float().cpu(), rtol=0, atol=0)
+    assert 0 < ans.prefill_seconds <= ans.generate_seconds
