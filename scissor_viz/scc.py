@@ -79,7 +79,8 @@ def _check_epsilon(epsilon: float) -> float:
     return float(epsilon)
 
 
-def _check_retention(retention: float) -> float:
+def check_retention(retention: float) -> float:
+    """The retention as a float, or a ValueError unless it is a ratio in (0, 1]."""
     if not _is_real(retention) or not 0 < retention <= 1:
         raise ValueError(f"retention must be a ratio in (0, 1], got {retention!r}")
     return float(retention)
@@ -386,7 +387,7 @@ class ScissorIndex:
         bracket's two counts, or no float32 tau lies between its ends. Every evaluation is
         cached, so later targets on the same video start from a tight bracket.
         """
-        target = max(_check_retention(retention) * self.num_total, 1.0)  # K is at least 1
+        target = max(check_retention(retention) * self.num_total, 1.0)  # K is at least 1
         with self._lock:
             return self._search(target)
 

@@ -33,7 +33,7 @@ from scissor_viz.models import (
     resolve_checkpoint,
 )
 from scissor_viz.models.pixels import PixelBackend
-from scissor_viz.scc import Compression
+from scissor_viz.scc import Compression, check_retention
 from scissor_viz.video import MAX_FRAMES, VideoError, example_videos
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,9 @@ class Backends:
 
 def describe(backend: Backend) -> str:
     line = f"**Backend:** {backend.name} — {backend.description}"
-    if backend.load_error:
-        line += f"\n\n⚠️ **No model loaded.** {backend.load_error}"
-    if not backend.can_answer:
+    if backend.load_error:  # the reason answers are unavailable too
+        line += f"\n\n⚠️ **No model loaded, so no answers.** {backend.load_error}"
+    elif not backend.can_answer:
         line += f"\n\n**Answers unavailable:** {backend.unavailable_reason or 'no language model'}"
     elif not backend.pretrained:
         line += "\n\n⚠️ **Random weights** (a test model): its text is not a real answer."
@@ -130,6 +130,7 @@ class Session:
     analysis: VideoAnalysis
     comp: Compression | None = None  # set by the first refresh after loading
     curve: tuple[np.ndarray, np.ndarray] | None = None  # (taus, retention) for the plot
+    heights: np.ndarray | None = None  # each frame's spanning-forest merge heights
 
 
 def user_errors(fn):
@@ -223,8 +224,9 @@ def structure_figures(session: Session, frame: int):
     labels = comp.spatial_labels[frame].cpu().numpy()
     if session.curve is None:
         session.curve = analysis.retention_curve()
+        session.heights = viz.spatial_merge_heights(analysis.index.frame_similarity)
     taus, retention = session.curve
-    heights = viz.spatial_merge_heights(analysis.index.frame_similarity)
+    heights = session.heights
     return (
         viz.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame]),
         viz.temporal_graph_figure(analysis.tokens, comp, timestamps=analysis.clip.timestamps),
@@ -297,14 +299,16 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         else:
             comp = session.analysis.compress(retention=float(retention))
         session.comp = comp
-        figures = structure_figures(session, frame)
         return (
             session,
             numbers_markdown(session),
             region_images(session, view, fill),
             gr.update(value=round(comp.tau, 4)),
-            *figures,
         )
+
+    @user_errors
+    def figures_for(session, frame):
+        return structure_figures(_need(session), frame)
 
     @user_errors
     def redraw(session, view, fill):
@@ -344,20 +348,24 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         return region_images(session, view, fill, highlight=component), figure, note
 
     @user_errors
-    def show_answers(session, question, progress=gr.Progress()):
+    def show_answers(session, question, retention, use_tau, tau, progress=gr.Progress()):
         session = _need(session)
         backend = session.analysis.backend
         if not backend.can_answer:
             return f"**Answer unavailable.** {backend.unavailable_reason or 'No language model.'}"
-        progress(0.1, desc=f"answering from {session.comp.num_tokens} tokens")
+        if use_tau:  # the slider's own value: this may run before the redraw for it
+            comp = session.analysis.compress(tau=float(tau))
+        else:
+            comp = session.analysis.compress(retention=float(retention))
+        progress(0.1, desc=f"answering from {comp.num_tokens} tokens")
         ask = gpu(session.analysis.answer)
-        compressed = ask(question, session.comp)
+        compressed = ask(question, comp)
         progress(0.6, desc=f"answering from all {session.analysis.num_tokens} tokens")
         full = ask(question, None)
         warning = "" if backend.pretrained else (
             "⚠️ **Random weights (test model): this text is not a real answer.**\n\n"
         )
-        return warning + answers_markdown(compressed, full, session.comp.retention)
+        return warning + answers_markdown(compressed, full, comp.retention)
 
     @user_errors
     def compare(session, methods, retention, frame, question):
@@ -400,6 +408,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
     @user_errors
     def compress_api(video: gr.FileData, retention: float, frames: int = DEFAULT_FRAMES) -> dict:
         """SCC on a video at a retention ratio in (0, 1]: frames, token counts, retention, tau."""
+        retention = check_retention(retention)  # before any decoding
         analysis = _api_analysis(video, frames)
         return analysis.summary(analysis.compress(retention=float(retention)))
 
@@ -408,6 +417,9 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         video: gr.FileData, question: str, retention: float, frames: int = DEFAULT_FRAMES
     ) -> dict:
         """The model's answer from the compressed tokens, with visual tokens and prefill time."""
+        retention = check_retention(retention)  # before any decoding
+        if not str(question or "").strip():
+            raise gr.Error("Ask a question about the video.")
         analysis = _api_analysis(video, frames)
         comp = analysis.compress(retention=float(retention))
         if not analysis.backend.can_answer:
@@ -428,7 +440,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
 
     # --- layout
 
-    with gr.Blocks(title="scissor-viz: LLaVA-Scissor, visualised") as demo:
+    with gr.Blocks(title="scissor-viz: LLaVA-Scissor, visualised", delete_cache=(3600, 3600)) as demo:
         state = gr.State(None, time_to_live=SESSION_TTL)
         gr.Markdown(
             "# ✂️ scissor-viz\n"
@@ -470,7 +482,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
                             view = gr.Radio(list(VIEWS), value="Temporal step", label="Colour by")
                             fill = gr.Checkbox(False, label="Fill regions with their mean colour")
                         gallery = gr.Gallery(label="Frames and their regions", columns=4,
-                                             height="auto", elem_id="regions")
+                                             height="auto", format="jpeg", elem_id="regions")
                         gr.Markdown(viz.CAPTIONS["overlay"] + " " + viz.CAPTIONS["mean_fill"])
                     with gr.Tab("Answer"):
                         answer_md = gr.Markdown("Compress a video, then ask.", elem_id="answer")
@@ -493,7 +505,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
                                                elem_id="probe-image")
                         probe_note = gr.Markdown()
                         probe_gallery = gr.Gallery(label="Its region in every frame", columns=4,
-                                                   height="auto")
+                                                   height="auto", format="jpeg")
                         gr.Markdown(viz.CAPTIONS["highlight"])
                         probe_plot = gr.Plot(label="Similarity to the clicked token")
                         gr.Markdown(viz.CAPTIONS["probe"])
@@ -516,7 +528,8 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
                         )
                         compare_btn = gr.Button("Compare at this retention", elem_id="compare")
                         compare_gallery = gr.Gallery(label="Same frame, each method", columns=3,
-                                                     height="auto", elem_id="compare-gallery")
+                                                     height="auto", format="jpeg",
+                                                     elem_id="compare-gallery")
                         compare_table = gr.Dataframe(
                             headers=["method", "tokens", "retention", "coverage", "redundancy",
                                      "seconds", "note"],
@@ -537,11 +550,12 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         refresh_io = dict(
             fn=refresh,
             inputs=[state, retention, use_tau, tau, view, fill, frame],
-            outputs=[state, numbers, gallery, tau, *figures],
+            outputs=[state, numbers, gallery, tau],
             **light,
         )
-        answer_io = dict(fn=show_answers, inputs=[state, question], outputs=[answer_md],
-                         concurrency_id="model", concurrency_limit=1, **ui)
+        figures_io = dict(fn=figures_for, inputs=[state, frame], outputs=figures, **light)
+        answer_io = dict(fn=show_answers, inputs=[state, question, retention, use_tau, tau],
+                         outputs=[answer_md], concurrency_id="model", concurrency_limit=1, **ui)
 
         def frame_range(session):
             count = len(session.analysis.clip.frames) if session else DEFAULT_FRAMES
@@ -554,9 +568,12 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
             frame_views, [state, frame, view], [*figures, probe_image, scrub], **light
         )
         loaded.success(**answer_io)
-        for slider in (retention, tau):
-            slider.release(**refresh_io).success(**answer_io)
-        use_tau.change(**refresh_io)
+        # Redraw on every change (keys too; while one redraw runs only the latest waits), the
+        # graphs after it, and ask the model only when the slider is let go.
+        retention.change(**refresh_io, trigger_mode="always_last").success(**figures_io)
+        retention.release(**answer_io)
+        tau.release(**refresh_io).success(**figures_io).success(**answer_io)
+        use_tau.change(**refresh_io).success(**figures_io)
         view.change(redraw, [state, view, fill], [gallery], **light)
         fill.change(redraw, [state, view, fill], [gallery], **light)
         frame.release(frame_views, [state, frame, view], [*figures, probe_image, scrub], **light)

@@ -337,7 +337,7 @@ def test_without_weights_the_page_says_no_model(pixel_url):
     status = c.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, api_name="/load")
     assert "No model loaded" in status and "does not exist" in status
     refresh(c, 0.35)  # the page's chain after Compress: load, refresh, answers
-    text = c.predict(QUESTION, api_name="/show_answers")
+    text = c.predict(QUESTION, 0.35, False, 0.9, api_name="/show_answers")
     assert text.startswith("**Answer unavailable.**") and "none is loaded" in text
 
 
@@ -345,7 +345,7 @@ def test_without_weights_the_page_says_no_model(pixel_url):
 
 
 def refresh(c: Client, retention: float) -> tuple:
-    """The slider's event: (numbers, gallery, tau, 5 figures) for this session."""
+    """The slider's event: (numbers, gallery, tau) for this session."""
     return c.predict(retention, False, 0.9, "Temporal step", False, 0, api_name="/refresh")
 
 
@@ -385,7 +385,7 @@ def test_sessions_are_separate_and_the_slider_never_reencodes(
         refresh(stranger, 0.3)
     check_readable(info.value, r"Pick a video first")
 
-    text = a.predict(QUESTION, api_name="/show_answers")
+    text = a.predict(QUESTION, 0.3, False, 0.9, api_name="/show_answers")  # the slider's values
     assert text.startswith("⚠️ **Random weights (test model): this text is not a real answer.**")
     before, after, _ = numbers_of(refresh(a, 0.3)[0])
     assert f"{after:,} visual tokens" in text and f"{before:,} visual tokens" in text
