@@ -34,6 +34,8 @@ from scipy.sparse.csgraph import connected_components
 EXACT_LIMIT = 16_384  # token sets up to this size get exact components, whatever epsilon says
 GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (3 x 64 MiB)
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
+TAU_RESOLUTION = 2e-6  # tau search stops here: float32 similarities of d-dim tokens differ by
+# about this much between devices and matmul kernels, so finer tau are not reproducible
 
 
 @dataclass(frozen=True)
@@ -384,7 +386,7 @@ class ScissorIndex:
 
         K rises with tau, so this is a bracketed search in tau (interpolating, with bisection
         steps to guarantee progress) that stops once no count lies strictly between the
-        bracket's two counts, or no float32 tau lies between its ends. Every evaluation is
+        bracket's two counts, or its ends are within ``TAU_RESOLUTION``. Every evaluation is
         cached, so later targets on the same video start from a tight bracket.
         """
         target = max(check_retention(retention) * self.num_total, 1.0)  # K is at least 1
@@ -400,7 +402,7 @@ class ScissorIndex:
             above = [t for t, k in self._counts.items() if k >= target]
             lo, hi = max(below), min(above)
             k_lo, k_hi = self._counts[lo], self._counts[hi]
-            if k_hi - k_lo <= 1 or lo >= hi:  # no K left strictly between the two
+            if k_hi - k_lo <= 1 or hi - lo <= TAU_RESOLUTION:  # no K left between the two
                 break
             mid = float(np.float32((lo + hi) / 2))
             if step % 2 == 0:  # interpolate where K should cross the target
