@@ -504,28 +504,20 @@ class LlavaOnevisionBackend(Backend):
     def build_prompt(self, question: str) -> str:
         """The chat prompt for one video and ``question``, with exactly one video placeholder."""
         question = question.replace(self.video_token, "").strip()
-        if self.chat_template:
-            messages = [
-                {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}
-            ]
-            text = self.tokenizer.apply_chat_template(
-                messages,
-                chat_template=self.chat_template,
-                tokenize=False,
-                add_generation_prompt=True,
+        if self.chat_template:  # a multimodal template, else a text-only one (plain Qwen)
+            contents = (
+                [{"type": "video"}, {"type": "text", "text": question}],
+                f"{self.video_token}\n{question}",
             )
-            if text.count(self.video_token) == 1:
-                return text
-            # a text-only template (e.g. the tokenizer's plain Qwen one): string content
-            messages = [{"role": "user", "content": f"{self.video_token}\n{question}"}]
-            text = self.tokenizer.apply_chat_template(
-                messages,
-                chat_template=self.chat_template,
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-            if text.count(self.video_token) == 1:
-                return text
+            for content in contents:
+                text = self.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": content}],
+                    chat_template=self.chat_template,
+                    tokenize=False,
+                    add_generation_prompt=True,
+                )
+                if text.count(self.video_token) == 1:
+                    return text
         return FALLBACK_TEMPLATE.format(video=self.video_token, question=question)
 
     def prompt_ids(self, question: str) -> tuple[torch.Tensor, int]:
