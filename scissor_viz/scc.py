@@ -347,9 +347,9 @@ class ScissorIndex:
             )  # final_k = sum_i weight_i x_i over its tokens i
             own = final_x.gather(0, final_of[None])[0] * weight
             norm_sq = torch.zeros(num, device=own.device).index_add_(0, final_of, own)
-            x_norm = self.gram.diagonal().clamp(min=1e-24).rsqrt()
-            f_norm = norm_sq.clamp(min=1e-24).rsqrt()
-            return (final_x * f_norm[:, None] * x_norm[None, :]).clamp_(-1.0, 1.0).argmax(dim=0)
+            # cos = final_x / (|final_k| |x_j|); |x_j| > 0 scales a whole column, so it cannot
+            # change the column's argmax and is left out (zero columns give token 0, as cos 0)
+            return final_x.mul_(norm_sq.clamp(min=1e-24).rsqrt()[:, None]).argmax(dim=0)
         finals_n = _normalize(finals)
         assignment = torch.empty(self.num_total, dtype=torch.long, device=finals.device)
         step = max(1, BLOCK_ELEMENTS // len(finals))
