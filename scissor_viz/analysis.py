@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from scissor_viz.methods import METHODS, Reduction
+from scissor_viz.metrics import answer_fidelity
 from scissor_viz.models import Answer, Backend, ProgressFn, report, scaled
 from scissor_viz.scc import Compression, ScissorIndex
 from scissor_viz.sweep import VideoTokens, run_method
 from scissor_viz.video import VideoClip, load_video
 
-MAX_ANSWERS = 16  # answers kept per video (question x retention)
+MAX_ANSWERS = 32  # answers kept per video (question x method x retention)
 MAX_REDUCTIONS = 128  # other methods' results kept per video (method x retention)
 
 
@@ -104,15 +105,24 @@ class VideoAnalysis:
         )
 
     def answer(
-        self, question: str, comp: Compression | None = None, max_new_tokens: int = 64
+        self,
+        question: str,
+        reduced: Compression | Reduction | None = None,
+        max_new_tokens: int = 64,
     ) -> Answer:
-        """The backend's answer from the compressed tokens (or every token when ``comp`` is
-        None); cached per (question, tokens). Raises AnswerUnavailable without a model."""
+        """The backend's answer from a compression's (or another method's) tokens, or from
+        every token when ``reduced`` is None; cached per (question, tokens). Raises
+        AnswerUnavailable without a model."""
         question = question.strip()
         if not question:
             raise ValueError("ask a question about the video")
-        tokens = self.tokens.flatten(0, 1) if comp is None else comp.tokens
-        key = (question, max_new_tokens, "full" if comp is None else (comp.tau, comp.num_tokens))
+        if reduced is None:
+            tokens, which = self.tokens.flatten(0, 1), ("full",)
+        else:
+            tokens = reduced.tokens
+            which = (getattr(reduced, "method", "scc"), reduced.retention, reduced.num_tokens,
+                     getattr(reduced, "tau", None))  # fmt: skip
+        key = (question, max_new_tokens, which)
         with self._lock:
             if key in self._answers:
                 self._answers.move_to_end(key)
@@ -123,6 +133,23 @@ class VideoAnalysis:
             while len(self._answers) > MAX_ANSWERS:
                 self._answers.popitem(last=False)
         return answer
+
+    def answer_fidelity(self, question: str, reduced: Compression | Reduction) -> dict:
+        """How the answer from ``reduced`` compares with the full-token answer."""
+        full, mine = self.answer(question), self.answer(question, reduced)
+        return dict(
+            answer_fidelity(
+                full.text,
+                mine.text,
+                full_logits=full.first_logits,
+                logits=mine.first_logits,
+                visual_tokens=mine.visual_tokens,
+                prefill_s=mine.prefill_seconds,
+            ),
+            answer=mine.text,
+            full_answer=full.text,
+            full_prefill_s=full.prefill_seconds,
+        )
 
     # --- the other methods
 

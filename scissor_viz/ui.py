@@ -269,6 +269,29 @@ def compare_curves(session: Session, methods: list[str], question, progress) -> 
     return rows
 
 
+def answer_rows(session: Session, methods: list[str], retention: float, question, progress):
+    """Each method's answer against the full-token one (needs a model that answers)."""
+    analysis = session.analysis
+    backend = analysis.backend
+    if not backend.can_answer:
+        raise gr.Error(f"Comparing answers needs a model. {backend.unavailable_reason or ''}")
+    usable = [m for m in methods if m in analysis.methods()]
+    rows = []
+    for i, method in enumerate(usable):
+        progress(i / max(len(usable), 1), desc=f"answering with {METHOD_LABELS[method]}")
+        fid = analysis.answer_fidelity(question, analysis.reduce(method, retention, question)[0])
+        kl = fid["first_token_kl"]
+        rows.append([METHOD_LABELS[method], fid["visual_tokens"], fid["exact_match"],
+                     round(fid["token_f1"], 3), None if kl is None else round(kl, 4),
+                     round(fid["prefill_s"], 3), fid["answer"]])
+    full = analysis.answer(question)
+    note = f"Full-token answer ({full.visual_tokens:,} visual tokens, prefill " \
+           f"{full.prefill_seconds:.2f} s): {full.text.strip() or '(empty)'}"
+    if not backend.pretrained:
+        note = "⚠️ **Random weights (test model): these texts are not real answers.**\n\n" + note
+    return rows, note
+
+
 # ----------------------------------------------------------------------------- the demo
 
 
@@ -375,6 +398,10 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
     def curves(session, methods, question, progress=gr.Progress()):
         rows = compare_curves(_need(session), methods, question, progress)
         return viz.metric_curves_figure(rows, METHOD_LABELS)
+
+    @user_errors
+    def compare_answers(session, methods, retention, question, progress=gr.Progress()):
+        return gpu(answer_rows)(_need(session), methods, float(retention), question, progress)
 
     @user_errors
     def export_files(session, view, fill, progress=gr.Progress()):
@@ -537,6 +564,13 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
                         )
                         curves_btn = gr.Button("Curves from 5 % to 100 % retention")
                         curves_plot = gr.Plot(label="Metrics against retention")
+                        answers_btn = gr.Button("Compare answers (needs a model)")
+                        answers_note = gr.Markdown()
+                        answers_table = gr.Dataframe(
+                            headers=["method", "visual tokens", "exact match", "token F1",
+                                     "first-token KL", "prefill s", "answer"],
+                            label="Answers against the full-token answer", wrap=True,
+                        )
                     with gr.Tab("Export"):
                         gr.Markdown("The overlays as an animated GIF and an MP4 for slides, and "
                                     "the partition as JSON (spatial, temporal and merge labels).")
@@ -586,6 +620,9 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
                           concurrency_limit=2, **ui)
         curves_btn.click(curves, [state, methods, question], [curves_plot],
                          concurrency_id="heavy", concurrency_limit=2, **ui)
+        answers_btn.click(compare_answers, [state, methods, retention, question],
+                          [answers_table, answers_note], concurrency_id="model",
+                          concurrency_limit=1, **ui)
         choice.change(backends.status, [choice, ckpt], [status], **light)
         gr.api(compress_api, api_name="compress", concurrency_id="heavy", concurrency_limit=2)
         gr.api(answer_api, api_name="answer", concurrency_id="model", concurrency_limit=1)

@@ -507,3 +507,38 @@ def test_app_py_serves_on_gradio_server_port(tmp_path):
             proc.kill()
             proc.wait()
         log.close()
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def test_compare_methods_and_their_answers(model_url, pixel_url):
+    """The Compare tab: every method's regions and numbers at one retention; with a model,
+    each method's answer against the full-token one (labelled: random weights)."""
+    c = client(model_url)
+    c.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, api_name="/load")
+    refresh(c, 0.2)
+    methods = ["scc", "pool", "random", "tome", "fastv"]
+    gallery, table = c.predict(methods, 0.2, 0, QUESTION, api_name="/compare")
+    assert len(gallery) == len(methods)  # FastV too: the model is loaded
+    rows = {row[0]: row for row in table["data"]}
+    budget = round(0.2 * 4 * PER_FRAME)
+    assert rows["Random selection"][1] == budget and rows["FastV (LLM attention)"][1] == budget
+    for row in rows.values():
+        assert 0 < row[3] <= 1  # coverage
+    answers, note = c.predict(methods, 0.2, QUESTION, api_name="/compare_answers")
+    assert note.startswith("⚠️ **Random weights (test model)")
+    by_method = {row[0]: row for row in answers["data"]}
+    assert set(by_method) == {r for r in rows}
+    assert by_method["Random selection"][1] == budget  # visual tokens handed to the model
+    for row in by_method.values():
+        assert row[2] in (0, 1) and 0 <= row[3] <= 1 and row[4] >= 0  # EM, F1, KL
+
+    p = client(pixel_url)  # no model: FastV is skipped, answers are refused with the reason
+    p.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, api_name="/load")
+    refresh(p, 0.2)
+    gallery, _ = p.predict(methods, 0.2, 0, QUESTION, api_name="/compare")
+    assert len(gallery) == len(methods) - 1
+    with pytest.raises(AppError) as info:
+        p.predict(methods, 0.2, QUESTION, api_name="/compare_answers")
+    check_readable(info.value, r"needs a model")

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 
+from scissor_viz.metrics import first_token_kl
 from scissor_viz.models import (
     DEFAULT_CHECKPOINT,
     AnswerUnavailable,
     LazyBackend,
     TokenCache,
-    first_token_kl,
     load_backend,
     resolve_checkpoint,
     resolve_device,
@@ -333,8 +333,8 @@ def test_answer_fields_and_kl(backend, frames):
     assert 0 < full.prefill_seconds <= full.generate_seconds
     assert full.new_tokens == len(full.token_ids) == 4
     assert len(full.first_top) == 5 and full.first_top[0][1] >= full.first_top[-1][1]
-    assert first_token_kl(full, full) == pytest.approx(0.0, abs=1e-9)
-    assert first_token_kl(full, small) > 0
+    assert first_token_kl(full.first_logits, full.first_logits) == pytest.approx(0.0, abs=1e-9)
+    assert first_token_kl(full.first_logits, small.first_logits) > 0
     assert not full.pretrained  # random weights: never a real answer
 
 

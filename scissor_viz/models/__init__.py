@@ -68,7 +68,7 @@ class Answer:
     """One generated answer, with what a fidelity comparison needs.
 
     ``first_logits``/``first_probs`` are the model's raw distribution over the vocabulary for the
-    first answer token (float32, CPU); compare two answers with :func:`first_token_kl`.
+    first answer token (float32, CPU); ``scissor_viz.metrics.first_token_kl`` compares two.
     """
 
     text: str
@@ -88,13 +88,6 @@ class Answer:
     @property
     def decode_seconds(self) -> float:
         return max(self.generate_seconds - self.prefill_seconds, 0.0)
-
-
-def first_token_kl(reference: Answer, other: Answer) -> float:
-    """KL(reference || other) of the first answer token's distributions, in nats."""
-    p = reference.first_logits.double().log_softmax(-1)
-    q = other.first_logits.double().log_softmax(-1)
-    return float((p.exp() * (p - q)).sum())
 
 
 class Backend(ABC):
@@ -289,7 +282,6 @@ __all__ = [
     "LazyBackend",
     "ProgressFn",
     "TokenCache",
-    "first_token_kl",
     "load_backend",
     "resolve_checkpoint",
     "resolve_device",
