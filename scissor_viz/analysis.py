@@ -26,6 +26,7 @@ from scissor_viz.video import VideoClip, load_video
 
 MAX_ANSWERS = 32  # answers kept per video (question x method x retention)
 MAX_REDUCTIONS = 128  # other methods' results kept per video (method x retention)
+DEFAULT_FASTV_QUESTION = "Describe the video."  # FastV's attention needs a prompt
 
 
 @dataclass
@@ -158,13 +159,16 @@ class VideoAnalysis:
         can_attend = hasattr(self.backend, "visual_attention")
         return [k for k, m in METHODS.items() if m.model != "required" or can_attend]
 
-    def method_tokens(self, question: str | None = None) -> VideoTokens:
-        """This video's tokens with the model hooks the methods use where there is a model."""
-        attention_fn = None
+    def method_tokens(self, question: str | None = None, method: str = "") -> VideoTokens:
+        """This video's tokens with the model hooks the methods use where there is a model:
+        the LLM's attention for FastV, the vision tower's for VisionZip (token norms without)."""
+        attention_fn, importance = None, None
         if hasattr(self.backend, "visual_attention"):
-            text = (question or "").strip() or "Describe the video."
+            text = (question or "").strip() or DEFAULT_FASTV_QUESTION
             attention_fn = lambda t: self.backend.visual_attention(text, t)  # noqa: E731
-        return VideoTokens(self.tokens, self.backend.name, self.clip.key, None, attention_fn)
+        if method == "visionzip" and hasattr(self.backend, "vision_importance"):
+            importance = self.backend.vision_importance(self.clip.frames, key=self.clip.key)
+        return VideoTokens(self.tokens, self.backend.name, self.clip.key, importance, attention_fn)
 
     def reduce(
         self, method: str, retention: float, question: str | None = None
@@ -175,7 +179,7 @@ class VideoAnalysis:
             if key in self._reductions:
                 self._reductions.move_to_end(key)
                 return self._reductions[key]
-        result = run_method(self.method_tokens(question), method, retention)
+        result = run_method(self.method_tokens(question, method), method, retention)
         with self._lock:
             self._reductions[key] = result
             while len(self._reductions) > MAX_REDUCTIONS:

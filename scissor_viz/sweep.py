@@ -77,10 +77,11 @@ def parse_retentions(text: str) -> tuple[float, ...]:
     return values
 
 
-def backend_tokens(checkpoint: str | None = None) -> TokensFn:
+def backend_tokens(checkpoint: str | None = None, question: str = "Describe the video.") -> TokensFn:
     """Tokens from ``scissor_viz.models.load_backend(checkpoint)`` (pixel descriptors when no
     model loads) on frames from ``scissor_viz.video.load_video``. The backend loads on the first
-    video that needs tokens. FastV and VisionZip attention are not wired yet: VisionZip falls
+    video that needs tokens. With a model, VisionZip ranks tokens by the vision tower's
+    attention and FastV by the LLM's attention to ``question``; without one VisionZip falls
     back to token norms and FastV is skipped."""
     backend = None
 
@@ -92,7 +93,12 @@ def backend_tokens(checkpoint: str | None = None) -> TokensFn:
         if backend is None:
             backend = load_backend(checkpoint)
         clip = load_video(path, frames)
-        return VideoTokens(backend.encode(clip.frames, key=clip.key), backend.name, clip.key)
+        tokens = backend.encode(clip.frames, key=clip.key)
+        importance, attention_fn = None, None
+        if hasattr(backend, "vision_importance"):
+            importance = backend.vision_importance(clip.frames, key=clip.key)
+            attention_fn = lambda t: backend.visual_attention(question, t)  # noqa: E731
+        return VideoTokens(tokens, backend.name, clip.key, importance, attention_fn)
 
     return tokens_of
 

@@ -518,7 +518,7 @@ def test_compare_methods_and_their_answers(model_url, pixel_url):
     c = client(model_url)
     c.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, api_name="/load")
     refresh(c, 0.2)
-    methods = ["scc", "pool", "random", "tome", "fastv"]
+    methods = ["scc", "pool", "random", "tome", "visionzip", "fastv"]
     gallery, table = c.predict(methods, 0.2, 0, QUESTION, api_name="/compare")
     assert len(gallery) == len(methods)  # FastV too: the model is loaded
     rows = {row[0]: row for row in table["data"]}
@@ -526,6 +526,7 @@ def test_compare_methods_and_their_answers(model_url, pixel_url):
     assert rows["Random selection"][1] == budget and rows["FastV (LLM attention)"][1] == budget
     for row in rows.values():
         assert 0 < row[3] <= 1  # coverage
+    assert rows["VisionZip"][6] == "importance from vision-tower attention"  # with the model
     answers, note = c.predict(methods, 0.2, QUESTION, api_name="/compare_answers")
     assert note.startswith("⚠️ **Random weights (test model)")
     by_method = {row[0]: row for row in answers["data"]}
@@ -537,8 +538,9 @@ def test_compare_methods_and_their_answers(model_url, pixel_url):
     p = client(pixel_url)  # no model: FastV is skipped, answers are refused with the reason
     p.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, api_name="/load")
     refresh(p, 0.2)
-    gallery, _ = p.predict(methods, 0.2, 0, QUESTION, api_name="/compare")
+    gallery, table = p.predict(methods, 0.2, 0, QUESTION, api_name="/compare")
     assert len(gallery) == len(methods) - 1
+    assert {row[0]: row[6] for row in table["data"]}["VisionZip"].startswith("importance from token norms")
     with pytest.raises(AppError) as info:
         p.predict(methods, 0.2, QUESTION, api_name="/compare_answers")
     check_readable(info.value, r"needs a model")

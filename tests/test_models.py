@@ -346,6 +346,25 @@ def test_visual_attention_scores_each_token(backend, frames):
     assert backend.model.config.text_config._attn_implementation == "sdpa"  # restored
 
 
+def test_vision_importance_is_the_towers_attention_pooled(backend, frames):
+    importance = backend.vision_importance(frames, key="importance-clip")
+    assert importance.shape == (len(frames), 196) and importance.dtype == torch.float32
+    tower = backend.model.model.vision_tower
+    previous = tower.config._attn_implementation
+    tower.set_attn_implementation("eager")
+    try:  # the reference: transformers' own attentions of the last layer
+        with torch.inference_mode():
+            out = tower(pixel_values=backend.preprocess(frames), output_attentions=True)
+    finally:
+        tower.set_attn_implementation(previous)
+    received = out.attentions[-1].float().mean(dim=(1, 2))  # (T, 729): mean over heads, queries
+    torch.testing.assert_close(received.sum(-1), torch.ones(len(frames)))  # rows sum to 1
+    expected = backend.model.model.apply_pooling(received[..., None])[..., 0]
+    torch.testing.assert_close(importance, expected)
+    assert tower.config._attn_implementation == previous  # restored
+    assert backend.vision_importance(frames, key="importance-clip") is importance  # cached
+
+
 def test_answer_rejects_wrong_width(backend):
     with pytest.raises(ValueError):
         backend.answer(QUESTION, torch.zeros(5, backend.hidden_size + 1))

@@ -499,6 +499,43 @@ class LlavaOnevisionBackend(Backend):
             raise RuntimeError(f"expected {n} (+1) video features, got {feats.shape[0]}")
         return feats.reshape(b, self.tokens_per_frame, self.hidden_size)
 
+    def vision_importance(
+        self, frames: np.ndarray, key: Hashable | None = None, progress: ProgressFn | None = None
+    ) -> torch.Tensor:
+        """VisionZip's importance of each pooled token -> (T, tokens_per_frame) float32: the
+        attention each patch receives in the vision tower's last layer (mean over heads and
+        queries; SigLIP has no CLS token), pooled 27x27 -> 14x14 by the model's own video
+        pooling. Cached like the tokens."""
+        frames = check_frames(frames)
+        ckey = ("vision-importance", self.cache_key(frames, key))
+        hit = self.cache.get(ckey)
+        if hit is not None:
+            return hit
+        tower = self.model.model.vision_tower
+        captured: list[torch.Tensor] = []
+
+        def grab(_module, _inputs, output) -> None:
+            captured.append(output[1].float().mean(dim=(1, 2)))  # (b, patches) received
+
+        layer = getattr(tower, "vision_model", tower).encoder.layers[-1].self_attn  # 5.x layouts
+        handle = layer.register_forward_hook(grab)
+        previous = tower.config._attn_implementation
+        n = len(frames)
+        try:
+            with self._lock, torch.inference_mode():
+                tower.set_attn_implementation("eager")  # the only one that returns weights
+                for start in range(0, n, self.batch_size):
+                    pixels = self.preprocess(frames[start : start + self.batch_size])
+                    tower(pixel_values=pixels.to(self.device, self.dtype))
+                    report(progress, min(start + self.batch_size, n) / n, "vision attention")
+        finally:
+            handle.remove()
+            tower.set_attn_implementation(previous)
+        received = torch.cat(captured)[..., None]  # (T, patches, 1)
+        importance = self.model.model.apply_pooling(received)[..., 0].cpu()
+        self.cache.put(ckey, importance)
+        return importance
+
     # -- answering ----------------------------------------------------------------------------
 
     def build_prompt(self, question: str) -> str:
