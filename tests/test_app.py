@@ -24,9 +24,6 @@ import json
 import math
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -42,6 +39,7 @@ from scissor_viz.models import load_backend
 from scissor_viz.models.llava_onevision import LlavaOnevisionBackend
 from scissor_viz.ui import MODEL_CHOICE, build_demo
 from tests import video_fixtures as vf
+from tests.serving import free_port, serve_app
 from tests.tiny_llava import build_tiny_llava_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,12 +52,6 @@ FEW = 3  # tokens_after may miss retention * tokens_before by this many (SCC's K
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch(demo) -> str:
@@ -469,44 +461,14 @@ def test_many_users_at_once(model_url, tiny_backend, bad, clip_4k):
 
 
 def test_app_py_serves_on_gradio_server_port(tmp_path):
-    port = free_port()
-    env = dict(
-        os.environ,
-        GRADIO_SERVER_NAME="127.0.0.1",
-        GRADIO_SERVER_PORT=str(port),
-        GRADIO_ANALYTICS_ENABLED="False",
-        SCISSOR_VIZ_CHECKPOINT=str(tmp_path / "no-weights-here"),
-        PYTHONUNBUFFERED="1",
-    )
-    log = (tmp_path / "app.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (tmp_path / "app.log").read_text()
-            try:
-                if httpx.get(url, timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "app.log").read_text()
-            time.sleep(0.5)
+    no_weights = str(tmp_path / "no-weights-here")
+    with serve_app(tmp_path / "app.log", SCISSOR_VIZ_CHECKPOINT=no_weights) as url:
+        assert url.startswith("http://127.0.0.1:")
         c = client(url)
         check_summary(compress(c, CLIP, 0.35, 4), 0.35, 4, backend="pixels")
         with pytest.raises(AppError) as info:
             answer(c, CLIP, QUESTION, 0.35, 4)
         check_readable(info.value, r"No model is loaded")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 # ----------------------------------------------------------------------------- compare

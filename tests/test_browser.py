@@ -19,9 +19,6 @@ import hashlib
 import io
 import os
 import re
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +26,8 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest
+
+from tests.serving import free_port, serve_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -56,12 +55,6 @@ pytestmark = [
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def open_page(browser, url: str):
@@ -242,33 +235,11 @@ def save_screenshot(
     from scissor_viz.models import DEFAULT_CHECKPOINT
 
     tmp = Path(tmp or tempfile.mkdtemp(prefix="scissor-viz-screenshot-"))
-    port = free_port()
-    env = dict(
-        os.environ,
-        GRADIO_SERVER_NAME="127.0.0.1",
-        GRADIO_SERVER_PORT=str(port),
-        GRADIO_ANALYTICS_ENABLED="False",
-        HF_HUB_OFFLINE="1",
-    )
-    env.pop("SCISSOR_VIZ_CHECKPOINT", None)
+    hidden = None  # this machine may have the weights in its cache: hide them
     if isinstance(try_to_load_from_cache(DEFAULT_CHECKPOINT, "config.json"), str):
-        env["HF_HOME"] = str(tmp / "hf-home")  # this machine has the weights: hide them
-    with (tmp / "app.log").open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=log
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        import httpx
-
-        def up():
-            assert proc.poll() is None, (tmp / "app.log").read_text()
-            try:
-                return httpx.get(url, timeout=5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, 180_000, "python app.py to serve")
+        hidden = str(tmp / "hf-home")
+    home = hidden or os.environ.get("HF_HOME")
+    with serve_app(tmp / "app.log", HF_HUB_OFFLINE="1", SCISSOR_VIZ_CHECKPOINT=None, HF_HOME=home) as url:
         page = open_page(browser, url)
         page.set_viewport_size({"width": 1400, "height": 1200})
         counts = compress_example(page)
@@ -287,13 +258,6 @@ def save_screenshot(
         time.sleep(1.0)  # let the video poster and the gallery settle
         png = page.screenshot(full_page=False)
         page.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     image = Image.open(io.BytesIO(png)).convert("RGB")
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
