@@ -482,6 +482,46 @@ def _edge_note(drawn: int, total: int) -> str:
     return f"{total} edges" if drawn == total else f"strongest {drawn} of {total} edges"
 
 
+def _add_graph(
+    fig: go.Figure,
+    x: np.ndarray,
+    y: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    labels: np.ndarray,
+    size: Any,
+    name: str,
+    customdata: np.ndarray,
+    hover: str,
+    edge_alpha: float,
+) -> None:
+    """A graph's edges (grey lines i-j) under its nodes (dots coloured by label)."""
+    fig.add_trace(
+        go.Scatter(
+            **_segments(x, y, i, j),
+            mode="lines",
+            name="edges",
+            hoverinfo="skip",
+            line={"color": f"rgba(60,60,60,{edge_alpha})", "width": 1},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="markers",
+            name=name,
+            marker={
+                "size": size,
+                "color": _hex(palette(int(labels.max()) + 1)[labels]),
+                "line": {"color": "black", "width": 0.5},
+            },
+            customdata=customdata,
+            hovertemplate=hover + "<extra></extra>",
+        )
+    )
+
+
 def tau_graph_figure(
     similarity: Any,
     tau: float,
@@ -517,31 +557,10 @@ def tau_graph_figure(
                 hoverinfo="skip",
             )
         )
-    fig.add_trace(
-        go.Scatter(
-            **_segments(x, y, i, j),
-            mode="lines",
-            name="edges",
-            hoverinfo="skip",
-            line={"color": "rgba(60,60,60,0.45)", "width": 1},
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=y,
-            mode="markers",
-            name="tokens",
-            marker={
-                "size": 9,
-                "color": _hex(palette(int(lab.max()) + 1)[lab]),
-                "line": {"color": "black", "width": 0.5},
-            },
-            customdata=np.stack([tokens, lab], 1),
-            hovertemplate="token %{customdata[0]} (row %{y}, col %{x})<br>"
-            "region %{customdata[1]}<extra></extra>",
-        )
-    )
+    _add_graph(
+        fig, x, y, i, j, lab, 9, "tokens", np.stack([tokens, lab], 1),
+        "token %{customdata[0]} (row %{y}, col %{x})<br>region %{customdata[1]}", 0.45,
+    )  # fmt: skip
     fig.update_xaxes(range=[-0.6, g - 0.4], showgrid=False, constrain="domain")
     fig.update_yaxes(range=[g - 0.4, -0.6], showgrid=False, scaleanchor="x")
     return fig
@@ -596,31 +615,11 @@ def temporal_graph_figure(
         "row",
         showlegend=False,
     )
-    fig.add_trace(
-        go.Scatter(
-            **_segments(x, row, i, j),
-            mode="lines",
-            name="edges",
-            hoverinfo="skip",
-            line={"color": "rgba(60,60,60,0.35)", "width": 1},
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=row,
-            mode="markers",
-            name="regions",
-            marker={
-                "size": 4 + 2 * np.sqrt(sizes),
-                "color": _hex(palette(int(final.max()) + 1)[final]),
-                "line": {"color": "black", "width": 0.5},
-            },
-            customdata=np.stack([frame_of, sizes, final], 1),
-            hovertemplate="frame %{customdata[0]}, %{customdata[1]} tokens<br>"
-            "final token %{customdata[2]}<extra></extra>",
-        )
-    )
+    _add_graph(
+        fig, x, row, i, j, final, 4 + 2 * np.sqrt(sizes), "regions",
+        np.stack([frame_of, sizes, final], 1),
+        "frame %{customdata[0]}, %{customdata[1]} tokens<br>final token %{customdata[2]}", 0.35,
+    )  # fmt: skip
     ticks = [
         f"{t}" if timestamps is None else f"{t} ({timestamps[t]:.1f} s)" for t in range(t_count)
     ]
