@@ -338,27 +338,10 @@ def test_fastv_select_keeps_top_scores():
 
 @pytest.fixture(scope="module")
 def tiny_llava():
-    transformers = pytest.importorskip("transformers")
-    config = transformers.LlavaOnevisionConfig(
-        vision_config=transformers.SiglipVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=384,
-            patch_size=14,
-        ),
-        text_config=transformers.Qwen2Config(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=128,
-        ),
-    )
-    torch.manual_seed(0)
-    return transformers.LlavaOnevisionForConditionalGeneration(config).eval()
+    pytest.importorskip("transformers")
+    from tests.tiny_llava import build_tiny_model, build_tokenizer
+
+    return build_tiny_model(build_tokenizer())
 
 
 def reference_attention(model, embeds, mask, layer):
