@@ -63,6 +63,11 @@ except ImportError:  # pragma: no cover - depends on the host
         return fn if fn is not None else (lambda f: f)
 
 
+# The model's work, wrapped once at import (ZeroGPU registers functions when they are decorated).
+open_video = gpu(VideoAnalysis.open)
+ask_model = gpu(VideoAnalysis.answer)
+
+
 # ----------------------------------------------------------------------------- backends
 
 
@@ -269,6 +274,7 @@ def compare_curves(session: Session, methods: list[str], question, progress) -> 
     return rows
 
 
+@gpu
 def answer_rows(session: Session, methods: list[str], retention: float, question, progress):
     """Each method's answer against the full-token one (needs a model that answers)."""
     analysis = session.analysis
@@ -308,7 +314,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         if not video:
             raise gr.Error("Upload a video or click one of the examples.")
         chosen = backends.get(choice, (ckpt or "").strip() or None, _progress_fn(progress))
-        analysis = gpu(VideoAnalysis.open)(
+        analysis = open_video(
             video, chosen, int(frames), float(epsilon or 0.0), _progress_fn(progress)
         )
         return Session(analysis), backends.status(choice, ckpt)
@@ -381,10 +387,9 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         else:
             comp = session.analysis.compress(retention=float(retention))
         progress(0.1, desc=f"answering from {comp.num_tokens} tokens")
-        ask = gpu(session.analysis.answer)
-        compressed = ask(question, comp)
+        compressed = ask_model(session.analysis, question, comp)
         progress(0.6, desc=f"answering from all {session.analysis.num_tokens} tokens")
-        full = ask(question, None)
+        full = ask_model(session.analysis, question)
         warning = "" if backend.pretrained else (
             "⚠️ **Random weights (test model): this text is not a real answer.**\n\n"
         )
@@ -401,7 +406,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
 
     @user_errors
     def compare_answers(session, methods, retention, question, progress=gr.Progress()):
-        return gpu(answer_rows)(_need(session), methods, float(retention), question, progress)
+        return answer_rows(_need(session), methods, float(retention), question, progress)
 
     @user_errors
     def export_files(session, view, fill, progress=gr.Progress()):
