@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -202,13 +203,18 @@ def numbers_markdown(session: Session) -> str:
     )
 
 
+def verbatim(text: str) -> str:
+    """Model text shown as written, not as Markdown."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text.strip()) or "(empty answer)"
+
+
 def answers_markdown(compressed, full, retention: float) -> str:
     """The compressed answer beside the full-token one, each with its cost."""
 
     def block(title: str, a) -> str:
         return (
             f"**{title}** — {a.visual_tokens:,} visual tokens, prefill {a.prefill_seconds:.2f} s\n\n"
-            f"> {a.text.strip() or '(empty answer)'}"
+            f"> {verbatim(a.text)}"
         )
 
     speedup = full.prefill_seconds / max(compressed.prefill_seconds, 1e-9)
@@ -292,7 +298,7 @@ def answer_rows(session: Session, methods: list[str], retention: float, question
                      round(fid["prefill_s"], 3), fid["answer"]])
     full = analysis.answer(question)
     note = f"Full-token answer ({full.visual_tokens:,} visual tokens, prefill " \
-           f"{full.prefill_seconds:.2f} s): {full.text.strip() or '(empty)'}"
+           f"{full.prefill_seconds:.2f} s): {verbatim(full.text)}"
     if not backend.pretrained:
         note = "⚠️ **Random weights (test model): these texts are not real answers.**\n\n" + note
     return rows, note
