@@ -100,6 +100,12 @@ class Backends:
             return self.injected
         return self.lazy(checkpoint or self.checkpoint).get(progress=progress)
 
+    def loading(self, choice: str, checkpoint: str | None) -> bool:
+        """Whether the chosen model is still loading."""
+        if choice == PIXEL_CHOICE or (self.injected is not None and not checkpoint):
+            return False
+        return not self.lazy(checkpoint or self.checkpoint).loaded
+
     def status(self, choice: str, checkpoint: str | None) -> str:
         """One line saying which backend is active, and why answers may be unavailable."""
         if choice == PIXEL_CHOICE:
@@ -638,6 +644,14 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         gr.api(compress_api, api_name="compress", concurrency_id="heavy", concurrency_limit=2)
         gr.api(answer_api, api_name="answer", concurrency_id="model", concurrency_limit=1)
         demo.load(lambda: backends.status(MODEL_CHOICE, None), None, [status], **ui)
+
+        def poll_status(choice_, ckpt_):  # every 2 s while the model loads, then stops
+            ckpt_ = (ckpt_ or "").strip() or None
+            active = backends.loading(choice_, ckpt_)
+            return backends.status(choice_, ckpt_), gr.Timer(active=active)
+
+        poll = gr.Timer(2.0, active=backends.loading(MODEL_CHOICE, None))
+        poll.tick(poll_status, [choice, ckpt], [status, poll], **light)
 
     backends.start()
     demo.queue(max_size=64, default_concurrency_limit=2)
