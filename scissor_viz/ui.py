@@ -169,6 +169,13 @@ def _progress_fn(progress: gr.Progress):
     return lambda fraction, message: progress(fraction, desc=message)
 
 
+def compression(session: Session, retention: float, use_tau: bool, tau: float) -> Compression:
+    """SCC at the slider's retention, or at the advanced panel's tau."""
+    if use_tau:
+        return session.analysis.compress(tau=float(tau))
+    return session.analysis.compress(retention=float(retention))
+
+
 def _need(session: Session | None) -> Session:
     if session is None or session.comp is None:
         raise gr.Error(NO_VIDEO)
@@ -335,11 +342,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
     def refresh(session, retention, use_tau, tau, view, fill, frame):
         if session is None:  # refresh is what gives a freshly loaded session its compression
             raise gr.Error(NO_VIDEO)
-        if use_tau:
-            comp = session.analysis.compress(tau=float(tau))
-        else:
-            comp = session.analysis.compress(retention=float(retention))
-        session.comp = comp
+        session.comp = comp = compression(session, retention, use_tau, tau)
         return (
             session,
             numbers_markdown(session),
@@ -394,10 +397,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         backend = session.analysis.backend
         if not backend.can_answer:
             return f"**Answer unavailable.** {backend.unavailable_reason or 'No language model.'}"
-        if use_tau:  # the slider's own value: this may run before the redraw for it
-            comp = session.analysis.compress(tau=float(tau))
-        else:
-            comp = session.analysis.compress(retention=float(retention))
+        comp = compression(session, retention, use_tau, tau)  # may run before the redraw for it
         progress(0.1, desc=f"answering from {comp.num_tokens} tokens")
         compressed = ask_model(session.analysis, question, comp)
         progress(0.6, desc=f"answering from all {session.analysis.num_tokens} tokens")
