@@ -119,11 +119,11 @@ def python_scissor(tokens: torch.Tensor, tau: float) -> torch.Tensor:
     for frame in x:
         xn = torch.nn.functional.normalize(frame, dim=-1)
         labels = torch.from_numpy(union_find_components(xn @ xn.T, tau))
-        reps.append(scc._segment_mean(frame, labels, int(labels.max()) + 1))
+        reps.append(scc.segment_mean(frame, labels, int(labels.max()) + 1))
     reps = torch.cat(reps)
     rn = torch.nn.functional.normalize(reps, dim=-1)
     labels = torch.from_numpy(union_find_components(rn @ rn.T, tau))
-    finals = scc._segment_mean(reps, labels, int(labels.max()) + 1)
+    finals = scc.segment_mean(reps, labels, int(labels.max()) + 1)
     flat = x.reshape(-1, x.shape[-1])
     assign = (torch.nn.functional.normalize(flat, dim=-1) @ torch.nn.functional.normalize(finals, dim=-1).T).argmax(1)
     merged = finals.clone().index_add_(0, assign, flat)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from scissor_viz.metrics import BLOCK_ELEMENTS, nearest
-from scissor_viz.scc import Compression, scissor_index, semantic_components
+from scissor_viz.scc import Compression, scissor_index, segment_mean, semantic_components
 
 TEMPORAL_DENSE_LIMIT = 8_192  # temporal-only SCC: exact tau by single linkage up to this many
 VISIONZIP_DOMINANT = 54 / 64  # VisionZip's split of the budget (54 dominant + 10 contextual of 64)
@@ -86,12 +86,6 @@ def _flat(tokens: torch.Tensor) -> torch.Tensor:
 def _rows(x: torch.Tensor) -> torch.Tensor:
     """Float32, L2-normalised along the last dimension."""
     return F.normalize(x.float(), dim=-1)
-
-
-def _segment_mean(x: torch.Tensor, labels: torch.Tensor, num: int) -> torch.Tensor:
-    """Float32 mean of the rows of x sharing each label 0..num-1."""
-    out = torch.zeros(num, x.shape[1], device=x.device).index_add_(0, labels, x.float())
-    return out / torch.bincount(labels, minlength=num).clamp_(min=1)[:, None]
 
 
 def _first_seen(labels: np.ndarray) -> np.ndarray:
@@ -191,23 +185,9 @@ def scc(tokens: torch.Tensor, retention: float) -> Reduction:
     K comes closest to the budget; reports the retention reached."""
     _check(tokens, retention)
     index = scissor_index(tokens)
-    # K >= 1, so a target below one token means one token (the engine's search wants K <= target).
-    floor = min(1.0, math.nextafter(1 / index.num_total, 2))  # times N is at least 1
-    tau = index.tau_for_retention(max(retention, floor))
+    tau = index.tau_for_retention(retention)  # below one token, the engine aims at one
     comp = index.compress(tau)
     return Reduction("scc", comp.tokens, comp.assignment, comp.retention, tau=tau, compression=comp)
-
-
-def _spatial_merge_sims(frame_similarity: torch.Tensor) -> np.ndarray:
-    """Similarities at which single linkage merges each frame's tokens, all frames together."""
-    per_frame = frame_similarity.shape[1]
-    if per_frame == 1:
-        return np.empty(0, dtype=np.float32)
-    upper = torch.ones(per_frame, per_frame, dtype=torch.bool, device=frame_similarity.device)
-    upper.triu_(1)
-    distance = (1.0 - frame_similarity[:, upper].double()).cpu().numpy()  # (T, P(P-1)/2)
-    heights = np.concatenate([linkage(d, "single")[:, 2] for d in distance])
-    return (1.0 - heights).astype(np.float32)
 
 
 def scc_spatial(tokens: torch.Tensor, retention: float) -> Reduction:
@@ -219,7 +199,7 @@ def scc_spatial(tokens: torch.Tensor, retention: float) -> Reduction:
     _check(tokens, retention)
     index = scissor_index(tokens)
     frames, per_frame, _ = tokens.shape
-    merge_sims = _cached("spatial", tokens, lambda: _spatial_merge_sims(index.frame_similarity))
+    merge_sims = index.spatial_merge_heights().ravel()
     tau, _ = _tau_for_target(merge_sims, index.num_total, retention * index.num_total)
     labels = index.spatial(tau)
     counts = labels.amax(dim=1) + 1
@@ -227,7 +207,7 @@ def scc_spatial(tokens: torch.Tensor, retention: float) -> Reduction:
     num = int(counts.sum())
     return Reduction(
         "scc_spatial",
-        _segment_mean(_flat(tokens), glob, num).to(tokens.dtype),
+        segment_mean(_flat(tokens), glob, num).to(tokens.dtype),
         glob.view(frames, per_frame),
         num / index.num_total,
         tau=tau,
@@ -272,7 +252,7 @@ def scc_temporal(tokens: torch.Tensor, retention: float) -> Reduction:
     _check(tokens, retention)
     flat = _flat(tokens)
     labels, tau = _temporal_labels(tokens, retention * len(flat))
-    finals = _segment_mean(flat, labels, int(labels.max()) + 1)
+    finals = segment_mean(flat, labels, int(labels.max()) + 1)
     return _merge("scc_temporal", tokens, finals, tau=tau)
 
 
@@ -315,7 +295,7 @@ def uniform_pool(tokens: torch.Tensor, retention: float) -> Reduction:
     i = torch.arange(side)[None, :, None] * h // side
     j = torch.arange(side)[None, None, :] * w // side
     cell = ((f * h + i) * w + j).reshape(frames, per_frame).to(tokens.device)
-    pooled = _segment_mean(_flat(tokens), cell.flatten(), t * h * w)
+    pooled = segment_mean(_flat(tokens), cell.flatten(), t * h * w)
     return Reduction(
         "pool",
         pooled.to(tokens.dtype),
@@ -407,7 +387,7 @@ def visionzip(
     ctx_of = torch.empty(n, dtype=torch.long, device=flat.device)
     ctx_of[targets] = torch.arange(num_ctx, device=flat.device)
     ctx_of[others] = nearest(flat[others], flat[targets])[1]
-    contextual = _segment_mean(flat[rest], ctx_of[rest], num_ctx)
+    contextual = segment_mean(flat[rest], ctx_of[rest], num_ctx)
     assignment = ctx_of + len(dominant)
     assignment[dominant] = torch.arange(len(dominant), device=flat.device)
     return Reduction(

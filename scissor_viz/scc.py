@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 EXACT_LIMIT = 16_384  # token sets up to this size get exact components, whatever epsilon says
 GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (3 x 64 MiB)
@@ -211,7 +211,29 @@ def semantic_components(
     return _ordered_components(len(x), tau, _direct_rows(x), epsilon, seed, x.device)[0]
 
 
-def _segment_mean(
+def merge_forest(similarity: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One frame's maximum spanning tree: (P-1, 2) token pairs and their similarities, strongest
+    first. At any tau the components of "similarity > tau" are those of the tree's edges above
+    tau, so this one tree gives the spatial step's regions at every tau exactly."""
+    if isinstance(similarity, torch.Tensor):
+        similarity = similarity.cpu().numpy()
+    sim = np.asarray(similarity, dtype=np.float32)
+    weight = 2.0 - sim.astype(np.float64)  # > 0 for every pair; 0 means "no edge" to scipy
+    weight[~np.isfinite(weight)] = 0
+    np.fill_diagonal(weight, 0)
+    tree = minimum_spanning_tree(weight).tocoo()
+    heights = sim[tree.row, tree.col]
+    order = np.argsort(-heights, kind="stable")
+    return np.stack([tree.row, tree.col], axis=1)[order].astype(np.int64), heights[order]
+
+
+def spatial_merge_heights(frame_similarity: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(T, P-1) similarities of each frame's maximum-spanning-tree edges, descending: the taus
+    at which the spatial step joins two regions (single linkage)."""
+    return np.stack([merge_forest(s)[1] for s in frame_similarity])
+
+
+def segment_mean(
     x: torch.Tensor, labels: torch.Tensor, num: int, out: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Mean of the rows of x (float32) that share each label 0..num-1 (into ``out`` if given)."""
@@ -269,6 +291,7 @@ class ScissorIndex:
         self._gram: torch.Tensor | None = None
         self._counts: dict[float, int] = {}
         self._lock = threading.RLock()  # the workspace is shared by every call on this index
+        self._heights: np.ndarray | None = None
 
     # --- the Gram matrix, built the first time a step is cheaper with it
 
@@ -288,6 +311,13 @@ class ScissorIndex:
             self._gram = self.flat @ self.flat.T
             self._work = torch.empty(2, *self._gram.shape, device=self.flat.device)
         return self._gram
+
+    def spatial_merge_heights(self) -> np.ndarray:
+        """:func:`spatial_merge_heights` of this video's frames (computed once)."""
+        with self._lock:
+            if self._heights is None:
+                self._heights = spatial_merge_heights(self.frame_similarity)
+            return self._heights
 
     # --- the two steps
 
@@ -310,10 +340,10 @@ class ScissorIndex:
         num_reps = int(counts.sum())
         reps, rep_gram = None, None
         if not self._use_gram(num_reps):
-            reps = _segment_mean(self.flat, glob, num_reps)
+            reps = segment_mean(self.flat, glob, num_reps)
             rows_of = _direct_rows(reps)
         else:  # rep_a . x_j, then rep_a . rep_b, from the token Gram matrix, in place
-            rep_gram = _segment_mean(self.gram, glob, num_reps, out=self._work[0, :num_reps])
+            rep_gram = segment_mean(self.gram, glob, num_reps, out=self._work[0, :num_reps])
             rep_sim = self._work[1].view(-1)[: num_reps**2].view(num_reps, num_reps)
             rep_sim.zero_().index_add_(1, glob, rep_gram).div_(torch.bincount(glob)[None, :])
             norm = rep_sim.diagonal().clamp(min=1e-24).rsqrt()
@@ -339,7 +369,7 @@ class ScissorIndex:
         """Each original token's most similar final token (ties to the lower index)."""
         if steps.rep_gram is not None:  # final_k . x_j and |final_k| from the Gram matrix
             num = len(finals)
-            final_x = _segment_mean(steps.rep_gram, steps.temporal, num)  # (K, N)
+            final_x = segment_mean(steps.rep_gram, steps.temporal, num)  # (K, N)
             final_of = steps.temporal[steps.glob]  # final token of each original token
             weight = 1.0 / (
                 torch.bincount(steps.temporal, minlength=num)[final_of]
@@ -365,8 +395,8 @@ class ScissorIndex:
             steps = self._steps(tau)
             reps = steps.reps
             if reps is None:
-                reps = _segment_mean(self.flat, steps.glob, len(steps.temporal))
-            finals = _segment_mean(reps, steps.temporal, self._counts[tau])
+                reps = segment_mean(self.flat, steps.glob, len(steps.temporal))
+            finals = segment_mean(reps, steps.temporal, self._counts[tau])
             assignment = self._assign(steps, finals)
         merged = finals.clone().index_add_(0, assignment, self.flat)
         merged /= (1 + torch.bincount(assignment, minlength=len(finals)))[:, None]

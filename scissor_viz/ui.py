@@ -142,7 +142,6 @@ class Session:
     analysis: VideoAnalysis
     comp: Compression | None = None  # set by the first refresh after loading
     curve: tuple[np.ndarray, np.ndarray] | None = None  # (taus, retention) for the plot
-    heights: np.ndarray | None = None  # each frame's spanning-forest merge heights
 
 
 def user_errors(fn):
@@ -248,9 +247,8 @@ def structure_figures(session: Session, frame: int):
     labels = comp.spatial_labels[frame].cpu().numpy()
     if session.curve is None:
         session.curve = analysis.retention_curve()
-        session.heights = viz.spatial_merge_heights(analysis.index.frame_similarity)
     taus, retention = session.curve
-    heights = session.heights
+    heights = analysis.index.spatial_merge_heights()  # computed once per video
     return (
         viz.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame]),
         viz.temporal_graph_figure(analysis.tokens, comp, timestamps=analysis.clip.timestamps),

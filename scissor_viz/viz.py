@@ -27,7 +27,9 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 from plotly.colors import sequential
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+from scipy.sparse.csgraph import connected_components
+
+from scissor_viz.scc import merge_forest, spatial_merge_heights  # noqa: F401 - part of viz's API
 
 GRID = 14  # LLaVA-OneVision: 14 x 14 = 196 pooled tokens per frame
 MAX_EDGES = 3000  # graph figures draw at most this many edges, the strongest
@@ -380,20 +382,6 @@ def contact_sheet(
 # ----------------------------------------------------------------------------- spanning forests
 
 
-def merge_forest(similarity: Any) -> tuple[np.ndarray, np.ndarray]:
-    """One frame's maximum spanning tree: (P-1, 2) token pairs and their similarities, strongest
-    first. At any tau the components of "similarity > tau" are those of the tree's edges above
-    tau, so this one tree gives the spatial step's regions at every tau exactly."""
-    sim = _np(similarity).astype(np.float32)
-    weight = 2.0 - sim.astype(np.float64)  # > 0 for every pair; 0 means "no edge" to scipy
-    weight[~np.isfinite(weight)] = 0
-    np.fill_diagonal(weight, 0)
-    tree = minimum_spanning_tree(weight).tocoo()
-    heights = sim[tree.row, tree.col]
-    order = np.argsort(-heights, kind="stable")
-    return np.stack([tree.row, tree.col], axis=1)[order].astype(np.int64), heights[order]
-
-
 def forest_labels(edges: np.ndarray, heights: np.ndarray, tau: float) -> np.ndarray:
     """(P,) region of each token at ``tau`` from :func:`merge_forest`, named by its smallest
     token index, so a region keeps its name (and colour) as it grows."""
@@ -405,12 +393,6 @@ def forest_labels(edges: np.ndarray, heights: np.ndarray, tau: float) -> np.ndar
     smallest = np.full(comp.max() + 1, n)
     np.minimum.at(smallest, comp, np.arange(n))
     return smallest[comp]
-
-
-def spatial_merge_heights(frame_similarity: Any) -> np.ndarray:
-    """(T, P-1) similarities of each frame's maximum-spanning-tree edges, descending: the taus
-    at which the spatial step joins two regions."""
-    return np.stack([merge_forest(s)[1] for s in _np(frame_similarity)])
 
 
 def spatial_counts(heights: np.ndarray, tau: float) -> np.ndarray:
