@@ -239,20 +239,28 @@ def answers_markdown(compressed, full, retention: float) -> str:
     )
 
 
-def structure_figures(session: Session, frame: int):
-    """The similarity tab's figures for one frame."""
+def frame_figures(session: Session, frame: int):
+    """The similarity tab's figures of one frame: its tau-graph and its similarity matrix."""
     analysis, comp = session.analysis, session.comp
     frame = int(np.clip(frame, 0, len(analysis.clip.frames) - 1))
     sim = analysis.index.frame_similarity[frame].cpu().numpy()
     labels = comp.spatial_labels[frame].cpu().numpy()
+    return (
+        viz.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame]),
+        viz.similarity_matrix_figure(sim, labels, title=f"Frame {frame}: similarity by region"),
+    )
+
+
+def video_figures(session: Session):
+    """The similarity tab's figures of the whole video: temporal graph, retention curve,
+    tokens per frame (they do not change with the chosen frame)."""
+    analysis, comp = session.analysis, session.comp
     if session.curve is None:
         session.curve = analysis.retention_curve()
     taus, retention = session.curve
     heights = analysis.index.spatial_merge_heights()  # computed once per video
     return (
-        viz.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame]),
         viz.temporal_graph_figure(analysis.tokens, comp, timestamps=analysis.clip.timestamps),
-        viz.similarity_matrix_figure(sim, labels, title=f"Frame {frame}: similarity by region"),
         viz.retention_figure(taus, retention, comp.tau, comp.retention, heights),
         viz.tokens_per_frame_figure(comp.spatial_counts, analysis.clip.timestamps),
     )
@@ -350,7 +358,8 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
 
     @user_errors
     def figures_for(session, frame):
-        return structure_figures(_need(session), frame)
+        session = _need(session)
+        return (*frame_figures(session, frame), *video_figures(session))
 
     @user_errors
     def redraw(session, view, fill):
@@ -360,7 +369,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
     def frame_views(session, frame, view):
         session = _need(session)
         frame = int(frame)
-        figures = structure_figures(session, frame)
+        graph, matrix = frame_figures(session, frame)
         probe_image = viz.overlay(
             session.analysis.clip.frames[frame],
             getattr(session.comp, VIEWS.get(view, "temporal_labels"))[frame],
@@ -368,7 +377,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         scrub = viz.tau_scrub(
             session.analysis.clip.frames[frame], session.analysis.index.frame_similarity[frame]
         )
-        return (*figures, probe_image, viz.tau_scrub_figure(scrub))
+        return graph, matrix, probe_image, viz.tau_scrub_figure(scrub)
 
     @user_errors
     def probe(session, frame, view, fill, evt: gr.SelectData):
@@ -595,7 +604,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         # --- events
         ui = dict(api_visibility="undocumented")  # the page's events; the API is below
         light = dict(concurrency_id="light", concurrency_limit=4, **ui)
-        figures = [tau_graph, temporal, matrix, curve, per_frame]
+        figures = [tau_graph, matrix, temporal, curve, per_frame]  # frame's, then the video's
         refresh_io = dict(
             fn=refresh,
             inputs=[state, retention, use_tau, tau, view, fill, frame],
@@ -613,8 +622,8 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         loaded = run.click(load, [video, frames, choice, ckpt, epsilon], [state, status],
                            concurrency_id="heavy", concurrency_limit=2, **ui)
         loaded = loaded.success(frame_range, [state], [frame], **light)
-        loaded = loaded.success(**refresh_io).success(
-            frame_views, [state, frame, view], [*figures, probe_image, scrub], **light
+        loaded = loaded.success(**refresh_io).success(**figures_io).success(
+            frame_views, [state, frame, view], [tau_graph, matrix, probe_image, scrub], **light
         )
         loaded.success(**answer_io)
         # Redraw on every change (keys too; while one redraw runs only the latest waits), the
@@ -625,7 +634,8 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         use_tau.change(**refresh_io).success(**figures_io)
         view.change(redraw, [state, view, fill], [gallery], **light)
         fill.change(redraw, [state, view, fill], [gallery], **light)
-        frame.release(frame_views, [state, frame, view], [*figures, probe_image, scrub], **light)
+        frame.release(frame_views, [state, frame, view], [tau_graph, matrix, probe_image, scrub],
+                      **light)
         probe_image.select(probe, [state, frame, view, fill],
                            [probe_gallery, probe_plot, probe_note], **light)
         ask.click(**answer_io)
