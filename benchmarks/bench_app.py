@@ -61,8 +61,28 @@ CLIP = ROOT / "assets" / "bigbuckbunny.mp4"
 BUDGET = 0.5  # seconds of server time per slider move at 16 frames
 FIRST = 0.35  # the page's default retention: the draw right after Compress
 # New targets, as a person drags: down in steps, back up, fine steps near a seen value.
-MOVES = [0.30, 0.25, 0.20, 0.15, 0.10, 0.05, 0.50, 0.75, 0.34, 0.36,
-         0.45, 0.60, 0.90, 0.02, 0.28, 0.22, 0.18, 0.12, 0.08, 0.40]
+MOVES = [
+    0.30,
+    0.25,
+    0.20,
+    0.15,
+    0.10,
+    0.05,
+    0.50,
+    0.75,
+    0.34,
+    0.36,
+    0.45,
+    0.60,
+    0.90,
+    0.02,
+    0.28,
+    0.22,
+    0.18,
+    0.12,
+    0.08,
+    0.40,
+]
 
 
 class Counting(Backend):
@@ -150,21 +170,27 @@ def in_process(label: str, clip, backend: Counting, moves: list[float], worker) 
         graphs = worker.submit(figures_fn.fn, session, 0).result()
         graphs = time.perf_counter() - t0 + worker.submit(postprocess, figures_fn, graphs).result()
         k = session.comp.num_tokens
-        rows.append({
-            "move": i,
-            "retention": retention,
-            "tokens": k,
-            "miss": abs(k - retention * analysis.num_tokens),
-            "tau_evals": len(analysis.index._counts) - evals,
-            "compress": compress.seconds,
-            "overlays": overlays.seconds,
-            "graphs": graphs,
-            "serialise": serialise,
-            "server": handler + serialise,
-        })
+        rows.append(
+            {
+                "move": i,
+                "retention": retention,
+                "tokens": k,
+                "miss": abs(k - retention * analysis.num_tokens),
+                "tau_evals": len(analysis.index._counts) - evals,
+                "compress": compress.seconds,
+                "overlays": overlays.seconds,
+                "graphs": graphs,
+                "serialise": serialise,
+                "server": handler + serialise,
+            }
+        )
     demo.close()
-    return {"label": label, "rows": rows, "encodes": backend.calls - calls_before,
-            "tokens": tuple(tokens.shape)}
+    return {
+        "label": label,
+        "rows": rows,
+        "encodes": backend.calls - calls_before,
+        "tokens": tuple(tokens.shape),
+    }
 
 
 def over_http(label: str, backend: Counting, frames: int, moves: list[float]) -> dict:
@@ -188,8 +214,13 @@ def over_http(label: str, backend: Counting, frames: int, moves: list[float]) ->
             t0 = time.perf_counter()
             client.predict(retention, False, 0.9, "Temporal step", False, 0, api_name="/refresh")
             rows.append({"move": i, "retention": retention, "server": time.perf_counter() - t0})
-        return {"label": label, "rows": rows, "encodes": backend.calls - calls_after_load,
-                "load": load_s, "load_encodes": calls_after_load}
+        return {
+            "label": label,
+            "rows": rows,
+            "encodes": backend.calls - calls_after_load,
+            "load": load_s,
+            "load_encodes": calls_after_load,
+        }
     finally:
         demo.close()
 
@@ -203,27 +234,34 @@ def report(result: dict, columns: list[str]) -> list[float]:
     first, moves = rows[0], rows[1:]
     print(f"\n### {result['label']}")
     if "tokens" in result:
-        print(f"tokens {result['tokens']}; encode calls during the slider moves: "
-              f"{result['encodes']}; K misses retention x N by at most "
-              f"{max(r['miss'] for r in rows):.1f} tokens")
+        print(
+            f"tokens {result['tokens']}; encode calls during the slider moves: "
+            f"{result['encodes']}; K misses retention x N by at most "
+            f"{max(r['miss'] for r in rows):.1f} tokens"
+        )
     else:
-        print(f"/load {result['load']:.2f} s ({result['load_encodes']} encode); encode calls "
-              f"during the slider moves: {result['encodes']}")
+        print(
+            f"/load {result['load']:.2f} s ({result['load_encodes']} encode); encode calls "
+            f"during the slider moves: {result['encodes']}"
+        )
     print("| part | first draw (s) | slider move: median / max (s) |")
     print("| --- | ---: | ---: |")
     for col in columns:
         if col == "tau_evals":  # K(tau) evaluations the tau search (and the curve) needed
             values = [r[col] for r in moves]
-            print(f"| τ evaluations (count) | {first[col]} | {statistics.median(values):g} / "
-                  f"{max(values)} |")
+            print(
+                f"| τ evaluations (count) | {first[col]} | {statistics.median(values):g} / "
+                f"{max(values)} |"
+            )
             continue
         print(f"| {col} | {first[col]:.3f} | {stats([r[col] for r in moves])} |")
     return [r["server"] for r in moves]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--moves", type=int, default=10, help=f"at most {len(MOVES)}")
     parser.add_argument("--quick", action="store_true", help="5 moves, in-process only")
@@ -234,8 +272,10 @@ def main() -> None:
     moves = MOVES[: 5 if args.quick else min(args.moves, len(MOVES))]
 
     print(f"# Retention slider: server time per move ({args.frames} frames, {len(moves)} moves)")
-    print(f"torch threads {torch.get_num_threads()}, CPUs {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f} at start")
+    print(
+        f"torch threads {torch.get_num_threads()}, CPUs {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.1f} at start"
+    )
     clip = load_video(CLIP, args.frames)
     print(f"clip: {CLIP.name}, {clip.num_frames} frames of {clip.size[0]}x{clip.size[1]}")
 
@@ -257,12 +297,16 @@ def main() -> None:
             verdicts.append((label, report(result, ["server"]), result["encodes"]))
 
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
-    print(f"\n## Verdict (budget {BUDGET} s per slider move at 16 frames; "
-          "'server' = handler + Gradio postprocess, or the HTTP round trip)")
+    print(
+        f"\n## Verdict (budget {BUDGET} s per slider move at 16 frames; "
+        "'server' = handler + Gradio postprocess, or the HTTP round trip)"
+    )
     for label, times, encodes in verdicts:
         ok = "within" if np.median(times) <= BUDGET else "OVER"
-        print(f"- {label}: median {np.median(times):.3f} s, max {max(times):.3f} s: {ok} budget; "
-              f"re-encodes: {encodes}")
+        print(
+            f"- {label}: median {np.median(times):.3f} s, max {max(times):.3f} s: {ok} budget; "
+            f"re-encodes: {encodes}"
+        )
     if any(encodes for _, _, encodes in verdicts):
         raise SystemExit("a slider move re-encoded the video")
 

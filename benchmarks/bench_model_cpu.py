@@ -410,9 +410,11 @@ def main() -> None:
         )
     spread = ", ".join(f"{r / 1e9:.0f}" for r in rates.samples)
     print(
-        f"\nfloor = matmul FLOPs / the best {str(dtype)[6:]} matmul throughput sampled in this run, "
+        f"\nfloor = matmul FLOPs / the best {str(dtype)[6:]} matmul throughput sampled in this "
+        f"run, "
         f"{rate / 1e9:,.0f} GFLOP/s (all samples: {spread});\n{vf / 1e9:,.0f} GFLOP per frame, "
-        f"{llm_prefill_flops(1000) / 1e9:,.0f} GFLOP per 1,000-token prefill. bf16 rows use the same "
+        f"{llm_prefill_flops(1000) / 1e9:,.0f} GFLOP per 1,000-token prefill. "
+        "bf16 rows use the same "
         f"{str(dtype)[6:]} floor."
     )
     if notes:

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scissor_viz import scc  # noqa: E402
-from scissor_viz.scc import ScissorIndex  # noqa: E402
-from scissor_viz.synthetic import video_tokens  # noqa: E402
+from scissor_viz import scc
+from scissor_viz.scc import ScissorIndex
+from scissor_viz.synthetic import video_tokens
 
 DIM = 896
 
@@ -125,7 +125,10 @@ def python_scissor(tokens: torch.Tensor, tau: float) -> torch.Tensor:
     labels = torch.from_numpy(union_find_components(rn @ rn.T, tau))
     finals = scc.segment_mean(reps, labels, int(labels.max()) + 1)
     flat = x.reshape(-1, x.shape[-1])
-    assign = (torch.nn.functional.normalize(flat, dim=-1) @ torch.nn.functional.normalize(finals, dim=-1).T).argmax(1)
+    assign = (
+        torch.nn.functional.normalize(flat, dim=-1)
+        @ torch.nn.functional.normalize(finals, dim=-1).T
+    ).argmax(1)
     merged = finals.clone().index_add_(0, assign, flat)
     return merged / (1 + torch.bincount(assign, minlength=len(finals)))[:, None]
 
@@ -143,12 +146,22 @@ def section_cold(frames_list: list[int], device: str) -> list[dict]:
             gram = ScissorIndex(tokens)._use_gram(int(comp.spatial_counts.sum()))
             total = best_of(lambda: ScissorIndex(tokens).compress(tau), 3, device)
             floor = matmul_floor(tokens, comp, device)
-            rows.append(dict(frames=frames, target=retention, retention=round(comp.retention, 4),
-                             tau=round(tau, 5), path="gram" if gram else "direct",
-                             seconds=round(total, 4), floor_seconds=round(floor, 4),
-                             ratio=round(total / floor, 2)))
-            print(f"cold  {frames:3d} frames  r={comp.retention:.3f}  {rows[-1]['path']:6s}"
-                  f"  {total:.3f} s  floor {floor:.3f} s  ratio {total / floor:.2f} (target <= 1.3)")
+            rows.append(
+                dict(
+                    frames=frames,
+                    target=retention,
+                    retention=round(comp.retention, 4),
+                    tau=round(tau, 5),
+                    path="gram" if gram else "direct",
+                    seconds=round(total, 4),
+                    floor_seconds=round(floor, 4),
+                    ratio=round(total / floor, 2),
+                )
+            )
+            print(
+                f"cold  {frames:3d} frames  r={comp.retention:.3f}  {rows[-1]['path']:6s}"
+                f"  {total:.3f} s  floor {floor:.3f} s  ratio {total / floor:.2f} (target <= 1.3)"
+            )
     return rows
 
 
@@ -165,11 +178,20 @@ def section_python(device: str) -> list[dict]:
         assert ref.shape == comp.tokens.shape, (ref.shape, comp.tokens.shape)
         ours = best_of(lambda: ScissorIndex(tokens).compress(tau), 3, device)
         paper = best_of(lambda: python_scissor(tokens, tau), 1, device)
-        rows.append(dict(case=name, tokens_after=comp.num_tokens, seconds=round(ours, 4),
-                         python_union_find_seconds=round(paper, 4), speedup=round(paper / ours, 1)))
+        rows.append(
+            dict(
+                case=name,
+                tokens_after=comp.num_tokens,
+                seconds=round(ours, 4),
+                python_union_find_seconds=round(paper, 4),
+                speedup=round(paper / ours, 1),
+            )
+        )
         target = 20 if static else 2
-        print(f"union-find  {name:32s} ours {ours:.3f} s  python {paper:.3f} s"
-              f"  speed-up {paper / ours:.1f}x (target >= {target}x)")
+        print(
+            f"union-find  {name:32s} ours {ours:.3f} s  python {paper:.3f} s"
+            f"  speed-up {paper / ours:.1f}x (target >= {target}x)"
+        )
     return rows
 
 
@@ -185,10 +207,18 @@ def section_warm(device: str) -> list[dict]:
         comp = scc.scissor_compress(tokens, scc.tau_for_retention(tokens, retention))
         sync(device)
         seconds = time.perf_counter() - t0
-        rows.append(dict(target=retention, retention=round(comp.retention, 4),
-                         evaluations=len(index._counts) - before, seconds=round(seconds, 4)))
-        print(f"warm  16 frames  target {retention:.2f}  reached {comp.retention:.4f}"
-              f"  {rows[-1]['evaluations']:2d} evaluations  {seconds:.3f} s (target < 0.3 s)")
+        rows.append(
+            dict(
+                target=retention,
+                retention=round(comp.retention, 4),
+                evaluations=len(index._counts) - before,
+                seconds=round(seconds, 4),
+            )
+        )
+        print(
+            f"warm  16 frames  target {retention:.2f}  reached {comp.retention:.4f}"
+            f"  {rows[-1]['evaluations']:2d} evaluations  {seconds:.3f} s (target < 0.3 s)"
+        )
     return rows
 
 
@@ -208,9 +238,19 @@ def _memory_child(frames: int, device: str) -> None:
         peak = torch.cuda.max_memory_allocated() - base
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    print(json.dumps(dict(frames=frames, tokens_after=comp.num_tokens, exact=comp.exact,
-                          retention=round(comp.retention, 4), seconds=round(seconds, 2),
-                          input_mib=round(tokens.numel() * 4 / 2**20), peak_extra_mib=round(peak / 2**20))))
+    print(
+        json.dumps(
+            dict(
+                frames=frames,
+                tokens_after=comp.num_tokens,
+                exact=comp.exact,
+                retention=round(comp.retention, 4),
+                seconds=round(seconds, 2),
+                input_mib=round(tokens.numel() * 4 / 2**20),
+                peak_extra_mib=round(peak / 2**20),
+            )
+        )
+    )
 
 
 def _rss() -> int:
@@ -219,11 +259,17 @@ def _rss() -> int:
 
 
 def section_memory(frames: int, device: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--memory-child", str(frames), "--device", device],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(frames), "--device", device],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     row = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"memory  {frames} frames  peak extra {row['peak_extra_mib']} MiB (target < 1024)"
-          f"  [{row['seconds']} s, K={row['tokens_after']}, exact={row['exact']}]")
+    print(
+        f"memory  {frames} frames  peak extra {row['peak_extra_mib']} MiB (target < 1024)"
+        f"  [{row['seconds']} s, K={row['tokens_after']}, exact={row['exact']}]"
+    )
     return row
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scissor_viz.methods import METHODS  # noqa: E402
-from scissor_viz.sweep import VideoTokens, find_videos, parse_retentions, run_sweep  # noqa: E402
-from scissor_viz.synthetic import video_tokens  # noqa: E402
+from scissor_viz.methods import METHODS
+from scissor_viz.sweep import VideoTokens, find_videos, parse_retentions, run_sweep
+from scissor_viz.synthetic import video_tokens
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 

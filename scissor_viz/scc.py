@@ -2,7 +2,7 @@
 
 Two-line API::
 
-    comp = scissor_compress(tokens, tau=0.9)                  # tokens: (frames, tokens_per_frame, d)
+    comp = scissor_compress(tokens, tau=0.9)   # tokens: (frames, tokens_per_frame, d)
     comp = scissor_compress(tokens, tau_for_retention(tokens, 0.35))
 
 A token set's *semantic components* are the connected components of the graph that joins two

@@ -77,7 +77,9 @@ def parse_retentions(text: str) -> tuple[float, ...]:
     return values
 
 
-def backend_tokens(checkpoint: str | None = None, question: str = "Describe the video.") -> TokensFn:
+def backend_tokens(
+    checkpoint: str | None = None, question: str = "Describe the video."
+) -> TokensFn:
     """Tokens from ``scissor_viz.models.load_backend(checkpoint)`` (pixel descriptors when no
     model loads) on frames from ``scissor_viz.video.load_video``. The backend loads on the first
     video that needs tokens. With a model, VisionZip ranks tokens by the vision tower's
@@ -165,7 +167,7 @@ def write_plots(rows: Sequence[dict], out_dir: str | Path) -> list[Path]:
             try:
                 fig.write_image(folder / f"{stem}.png")
                 written.append(folder / f"{stem}.png")
-            except Exception as err:  # noqa: BLE001 - kaleido present but unusable (no browser)
+            except Exception as err:
                 png = False
                 print(f"PNG export skipped: {err}", file=sys.stderr)
     return written
@@ -228,7 +230,7 @@ def run_sweep(
             bar.set_postfix_str(video.name)
             try:
                 vt = tokens_fn(video, frames)
-            except Exception as err:  # noqa: BLE001 - one bad file must not stop a folder's sweep
+            except Exception as err:
                 skipped[str(video), ""] = f"{type(err).__name__}: {err}"
                 bar.write(f"{video}: skipped, {skipped[str(video), '']}")
                 bar.update(len(runs))

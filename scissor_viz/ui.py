@@ -117,7 +117,7 @@ class Backends:
             return f"⏳ Loading `{lazy.checkpoint}`: {lazy.message} ({lazy.fraction:.0%})"
         try:
             return describe(lazy.get())
-        except Exception as err:  # noqa: BLE001 - shown to the person
+        except Exception as err:
             return f"⚠️ Could not load `{lazy.checkpoint}`: {err}"
 
 
@@ -225,7 +225,8 @@ def answers_markdown(compressed, full, retention: float) -> str:
 
     def block(title: str, a) -> str:
         return (
-            f"**{title}** — {a.visual_tokens:,} visual tokens, prefill {a.prefill_seconds:.2f} s\n\n"
+            f"**{title}** — {a.visual_tokens:,} visual tokens, "
+            f"prefill {a.prefill_seconds:.2f} s\n\n"
             f"> {verbatim(a.text)}"
         )
 
@@ -234,7 +235,8 @@ def answers_markdown(compressed, full, retention: float) -> str:
         block(f"At {retention:.0%} retention", compressed)
         + "\n\n"
         + block("With every token", full)
-        + f"\n\nPrefill {speedup:.1f}× faster with {compressed.visual_tokens / full.visual_tokens:.0%}"
+        + f"\n\nPrefill {speedup:.1f}× faster with "
+        f"{compressed.visual_tokens / full.visual_tokens:.0%}"
         " of the visual tokens."
     )
 
@@ -279,11 +281,23 @@ def compare_views(session: Session, methods: list[str], retention: float, frame:
         red, row = analysis.reduce(method, retention, question)
         means = viz.region_means(analysis.clip.frames, red.assignment)
         image = viz.overlay(analysis.clip.frames[frame], red.assignment[frame], means, alpha=1.0)
-        images.append((image, f"{METHOD_LABELS[method]}: {red.num_tokens} tokens, "
-                              f"coverage {row['coverage']:.3f}"))
-        table.append([METHOD_LABELS[method], red.num_tokens, round(row["retention_reached"], 4),
-                      round(row["coverage"], 4), round(row["redundancy"], 4),
-                      round(row["seconds"], 3), row["note"]])
+        images.append(
+            (
+                image,
+                f"{METHOD_LABELS[method]}: {red.num_tokens} tokens, coverage {row['coverage']:.3f}",
+            )
+        )
+        table.append(
+            [
+                METHOD_LABELS[method],
+                red.num_tokens,
+                round(row["retention_reached"], 4),
+                round(row["coverage"], 4),
+                round(row["redundancy"], 4),
+                round(row["seconds"], 3),
+                row["note"],
+            ]
+        )
     return images, table
 
 
@@ -312,12 +326,22 @@ def answer_rows(session: Session, methods: list[str], retention: float, question
         progress(i / max(len(usable), 1), desc=f"answering with {METHOD_LABELS[method]}")
         fid = analysis.answer_fidelity(question, analysis.reduce(method, retention, question)[0])
         kl = fid["first_token_kl"]
-        rows.append([METHOD_LABELS[method], fid["visual_tokens"], fid["exact_match"],
-                     round(fid["token_f1"], 3), None if kl is None else round(kl, 4),
-                     round(fid["prefill_s"], 3), fid["answer"]])
+        rows.append(
+            [
+                METHOD_LABELS[method],
+                fid["visual_tokens"],
+                fid["exact_match"],
+                round(fid["token_f1"], 3),
+                None if kl is None else round(kl, 4),
+                round(fid["prefill_s"], 3),
+                fid["answer"],
+            ]
+        )
     full = analysis.answer(question)
-    note = f"Full-token answer ({full.visual_tokens:,} visual tokens, prefill " \
-           f"{full.prefill_seconds:.2f} s): {verbatim(full.text)}"
+    note = (
+        f"Full-token answer ({full.visual_tokens:,} visual tokens, prefill "
+        f"{full.prefill_seconds:.2f} s): {verbatim(full.text)}"
+    )
     if not backend.pretrained:
         note = "⚠️ **Random weights (test model): these texts are not real answers.**\n\n" + note
     return rows, note
@@ -409,8 +433,10 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         compressed = ask_model(session.analysis, question, comp)
         progress(0.6, desc=f"answering from all {session.analysis.num_tokens} tokens")
         full = ask_model(session.analysis, question)
-        warning = "" if backend.pretrained else (
-            "⚠️ **Random weights (test model): this text is not a real answer.**\n\n"
+        warning = (
+            ""
+            if backend.pretrained
+            else ("⚠️ **Random weights (test model): this text is not a real answer.**\n\n")
         )
         return warning + answers_markdown(compressed, full, comp.retention)
 
@@ -491,7 +517,9 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
 
     # --- layout
 
-    with gr.Blocks(title="scissor-viz: LLaVA-Scissor, visualised", delete_cache=(3600, 3600)) as demo:
+    with gr.Blocks(
+        title="scissor-viz: LLaVA-Scissor, visualised", delete_cache=(3600, 3600)
+    ) as demo:
         state = gr.State(None, time_to_live=SESSION_TTL)
         gr.Markdown(
             "# ✂️ scissor-viz\n"
@@ -507,33 +535,63 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
                 examples = [[str(p)] for p in example_videos()]
                 if examples:
                     gr.Examples(examples, inputs=[video], label="Examples")
-                frames = gr.Slider(1, MAX_FRAMES, DEFAULT_FRAMES, step=1, label="Frames",
-                                   info="sampled uniformly over the video")
+                frames = gr.Slider(
+                    1,
+                    MAX_FRAMES,
+                    DEFAULT_FRAMES,
+                    step=1,
+                    label="Frames",
+                    info="sampled uniformly over the video",
+                )
                 question = gr.Textbox(DEFAULT_QUESTION, label="Question", lines=2)
-                retention = gr.Slider(0.01, 1.0, DEFAULT_RETENTION, step=0.01, label="Retention",
-                                      info="share of the visual tokens kept (a ratio)",
-                                      elem_id="retention")
+                retention = gr.Slider(
+                    0.01,
+                    1.0,
+                    DEFAULT_RETENTION,
+                    step=0.01,
+                    label="Retention",
+                    info="share of the visual tokens kept (a ratio)",
+                    elem_id="retention",
+                )
                 with gr.Accordion("Advanced", open=False):
                     use_tau = gr.Checkbox(False, label="Set τ directly (ignore Retention)")
                     tau = gr.Slider(-1.0, 1.0, 0.9, step=0.0001, label="τ (similarity threshold)")
-                    epsilon = gr.Number(0.05, label="ε (error bound of the sampled components, "
-                                        "used above 16,384 tokens)", minimum=0, maximum=0.99)
-                    choice = gr.Radio([MODEL_CHOICE, PIXEL_CHOICE], value=MODEL_CHOICE,
-                                      label="Feature backend")
-                    ckpt = gr.Textbox("", label="Checkpoint (hub id or local folder)",
-                                      placeholder=backends.checkpoint)
+                    epsilon = gr.Number(
+                        0.05,
+                        label="ε (error bound of the sampled components, used above 16,384 tokens)",
+                        minimum=0,
+                        maximum=0.99,
+                    )
+                    choice = gr.Radio(
+                        [MODEL_CHOICE, PIXEL_CHOICE], value=MODEL_CHOICE, label="Feature backend"
+                    )
+                    ckpt = gr.Textbox(
+                        "",
+                        label="Checkpoint (hub id or local folder)",
+                        placeholder=backends.checkpoint,
+                    )
                 run = gr.Button("Compress", variant="primary", elem_id="run")
             with gr.Column(scale=2):
                 numbers = gr.Markdown("Pick a video to start.", elem_id="numbers")
-                frame = gr.Slider(0, DEFAULT_FRAMES - 1, 0, step=1, label="Frame (for the "
-                                  "graphs, the probe and the τ scrubber)")
+                frame = gr.Slider(
+                    0,
+                    DEFAULT_FRAMES - 1,
+                    0,
+                    step=1,
+                    label="Frame (for the graphs, the probe and the τ scrubber)",
+                )
                 with gr.Tabs():
                     with gr.Tab("Regions"):
                         with gr.Row():
                             view = gr.Radio(list(VIEWS), value="Temporal step", label="Colour by")
                             fill = gr.Checkbox(False, label="Fill regions with their mean colour")
-                        gallery = gr.Gallery(label="Frames and their regions", columns=4,
-                                             height="auto", format="jpeg", elem_id="regions")
+                        gallery = gr.Gallery(
+                            label="Frames and their regions",
+                            columns=4,
+                            height="auto",
+                            format="jpeg",
+                            elem_id="regions",
+                        )
                         gr.Markdown(viz.CAPTIONS["overlay"] + " " + viz.CAPTIONS["mean_fill"])
                     with gr.Tab("Answer"):
                         answer_md = gr.Markdown("Compress a video, then ask.", elem_id="answer")
@@ -550,13 +608,20 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
                         per_frame = gr.Plot(label="Tokens per frame")
                         gr.Markdown(viz.CAPTIONS["tokens_per_frame"])
                     with gr.Tab("Probe"):
-                        gr.Markdown("Click a token on the frame: its region lights up in every "
-                                    "frame, and its similarity to every token is shown below.")
-                        probe_image = gr.Image(label="Click a token", interactive=False,
-                                               elem_id="probe-image")
+                        gr.Markdown(
+                            "Click a token on the frame: its region lights up in every "
+                            "frame, and its similarity to every token is shown below."
+                        )
+                        probe_image = gr.Image(
+                            label="Click a token", interactive=False, elem_id="probe-image"
+                        )
                         probe_note = gr.Markdown()
-                        probe_gallery = gr.Gallery(label="Its region in every frame", columns=4,
-                                                   height="auto", format="jpeg")
+                        probe_gallery = gr.Gallery(
+                            label="Its region in every frame",
+                            columns=4,
+                            height="auto",
+                            format="jpeg",
+                        )
                         gr.Markdown(viz.CAPTIONS["highlight"])
                         probe_plot = gr.Plot(label="Similarity to the clicked token")
                         gr.Markdown(viz.CAPTIONS["probe"])
@@ -574,30 +639,53 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
                         )
                         methods = gr.CheckboxGroup(
                             [(label, key) for key, label in METHOD_LABELS.items()],
-                            value=DEFAULT_METHODS, label="Methods",
+                            value=DEFAULT_METHODS,
+                            label="Methods",
                             info="FastV needs a loaded model (LLM attention)",
                         )
                         compare_btn = gr.Button("Compare at this retention", elem_id="compare")
-                        compare_gallery = gr.Gallery(label="Same frame, each method", columns=3,
-                                                     height="auto", format="jpeg",
-                                                     elem_id="compare-gallery")
+                        compare_gallery = gr.Gallery(
+                            label="Same frame, each method",
+                            columns=3,
+                            height="auto",
+                            format="jpeg",
+                            elem_id="compare-gallery",
+                        )
                         compare_table = gr.Dataframe(
-                            headers=["method", "tokens", "retention", "coverage", "redundancy",
-                                     "seconds", "note"],
-                            label="Numbers", wrap=True,
+                            headers=[
+                                "method",
+                                "tokens",
+                                "retention",
+                                "coverage",
+                                "redundancy",
+                                "seconds",
+                                "note",
+                            ],
+                            label="Numbers",
+                            wrap=True,
                         )
                         curves_btn = gr.Button("Curves from 5 % to 100 % retention")
                         curves_plot = gr.Plot(label="Metrics against retention")
                         answers_btn = gr.Button("Compare answers (needs a model)")
                         answers_note = gr.Markdown()
                         answers_table = gr.Dataframe(
-                            headers=["method", "visual tokens", "exact match", "token F1",
-                                     "first-token KL", "prefill s", "answer"],
-                            label="Answers against the full-token answer", wrap=True,
+                            headers=[
+                                "method",
+                                "visual tokens",
+                                "exact match",
+                                "token F1",
+                                "first-token KL",
+                                "prefill s",
+                                "answer",
+                            ],
+                            label="Answers against the full-token answer",
+                            wrap=True,
                         )
                     with gr.Tab("Export"):
-                        gr.Markdown("The overlays as an animated GIF and an MP4 for slides, and "
-                                    "the partition as JSON (spatial, temporal and merge labels).")
+                        gr.Markdown(
+                            "The overlays as an animated GIF and an MP4 for slides, and "
+                            "the partition as JSON (spatial, temporal and merge labels)."
+                        )
                         export_btn = gr.Button("Export")
                         files = gr.File(label="Files", file_count="multiple")
 
@@ -612,18 +700,34 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
             **light,
         )
         figures_io = dict(fn=figures_for, inputs=[state, frame], outputs=figures, **light)
-        answer_io = dict(fn=show_answers, inputs=[state, question, retention, use_tau, tau],
-                         outputs=[answer_md], concurrency_id="model", concurrency_limit=1, **ui)
+        answer_io = dict(
+            fn=show_answers,
+            inputs=[state, question, retention, use_tau, tau],
+            outputs=[answer_md],
+            concurrency_id="model",
+            concurrency_limit=1,
+            **ui,
+        )
 
         def frame_range(session):
             count = len(session.analysis.clip.frames) if session else DEFAULT_FRAMES
             return gr.update(maximum=max(count - 1, 1), value=0)
 
-        loaded = run.click(load, [video, frames, choice, ckpt, epsilon], [state, status],
-                           concurrency_id="heavy", concurrency_limit=2, **ui)
+        loaded = run.click(
+            load,
+            [video, frames, choice, ckpt, epsilon],
+            [state, status],
+            concurrency_id="heavy",
+            concurrency_limit=2,
+            **ui,
+        )
         loaded = loaded.success(frame_range, [state], [frame], **light)
-        loaded = loaded.success(**refresh_io).success(**figures_io).success(
-            frame_views, [state, frame, view], [tau_graph, matrix, probe_image, scrub], **light
+        loaded = (
+            loaded.success(**refresh_io)
+            .success(**figures_io)
+            .success(
+                frame_views, [state, frame, view], [tau_graph, matrix, probe_image, scrub], **light
+            )
         )
         loaded.success(**answer_io)
         # Redraw on every change (keys too; while one redraw runs only the latest waits), the
@@ -634,20 +738,38 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         use_tau.change(**refresh_io).success(**figures_io)
         view.change(redraw, [state, view, fill], [gallery], **light)
         fill.change(redraw, [state, view, fill], [gallery], **light)
-        frame.release(frame_views, [state, frame, view], [tau_graph, matrix, probe_image, scrub],
-                      **light)
-        probe_image.select(probe, [state, frame, view, fill],
-                           [probe_gallery, probe_plot, probe_note], **light)
+        frame.release(
+            frame_views, [state, frame, view], [tau_graph, matrix, probe_image, scrub], **light
+        )
+        probe_image.select(
+            probe, [state, frame, view, fill], [probe_gallery, probe_plot, probe_note], **light
+        )
         ask.click(**answer_io)
         export_btn.click(export_files, [state, view, fill], [files], **light)
-        compare_btn.click(compare, [state, methods, retention, frame, question],
-                          [compare_gallery, compare_table], concurrency_id="heavy",
-                          concurrency_limit=2, **ui)
-        curves_btn.click(curves, [state, methods, question], [curves_plot],
-                         concurrency_id="heavy", concurrency_limit=2, **ui)
-        answers_btn.click(compare_answers, [state, methods, retention, question],
-                          [answers_table, answers_note], concurrency_id="model",
-                          concurrency_limit=1, **ui)
+        compare_btn.click(
+            compare,
+            [state, methods, retention, frame, question],
+            [compare_gallery, compare_table],
+            concurrency_id="heavy",
+            concurrency_limit=2,
+            **ui,
+        )
+        curves_btn.click(
+            curves,
+            [state, methods, question],
+            [curves_plot],
+            concurrency_id="heavy",
+            concurrency_limit=2,
+            **ui,
+        )
+        answers_btn.click(
+            compare_answers,
+            [state, methods, retention, question],
+            [answers_table, answers_note],
+            concurrency_id="model",
+            concurrency_limit=1,
+            **ui,
+        )
         choice.change(backends.status, [choice, ckpt], [status], **light)
         gr.api(compress_api, api_name="compress", concurrency_id="heavy", concurrency_limit=2)
         gr.api(answer_api, api_name="answer", concurrency_id="model", concurrency_limit=1)

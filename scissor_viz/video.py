@@ -521,7 +521,7 @@ def _worker(job_json: str) -> None:
         try:
             decode = _decode_decord if backend == "decord" else _decode_pyav
             frames, indices, timestamps, total = decode(*args)
-        except Exception as e:  # noqa: BLE001 - every decoder failure becomes a message
+        except Exception as e:
             message = str(e).strip().splitlines()
             errors.append(f"{backend}: {message[-1] if message else type(e).__name__}")
             continue

@@ -348,9 +348,7 @@ def numbers_of(markdown: str) -> tuple[int, int, int]:
     return tuple(int(g.replace(",", "")) for g in m.groups())
 
 
-def test_sessions_are_separate_and_the_slider_never_reencodes(
-    model_url, tiny_backend, monkeypatch
-):
+def test_sessions_are_separate_and_the_slider_never_reencodes(model_url, tiny_backend, monkeypatch):
     calls = []
     encode = tiny_backend._encode
     monkeypatch.setattr(tiny_backend, "_encode", lambda *a, **k: calls.append(1) or encode(*a, **k))
@@ -440,7 +438,7 @@ def test_many_users_at_once(model_url, tiny_backend, bad, clip_4k):
             t0 = time.perf_counter()
             results[name] = fn(name, *args)
             results[name + ":s"] = time.perf_counter() - t0
-        except BaseException as err:  # noqa: BLE001 - reported below
+        except BaseException as err:
             results[name] = err
 
     threads = [threading.Thread(target=run, args=u, daemon=True) for u in users]
@@ -502,7 +500,9 @@ def test_compare_methods_and_their_answers(model_url, pixel_url):
     refresh(p, 0.2)
     gallery, table = p.predict(methods, 0.2, 0, QUESTION, api_name="/compare")
     assert len(gallery) == len(methods) - 1
-    assert {row[0]: row[6] for row in table["data"]}["VisionZip"].startswith("importance from token norms")
+    assert {row[0]: row[6] for row in table["data"]}["VisionZip"].startswith(
+        "importance from token norms"
+    )
     with pytest.raises(AppError) as info:
         p.predict(methods, 0.2, QUESTION, api_name="/compare_answers")
     check_readable(info.value, r"needs a model")

@@ -239,7 +239,9 @@ def save_screenshot(
     if isinstance(try_to_load_from_cache(DEFAULT_CHECKPOINT, "config.json"), str):
         hidden = str(tmp / "hf-home")
     home = hidden or os.environ.get("HF_HOME")
-    with serve_app(tmp / "app.log", HF_HUB_OFFLINE="1", SCISSOR_VIZ_CHECKPOINT=None, HF_HOME=home) as url:
+    with serve_app(
+        tmp / "app.log", HF_HUB_OFFLINE="1", SCISSOR_VIZ_CHECKPOINT=None, HF_HOME=home
+    ) as url:
         page = open_page(browser, url)
         page.set_viewport_size({"width": 1400, "height": 1200})
         counts = compress_example(page)
@@ -249,10 +251,14 @@ def save_screenshot(
             number.fill(str(retention))
             number.press("Tab")
             wait_for(lambda: (c := token_counts(page)) and c != counts, SLOW, "new numbers")
-            wait_for(lambda: (o := overlays(page)) != old and len(o) == FRAMES, SLOW,
-                     "the new overlays")
-        wait_for(lambda: "No model loaded" in page.locator("#backend-status").inner_text(),
-                 60_000, "the backend status")
+            wait_for(
+                lambda: (o := overlays(page)) != old and len(o) == FRAMES, SLOW, "the new overlays"
+            )
+        wait_for(
+            lambda: "No model loaded" in page.locator("#backend-status").inner_text(),
+            60_000,
+            "the backend status",
+        )
         page.mouse.move(0, 0)
         page.evaluate("window.scrollTo(0, 0)")
         time.sleep(1.0)  # let the video poster and the gallery settle

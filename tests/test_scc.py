@@ -106,7 +106,9 @@ def test_single_token_and_zero_vectors():
 def test_property_matches_networkx(n, d, tau, seed, clusters):
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(clusters, d, generator=g)
-    x = centres[torch.randint(0, clusters, (n,), generator=g)] + 0.3 * torch.randn(n, d, generator=g)
+    x = centres[torch.randint(0, clusters, (n,), generator=g)] + 0.3 * torch.randn(
+        n, d, generator=g
+    )
     assert_exact_components(x, tau)
 
 
@@ -177,7 +179,10 @@ def test_temporal_and_merge_steps_by_hand(tokens, tau, gram):
     chosen = cos.gather(1, assignment[:, None])[:, 0]
     assert torch.all(chosen >= cos.max(1).values - 1e-5)  # most similar final token
     merged = torch.stack(
-        [(finals[k] + x[assignment == k].sum(0)) / (1 + (assignment == k).sum()) for k in range(num)]
+        [
+            (finals[k] + x[assignment == k].sum(0)) / (1 + (assignment == k).sum())
+            for k in range(num)
+        ]
     )
     assert comp.tokens.shape == (num, dim)
     torch.testing.assert_close(comp.tokens.double(), merged, rtol=1e-4, atol=1e-4)
@@ -197,7 +202,10 @@ def test_no_token_is_lost(tokens):
 
 def test_gram_and_direct_paths_agree(tokens):
     for tau in (0.6, 0.85, 0.95):
-        a, b = ScissorIndex(tokens, gram=True).compress(tau), ScissorIndex(tokens, gram=False).compress(tau)
+        a, b = (
+            ScissorIndex(tokens, gram=True).compress(tau),
+            ScissorIndex(tokens, gram=False).compress(tau),
+        )
         assert torch.equal(a.temporal_labels, b.temporal_labels)
         assert torch.equal(a.assignment, b.assignment)
         torch.testing.assert_close(a.tokens, b.tokens)
@@ -210,7 +218,9 @@ def test_output_runs_in_frame_order_without_temporal_merges():
     for t in range(4):
         x[t, :, t * 16 : (t + 1) * 16] = video_tokens(frames=1, side=7, dim=16, seed=t)[0]
     comp = scissor_compress(x, 0.8)
-    frame_of_final = [int(torch.nonzero(comp.temporal_labels == k)[0, 0]) for k in range(comp.num_tokens)]
+    frame_of_final = [
+        int(torch.nonzero(comp.temporal_labels == k)[0, 0]) for k in range(comp.num_tokens)
+    ]
     assert frame_of_final == sorted(frame_of_final)
     assert comp.num_tokens <= int(comp.spatial_counts.sum())  # merges within a frame may remain
 

@@ -240,7 +240,7 @@ class LazyBackend:
                 self.checkpoint, self.device, progress=self._progress, **self.kwargs
             )
             self._progress(1.0, f"ready: {self._backend.name}")
-        except BaseException as err:  # noqa: BLE001 - re-raised in get()
+        except BaseException as err:
             self._error = err
         finally:
             self._done.set()

@@ -233,7 +233,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         from huggingface_hub import constants
 
         endpoint = constants.ENDPOINT
-    except Exception:  # noqa: BLE001
+    except Exception:
         endpoint = "https://huggingface.co"
     url = urlparse(endpoint)
     host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
@@ -258,7 +258,7 @@ def _in_hub_cache(repo_id: str) -> bool:
 
         found = try_to_load_from_cache(repo_id, "config.json", cache_dir=constants.HF_HUB_CACHE)
         return isinstance(found, str)
-    except Exception:  # noqa: BLE001 - an invalid repo id, for instance
+    except Exception:
         return False
 
 
@@ -326,7 +326,8 @@ class LlavaOnevisionBackend(Backend):
         self._lock = threading.RLock()
         self.name = f"LLaVA-OneVision ({checkpoint})" if checkpoint else "LLaVA-OneVision"
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        where = f"{self.device.type}, {str(self.dtype).removeprefix('torch.')}, {params:,.1f} M parameters"
+        dtype = str(self.dtype).removeprefix("torch.")
+        where = f"{self.device.type}, {dtype}, {params:,.1f} M parameters"
         if pretrained:
             self.description = (
                 f"{self.name}: SigLIP features, projected and pooled to 14×14 per frame — the "
@@ -334,8 +335,10 @@ class LlavaOnevisionBackend(Backend):
             )
         else:
             self.description = (
-                f"RANDOMLY INITIALISED LLaVA-OneVision-shaped model{f' ({checkpoint})' if checkpoint else ''}"
-                f" — for tests and benchmarks only; its features and answers mean nothing ({where})"
+                "RANDOMLY INITIALISED LLaVA-OneVision-shaped model"
+                + (f" ({checkpoint})" if checkpoint else "")
+                + " — for tests and benchmarks only; its features and answers mean nothing"
+                + f" ({where})"
             )
 
     # -- loading ------------------------------------------------------------------------------
@@ -696,5 +699,5 @@ def _hf_cache_dir() -> str:
         from huggingface_hub import constants
 
         return str(constants.HF_HUB_CACHE)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return os.path.join(os.environ.get("HF_HOME", "~/.cache/huggingface"), "hub")
