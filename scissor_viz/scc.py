@@ -22,14 +22,17 @@ import math
 import numbers
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+
+T = TypeVar("T")
 
 EXACT_LIMIT = 16_384  # token sets up to this size get exact components, whatever epsilon says
 GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (3 x 64 MiB)
@@ -104,7 +107,8 @@ def _check_tokens(x: torch.Tensor, rank: int, what: str) -> None:
 # ----------------------------------------------------------------------------- graph pieces
 
 
-def _normalize(x: torch.Tensor) -> torch.Tensor:
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """x in float32 with every row (last dimension) scaled to length 1 (zero rows stay zero)."""
     return F.normalize(x.float(), dim=-1)
 
 
@@ -113,7 +117,7 @@ def _similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.matmul(a, b.mT).clamp_(-1.0, 1.0)
 
 
-def _components(n: int, i: np.ndarray, j: np.ndarray) -> tuple[int, np.ndarray]:
+def components(n: int, i: np.ndarray, j: np.ndarray) -> tuple[int, np.ndarray]:
     """Connected components of the undirected graph on n nodes with edges (i, j)."""
     graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n)).tocsr()
     return connected_components(graph, directed=False)
@@ -166,7 +170,7 @@ def _graph_labels(
         j = c + c0
         degree += np.bincount(i, minlength=n)
         degree += np.bincount(j[~sampled[j]], minlength=n)  # a sampled row counts its own edges
-        num, merged = _components(num, labels[i], labels[j])
+        num, merged = components(num, labels[i], labels[j])
         labels = merged[labels]
     return labels, degree
 
@@ -193,7 +197,7 @@ def _ordered_components(
 
 
 def _direct_rows(x: torch.Tensor) -> SimilarityRows:
-    xn = _normalize(x)
+    xn = unit_rows(x)
     return lambda src, c0: _similarity(xn[src], xn[c0:])
 
 
@@ -231,6 +235,13 @@ def spatial_merge_heights(frame_similarity: torch.Tensor | np.ndarray) -> np.nda
     """(T, P-1) similarities of each frame's maximum-spanning-tree edges, descending: the taus
     at which the spatial step joins two regions (single linkage)."""
     return np.stack([merge_forest(s)[1] for s in frame_similarity])
+
+
+def video_labels(frame_labels: torch.Tensor) -> torch.Tensor:
+    """(frames, P) ids numbered within each frame -> (frames * P,) ids numbered across the video
+    (frame f's ids follow the ids of frames 0..f-1)."""
+    counts = frame_labels.amax(dim=1) + 1  # (frames,)
+    return (frame_labels + (torch.cumsum(counts, 0) - counts)[:, None]).flatten()
 
 
 def segment_mean(
@@ -282,7 +293,7 @@ class ScissorIndex:
         sim = torch.empty(frames, per_frame, per_frame, device=tokens.device)
         step = max(1, BLOCK_ELEMENTS // (per_frame * per_frame))
         for f0 in range(0, frames, step):
-            xn = _normalize(tokens[f0 : f0 + step])
+            xn = unit_rows(tokens[f0 : f0 + step])
             sim[f0 : f0 + step] = _similarity(xn, xn)
         upper = sim.triu(1)  # the graph is the upper triangle; mirror it for degrees
         self.frame_similarity = upper + upper.mT
@@ -327,7 +338,7 @@ class ScissorIndex:
         adjacency = self.frame_similarity > tau
         degree = adjacency.sum(-1).flatten().cpu().numpy() + 1
         f, i, j = (t.cpu().numpy() for t in adjacency.triu(1).nonzero(as_tuple=True))
-        num, labels = _components(self.num_total, f * per_frame + i, f * per_frame + j)
+        num, labels = components(self.num_total, f * per_frame + i, f * per_frame + j)
         # Representatives are ordered by index, so each frame's ids are one contiguous run.
         ordered = _order_labels(labels, num, degree).reshape(frames, per_frame)
         local = ordered - ordered.min(axis=1, keepdims=True)
@@ -335,9 +346,8 @@ class ScissorIndex:
 
     def _steps(self, tau: float) -> _Steps:
         spatial = self.spatial(tau)
-        counts = spatial.amax(dim=1) + 1
-        glob = (spatial + (torch.cumsum(counts, 0) - counts)[:, None]).flatten()
-        num_reps = int(counts.sum())
+        glob = video_labels(spatial)
+        num_reps = int(glob.max()) + 1
         reps, rep_gram = None, None
         if not self._use_gram(num_reps):
             reps = segment_mean(self.flat, glob, num_reps)
@@ -380,11 +390,11 @@ class ScissorIndex:
             # cos = final_x / (|final_k| |x_j|); |x_j| > 0 scales a whole column, so it cannot
             # change the column's argmax and is left out (zero columns give token 0, as cos 0)
             return final_x.mul_(norm_sq.clamp(min=1e-24).rsqrt()[:, None]).argmax(dim=0)
-        finals_n = _normalize(finals)
+        finals_n = unit_rows(finals)
         assignment = torch.empty(self.num_total, dtype=torch.long, device=finals.device)
         step = max(1, BLOCK_ELEMENTS // len(finals))
         for r0 in range(0, self.num_total, step):
-            xn = _normalize(self.flat[r0 : r0 + step])
+            xn = unit_rows(self.flat[r0 : r0 + step])
             assignment[r0 : r0 + step] = _similarity(xn, finals_n).argmax(dim=1)
         return assignment
 
@@ -448,22 +458,41 @@ class ScissorIndex:
 
 # ----------------------------------------------------------------------------- functional API
 
-_INDEXES: dict[tuple[int, int, float, int], tuple[weakref.ref, ScissorIndex]] = {}
+
+class TensorCache:
+    """Values computed from a tensor, remembered while the tensor lives and is not modified
+    (keyed by the tensor's identity and version, plus an extra key); at most ``size`` entries,
+    oldest dropped first; safe to use from several threads."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._entries: dict[tuple, tuple[weakref.ref, object]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tensor: torch.Tensor, extra: Hashable, compute: Callable[[], T]) -> T:
+        key = (id(tensor), tensor._version, extra)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0]() is tensor:
+                return hit[1]
+        value = compute()  # outside the lock: other tensors need not wait
+        with self._lock:
+            dead = [k for k, (ref, _) in self._entries.items() if ref() is None]
+            for k in dead + [k for k in self._entries if k[0] == id(tensor) and k[2] == extra]:
+                self._entries.pop(k, None)
+            while len(self._entries) >= self.size:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = (weakref.ref(tensor), value)
+        return value
+
+
+_INDEXES = TensorCache()
 
 
 def scissor_index(tokens: torch.Tensor, epsilon: float = 0.05, seed: int = 0) -> ScissorIndex:
     """The ScissorIndex of this tensor, reused while the tensor lives and is not modified."""
-    key = (id(tokens), getattr(tokens, "_version", 0), float(epsilon), int(seed))
-    hit = _INDEXES.get(key)
-    if hit is not None and hit[0]() is tokens:
-        return hit[1]
-    index = ScissorIndex(tokens, epsilon, seed)
-    for stale in [k for k, (ref, _) in _INDEXES.items() if ref() is None or k[0] == id(tokens)]:
-        del _INDEXES[stale]
-    while len(_INDEXES) >= 8:
-        del _INDEXES[next(iter(_INDEXES))]
-    _INDEXES[key] = (weakref.ref(tokens), index)
-    return index
+    extra = (float(epsilon), int(seed))
+    return _INDEXES.get(tokens, extra, lambda: ScissorIndex(tokens, epsilon, seed))
 
 
 def scissor_compress(

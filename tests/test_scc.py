@@ -18,7 +18,7 @@ from scissor_viz.synthetic import video_tokens
 
 def engine_similarity(x: torch.Tensor) -> np.ndarray:
     """The similarity matrix the engine thresholds (float32, clamped)."""
-    xn = scc._normalize(x)
+    xn = scc.unit_rows(x)
     return scc._similarity(xn, xn).numpy()
 
 
