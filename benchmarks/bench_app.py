@@ -55,6 +55,7 @@ from scissor_viz.models import Backend
 from scissor_viz.models.pixels import PixelBackend
 from scissor_viz.scc import ScissorIndex
 from scissor_viz.synthetic import video_tokens
+from scissor_viz.ui import views
 from scissor_viz.video import load_video
 
 CLIP = ROOT / "assets" / "bigbuckbunny.mp4"
@@ -143,7 +144,7 @@ def postprocess(block_fn, outputs) -> float:
 
 def in_process(label: str, clip, backend: Counting, moves: list[float], worker) -> dict:
     demo = ui.build_demo(backend=backend)
-    block_fn, figures_fn = event_fn(demo, "refresh"), event_fn(demo, "figures_for")
+    block_fn, figures_fn = event_fn(demo, "refresh"), event_fn(demo, "similarity_figures")
     tokens = backend.encode(clip.frames, key=clip.key)
     analysis = VideoAnalysis(clip, backend, tokens, ScissorIndex(tokens))
     session = ui.Session(analysis, analysis.compress(tau=1.0))  # a loaded video
@@ -153,8 +154,8 @@ def in_process(label: str, clip, backend: Counting, moves: list[float], worker) 
     for i, retention in enumerate([FIRST, *moves]):
         compress, overlays = Timer(), Timer()
         analysis.compress = compress.wrap(VideoAnalysis.compress.__get__(analysis))
-        saved = ui.region_images
-        ui.region_images = overlays.wrap(saved)
+        saved = views.region_images
+        views.region_images = overlays.wrap(saved)
         evals = len(analysis.index._counts)
         try:
             t0 = time.perf_counter()
@@ -163,7 +164,7 @@ def in_process(label: str, clip, backend: Counting, moves: list[float], worker) 
             ).result()
             handler = time.perf_counter() - t0
         finally:
-            ui.region_images = saved
+            views.region_images = saved
             del analysis.compress
         serialise = worker.submit(postprocess, block_fn, out).result()
         t0 = time.perf_counter()

@@ -1,0 +1,250 @@
+"""One function per event of the page. Each takes what it needs (the session, the widgets'
+values, the backends where a model is involved), asks the views for what to show, and turns
+every error a person can cause into a readable ``gr.Error``."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from scissor_viz import export, viz
+from scissor_viz.analysis import VideoAnalysis
+from scissor_viz.models import AnswerUnavailable, BackendLoadError
+from scissor_viz.scc import check_retention
+from scissor_viz.ui import views
+from scissor_viz.ui.backends import MODEL_CHOICE, Backends, gpu
+from scissor_viz.ui.views import DEFAULT_FRAMES, NO_VIDEO, Session, need_session
+from scissor_viz.video import VideoError
+
+log = logging.getLogger(__name__)
+
+# The model's work, wrapped once at import (ZeroGPU registers functions when they are decorated).
+open_video = gpu(VideoAnalysis.open)
+ask_model = gpu(VideoAnalysis.answer)
+
+
+def user_errors(fn):
+    """Turn every error a person can cause into a readable gr.Error; log the rest."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (VideoError, BackendLoadError, AnswerUnavailable, ValueError) as err:
+            raise gr.Error(str(err)) from err
+        except MemoryError as err:
+            raise gr.Error("Out of memory: try fewer frames or a smaller video.") from err
+        except Exception as err:
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(f"Something went wrong ({type(err).__name__}: {err}).") from err
+
+    return wrapper
+
+
+def progress_callback(progress: gr.Progress):
+    """The library's (fraction, message) progress reports, shown on Gradio's progress bar."""
+    return lambda fraction, message: progress(fraction, desc=message)
+
+
+# ----------------------------------------------------------------------------- session events
+
+
+@user_errors
+def refresh(session, retention, use_tau, tau, view, fill, frame):
+    """Compress at the slider's retention (or τ) and redraw the numbers and the regions."""
+    if session is None:  # refresh is what gives a freshly loaded session its compression
+        raise gr.Error(NO_VIDEO)
+    session.comp = comp = session.compress_at(retention, use_tau, tau)
+    return (
+        session,
+        views.numbers_markdown(session),
+        views.region_images(session, view, fill),
+        gr.update(value=round(comp.tau, 4)),
+    )
+
+
+@user_errors
+def similarity_figures(session, frame):
+    """The frame's τ-graph and matrix, then the video's temporal graph and curves."""
+    session = need_session(session)
+    return (*views.frame_figures(session, frame), *views.video_figures(session))
+
+
+@user_errors
+def recolour(session, view, fill):
+    return views.region_images(need_session(session), view, fill)
+
+
+@user_errors
+def frame_views(session, frame, view):
+    """Everything drawn for one chosen frame: its τ-graph and matrix, the probe's picture and
+    the τ scrubber."""
+    session = need_session(session)
+    frame = int(frame)
+    graph, matrix = views.frame_figures(session, frame)
+    image = session.analysis.clip.frames[frame]
+    probe_image = viz.overlay(image, views.view_labels(session.comp, view)[frame])
+    scrub = viz.tau_scrub(image, session.analysis.index.frame_similarity[frame])
+    return graph, matrix, probe_image, viz.tau_scrub_figure(scrub)
+
+
+@user_errors
+def probe(session, frame, view, fill, evt: gr.SelectData):
+    """A clicked token: its region in every frame and its similarity to every token."""
+    session = need_session(session)
+    frame = int(frame)
+    image = session.analysis.clip.frames[frame]
+    x, y = evt.index
+    token = viz.token_at(int(y), int(x), image.shape[0], image.shape[1])
+    labels = views.view_labels(session.comp, view)
+    component = int(labels[frame].flatten()[token])
+    similarity = viz.probe_similarity(session.analysis.tokens, frame, token)
+    figure = viz.probe_figure(similarity, frame, token, session.comp.tau)
+    members = int((labels == component).sum())
+    note = (
+        f"Token {token} of frame {frame} (row {token // viz.GRID}, column {token % viz.GRID}) "
+        f"belongs to region {component}: {members} tokens across "
+        f"{int((labels == component).any(dim=1).sum())} frames became one token."
+    )
+    return views.region_images(session, view, fill, highlight=component), figure, note
+
+
+@user_errors
+def show_answers(session, question, retention, use_tau, tau, progress=gr.Progress()):
+    """The answer at this retention beside the answer from every token."""
+    session = need_session(session)
+    backend = session.analysis.backend
+    if not backend.can_answer:
+        return f"**Answer unavailable.** {backend.unavailable_reason or 'No language model.'}"
+    comp = session.compress_at(retention, use_tau, tau)  # may run before the redraw for it
+    progress(0.1, desc=f"answering from {comp.num_tokens} tokens")
+    compressed = ask_model(session.analysis, question, comp)
+    progress(0.6, desc=f"answering from all {session.analysis.num_tokens} tokens")
+    full = ask_model(session.analysis, question)
+    warning = (
+        ""
+        if backend.pretrained
+        else "⚠️ **Random weights (test model): this text is not a real answer.**\n\n"
+    )
+    return warning + views.answers_markdown(compressed, full, comp.retention)
+
+
+@user_errors
+def compare(session, methods, retention, frame, question):
+    return views.compare_views(need_session(session), methods, float(retention), frame, question)
+
+
+@user_errors
+def curves(session, methods, question, progress=gr.Progress()):
+    rows = views.compare_curves(need_session(session), methods, question, progress)
+    return viz.metric_curves_figure(rows, views.METHOD_LABELS)
+
+
+@user_errors
+def compare_answers(session, methods, retention, question, progress=gr.Progress()):
+    session = need_session(session)
+    return views.answer_rows(session, methods, float(retention), question, progress)
+
+
+@user_errors
+def export_files(session, view, fill, progress=gr.Progress()):
+    """The overlays as a GIF and an MP4, and the partition as JSON."""
+    session = need_session(session)
+    progress(0.1, desc="drawing overlays")
+    images = [image for image, _ in views.region_images(session, view, fill)]
+    folder = Path(tempfile.mkdtemp(prefix="scissor-viz-export-"))
+    progress(0.4, desc="writing GIF and MP4")
+    gif = export.save_gif(images, folder / "scissor-regions.gif")
+    mp4 = export.save_mp4(images, folder / "scissor-regions.mp4")
+    summary = session.analysis.summary(session.comp)
+    part = export.save_partition(
+        folder / "scissor-partition.json",
+        session.comp,
+        frames=summary["frames"],
+        timestamps=summary["timestamps"],
+        method="scc",
+        backend=summary["backend"],
+    )
+    return [str(gif), str(mp4), str(part)]
+
+
+# ----------------------------------------------------------------------------- backend events
+
+
+class Served:
+    """The events that need the app's backends: loading a video, the API, the status line."""
+
+    def __init__(self, backends: Backends):
+        self.backends = backends
+
+    @user_errors
+    def load(self, video, frames, choice, ckpt, epsilon, progress=gr.Progress()):
+        """Decode and encode the chosen video: the session's analysis."""
+        if not video:
+            raise gr.Error("Upload a video or click one of the examples.")
+        report = progress_callback(progress)
+        chosen = self.backends.get(choice, (ckpt or "").strip() or None, report)
+        analysis = open_video(video, chosen, int(frames), float(epsilon or 0.0), report)
+        return Session(analysis), self.backends.status(choice, ckpt)
+
+    def status(self, choice, ckpt):
+        return self.backends.status(choice, (ckpt or "").strip() or None)
+
+    def default_status(self):
+        return self.backends.status(MODEL_CHOICE, None)
+
+    def poll_status(self, choice, ckpt):
+        """The status line, every 2 s while the model loads (the timer stops itself after)."""
+        ckpt = (ckpt or "").strip() or None
+        active = self.backends.loading(choice, ckpt)
+        return self.backends.status(choice, ckpt), gr.Timer(active=active)
+
+    # --- API endpoints (typed; gradio_client: Client(url).predict(..., api_name="/compress"))
+
+    def _api_analysis(self, video, frames: int) -> VideoAnalysis:
+        path = video.get("path") if isinstance(video, dict) else getattr(video, "path", video)
+        if not path:
+            raise gr.Error("Send a video file.")
+        chosen = self.backends.get(MODEL_CHOICE, None)
+        return VideoAnalysis.open(str(path), chosen, frames)  # load_video checks it
+
+    @user_errors
+    def compress_api(
+        self, video: gr.FileData, retention: float, frames: int = DEFAULT_FRAMES
+    ) -> dict:
+        """SCC on a video at a retention ratio in (0, 1]: frames, token counts, retention, tau."""
+        retention = check_retention(retention)  # before any decoding
+        analysis = self._api_analysis(video, frames)
+        return analysis.summary(analysis.compress(retention=float(retention)))
+
+    @user_errors
+    def answer_api(
+        self, video: gr.FileData, question: str, retention: float, frames: int = DEFAULT_FRAMES
+    ) -> dict:
+        """The model's answer from the compressed tokens, with visual tokens and prefill time."""
+        retention = check_retention(retention)  # before any decoding
+        if not str(question or "").strip():
+            raise gr.Error("Ask a question about the video.")
+        analysis = self._api_analysis(video, frames)
+        comp = analysis.compress(retention=float(retention))
+        if not analysis.backend.can_answer:
+            raise gr.Error(
+                "No model is loaded, so there is no answer: "
+                f"{analysis.backend.unavailable_reason or analysis.backend.load_error}"
+            )
+        result = analysis.answer(question, comp)
+        return dict(
+            answer=result.text,
+            visual_tokens=result.visual_tokens,
+            prefill_seconds=result.prefill_seconds,
+            retention=comp.retention,
+            tau=comp.tau,
+            backend=analysis.backend.name,
+            pretrained=result.pretrained,
+        )
