@@ -10,7 +10,7 @@ The page is served at once; the model loads in the background.
 import argparse
 import os
 
-from scissor_viz.ui import build_demo
+from scissor_viz.ui import build_demo, launch
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = parser.parse_args()
     demo = build_demo(checkpoint=args.checkpoint)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size="500mb")
+    launch(demo, server_name=args.host, server_port=args.port, max_file_size="500mb")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from scissor_viz.models import AnswerUnavailable, BackendLoadError
 from scissor_viz.scc import check_retention
 from scissor_viz.ui import views
 from scissor_viz.ui.backends import MODEL_CHOICE, Backends, gpu
-from scissor_viz.ui.views import DEFAULT_FRAMES, NO_VIDEO, Session, need_session
+from scissor_viz.ui.views import DEFAULT_FRAMES, NoSession, Session, live_session, need_session
 from scissor_viz.video import VideoError
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except gr.Error:
             raise
+        except NoSession:  # a live control moved before any video ran: nothing to redraw
+            return gr.skip()
         except (VideoError, BackendLoadError, AnswerUnavailable, ValueError) as err:
             raise gr.Error(str(err)) from err
         except MemoryError as err:
@@ -56,63 +58,116 @@ def progress_callback(progress: gr.Progress):
 
 
 @user_errors
-def refresh(session, retention, use_tau, tau, view, fill, frame):
-    """Compress at the slider's retention (or τ) and redraw the numbers and the regions."""
-    if session is None:  # refresh is what gives a freshly loaded session its compression
-        raise gr.Error(NO_VIDEO)
-    session.comp = comp = session.compress_at(retention, use_tau, tau)
-    return (
-        session,
-        views.numbers_markdown(session),
-        views.region_images(session, view, fill),
-        gr.update(value=round(comp.tau, 4)),
+def after_load(session):
+    """A video is in: the frame slider spans its frames, the buttons that need one wake up,
+    and the comparison of answers says whether it can run."""
+    count = len(session.analysis.clip.frames)
+    backend = session.analysis.backend
+    why = (
+        ""
+        if backend.can_answer
+        else f"Comparing answers needs a model: {views.no_answer_reason(backend)}"
     )
+    return (
+        gr.update(maximum=max(count - 1, 1), value=0, interactive=count > 1),
+        *[gr.update(interactive=True)] * 2,  # ask, play
+        *[gr.update(interactive=True)] * 3,  # compare, curves, export
+        gr.update(interactive=backend.can_answer),
+        why,
+    )
+
+
+@user_errors
+def refresh(session, retention, view, fill):
+    """Compress at the slider's retention and redraw the numbers and the regions."""
+    session = live_session(session, compressed=False)
+    session.comp = comp = session.compress_at(retention, False, 0.0)
+    return (*views.redraw(session, view, fill), round(comp.tau, 4), False)
+
+
+@user_errors
+def apply_tau(session, tau, view, fill):
+    """A τ typed and confirmed with Enter: compress at it (and say τ now rules)."""
+    session = live_session(session, compressed=False)
+    session.comp = session.compress_at(0.0, True, tau)
+    return (*views.redraw(session, view, fill), True)
+
+
+@user_errors
+def refresh_tau(session, tau, use_tau, retention, view, fill):
+    """The "set τ directly" box ticked or unticked: compress by τ or by retention."""
+    session = live_session(session, compressed=False)
+    session.comp = session.compress_at(retention, use_tau, tau)
+    return (*views.redraw(session, view, fill), use_tau)
 
 
 @user_errors
 def similarity_figures(session, frame):
     """The frame's τ-graph and matrix, then the video's temporal graph and curves."""
-    session = need_session(session)
+    session = live_session(session)
     return (*views.frame_figures(session, frame), *views.video_figures(session))
 
 
 @user_errors
 def recolour(session, view, fill):
-    return views.region_images(need_session(session), view, fill)
+    session = live_session(session)
+    return views.region_images(session, view, fill), views.view_caption(view)
+
+
+def pick_frame(evt: gr.SelectData):
+    """A thumbnail clicked: inspect that frame."""
+    return evt.index
 
 
 @user_errors
 def frame_views(session, frame, view):
     """Everything drawn for one chosen frame: its τ-graph and matrix, the probe's picture and
-    the τ scrubber."""
-    session = need_session(session)
-    frame = int(frame)
+    the τ scrubber at its first step."""
+    session = live_session(session)
+    frame = views.clamp_frame(session, frame)
     graph, matrix = views.frame_figures(session, frame)
-    image = session.analysis.clip.frames[frame]
-    probe_image = viz.overlay(image, views.view_labels(session.comp, view)[frame])
-    scrub = viz.tau_scrub(image, session.analysis.index.frame_similarity[frame])
-    return graph, matrix, probe_image, viz.tau_scrub_figure(scrub)
+    probe_image = views.probe_picture(session, frame, view)
+    steps = views.scrub_steps(session, frame)
+    image, note = views.scrub_view(steps, 0)
+    return graph, matrix, probe_image, gr.update(maximum=len(steps) - 1, value=0), image, note
+
+
+@user_errors
+def scrub_to(session, frame, step):
+    """The τ scrubber dragged to a step."""
+    steps = views.scrub_steps(live_session(session), views.clamp_frame(session, frame))
+    return gr.skip(), *views.scrub_view(steps, int(step))
+
+
+@user_errors
+def scrub_next(session, frame, step):
+    """One tick of Play: the next step, from the first again after the last."""
+    steps = views.scrub_steps(live_session(session), views.clamp_frame(session, frame))
+    step = (int(step) + 1) % len(steps)
+    return step, *views.scrub_view(steps, step)
+
+
+def toggle_play(playing):
+    """Play or pause the τ scrubber."""
+    playing = not playing
+    return playing, gr.Timer(active=playing), gr.update(value="⏸ Pause" if playing else "▶ Play")
 
 
 @user_errors
 def probe(session, frame, view, fill, evt: gr.SelectData):
-    """A clicked token: its region in every frame and its similarity to every token."""
+    """A clicked token: its region in every frame, its similarity to every token, the cell."""
     session = need_session(session)
-    frame = int(frame)
+    frame = views.clamp_frame(session, frame)
     image = session.analysis.clip.frames[frame]
     x, y = evt.index
     token = viz.token_at(int(y), int(x), image.shape[0], image.shape[1])
-    labels = views.view_labels(session.comp, view)
-    component = int(labels[frame].flatten()[token])
-    similarity = viz.probe_similarity(session.analysis.tokens, frame, token)
-    figure = viz.probe_figure(similarity, frame, token, session.comp.tau)
-    members = int((labels == component).sum())
-    note = (
-        f"Token {token} of frame {frame} (row {token // viz.GRID}, column {token % viz.GRID}) "
-        f"belongs to region {component}: {members} tokens across "
-        f"{int((labels == component).any(dim=1).sum())} frames became one token."
-    )
-    return views.region_images(session, view, fill, highlight=component), figure, note
+    return views.probe_views(session, frame, token, view, fill)
+
+
+@user_errors
+def answer_hint(session):
+    """While the slider moves: what the model would see (answers come on release)."""
+    return views.answer_hint(live_session(session))
 
 
 @user_errors
@@ -121,7 +176,7 @@ def show_answers(session, question, retention, use_tau, tau, progress=gr.Progres
     session = need_session(session)
     backend = session.analysis.backend
     if not backend.can_answer:
-        return f"**Answer unavailable.** {backend.unavailable_reason or 'No language model.'}"
+        return views.answer_hint(session)
     comp = session.compress_at(retention, use_tau, tau)  # may run before the redraw for it
     progress(0.1, desc=f"answering from {comp.num_tokens} tokens")
     compressed = ask_model(session.analysis, question, comp)

@@ -1,4 +1,9 @@
-"""The page: components laid out, and their events wired to the handlers. No handler bodies."""
+"""The page: components laid out, and their events wired to the handlers. No handler bodies.
+
+One screen answers the three questions at once: the frames with their regions (large), the
+selected frame's similarity graph beside them, and the answer panel under it. Deeper views
+(the whole similarity structure, the probe, the τ scrubber, the comparison, export) are tabs.
+"""
 
 from __future__ import annotations
 
@@ -15,24 +20,31 @@ from scissor_viz.ui.views import (
     DEFAULT_METHODS,
     DEFAULT_QUESTION,
     DEFAULT_RETENTION,
+    DEFAULT_VIEW,
     METHOD_LABELS,
+    READING_GUIDE,
     VIEWS,
 )
 from scissor_viz.video import MAX_FRAMES, example_videos
 
 SESSION_TTL = 3600  # seconds a session's video stays in memory after its last use
-# The queue's concurrency groups: redraws never wait behind decoding or the model.
+PLAY_SECONDS = 0.7  # the τ scrubber's pace when playing
+# The queue's concurrency groups: redraws never wait behind decoding, exports or the model.
 PAGE = dict(api_visibility="undocumented")  # the page's events; the documented API is gr.api
 LIGHT = dict(concurrency_id="light", concurrency_limit=4, **PAGE)
 HEAVY = dict(concurrency_id="heavy", concurrency_limit=2, **PAGE)
 MODEL = dict(concurrency_id="model", concurrency_limit=1, **PAGE)
+LIVE = dict(show_progress="hidden", trigger_mode="always_last", **LIGHT)  # keep pictures up
 INTRO = (
-    "# ✂️ scissor-viz\n"
-    "See how **LLaVA-Scissor** (Sun et al., 2025) compresses a video for a video LLM: "
-    "tokens more similar than **τ** are joined into *semantic connected components*, "
-    "first inside each frame, then across frames, and each component becomes one token. "
-    "Move **Retention** to keep more or fewer tokens."
+    "## ✂️ scissor-viz — see LLaVA-Scissor compress a video\n"
+    "Tokens more similar than **τ** join into *semantic connected components*, first inside "
+    "each frame, then across frames; each component becomes one token. Move **Retention**."
 )
+CSS = """
+#regions .caption-label { white-space: normal; overflow: visible; font-size: 12px; }
+.table th, .table th span { word-break: normal !important; overflow-wrap: normal !important; }
+#numbers { min-height: 2.5em; }
+"""
 COMPARE_HELP = (
     "The methods LLaVA-Scissor is measured against, at the same retention, on the chosen "
     "frame. Each region is painted with the mean colour of the original tokens its output "
@@ -42,29 +54,34 @@ COMPARE_HELP = (
 )
 
 
-def _controls(backends: Backends) -> SimpleNamespace:
+def _controls(c: SimpleNamespace, backends: Backends) -> None:
     """The left column: the video, its examples and every knob."""
-    c = SimpleNamespace()
-    c.video = gr.Video(label="Video", sources=["upload"], elem_id="video")
+    c.video = gr.Video(label="Video", sources=["upload"], elem_id="video", height=220)
     examples = [[str(p)] for p in example_videos()]
     if examples:
-        gr.Examples(examples, inputs=[c.video], label="Examples")
-    c.frames = gr.Slider(
-        1, MAX_FRAMES, DEFAULT_FRAMES, step=1, label="Frames", info="sampled uniformly"
-    )
-    c.question = gr.Textbox(DEFAULT_QUESTION, label="Question", lines=2)
+        gr.Examples(examples, inputs=[c.video], label="Examples (click one)")
     c.retention = gr.Slider(
         0.01,
         1.0,
         DEFAULT_RETENTION,
         step=0.01,
         label="Retention",
-        info="share of the visual tokens kept (a ratio)",
+        info="share of the visual tokens kept",
         elem_id="retention",
     )
+    c.run = gr.Button("Compress", variant="primary", elem_id="run")
+    c.frames = gr.Slider(1, MAX_FRAMES, DEFAULT_FRAMES, step=1, label="Frames", elem_id="frames")
+    c.question = gr.Textbox(DEFAULT_QUESTION, label="Question", lines=2, elem_id="question")
     with gr.Accordion("Advanced", open=False):
-        c.use_tau = gr.Checkbox(False, label="Set τ directly (ignore Retention)")
-        c.tau = gr.Slider(-1.0, 1.0, 0.9, step=0.0001, label="τ (similarity threshold)")
+        c.use_tau = gr.Checkbox(False, label="Set τ directly (ignore Retention)", elem_id="use-tau")
+        c.tau = gr.Number(
+            0.9,
+            minimum=-1,
+            maximum=1,
+            step=0.001,
+            label="τ (similarity threshold): type one and press Enter",
+            elem_id="tau",
+        )
         c.epsilon = gr.Number(
             0.05,
             minimum=0,
@@ -75,15 +92,38 @@ def _controls(backends: Backends) -> SimpleNamespace:
         c.ckpt = gr.Textbox(
             "", label="Checkpoint (hub id or local folder)", placeholder=backends.checkpoint
         )
-    c.run = gr.Button("Compress", variant="primary", elem_id="run")
-    return c
+
+
+def _main_view(c: SimpleNamespace) -> None:
+    """Regions (large), the frame's graph and the answer panel, side by side."""
+    c.numbers = gr.Markdown("Pick a video to start: click the example.", elem_id="numbers")
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Row():
+                c.view = gr.Radio(list(VIEWS), value=DEFAULT_VIEW, label="Show", scale=3)
+                c.fill = gr.Checkbox(False, label="Fill with mean colour", scale=1)
+            c.gallery = gr.Gallery(
+                label="Frames and their regions (click one to inspect it)",
+                columns=4,
+                height="auto",
+                format="jpeg",
+                object_fit="contain",
+                allow_preview=False,
+                elem_id="regions",
+            )
+            c.view_caption = gr.Markdown(viz.CAPTIONS["overlay"], elem_id="view-caption")
+        with gr.Column(scale=2):
+            c.frame = gr.Slider(0, DEFAULT_FRAMES - 1, 0, step=1, label="Frame", elem_id="frame")
+            c.tau_graph = gr.Plot(label="τ-graph of the frame", elem_id="tau-graph")
+            gr.Markdown(viz.CAPTIONS["tau_graph"])
+            c.answer_md = gr.Markdown("Answers appear here.", elem_id="answer")
+            c.ask = gr.Button("Ask again", interactive=False, elem_id="ask")
 
 
 def _similarity_tab(c: SimpleNamespace) -> None:
     for name, label, caption in (
-        ("tau_graph", "τ-graph of the frame", "tau_graph"),
-        ("temporal", "Temporal graph", "temporal_graph"),
         ("matrix", "Similarity matrix", "similarity_matrix"),
+        ("temporal", "Temporal graph", "temporal_graph"),
         ("curve", "Retention vs τ", "retention"),
         ("per_frame", "Tokens per frame", "tokens_per_frame"),
     ):
@@ -97,13 +137,29 @@ def _probe_tab(c: SimpleNamespace) -> None:
         "frame, and its similarity to every token is shown below."
     )
     c.probe_image = gr.Image(label="Click a token", interactive=False, elem_id="probe-image")
-    c.probe_note = gr.Markdown()
+    c.probe_note = gr.Markdown(elem_id="probe-note")
     c.probe_gallery = gr.Gallery(
-        label="Its region in every frame", columns=4, height="auto", format="jpeg"
+        label="Its region in every frame",
+        columns=4,
+        height="auto",
+        format="jpeg",
+        object_fit="contain",
+        allow_preview=False,
     )
     gr.Markdown(viz.CAPTIONS["highlight"])
     c.probe_plot = gr.Plot(label="Similarity to the clicked token")
     gr.Markdown(viz.CAPTIONS["probe"])
+
+
+def _teach_tab(c: SimpleNamespace) -> None:
+    gr.Markdown(viz.CAPTIONS["tau_scrub"])
+    with gr.Row():
+        c.play = gr.Button("▶ Play", interactive=False, elem_id="play", scale=1)
+        c.step = gr.Slider(0, 1, 0, step=1, label="Step (τ falls →)", elem_id="step", scale=4)
+    c.scrub_image = gr.Image(label="The frame at this τ", interactive=False, elem_id="scrub")
+    c.scrub_note = gr.Markdown(elem_id="scrub-note")
+    c.playing = gr.State(False)
+    c.player = gr.Timer(PLAY_SECONDS, active=False)
 
 
 def _compare_tab(c: SimpleNamespace) -> None:
@@ -114,71 +170,42 @@ def _compare_tab(c: SimpleNamespace) -> None:
         label="Methods",
         info="FastV needs a loaded model (LLM attention)",
     )
-    c.compare_btn = gr.Button("Compare at this retention", elem_id="compare")
+    with gr.Row():
+        c.compare_btn = gr.Button("Compare at this retention", interactive=False, elem_id="compare")
+        c.curves_btn = gr.Button("Curves, 5–100 %", interactive=False, elem_id="curves")
+        c.answers_btn = gr.Button("Compare answers", interactive=False, elem_id="answers-btn")
+    c.answers_why = gr.Markdown(elem_id="answers-why")
     c.compare_gallery = gr.Gallery(
         label="Same frame, each method",
         columns=3,
         height="auto",
         format="jpeg",
+        object_fit="contain",
+        allow_preview=False,
         elem_id="compare-gallery",
     )
     c.compare_table = gr.Dataframe(
-        headers=["method", "tokens", "retention", "coverage", "redundancy", "seconds", "note"],
+        headers=["method", "tokens", "kept", "coverage", "redundancy", "seconds", "note"],
         label="Numbers",
         wrap=True,
     )
-    c.curves_btn = gr.Button("Curves from 5 % to 100 % retention")
     c.curves_plot = gr.Plot(label="Metrics against retention")
-    c.answers_btn = gr.Button("Compare answers (needs a model)")
     c.answers_note = gr.Markdown()
     c.answers_table = gr.Dataframe(
-        headers=[
-            "method",
-            "visual tokens",
-            "exact match",
-            "token F1",
-            "first-token KL",
-            "prefill s",
-            "answer",
-        ],
+        headers=["method", "tokens", "exact", "F1", "KL", "prefill s", "answer"],
         label="Answers against the full-token answer",
         wrap=True,
     )
 
 
-def _views(c: SimpleNamespace) -> None:
-    """The right column: the numbers, the frame slider and the tabs."""
-    c.numbers = gr.Markdown("Pick a video to start.", elem_id="numbers")
-    c.frame = gr.Slider(
-        0,
-        DEFAULT_FRAMES - 1,
-        0,
-        step=1,
-        label="Frame (for the graphs, the probe and the τ scrubber)",
-    )
+def _tabs(c: SimpleNamespace) -> None:
     with gr.Tabs():
-        with gr.Tab("Regions"):
-            with gr.Row():
-                c.view = gr.Radio(list(VIEWS), value="Temporal step", label="Colour by")
-                c.fill = gr.Checkbox(False, label="Fill regions with their mean colour")
-            c.gallery = gr.Gallery(
-                label="Frames and their regions",
-                columns=4,
-                height="auto",
-                format="jpeg",
-                elem_id="regions",
-            )
-            gr.Markdown(viz.CAPTIONS["overlay"] + " " + viz.CAPTIONS["mean_fill"])
-        with gr.Tab("Answer"):
-            c.answer_md = gr.Markdown("Compress a video, then ask.", elem_id="answer")
-            c.ask = gr.Button("Answer")
         with gr.Tab("Similarity"):
             _similarity_tab(c)
         with gr.Tab("Probe"):
             _probe_tab(c)
         with gr.Tab("Teach"):
-            c.scrub = gr.Plot(label="Regions growing as τ falls")
-            gr.Markdown(viz.CAPTIONS["tau_scrub"] + " Press ▶ to play.")
+            _teach_tab(c)
         with gr.Tab("Compare"):
             _compare_tab(c)
         with gr.Tab("Export"):
@@ -186,56 +213,78 @@ def _views(c: SimpleNamespace) -> None:
                 "The overlays as an animated GIF and an MP4 for slides, and "
                 "the partition as JSON (spatial, temporal and merge labels)."
             )
-            c.export_btn = gr.Button("Export")
-            c.files = gr.File(label="Files", file_count="multiple")
+            c.export_btn = gr.Button("Export", interactive=False, elem_id="export")
+            c.files = gr.File(label="Files", file_count="multiple", elem_id="files")
+        with gr.Tab("How to read it"):
+            gr.Markdown(READING_GUIDE)
 
 
-def _frame_range(session):
-    count = len(session.analysis.clip.frames) if session else DEFAULT_FRAMES
-    return gr.update(maximum=max(count - 1, 1), value=0)
-
-
-def _wire(c: SimpleNamespace, served: on.Served) -> None:
-    """Every event: what runs, on which inputs, into which outputs, in which queue."""
-    figures = [c.tau_graph, c.matrix, c.temporal, c.curve, c.per_frame]  # frame's, then video's
-    frame_outputs = [c.tau_graph, c.matrix, c.probe_image, c.scrub]
-    refresh = dict(
-        fn=on.refresh,
-        inputs=[c.state, c.retention, c.use_tau, c.tau, c.view, c.fill, c.frame],
-        outputs=[c.state, c.numbers, c.gallery, c.tau],
-        **LIGHT,
+def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
+    """Compress (on upload, on an example, on the button), then every live redraw."""
+    frame_outputs = [c.tau_graph, c.matrix, c.probe_image, c.step, c.scrub_image, c.scrub_note]
+    similarity = dict(
+        fn=on.similarity_figures,
+        inputs=[c.state, c.frame],
+        outputs=[c.tau_graph, c.matrix, c.temporal, c.curve, c.per_frame],
+        **LIVE,
     )
-    similarity = dict(fn=on.similarity_figures, inputs=[c.state, c.frame], outputs=figures, **LIGHT)
+    redraw = [c.state, c.numbers, c.gallery, c.view_caption]
+    at_retention = dict(
+        fn=on.refresh,
+        inputs=[c.state, c.retention, c.view, c.fill],
+        outputs=[*redraw, c.tau, c.use_tau],
+        **LIVE,
+    )
     answers = dict(
         fn=on.show_answers,
         inputs=[c.state, c.question, c.retention, c.use_tau, c.tau],
         outputs=[c.answer_md],
+        show_progress_on=[c.answer_md],
         **MODEL,
     )
-    loaded = c.run.click(
-        served.load, [c.video, c.frames, c.choice, c.ckpt, c.epsilon], [c.state, c.status], **HEAVY
+    buttons = [c.ask, c.play, c.compare_btn, c.curves_btn, c.export_btn, c.answers_btn]
+    for trigger in (c.run.click, c.video.change):
+        loaded = trigger(
+            served.load,
+            [c.video, c.frames, c.choice, c.ckpt, c.epsilon],
+            [c.state, c.status],
+            **HEAVY,
+        )
+        loaded = loaded.success(on.after_load, [c.state], [c.frame, *buttons, c.answers_why])
+        loaded = loaded.success(**at_retention).success(**similarity)
+        loaded = loaded.success(on.frame_views, [c.state, c.frame, c.view], frame_outputs, **LIVE)
+        loaded.success(**answers)
+    c.retention.change(**at_retention).success(**similarity).success(
+        on.answer_hint, [c.state], [c.answer_md], **LIGHT
     )
-    loaded = loaded.success(_frame_range, [c.state], [c.frame], **LIGHT)
-    loaded = loaded.success(**refresh).success(**similarity)
-    loaded = loaded.success(on.frame_views, [c.state, c.frame, c.view], frame_outputs, **LIGHT)
-    loaded.success(**answers)
-    # Redraw on every change (keys too; while one redraw runs only the latest waits), the
-    # graphs after it, and ask the model only when the slider is let go.
-    c.retention.change(**refresh, trigger_mode="always_last").success(**similarity)
     c.retention.release(**answers)
-    c.tau.release(**refresh).success(**similarity).success(**answers)
-    c.use_tau.change(**refresh).success(**similarity)
+    by_tau = [
+        (c.tau.submit, on.apply_tau, [c.state, c.tau, c.view, c.fill]),
+        (c.use_tau.input, on.refresh_tau, [c.state, c.tau, c.use_tau, c.retention, c.view, c.fill]),
+    ]
+    for trigger, fn, inputs in by_tau:
+        trigger(fn, inputs, [*redraw, c.use_tau], **LIVE).success(**similarity).success(**answers)
     for colouring in (c.view, c.fill):
-        colouring.change(on.recolour, [c.state, c.view, c.fill], [c.gallery], **LIGHT)
-    c.frame.release(on.frame_views, [c.state, c.frame, c.view], frame_outputs, **LIGHT)
+        colouring.change(
+            on.recolour, [c.state, c.view, c.fill], [c.gallery, c.view_caption], **LIVE
+        )
+    c.gallery.select(on.pick_frame, None, [c.frame], **LIGHT)
+    c.frame.change(on.frame_views, [c.state, c.frame, c.view], frame_outputs, **LIVE)
+    c.ask.click(**answers)
+
+
+def _wire_tabs(c: SimpleNamespace) -> None:
+    """The deeper views: probe, τ scrubber, comparison, export."""
     c.probe_image.select(
         on.probe,
         [c.state, c.frame, c.view, c.fill],
-        [c.probe_gallery, c.probe_plot, c.probe_note],
+        [c.probe_gallery, c.probe_plot, c.probe_note, c.probe_image],
         **LIGHT,
     )
-    c.ask.click(**answers)
-    c.export_btn.click(on.export_files, [c.state, c.view, c.fill], [c.files], **LIGHT)
+    scrub_out = [c.step, c.scrub_image, c.scrub_note]
+    c.step.input(on.scrub_to, [c.state, c.frame, c.step], scrub_out, **LIVE)
+    c.play.click(on.toggle_play, [c.playing], [c.playing, c.player, c.play], **LIGHT)
+    c.player.tick(on.scrub_next, [c.state, c.frame, c.step], scrub_out, **LIVE)
     c.compare_btn.click(
         on.compare,
         [c.state, c.methods, c.retention, c.frame, c.question],
@@ -249,8 +298,12 @@ def _wire(c: SimpleNamespace, served: on.Served) -> None:
         [c.answers_table, c.answers_note],
         **MODEL,
     )
-    c.choice.change(served.status, [c.choice, c.ckpt], [c.status], **LIGHT)
-    c.poll.tick(served.poll_status, [c.choice, c.ckpt], [c.status, c.poll], **LIGHT)
+    c.export_btn.click(on.export_files, [c.state, c.view, c.fill], [c.files], **HEAVY)
+
+
+def launch(demo: gr.Blocks, **kwargs):
+    """``demo.launch`` with the page's stylesheet (Gradio 6 takes css at launch)."""
+    return demo.launch(css=CSS, **kwargs)
 
 
 def build_demo(backend: Backend | None = None, checkpoint: str | None = None) -> gr.Blocks:
@@ -265,12 +318,16 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         gr.Markdown(INTRO)
         c.status = gr.Markdown(served.default_status(), elem_id="backend-status")
         with gr.Row():
-            with gr.Column(scale=1, min_width=320):
-                c.__dict__.update(vars(_controls(backends)))
-            with gr.Column(scale=2):
-                _views(c)
+            with gr.Column(scale=1, min_width=300):
+                _controls(c, backends)
+            with gr.Column(scale=4):
+                _main_view(c)
+                _tabs(c)
         c.poll = gr.Timer(2.0, active=backends.loading(MODEL_CHOICE, None))
-        _wire(c, served)
+        _wire_compression(c, served)
+        _wire_tabs(c)
+        c.choice.change(served.status, [c.choice, c.ckpt], [c.status], **LIGHT)
+        c.poll.tick(served.poll_status, [c.choice, c.ckpt], [c.status, c.poll], **LIGHT)
         gr.api(
             served.compress_api, api_name="compress", concurrency_id="heavy", concurrency_limit=2
         )

@@ -5,7 +5,7 @@ handlers call them and the layout never does."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 import numpy as np
@@ -24,12 +24,34 @@ VIEWS = {
     "Spatial step": "spatial_labels",
     "Merge assignment": "assignment",
 }
+DEFAULT_VIEW = "Temporal step"
 NO_VIDEO = "Pick a video first (upload one or click an example), then Compress."
+READING_GUIDE = """
+**How to read the picture.** Each sampled frame is cut into a 14 × 14 grid of cells: one cell is
+one visual token, what the video LLM sees. SCC joins tokens that look alike.
+
+* **Spatial step**: inside one frame, neighbouring-or-not cells more similar than τ join; each
+  tinted region with an outline is one token now. A cell left untinted stayed alone.
+* **Temporal step**: the regions of all frames are compared with each other. A region that
+  repeats an earlier frame is merged into that frame's token: it is *dimmed* here, because this
+  frame no longer pays for it. On a static camera almost everything after frame 0 dims: the
+  video is "frame 0 and what changed".
+* **Merge assignment**: every original token is finally averaged into its most similar kept
+  token; cells with one colour went into one token.
+
+Move **Retention** down and watch regions grow and frames dim. The **τ-graph** beside the
+frames shows the similarity structure that decides it; the **answer** panel shows what the
+model says from the kept tokens. The **Teach** tab replays one frame as τ falls, step by step.
+"""
 CURVE_RETENTIONS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 METHOD_LABELS = {key: method.label for key, method in METHODS.items()}
 DEFAULT_METHODS = [key for key, method in METHODS.items() if method.model != "required"]
 
 # ----------------------------------------------------------------------------- session state
+
+
+class NoSession(Exception):
+    """A live control moved before any video was compressed."""
 
 
 @dataclass
@@ -39,6 +61,7 @@ class Session:
     analysis: VideoAnalysis
     comp: Compression | None = None  # set by the first refresh after loading
     curve: tuple[np.ndarray, np.ndarray] | None = None  # (taus, retention) for the plot
+    scrubs: dict = field(default_factory=dict)  # frame -> the τ scrubber's steps
 
     def compress_at(self, retention: float, use_tau: bool, tau: float) -> Compression:
         """SCC at the slider's retention, or at the advanced panel's tau."""
@@ -52,6 +75,18 @@ def need_session(session: Session | None) -> Session:
     if session is None or session.comp is None:
         raise gr.Error(NO_VIDEO)
     return session
+
+
+def live_session(session: Session | None, compressed: bool = True) -> Session:
+    """The session for a live redraw; NoSession (nothing to redraw, no message) before a video
+    was loaded (and, with ``compressed``, compressed)."""
+    if session is None or (compressed and session.comp is None):
+        raise NoSession
+    return session
+
+
+def clamp_frame(session: Session, frame) -> int:
+    return int(np.clip(int(frame or 0), 0, len(session.analysis.clip.frames) - 1))
 
 
 def view_labels(comp: Compression, view: str):
@@ -78,6 +113,87 @@ def region_images(session: Session, view: str, fill: bool, highlight: int | None
     return [
         (image, viz.frame_caption(t, float(stamps[t]), counts[t])) for t, image in enumerate(images)
     ]
+
+
+def view_caption(view: str) -> str:
+    """How to read the gallery in this view."""
+    return viz.CAPTIONS["overlay"] if view != "Temporal step" else viz.CAPTIONS["overlay"]
+
+
+def redraw(session: Session, view: str, fill: bool) -> tuple:
+    """What a new compression changes on the main screen: (session, numbers, regions, caption)."""
+    return (
+        session,
+        numbers_markdown(session),
+        region_images(session, view, fill),
+        view_caption(view),
+    )
+
+
+def probe_picture(session: Session, frame: int, view: str, token: int | None = None):
+    """The frame to click on, with its regions (and the clicked cell marked)."""
+    labels = view_labels(session.comp, view)[frame]
+    return viz.overlay(session.analysis.clip.frames[frame], labels)
+
+
+def probe_views(session: Session, frame: int, token: int, view: str, fill: bool) -> tuple:
+    """The probe's answer to a click: (region in every frame, similarity figure, note, image)."""
+    labels = view_labels(session.comp, view)
+    component = int(labels[frame].flatten()[token])
+    similarity = viz.probe_similarity(session.analysis.tokens, frame, token)
+    figure = viz.probe_figure(similarity, frame, token, session.comp.tau)
+    members = int((labels == component).sum())
+    frames = int((labels == component).any(dim=1).sum())
+    note = (
+        f"Token {token} of frame {frame} (row {token // viz.GRID}, column {token % viz.GRID}) "
+        f"belongs to region {component}: {plural(members, 'token')} across "
+        f"{plural(frames, 'frame')} became one token."
+    )
+    gallery = region_images(session, view, fill, highlight=component)
+    return gallery, figure, note, probe_picture(session, frame, view, token)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def scrub_steps(session: Session, frame: int) -> list:
+    """The τ scrubber's steps for one frame (computed once per frame and video)."""
+    if frame not in session.scrubs:
+        analysis = session.analysis
+        session.scrubs = {
+            frame: viz.tau_scrub(
+                analysis.clip.frames[frame], analysis.index.frame_similarity[frame]
+            )
+        }
+    return session.scrubs[frame]
+
+
+def scrub_view(steps: list, step: int) -> tuple:
+    """One step of the scrubber: (image, what the viewer sees)."""
+    step = int(np.clip(step, 0, len(steps) - 1))
+    s = steps[step]
+    return (
+        s.image,
+        f"Step {step + 1} of {len(steps)} · τ = {s.tau:.4f} · {plural(s.regions, 'region')}",
+    )
+
+
+def no_answer_reason(backend) -> str:
+    return backend.unavailable_reason or backend.load_error or "no language model is loaded."
+
+
+def answer_hint(session: Session) -> str:
+    """The answer panel between answers: what the model sees, and why there is no answer."""
+    comp, total = session.comp, session.analysis.num_tokens
+    seen = (
+        f"The model would see **{plural(comp.num_tokens, 'visual token')}** of {total:,} "
+        f"({comp.retention:.1%})."
+    )
+    backend = session.analysis.backend
+    if not backend.can_answer:
+        return f"**No answer: {no_answer_reason(backend)}**\n\n{seen}"
+    return f"{seen} Let go of the slider (or press *Ask again*) for its answer."
 
 
 def numbers_markdown(session: Session) -> str:
