@@ -23,8 +23,20 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from scissor_viz import export, viz
+from scissor_viz import export
 from scissor_viz.analysis import VideoAnalysis
+from scissor_viz.figures import CAPTIONS as FIGURE_CAPTIONS
+from scissor_viz.figures import (
+    metric_curves_figure,
+    probe_figure,
+    probe_similarity,
+    retention_figure,
+    similarity_matrix_figure,
+    tau_graph_figure,
+    temporal_graph_figure,
+    tokens_per_frame_figure,
+)
+from scissor_viz.grid import GRID, token_at
 from scissor_viz.methods import METHODS
 from scissor_viz.models import (
     AnswerUnavailable,
@@ -34,7 +46,11 @@ from scissor_viz.models import (
     resolve_checkpoint,
 )
 from scissor_viz.models.pixels import PixelBackend
+from scissor_viz.overlay import CAPTIONS as OVERLAY_CAPTIONS
+from scissor_viz.overlay import frame_caption, overlay, overlay_video, region_means
 from scissor_viz.scc import Compression, check_retention
+from scissor_viz.scrub import CAPTION as SCRUB_CAPTION
+from scissor_viz.scrub import tau_scrub, tau_scrub_figure
 from scissor_viz.video import MAX_FRAMES, VideoError, example_videos
 
 log = logging.getLogger(__name__)
@@ -188,7 +204,7 @@ def region_images(session: Session, view: str, fill: bool, highlight: int | None
     """The gallery: every frame with its regions, captioned."""
     analysis, comp = session.analysis, session.comp
     labels = getattr(comp, VIEWS.get(view, "temporal_labels"))
-    images = viz.overlay_video(
+    images = overlay_video(
         analysis.clip.frames,
         labels,
         fill="mean" if fill else "palette",
@@ -198,7 +214,7 @@ def region_images(session: Session, view: str, fill: bool, highlight: int | None
     counts = comp.spatial_counts.tolist()
     stamps = analysis.clip.timestamps
     return [
-        (image, viz.frame_caption(t, float(stamps[t]), counts[t])) for t, image in enumerate(images)
+        (image, frame_caption(t, float(stamps[t]), counts[t])) for t, image in enumerate(images)
     ]
 
 
@@ -248,8 +264,8 @@ def frame_figures(session: Session, frame: int):
     sim = analysis.index.frame_similarity[frame].cpu().numpy()
     labels = comp.spatial_labels[frame].cpu().numpy()
     return (
-        viz.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame]),
-        viz.similarity_matrix_figure(sim, labels, title=f"Frame {frame}: similarity by region"),
+        tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame]),
+        similarity_matrix_figure(sim, labels, title=f"Frame {frame}: similarity by region"),
     )
 
 
@@ -262,9 +278,9 @@ def video_figures(session: Session):
     taus, retention = session.curve
     heights = analysis.index.spatial_merge_heights()  # computed once per video
     return (
-        viz.temporal_graph_figure(analysis.tokens, comp, timestamps=analysis.clip.timestamps),
-        viz.retention_figure(taus, retention, comp.tau, comp.retention, heights),
-        viz.tokens_per_frame_figure(comp.spatial_counts, analysis.clip.timestamps),
+        temporal_graph_figure(analysis.tokens, comp, timestamps=analysis.clip.timestamps),
+        retention_figure(taus, retention, comp.tau, comp.retention, heights),
+        tokens_per_frame_figure(comp.spatial_counts, analysis.clip.timestamps),
     )
 
 
@@ -279,8 +295,8 @@ def compare_views(session: Session, methods: list[str], retention: float, frame:
             gr.Warning(f"{METHOD_LABELS[method]} needs a loaded model; skipped.")
             continue
         red, row = analysis.reduce(method, retention, question)
-        means = viz.region_means(analysis.clip.frames, red.assignment)
-        image = viz.overlay(analysis.clip.frames[frame], red.assignment[frame], means, alpha=1.0)
+        means = region_means(analysis.clip.frames, red.assignment)
+        image = overlay(analysis.clip.frames[frame], red.assignment[frame], means, alpha=1.0)
         images.append(
             (
                 image,
@@ -394,14 +410,14 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         session = _need(session)
         frame = int(frame)
         graph, matrix = frame_figures(session, frame)
-        probe_image = viz.overlay(
+        probe_image = overlay(
             session.analysis.clip.frames[frame],
             getattr(session.comp, VIEWS.get(view, "temporal_labels"))[frame],
         )
-        scrub = viz.tau_scrub(
+        scrub = tau_scrub(
             session.analysis.clip.frames[frame], session.analysis.index.frame_similarity[frame]
         )
-        return graph, matrix, probe_image, viz.tau_scrub_figure(scrub)
+        return graph, matrix, probe_image, tau_scrub_figure(scrub)
 
     @user_errors
     def probe(session, frame, view, fill, evt: gr.SelectData):
@@ -409,14 +425,14 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         frame = int(frame)
         image = session.analysis.clip.frames[frame]
         x, y = evt.index
-        token = viz.token_at(int(y), int(x), image.shape[0], image.shape[1])
+        token = token_at(int(y), int(x), image.shape[0], image.shape[1])
         labels = getattr(session.comp, VIEWS.get(view, "temporal_labels"))
         component = int(labels[frame].flatten()[token])
-        similarity = viz.probe_similarity(session.analysis.tokens, frame, token)
-        figure = viz.probe_figure(similarity, frame, token, session.comp.tau)
+        similarity = probe_similarity(session.analysis.tokens, frame, token)
+        figure = probe_figure(similarity, frame, token, session.comp.tau)
         members = int((labels == component).sum())
         note = (
-            f"Token {token} of frame {frame} (row {token // viz.GRID}, column {token % viz.GRID}) "
+            f"Token {token} of frame {frame} (row {token // GRID}, column {token % GRID}) "
             f"belongs to region {component}: {members} tokens across "
             f"{int((labels == component).any(dim=1).sum())} frames became one token."
         )
@@ -447,7 +463,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
     @user_errors
     def curves(session, methods, question, progress=gr.Progress()):
         rows = compare_curves(_need(session), methods, question, progress)
-        return viz.metric_curves_figure(rows, METHOD_LABELS)
+        return metric_curves_figure(rows, METHOD_LABELS)
 
     @user_errors
     def compare_answers(session, methods, retention, question, progress=gr.Progress()):
@@ -592,21 +608,23 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
                             format="jpeg",
                             elem_id="regions",
                         )
-                        gr.Markdown(viz.CAPTIONS["overlay"] + " " + viz.CAPTIONS["mean_fill"])
+                        gr.Markdown(
+                            OVERLAY_CAPTIONS["overlay"] + " " + OVERLAY_CAPTIONS["mean_fill"]
+                        )
                     with gr.Tab("Answer"):
                         answer_md = gr.Markdown("Compress a video, then ask.", elem_id="answer")
                         ask = gr.Button("Answer")
                     with gr.Tab("Similarity"):
                         tau_graph = gr.Plot(label="τ-graph of the frame")
-                        gr.Markdown(viz.CAPTIONS["tau_graph"])
+                        gr.Markdown(FIGURE_CAPTIONS["tau_graph"])
                         temporal = gr.Plot(label="Temporal graph")
-                        gr.Markdown(viz.CAPTIONS["temporal_graph"])
+                        gr.Markdown(FIGURE_CAPTIONS["temporal_graph"])
                         matrix = gr.Plot(label="Similarity matrix")
-                        gr.Markdown(viz.CAPTIONS["similarity_matrix"])
+                        gr.Markdown(FIGURE_CAPTIONS["similarity_matrix"])
                         curve = gr.Plot(label="Retention vs τ")
-                        gr.Markdown(viz.CAPTIONS["retention"])
+                        gr.Markdown(FIGURE_CAPTIONS["retention"])
                         per_frame = gr.Plot(label="Tokens per frame")
-                        gr.Markdown(viz.CAPTIONS["tokens_per_frame"])
+                        gr.Markdown(FIGURE_CAPTIONS["tokens_per_frame"])
                     with gr.Tab("Probe"):
                         gr.Markdown(
                             "Click a token on the frame: its region lights up in every "
@@ -622,12 +640,12 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
                             height="auto",
                             format="jpeg",
                         )
-                        gr.Markdown(viz.CAPTIONS["highlight"])
+                        gr.Markdown(OVERLAY_CAPTIONS["highlight"])
                         probe_plot = gr.Plot(label="Similarity to the clicked token")
-                        gr.Markdown(viz.CAPTIONS["probe"])
+                        gr.Markdown(FIGURE_CAPTIONS["probe"])
                     with gr.Tab("Teach"):
                         scrub = gr.Plot(label="Regions growing as τ falls")
-                        gr.Markdown(viz.CAPTIONS["tau_scrub"] + " Press ▶ to play.")
+                        gr.Markdown(SCRUB_CAPTION + " Press ▶ to play.")
                     with gr.Tab("Compare"):
                         gr.Markdown(
                             "The methods LLaVA-Scissor is measured against, at the same "
