@@ -6,7 +6,7 @@ Two-line API::
     save_partition("partition.json", comp, frames=indices, timestamps=times, backend="pixels")
 
 ``load_partition`` gives back a :class:`Partition` whose ``spatial_labels``, ``temporal_labels``,
-``assignment`` and ``tau`` are what the figures in :mod:`scissor_viz.viz` read, so a saved run
+``assignment`` and ``tau`` are what the figures in :mod:`scissor_viz.figures` read, so a saved run
 can be drawn again without the model.
 """
 

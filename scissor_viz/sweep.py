@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from scissor_viz.figures import metric_curves_figure
 from scissor_viz.methods import METHODS, Reduction, reduce
 from scissor_viz.metrics import coverage, redundancy
-from scissor_viz.viz import metric_curves_figure
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif"})
 DEFAULT_RETENTIONS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05, 0.1, ..., 1.0

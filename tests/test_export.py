@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scissor_viz import viz
+from scissor_viz import figures
 from scissor_viz.export import Partition, load_partition, save_gif, save_mp4, save_partition
 from scissor_viz.scc import ScissorIndex
 from tests.test_viz import region_tokens
@@ -95,7 +95,7 @@ def test_partition_json_round_trips(tmp_path, comp):
     again = save_partition(tmp_path / "q.json", part)
     assert again.read_text() == path.read_text()
     # a loaded partition draws like the live Compression
-    fig = viz.temporal_graph_figure(tokens, part)
+    fig = figures.temporal_graph_figure(tokens, part)
     assert len(fig.data[1].x) == int(part.spatial_counts.sum())
 
 

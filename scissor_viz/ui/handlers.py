@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from scissor_viz import export, viz
+from scissor_viz import export, figures, grid
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import AnswerUnavailable, BackendLoadError
 from scissor_viz.scc import check_retention
@@ -160,7 +160,7 @@ def probe(session, frame, view, fill, evt: gr.SelectData):
     frame = views.clamp_frame(session, frame)
     image = session.analysis.clip.frames[frame]
     x, y = evt.index
-    token = viz.token_at(int(y), int(x), image.shape[0], image.shape[1])
+    token = grid.token_at(int(y), int(x), image.shape[0], image.shape[1])
     return views.probe_views(session, frame, token, view, fill)
 
 
@@ -198,7 +198,7 @@ def compare(session, methods, retention, frame, question):
 @user_errors
 def curves(session, methods, question, progress=gr.Progress()):
     rows = views.compare_curves(need_session(session), methods, question, progress)
-    return viz.metric_curves_figure(rows, views.METHOD_LABELS)
+    return figures.metric_curves_figure(rows, views.METHOD_LABELS)
 
 
 @user_errors

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from scissor_viz import viz
+from scissor_viz import figures, overlay, scrub
 from scissor_viz.models import Backend
 from scissor_viz.ui import handlers as on
 from scissor_viz.ui.backends import MODEL_CHOICE, PIXEL_CHOICE, Backends
@@ -111,11 +111,11 @@ def _main_view(c: SimpleNamespace) -> None:
                 allow_preview=False,
                 elem_id="regions",
             )
-            c.view_caption = gr.Markdown(viz.CAPTIONS["overlay"], elem_id="view-caption")
+            c.view_caption = gr.Markdown(overlay.CAPTIONS["overlay"], elem_id="view-caption")
         with gr.Column(scale=2):
             c.frame = gr.Slider(0, DEFAULT_FRAMES - 1, 0, step=1, label="Frame", elem_id="frame")
             c.tau_graph = gr.Plot(label="τ-graph of the frame", elem_id="tau-graph")
-            gr.Markdown(viz.CAPTIONS["tau_graph"])
+            gr.Markdown(figures.CAPTIONS["tau_graph"])
             c.answer_md = gr.Markdown("Answers appear here.", elem_id="answer")
             c.ask = gr.Button("Ask again", interactive=False, elem_id="ask")
 
@@ -128,7 +128,7 @@ def _similarity_tab(c: SimpleNamespace) -> None:
         ("per_frame", "Tokens per frame", "tokens_per_frame"),
     ):
         setattr(c, name, gr.Plot(label=label))
-        gr.Markdown(viz.CAPTIONS[caption])
+        gr.Markdown(figures.CAPTIONS[caption])
 
 
 def _probe_tab(c: SimpleNamespace) -> None:
@@ -146,13 +146,13 @@ def _probe_tab(c: SimpleNamespace) -> None:
         object_fit="contain",
         allow_preview=False,
     )
-    gr.Markdown(viz.CAPTIONS["highlight"])
+    gr.Markdown(overlay.CAPTIONS["highlight"])
     c.probe_plot = gr.Plot(label="Similarity to the clicked token")
-    gr.Markdown(viz.CAPTIONS["probe"])
+    gr.Markdown(figures.CAPTIONS["probe"])
 
 
 def _teach_tab(c: SimpleNamespace) -> None:
-    gr.Markdown(viz.CAPTIONS["tau_scrub"])
+    gr.Markdown(scrub.CAPTION)
     with gr.Row():
         c.play = gr.Button("▶ Play", interactive=False, elem_id="play", scale=1)
         c.step = gr.Slider(0, 1, 0, step=1, label="Step (τ falls →)", elem_id="step", scale=4)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 import numpy as np
 
-from scissor_viz import viz
+from scissor_viz import figures, grid, overlay, scrub
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.methods import METHODS
 from scissor_viz.scc import Compression
@@ -101,7 +101,7 @@ def region_images(session: Session, view: str, fill: bool, highlight: int | None
     """The gallery: every frame with its regions, captioned."""
     analysis, comp = session.analysis, session.comp
     labels = view_labels(comp, view)
-    images = viz.overlay_video(
+    images = overlay.overlay_video(
         analysis.clip.frames,
         labels,
         fill="mean" if fill else "palette",
@@ -111,13 +111,14 @@ def region_images(session: Session, view: str, fill: bool, highlight: int | None
     counts = comp.spatial_counts.tolist()
     stamps = analysis.clip.timestamps
     return [
-        (image, viz.frame_caption(t, float(stamps[t]), counts[t])) for t, image in enumerate(images)
+        (image, overlay.frame_caption(t, float(stamps[t]), counts[t]))
+        for t, image in enumerate(images)
     ]
 
 
 def view_caption(view: str) -> str:
     """How to read the gallery in this view."""
-    return viz.CAPTIONS["overlay"] if view != "Temporal step" else viz.CAPTIONS["overlay"]
+    return overlay.CAPTIONS["overlay"] if view != "Temporal step" else overlay.CAPTIONS["overlay"]
 
 
 def redraw(session: Session, view: str, fill: bool) -> tuple:
@@ -133,19 +134,19 @@ def redraw(session: Session, view: str, fill: bool) -> tuple:
 def probe_picture(session: Session, frame: int, view: str, token: int | None = None):
     """The frame to click on, with its regions (and the clicked cell marked)."""
     labels = view_labels(session.comp, view)[frame]
-    return viz.overlay(session.analysis.clip.frames[frame], labels)
+    return overlay.overlay(session.analysis.clip.frames[frame], labels)
 
 
 def probe_views(session: Session, frame: int, token: int, view: str, fill: bool) -> tuple:
     """The probe's answer to a click: (region in every frame, similarity figure, note, image)."""
     labels = view_labels(session.comp, view)
     component = int(labels[frame].flatten()[token])
-    similarity = viz.probe_similarity(session.analysis.tokens, frame, token)
-    figure = viz.probe_figure(similarity, frame, token, session.comp.tau)
+    similarity = figures.probe_similarity(session.analysis.tokens, frame, token)
+    figure = figures.probe_figure(similarity, frame, token, session.comp.tau)
     members = int((labels == component).sum())
     frames = int((labels == component).any(dim=1).sum())
     note = (
-        f"Token {token} of frame {frame} (row {token // viz.GRID}, column {token % viz.GRID}) "
+        f"Token {token} of frame {frame} (row {token // grid.GRID}, column {token % grid.GRID}) "
         f"belongs to region {component}: {plural(members, 'token')} across "
         f"{plural(frames, 'frame')} became one token."
     )
@@ -162,7 +163,7 @@ def scrub_steps(session: Session, frame: int) -> list:
     if frame not in session.scrubs:
         analysis = session.analysis
         session.scrubs = {
-            frame: viz.tau_scrub(
+            frame: scrub.tau_scrub(
                 analysis.clip.frames[frame], analysis.index.frame_similarity[frame]
             )
         }
@@ -242,8 +243,8 @@ def frame_figures(session: Session, frame: int):
     sim = analysis.index.frame_similarity[frame].cpu().numpy()
     labels = comp.spatial_labels[frame].cpu().numpy()
     return (
-        viz.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame]),
-        viz.similarity_matrix_figure(sim, labels, title=f"Frame {frame}: similarity by region"),
+        figures.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame]),
+        figures.similarity_matrix_figure(sim, labels, title=f"Frame {frame}: similarity by region"),
     )
 
 
@@ -256,9 +257,9 @@ def video_figures(session: Session):
     taus, retention = session.curve
     heights = analysis.index.spatial_merge_heights()  # computed once per video
     return (
-        viz.temporal_graph_figure(analysis.tokens, comp, timestamps=analysis.clip.timestamps),
-        viz.retention_figure(taus, retention, comp.tau, comp.retention, heights),
-        viz.tokens_per_frame_figure(comp.spatial_counts, analysis.clip.timestamps),
+        figures.temporal_graph_figure(analysis.tokens, comp, timestamps=analysis.clip.timestamps),
+        figures.retention_figure(taus, retention, comp.tau, comp.retention, heights),
+        figures.tokens_per_frame_figure(comp.spatial_counts, analysis.clip.timestamps),
     )
 
 
@@ -273,8 +274,8 @@ def compare_views(session: Session, methods: list[str], retention: float, frame:
             gr.Warning(f"{METHOD_LABELS[method]} needs a loaded model; skipped.")
             continue
         reduction, row = analysis.reduce(method, retention, question)
-        means = viz.region_means(analysis.clip.frames, reduction.assignment)
-        image = viz.overlay(
+        means = overlay.region_means(analysis.clip.frames, reduction.assignment)
+        image = overlay.overlay(
             analysis.clip.frames[frame], reduction.assignment[frame], means, alpha=1.0
         )
         images.append(
