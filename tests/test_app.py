@@ -330,7 +330,7 @@ def test_without_weights_the_page_says_no_model(pixel_url):
     assert "No model loaded" in status and "does not exist" in status
     refresh(c, 0.35)  # the page's chain after Compress: load, refresh, answers
     text = c.predict(QUESTION, 0.35, False, 0.9, api_name="/show_answers")
-    assert text.startswith("**No answer:") and "none is loaded" in text
+    assert text.startswith("**No answer:") and "no model is loaded" in text
     assert "visual tokens** of 784" in text  # what the model would have seen
 
 

@@ -70,12 +70,18 @@ class Backends:
 
 
 def describe(backend: Backend) -> str:
-    """The backend in one line, and why answers are unavailable or not real, if they are."""
-    line = f"**Backend:** {backend.name} — {backend.description}"
+    """The backend in one line, and why answers are unavailable or not real (details folded)."""
+    name = f"**Features:** {backend.name}"
     if backend.load_error:  # the reason answers are unavailable too
-        line += f"\n\n⚠️ **No model loaded, so no answers.** {backend.load_error}"
-    elif not backend.can_answer:
-        line += f"\n\n**Answers unavailable:** {backend.unavailable_reason or 'no language model'}"
-    elif not backend.pretrained:
-        line += "\n\n⚠️ **Random weights** (a test model): its text is not a real answer."
-    return line
+        return (
+            f"{name} · ⚠️ **No model loaded, so no answers.** "
+            f"<details><summary>Why, and how to fix it</summary>\n\n{backend.load_error}\n\n"
+            f"{backend.description}</details>"
+        )
+    if not backend.can_answer:
+        reason = backend.unavailable_reason or "no language model"
+        return f"{name} — {backend.description} · **Answers unavailable:** {reason}"
+    if not backend.pretrained:
+        warning = "⚠️ **Random weights** (a test model): its text is not a real answer."
+        return f"{name} — {backend.description} · {warning}"
+    return f"{name} — {backend.description}"

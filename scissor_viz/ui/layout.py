@@ -41,7 +41,10 @@ INTRO = (
     "each frame, then across frames; each component becomes one token. Move **Retention**."
 )
 CSS = """
-#regions .caption-label { white-space: normal; overflow: visible; font-size: 12px; }
+.frames .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
+.frames .thumbnail-item img { object-fit: contain !important; height: auto; }
+.frames .caption-label { position: static; max-width: 100%; border: none; opacity: 0.85;
+  white-space: nowrap; text-overflow: clip; font-size: 12px; padding: 1px 4px; }
 .table th, .table th span { word-break: normal !important; overflow-wrap: normal !important; }
 #numbers { min-height: 2.5em; }
 """
@@ -110,6 +113,7 @@ def _main_view(c: SimpleNamespace) -> None:
                 object_fit="contain",
                 allow_preview=False,
                 elem_id="regions",
+                elem_classes="frames",
             )
             c.view_caption = gr.Markdown(overlay.CAPTIONS["overlay"], elem_id="view-caption")
         with gr.Column(scale=2):
@@ -140,6 +144,7 @@ def _probe_tab(c: SimpleNamespace) -> None:
     c.probe_note = gr.Markdown(elem_id="probe-note")
     c.probe_gallery = gr.Gallery(
         label="Its region in every frame",
+        elem_classes="frames",
         columns=4,
         height="auto",
         format="jpeg",
@@ -183,6 +188,7 @@ def _compare_tab(c: SimpleNamespace) -> None:
         object_fit="contain",
         allow_preview=False,
         elem_id="compare-gallery",
+        elem_classes="frames",
     )
     c.compare_table = gr.Dataframe(
         headers=["method", "tokens", "kept", "coverage", "redundancy", "seconds", "note"],

@@ -181,7 +181,10 @@ def scrub_view(steps: list, step: int) -> tuple:
 
 
 def no_answer_reason(backend) -> str:
-    return backend.unavailable_reason or backend.load_error or "no language model is loaded."
+    """Why there is no answer, in a line (the status line above holds the details)."""
+    if backend.load_error:
+        return "no model is loaded (the line at the top says why and how to fix it)."
+    return backend.unavailable_reason or "no language model is loaded."
 
 
 def answer_hint(session: Session) -> str:
