@@ -1,49 +1,57 @@
-"""The page in a real browser: Playwright driving Debian's Chromium (/usr/bin/chromium).
+"""The page in a real browser, used as a person uses it: Playwright driving Debian's Chromium.
 
-One visit, as a person would make it, on the app of a machine without weights (its checkpoint
-cannot load, so it shows pixel descriptors): click the example, press Compress, wait for the
-overlays and the numbers; move Retention (type a value, leave the field: the slider's release
-event) and see the token count and the overlays change; open the Similarity tab and see its five
-plots drawn; read that no model is loaded. The browser may only reach 127.0.0.1.
+One visit to the app of a machine without weights (its checkpoint cannot load, so it shows
+pixel descriptors), tests in the order a person goes: click the example (that alone
+compresses it) and see regions, the frame's graph and the answer panel on one screen; drag
+Retention with the mouse (the overlays never leave the screen), press the arrow keys, type a
+value; type a τ and press Enter; pick a frame; change the colouring; every tab and every
+button in it (probe click, Teach's play and scrubber, Compare and its curves, Export with its
+three files downloaded and decoded). Any error toast or page error fails the test it appears
+in. Controls moved before any video ran stay quiet.
 
-The README's screenshot (assets/screenshot.png) comes from :func:`save_screenshot`, which serves
-``python app.py`` offline with an empty Hugging Face cache (exactly what a machine without
-weights shows); it only runs with ``SCISSOR_VIZ_SCREENSHOT=1``::
+The README's screenshot (assets/screenshot.png) comes from :func:`save_screenshot`; it only
+runs with ``SCISSOR_VIZ_SCREENSHOT=1``::
 
     SCISSOR_VIZ_SCREENSHOT=1 .venv/bin/python -m pytest tests/test_browser.py -k screenshot
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
+import json
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import numpy as np
 import pytest
 
+from tests.browser import (
+    CHROMIUM,
+    SLOW,
+    TAU,
+    WATCH_OVERLAYS,
+    chromium,
+    compress_example,
+    drag_slider,
+    error_toasts,
+    open_page,
+    overlays,
+    settle,
+    slider_track,
+    token_counts,
+    wait_for,
+)
 from tests.serving import free_port, serve_app
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 ROOT = Path(__file__).resolve().parents[1]
+CLIP = ROOT / "assets" / "bigbuckbunny.mp4"
 SCREENSHOT = ROOT / "assets" / "screenshot.png"
 MAX_SCREENSHOT_BYTES = 600_000
 FRAMES = 16  # the page's default
-SLOW = 180_000  # ms: a compress on a busy 2-core machine
-NUMBERS = re.compile(r"([\d,]+) → ([\d,]+) tokens")
 
 pytestmark = [
     pytest.mark.browser,
@@ -54,71 +62,17 @@ pytestmark = [
 ]
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
-def open_page(browser, url: str):
-    """A desktop-sized page that may only talk to the app (no fonts or CDNs from outside)."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.route(
-        re.compile(r"^(?!https?://(127\.0\.0\.1|localhost)[:/]).*"),
-        lambda route: route.abort(),
-    )
-    page.set_default_timeout(60_000)
-    page.goto(url)
-    page.wait_for_selector("#run")
-    return page
-
-
-def token_counts(page) -> tuple[int, int] | None:
-    """(tokens before, tokens after) from #numbers, or None before the first compression."""
-    m = NUMBERS.search(page.locator("#numbers").inner_text())
-    return (int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))) if m else None
-
-
-def wait_for(condition, timeout_ms: int, what: str):
-    deadline = time.monotonic() + timeout_ms / 1000
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def overlays(page) -> list[str]:
-    """The src of every overlay in #regions, once all of them have loaded."""
-    images = page.locator("#regions img")
-    return images.evaluate_all(
-        "els => els.every(e => e.complete && e.naturalWidth > 0) ? els.map(e => e.src) : []"
-    )
-
-
-def compress_example(page) -> tuple[int, int]:
-    """Click the example clip, press Compress, wait for the numbers and all the overlays."""
-    page.locator("button.gallery-item").first.click()  # gr.Examples' one sample
-    page.wait_for_selector("#video video")
-    page.locator("#run").click()
-    counts = wait_for(lambda: token_counts(page), SLOW, "the numbers after Compress")
-    wait_for(lambda: len(overlays(page)) == FRAMES, SLOW, f"{FRAMES} overlays in #regions")
-    return counts
-
-
-def image_digest(page, src: str) -> str:
-    return hashlib.sha256(page.request.get(src).body()).hexdigest()
-
-
 # ----------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     """The app with a checkpoint that cannot load: the weight-free fallback (pixels)."""
-    from scissor_viz.ui import build_demo
+    from scissor_viz.ui import build_demo, launch
 
     demo = build_demo(checkpoint=str(tmp_path_factory.mktemp("weights") / "no-checkpoint"))
-    _, local_url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
+    _, local_url, _ = launch(
+        demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
     )
     yield local_url
     demo.close()
@@ -126,109 +80,227 @@ def url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
-# ----------------------------------------------------------------------------- the test
-
-
-def test_compress_example_move_retention_and_see_the_plots(browser, url):
+@pytest.fixture(scope="module")
+def page(browser, url):
+    """One visit: the example clicked and compressed, shared by the tests below in order."""
     page = open_page(browser, url)
-    crashes: list[str] = []
-    page.on("pageerror", lambda err: crashes.append(str(err)))
-
-    # 1. the example, Compress: numbers at the default 35 % and one overlay per frame
-    before, after = compress_example(page)
-    assert before == FRAMES * 196
-    assert abs(after - 0.35 * before) <= 3, page.locator("#numbers").inner_text()
-    first = overlays(page)
-    assert len(first) == FRAMES
-
-    # 2. Retention to 0.10: type it, leave the field (the slider's release event fires)
-    number = page.locator("#retention input[type=number]")
-    number.fill("0.1")
-    number.press("Tab")
-    moved = wait_for(
-        lambda: (c := token_counts(page)) and c[1] != after and c, SLOW, "new token counts"
-    )
-    assert moved[0] == before
-    assert abs(moved[1] - 0.10 * before) <= 3, page.locator("#numbers").inner_text()
-    assert page.locator("#retention input[type=range]").input_value() == "0.1"
-    second = wait_for(
-        lambda: (s := overlays(page)) and s != first and len(s) == FRAMES and s,
-        SLOW,
-        "new overlays",
-    )
-    assert image_digest(page, second[0]) != image_digest(page, first[0])  # other regions drawn
-
-    # 3. drag the slider with the mouse to about 60 % (pointerup: the release event)
-    track = page.locator("#retention input[type=range]")
-    box = track.bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * 0.1, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
-    page.mouse.up()
-    dragged = float(track.input_value())
-    assert 0.4 < dragged < 0.8, dragged
-    # every change redraws (the latest waiting while one runs), so the numbers settle on the
-    # value the drag ended at
-    wait_for(
-        lambda: (c := token_counts(page)) and abs(c[1] - dragged * before) <= 3 and c,
-        SLOW,
-        f"counts to settle at {dragged} after the drag",
-    )
-    third = wait_for(
-        lambda: (s := overlays(page)) != second and len(s) == FRAMES and s, SLOW, "overlays"
-    )
-
-    # 4. the keyboard: arrow keys on the slider move the numbers too
-    track.focus()
-    for _ in range(10):
-        track.press("ArrowLeft")
-    keyed = float(track.input_value())
-    assert keyed < dragged, (keyed, dragged)
-    wait_for(
-        lambda: (c := token_counts(page)) and abs(c[1] - keyed * before) <= 3 and c,
-        SLOW,
-        f"counts to settle at {keyed} after the arrow keys",
-    )
-    wait_for(lambda: (s := overlays(page)) != third and len(s) == FRAMES, SLOW, "overlays")
-
-    # 5. the Similarity tab: five plotly figures, drawn, each with data
-    page.get_by_role("tab", name="Similarity").click()
-    plots = page.locator(".js-plotly-plot")
-    wait_for(lambda: plots.count() == 5, 60_000, "5 plots in the Similarity tab")
-    for i in range(5):
-        plot = plots.nth(i)
-        plot.locator(".main-svg").first.wait_for(state="visible")
-        box = plot.bounding_box()
-        assert box and box["width"] > 200 and box["height"] > 150, box
-        assert plot.evaluate("el => (el.data || []).length") > 0
-
-    # 6. no model: the page says so, and nothing went wrong along the way
-    status = page.locator("#backend-status").inner_text()
-    assert "No model loaded" in status and "pixel descriptors" in status, status
-    assert page.locator(".toast-body.error").count() == 0
-    assert not crashes, crashes
+    compress_example(page, FRAMES)
+    yield page
     page.close()
+
+
+@pytest.fixture(autouse=True)
+def nothing_went_wrong(request):
+    """Every test ends with no error toast and no page error on its page."""
+    yield
+    if "page" in request.fixturenames:
+        page = request.getfixturevalue("page")
+        assert not error_toasts(page), error_toasts(page)
+        assert not page.crashes, page.crashes
+
+
+def numbers(page) -> str:
+    return page.locator("#numbers").inner_text()
+
+
+def image_of(page, src: str) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+
+
+def plot_has_data(page, elem_id: str) -> bool:
+    plot = page.locator(f"#{elem_id} .js-plotly-plot")
+    return plot.count() > 0 and plot.first.evaluate("el => (el.data || []).length") > 0
+
+
+# ----------------------------------------------------------------------------- the visit
+
+
+def test_quiet_before_any_video(browser, url):
+    """Moving the sliders before a video ran does nothing noisy; the buttons that need a
+    video are disabled."""
+    page = open_page(browser, url)
+    drag_slider(page, "retention", 0.3, 0.6, steps=4)
+    slider_track(page, "frame").focus()
+    page.keyboard.press("ArrowRight")
+    time.sleep(2.0)
+    assert not error_toasts(page), error_toasts(page)
+    assert page.locator(".error").count() == 0  # no red badges on the outputs
+    assert page.locator("#ask").is_disabled()
+    for tab, button in (("Compare", "#compare"), ("Teach", "#play"), ("Export", "#export")):
+        page.get_by_role("tab", name=tab).click()
+        assert page.locator(button).is_disabled(), button
+    assert not page.crashes, page.crashes
+    page.close()
+
+
+def test_one_screen_regions_graph_and_answer(page):
+    """After the example: regions, the frame's τ-graph and the answer panel, all visible in
+    the first screen at 1440 × 1000; the video shows through the overlays."""
+    before, after = token_counts(page)
+    assert before == FRAMES * 196 and abs(after - 0.35 * before) <= 3, numbers(page)
+    wait_for(lambda: plot_has_data(page, "tau-graph"), SLOW, "the τ-graph")
+    wait_for(lambda: "visual token" in page.locator("#answer").inner_text(), SLOW, "answer panel")
+    answer = page.locator("#answer").inner_text()
+    assert "No answer" in answer and f"of {before:,}" in answer, answer
+    for selector in ("#regions img >> nth=0", "#tau-graph .js-plotly-plot", "#answer"):
+        box = page.locator(selector).bounding_box()
+        assert box and box["y"] + 20 < 1000 and box["width"] > 100, (selector, box)
+
+    from scissor_viz.video import load_video
+
+    frame = load_video(str(CLIP), FRAMES).frames[0].astype(float).mean(axis=2)
+    shown = image_of(page, overlays(page)[0]).astype(float).mean(axis=2)
+    from PIL import Image
+
+    frame = np.asarray(Image.fromarray(frame.astype(np.uint8)).resize(shown.shape[::-1]), float)
+    r = np.corrcoef(frame.ravel(), shown.ravel())[0, 1]
+    assert r > 0.8, f"the overlay hides the video (luminance correlation {r:.2f})"
+
+
+def test_drag_retention_keeps_the_pictures_up(page):
+    """A mouse drag: at every moment at least two overlays are on screen, the numbers follow
+    the slider, and the view settles after release."""
+    before = numbers(page)
+    page.evaluate(WATCH_OVERLAYS)
+    value = drag_slider(page, "retention", 0.34, 0.1)
+    settled = settle(page, before)
+    fewest = page.evaluate("window.__fewest")
+    page.evaluate("clearInterval(window.__watch)")
+    assert fewest >= 2, f"only {fewest} overlays on screen during the drag"
+    total, kept = token_counts(page)
+    assert abs(kept - value * total) <= 3, (value, numbers(page))
+    print(f"settled {settled:.2f} s after release")
+
+
+def test_keys_and_typed_retention(page):
+    track = slider_track(page, "retention")
+    track.focus()
+    for _ in range(5):
+        track.press("ArrowRight")
+    keyed = float(track.input_value())
+    wait_for(
+        lambda: (c := token_counts(page)) and abs(c[1] - keyed * c[0]) <= 3, SLOW, "arrow keys"
+    )
+    box = page.locator("#retention input[type=number]")
+    box.fill("0.05")
+    box.press("Enter")
+    wait_for(lambda: (c := token_counts(page)) and abs(c[1] - 0.05 * c[0]) <= 3, SLOW, "typed")
+
+
+def test_typed_tau_and_enter(page):
+    page.get_by_text("Advanced").click()
+    field = page.locator("#tau input")
+    field.fill("0.995")
+    field.press("Enter")
+    wait_for(lambda: (m := TAU.search(numbers(page))) and m.group(1) == "0.9950", SLOW, "τ")
+    assert page.locator("#use-tau input").is_checked()
+    page.locator("#use-tau input").uncheck()  # back to Retention
+    wait_for(lambda: TAU.search(numbers(page)).group(1) != "0.9950", SLOW, "retention again")
+
+
+def test_colourings_and_frame_choice(page):
+    first = overlays(page)
+    page.get_by_label("Spatial step").check()
+    wait_for(lambda: (o := overlays(page)) != first and len(o) == FRAMES, SLOW, "spatial view")
+    spatial = overlays(page)
+    page.get_by_label("Fill with mean colour").check()
+    wait_for(lambda: (o := overlays(page)) != spatial and len(o) == FRAMES, SLOW, "filled")
+    page.get_by_label("Fill with mean colour").uncheck()
+    page.get_by_label("Temporal step").check()
+    title = page.locator("#tau-graph .gtitle").inner_text()
+    page.locator("#regions figure").nth(5).click()  # a thumbnail picks the frame
+    wait_for(lambda: slider_track(page, "frame").input_value() == "5", 30_000, "frame 5")
+    wait_for(lambda: page.locator("#tau-graph .gtitle").inner_text() != title, SLOW, "graph")
+    drag_slider(page, "frame", 0.5, 0.0, steps=4)
+    wait_for(lambda: slider_track(page, "frame").input_value() == "0", 30_000, "frame 0")
+
+
+def test_similarity_tab(page):
+    page.get_by_role("tab", name="Similarity").click()
+    plots = page.locator("[role=tabpanel]:visible .js-plotly-plot")
+    wait_for(lambda: plots.count() == 4, 60_000, "4 plots in the Similarity tab")
+    for i in range(4):
+        assert plots.nth(i).evaluate("el => (el.data || []).length") > 0
+
+
+def test_probe_click(page):
+    page.get_by_role("tab", name="Probe").click()
+    image = page.locator("#probe-image img")
+    image.wait_for(state="visible")
+    box = image.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    wait_for(lambda: "Token" in page.locator("#probe-note").inner_text(), SLOW, "probe note")
+    note = page.locator("#probe-note").inner_text()
+    assert "row 7" in note and "column 7" in note, note
+
+
+def test_teach_plays_and_scrubs(page):
+    page.get_by_role("tab", name="Teach").click()
+    scrub = "#scrub img"
+    wait_for(lambda: overlays(page, scrub), SLOW, "the scrubber's picture")
+    page.locator("#play").click()
+    seen, t0 = set(), time.monotonic()
+    while time.monotonic() - t0 < 6:
+        seen.update(overlays(page, scrub))
+        time.sleep(0.1)
+    assert len(seen) >= 3, f"Play showed {len(seen)} pictures in 6 s"
+    assert "Pause" in page.locator("#play").inner_text()
+    page.locator("#play").click()  # pause
+    time.sleep(1.5)
+    note = page.locator("#scrub-note").inner_text()
+    drag_slider(page, "step", 0.0, 0.9, steps=4)
+    wait_for(lambda: page.locator("#scrub-note").inner_text() != note, SLOW, "scrubbed")
+
+
+def test_compare_tab(page):
+    page.get_by_role("tab", name="Compare").click()
+    assert page.locator("#answers-btn").is_disabled()  # no model: disabled, with the reason
+    assert "needs a model" in page.locator("#answers-why").inner_text()
+    page.locator("#compare").click()
+    wait_for(lambda: len(overlays(page, "#compare-gallery img")) >= 6, SLOW, "method pictures")
+    page.locator("#curves").click()
+    wait_for(lambda: plot_has_data(page, "curves-plot"), SLOW, "the curves")
+
+
+def test_export_files_download_and_decode(page, tmp_path):
+    import av
+    from PIL import Image
+
+    from scissor_viz.export import load_partition
+
+    page.get_by_role("tab", name="Export").click()
+    page.locator("#export").click()
+    links = page.locator("#files a")
+    wait_for(lambda: links.count() == 3, SLOW, "three files")
+    paths = {}
+    for k in range(3):
+        with page.expect_download() as info:
+            links.nth(k).click()
+        name = info.value.suggested_filename
+        paths[Path(name).suffix] = tmp_path / name
+        info.value.save_as(paths[Path(name).suffix])
+    with Image.open(paths[".gif"]) as gif:
+        assert gif.n_frames == FRAMES
+    with av.open(str(paths[".mp4"])) as mp4:
+        assert sum(1 for _ in mp4.decode(video=0)) == FRAMES
+    partition = load_partition(paths[".json"])
+    assert partition.num_tokens == token_counts(page)[1]
+    assert json.loads(paths[".json"].read_text())["frames"]
 
 
 # ----------------------------------------------------------------------------- the screenshot
 
 
-def save_screenshot(
-    browser, path: Path = SCREENSHOT, tmp: Path | None = None, retention: float | None = None
-) -> Path:
+def save_screenshot(browser, path: Path = SCREENSHOT, tmp: Path | None = None) -> Path:
     """Serve ``python app.py`` as a machine without weights does (offline; a Hugging Face cache
-    without the checkpoint), compress the example at the default retention (or move Retention
-    to ``retention`` afterwards), and save the Regions tab at desktop width as a PNG
-    (palette-reduced when needed to stay under 600 KB)."""
+    without the checkpoint), click the example, and save the first screen at 1440 × 1000 as a
+    PNG (palette-reduced when needed to stay under 600 KB)."""
     from huggingface_hub import try_to_load_from_cache
     from PIL import Image
 
@@ -243,24 +315,10 @@ def save_screenshot(
         tmp / "app.log", HF_HUB_OFFLINE="1", SCISSOR_VIZ_CHECKPOINT=None, HF_HOME=home
     ) as url:
         page = open_page(browser, url)
-        page.set_viewport_size({"width": 1400, "height": 1200})
-        counts = compress_example(page)
-        if retention is not None:
-            old = overlays(page)
-            number = page.locator("#retention input[type=number]")
-            number.fill(str(retention))
-            number.press("Tab")
-            wait_for(lambda: (c := token_counts(page)) and c != counts, SLOW, "new numbers")
-            wait_for(
-                lambda: (o := overlays(page)) != old and len(o) == FRAMES, SLOW, "the new overlays"
-            )
-        wait_for(
-            lambda: "No model loaded" in page.locator("#backend-status").inner_text(),
-            60_000,
-            "the backend status",
-        )
+        compress_example(page, FRAMES)
+        wait_for(lambda: plot_has_data(page, "tau-graph"), SLOW, "the τ-graph")
+        wait_for(lambda: "visual token" in page.locator("#answer").inner_text(), SLOW, "answer")
         page.mouse.move(0, 0)
-        page.evaluate("window.scrollTo(0, 0)")
         time.sleep(1.0)  # let the video poster and the gallery settle
         png = page.screenshot(full_page=False)
         page.close()

@@ -111,7 +111,7 @@ def similarity_figures(session, frame):
 @user_errors
 def recolour(session, view, fill):
     session = live_session(session)
-    return views.region_images(session, view, fill), views.view_caption(view)
+    return views.region_html(session, view, fill), views.view_caption(view)
 
 
 def pick_frame(evt: gr.SelectData):
@@ -173,7 +173,7 @@ def answer_hint(session):
 @user_errors
 def show_answers(session, question, retention, use_tau, tau, progress=gr.Progress()):
     """The answer at this retention beside the answer from every token."""
-    session = need_session(session)
+    session = live_session(session)
     backend = session.analysis.backend
     if not backend.can_answer:
         return views.answer_hint(session)

@@ -34,6 +34,11 @@ PAGE = dict(api_visibility="undocumented")  # the page's events; the documented 
 LIGHT = dict(concurrency_id="light", concurrency_limit=4, **PAGE)
 HEAVY = dict(concurrency_id="heavy", concurrency_limit=2, **PAGE)
 MODEL = dict(concurrency_id="model", concurrency_limit=1, **PAGE)
+# A click on a frame of the grid is a select event with that frame's index.
+PICK_FRAME = """element.addEventListener('click', (e) => {
+  const figure = e.target.closest('figure[data-frame]');
+  if (figure) trigger('select', {index: Number(figure.dataset.frame), value: null});
+});"""
 LIVE = dict(show_progress="hidden", trigger_mode="always_last", **LIGHT)  # keep pictures up
 INTRO = (
     "## ✂️ scissor-viz — see LLaVA-Scissor compress a video\n"
@@ -41,6 +46,10 @@ INTRO = (
     "each frame, then across frames; each component becomes one token. Move **Retention**."
 )
 CSS = """
+#regions .frames-grid { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 6px; }
+#regions figure { margin: 0; cursor: pointer; }
+#regions figure img { width: 100%; height: auto; display: block; border-radius: 4px; }
+#regions figcaption { font-size: 12px; text-align: center; white-space: nowrap; overflow: hidden; }
 .frames .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
 .frames .thumbnail-item img { object-fit: contain !important; height: auto; }
 .frames .caption-label { position: static; max-width: 100%; border: none; opacity: 0.85;
@@ -105,15 +114,12 @@ def _main_view(c: SimpleNamespace) -> None:
             with gr.Row():
                 c.view = gr.Radio(list(VIEWS), value=DEFAULT_VIEW, label="Show", scale=3)
                 c.fill = gr.Checkbox(False, label="Fill with mean colour", scale=1)
-            c.gallery = gr.Gallery(
-                label="Frames and their regions (click one to inspect it)",
-                columns=4,
-                height="auto",
-                format="jpeg",
-                object_fit="contain",
-                allow_preview=False,
+            c.regions = gr.HTML(
+                "",
+                label="Frames and their regions",
                 elem_id="regions",
-                elem_classes="frames",
+                js_on_load=PICK_FRAME,
+                min_height=200,
             )
             c.view_caption = gr.Markdown(overlay.CAPTIONS["overlay"], elem_id="view-caption")
         with gr.Column(scale=2):
@@ -195,7 +201,7 @@ def _compare_tab(c: SimpleNamespace) -> None:
         label="Numbers",
         wrap=True,
     )
-    c.curves_plot = gr.Plot(label="Metrics against retention")
+    c.curves_plot = gr.Plot(label="Metrics against retention", elem_id="curves-plot")
     c.answers_note = gr.Markdown()
     c.answers_table = gr.Dataframe(
         headers=["method", "tokens", "exact", "F1", "KL", "prefill s", "answer"],
@@ -234,7 +240,7 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
         outputs=[c.tau_graph, c.matrix, c.temporal, c.curve, c.per_frame],
         **LIVE,
     )
-    redraw = [c.state, c.numbers, c.gallery, c.view_caption]
+    redraw = [c.state, c.numbers, c.regions, c.view_caption]
     at_retention = dict(
         fn=on.refresh,
         inputs=[c.state, c.retention, c.view, c.fill],
@@ -272,9 +278,9 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
         trigger(fn, inputs, [*redraw, c.use_tau], **LIVE).success(**similarity).success(**answers)
     for colouring in (c.view, c.fill):
         colouring.change(
-            on.recolour, [c.state, c.view, c.fill], [c.gallery, c.view_caption], **LIVE
+            on.recolour, [c.state, c.view, c.fill], [c.regions, c.view_caption], **LIVE
         )
-    c.gallery.select(on.pick_frame, None, [c.frame], **LIGHT)
+    c.regions.select(on.pick_frame, None, [c.frame], **LIGHT)
     c.frame.change(on.frame_views, [c.state, c.frame, c.view], frame_outputs, **LIVE)
     c.ask.click(**answers)
 

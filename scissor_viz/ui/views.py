@@ -4,11 +4,15 @@ handlers call them and the layout never does."""
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import re
 from dataclasses import dataclass, field
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from scissor_viz import figures, grid, overlay, scrub
 from scissor_viz.analysis import VideoAnalysis
@@ -24,6 +28,7 @@ VIEWS = {
     "Spatial step": "spatial_labels",
     "Merge assignment": "assignment",
 }
+THUMB_WIDTH = 480  # pixels: frames in the grid are sent at most this wide
 DEFAULT_VIEW = "Temporal step"
 NO_VIDEO = "Pick a video first (upload one or click an example), then Compress."
 READING_GUIDE = """
@@ -123,12 +128,7 @@ def view_caption(view: str) -> str:
 
 def redraw(session: Session, view: str, fill: bool) -> tuple:
     """What a new compression changes on the main screen: (session, numbers, regions, caption)."""
-    return (
-        session,
-        numbers_markdown(session),
-        region_images(session, view, fill),
-        view_caption(view),
-    )
+    return session, numbers_markdown(session), region_html(session, view, fill), view_caption(view)
 
 
 def probe_picture(session: Session, frame: int, view: str, token: int | None = None):
@@ -198,6 +198,32 @@ def answer_hint(session: Session) -> str:
     if not backend.can_answer:
         return f"**No answer: {no_answer_reason(backend)}**\n\n{seen}"
     return f"{seen} Let go of the slider (or press *Ask again*) for its answer."
+
+
+def jpeg_uri(image: np.ndarray, width: int = THUMB_WIDTH) -> str:
+    """A JPEG data URI of a uint8 (H, W, 3) image, at most ``width`` pixels wide."""
+    picture = Image.fromarray(image)
+    if picture.width > width:
+        picture = picture.resize((width, round(picture.height * width / picture.width)))
+    buf = io.BytesIO()
+    picture.save(buf, format="JPEG", quality=82)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def frames_html(pictures: list[tuple[np.ndarray, str]]) -> str:
+    """The frames grid: one figure per frame (clickable), its caption under it. The page
+    updates it in place, so the old pictures stay up until the new ones have arrived."""
+    figures = "".join(
+        f'<figure data-frame="{t}"><img src="{jpeg_uri(image)}" alt="frame {t}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for t, (image, caption) in enumerate(pictures)
+    )
+    return f'<div class="frames-grid">{figures}</div>'
+
+
+def region_html(session: Session, view: str, fill: bool) -> str:
+    """The frames grid of this view."""
+    return frames_html(region_images(session, view, fill))
 
 
 def numbers_markdown(session: Session) -> str:

@@ -1,0 +1,130 @@
+"""Driving the page in Debian's Chromium as a person does: shared by the browser tests and
+``benchmarks/bench_ui.py``. The browser may only reach 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1440, "height": 1000}
+SLOW = 180_000  # ms: a compress on a busy 2-core machine
+NUMBERS = re.compile(r"([\d,]+) → ([\d,]+) tokens")
+TAU = re.compile(r"τ = ([-\d.]+)")
+LOADED_IMAGES = (
+    "sel => Array.from(document.querySelectorAll(sel))"
+    ".filter(e => e.complete && e.naturalWidth > 0).map(e => e.src)"
+)
+# Counts, every 10 ms, the overlays on screen (loaded, in #regions): the least seen is kept.
+WATCH_OVERLAYS = """() => {
+  window.__fewest = 1e9;
+  clearInterval(window.__watch);
+  window.__watch = setInterval(() => {
+    const n = Array.from(document.querySelectorAll('#regions img'))
+      .filter(e => e.complete && e.naturalWidth > 0 && e.offsetParent !== null).length;
+    window.__fewest = Math.min(window.__fewest, n);
+  }, 10);
+}"""
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_page(browser, url: str):
+    """A desktop-sized page that may only talk to the app; it records page errors and toasts."""
+    page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+    page.route(
+        re.compile(r"^(?!https?://(127\.0\.0\.1|localhost)[:/]).*"), lambda route: route.abort()
+    )
+    page.set_default_timeout(60_000)
+    page.crashes = []
+    page.on("pageerror", lambda err: page.crashes.append(str(err)))
+    page.goto(url)
+    page.wait_for_selector("#run")
+    return page
+
+
+def wait_for(condition, timeout_ms: int, what: str, every: float = 0.05):
+    deadline = time.monotonic() + timeout_ms / 1000
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def token_counts(page) -> tuple[int, int] | None:
+    """(tokens before, tokens after) from #numbers, or None before the first compression."""
+    m = NUMBERS.search(page.locator("#numbers").inner_text())
+    return (int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))) if m else None
+
+
+def overlays(page, selector: str = "#regions img") -> list[str]:
+    """The src of every loaded image under ``selector``."""
+    return page.evaluate(LOADED_IMAGES, selector)
+
+
+def error_toasts(page) -> list[str]:
+    return [t.inner_text() for t in page.locator(".toast-body.error, .toast-body.warning").all()]
+
+
+def compress_example(page, frames: int = 16) -> tuple[int, int]:
+    """Click the example clip (that alone compresses it); wait for the numbers and overlays."""
+    page.locator("button.gallery-item").first.click()  # gr.Examples' one sample
+    counts = wait_for(lambda: token_counts(page), SLOW, "the numbers after the example")
+    wait_for(lambda: len(overlays(page)) == frames, SLOW, f"{frames} overlays in #regions")
+    return counts
+
+
+def slider_track(page, elem_id: str):
+    return page.locator(f"#{elem_id} input[type=range]")
+
+
+def drag_slider(page, elem_id: str, start: float, stop: float, steps: int = 12) -> float:
+    """Drag a slider with the mouse from ``start`` to ``stop`` (fractions of its width);
+    returns the value it ended on."""
+    track = slider_track(page, elem_id)
+    box = track.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * start, y)
+    page.mouse.down()
+    for k in range(1, steps + 1):
+        page.mouse.move(box["x"] + box["width"] * (start + (stop - start) * k / steps), y)
+        time.sleep(0.05)  # a person's drag: about 0.6 s
+    page.mouse.up()
+    return float(track.input_value())
+
+
+def settle(page, before: str, quiet_s: float = 0.4, timeout_ms: int = SLOW) -> float:
+    """Seconds until #numbers differs from ``before`` and the overlays (all loaded) have not
+    changed for ``quiet_s``; the time returned is that of the last change seen."""
+    t0 = time.monotonic()
+    last, seen = t0, (before, tuple(overlays(page)))
+    while time.monotonic() - t0 < timeout_ms / 1000:
+        now = (page.locator("#numbers").inner_text(), tuple(overlays(page)))
+        if now != seen:
+            last, seen = time.monotonic(), now
+        elif now[0] != before and time.monotonic() - last >= quiet_s:
+            return last - t0
+        time.sleep(0.02)
+    raise AssertionError("the view never settled")
