@@ -102,10 +102,15 @@ def refresh_tau(session, tau, use_tau, retention, view, fill):
 
 
 @user_errors
-def similarity_figures(session, frame):
-    """The frame's τ-graph and matrix, then the video's temporal graph and curves."""
-    session = live_session(session)
-    return (*views.frame_figures(session, frame), *views.video_figures(session))
+def frame_figures(session, frame):
+    """The frame's τ-graph and similarity matrix at the current compression."""
+    return views.frame_figures(live_session(session), frame)
+
+
+@user_errors
+def video_figures(session):
+    """The video's temporal graph, retention curve and tokens per frame."""
+    return views.video_figures(live_session(session))
 
 
 @user_errors

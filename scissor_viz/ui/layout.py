@@ -46,11 +46,14 @@ INTRO = (
     "each frame, then across frames; each component becomes one token. Move **Retention**."
 )
 CSS = """
-#regions .frames-grid { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 6px; }
+#regions .frames-grid { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr));
+  gap: 6px; }
 #regions figure { margin: 0; cursor: pointer; }
 #regions figure img { width: 100%; height: auto; display: block; border-radius: 4px; }
-#regions figcaption { font-size: 12px; text-align: center; white-space: nowrap; overflow: hidden; }
-.frames .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
+#regions figcaption { font-size: 12px; text-align: center; white-space: nowrap;
+  overflow: hidden; }
+.frames .thumbnail-item { aspect-ratio: auto; height: auto; display: flex;
+  flex-direction: column; }
 .frames .thumbnail-item img { object-fit: contain !important; height: auto; }
 .frames .caption-label { position: static; max-width: 100%; border: none; opacity: 0.85;
   white-space: nowrap; text-overflow: clip; font-size: 12px; padding: 1px 4px; }
@@ -234,11 +237,11 @@ def _tabs(c: SimpleNamespace) -> None:
 def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
     """Compress (on upload, on an example, on the button), then every live redraw."""
     frame_outputs = [c.tau_graph, c.matrix, c.probe_image, c.step, c.scrub_image, c.scrub_note]
-    similarity = dict(
-        fn=on.similarity_figures,
-        inputs=[c.state, c.frame],
-        outputs=[c.tau_graph, c.matrix, c.temporal, c.curve, c.per_frame],
-        **LIVE,
+    frame_figures = dict(
+        fn=on.frame_figures, inputs=[c.state, c.frame], outputs=[c.tau_graph, c.matrix], **LIVE
+    )
+    video_figures = dict(
+        fn=on.video_figures, inputs=[c.state], outputs=[c.temporal, c.curve, c.per_frame], **LIVE
     )
     redraw = [c.state, c.numbers, c.regions, c.view_caption]
     at_retention = dict(
@@ -263,19 +266,22 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
             **HEAVY,
         )
         loaded = loaded.success(on.after_load, [c.state], [c.frame, *buttons, c.answers_why])
-        loaded = loaded.success(**at_retention).success(**similarity)
+        loaded = loaded.success(**at_retention).success(**video_figures)
         loaded = loaded.success(on.frame_views, [c.state, c.frame, c.view], frame_outputs, **LIVE)
         loaded.success(**answers)
-    c.retention.change(**at_retention).success(**similarity).success(
+    # While the slider moves: the regions, the numbers and the frame's graph; when it is let
+    # go: the video-wide figures and the model's answer.
+    c.retention.change(**at_retention).success(**frame_figures).success(
         on.answer_hint, [c.state], [c.answer_md], **LIGHT
     )
-    c.retention.release(**answers)
+    c.retention.release(**video_figures).success(**answers)
     by_tau = [
         (c.tau.submit, on.apply_tau, [c.state, c.tau, c.view, c.fill]),
         (c.use_tau.input, on.refresh_tau, [c.state, c.tau, c.use_tau, c.retention, c.view, c.fill]),
     ]
     for trigger, fn, inputs in by_tau:
-        trigger(fn, inputs, [*redraw, c.use_tau], **LIVE).success(**similarity).success(**answers)
+        redrawn = trigger(fn, inputs, [*redraw, c.use_tau], **LIVE).success(**frame_figures)
+        redrawn.success(**video_figures).success(**answers)
     for colouring in (c.view, c.fill):
         colouring.change(
             on.recolour, [c.state, c.view, c.fill], [c.regions, c.view_caption], **LIVE
