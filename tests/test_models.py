@@ -31,21 +31,16 @@ from scissor_viz.models import (
     resolve_device,
 )
 from scissor_viz.models.llava_onevision import (
+    RANDOM_WEIGHTS_FLAG,
     LlavaOnevisionBackend,
     VideoPreprocessing,
     hub_reachable,
     load_preprocessing,
 )
 from scissor_viz.models.pixels import DESCRIPTOR_SIZE, PixelBackend, frame_descriptors
-from tests.tiny_llava import IMAGE_MEAN, IMAGE_STD, build_tiny_llava_folder, random_frames
+from tests.tiny_llava import IMAGE_MEAN, IMAGE_STD, random_frames
 
 QUESTION = "What is happening in this video?"
-
-
-@pytest.fixture(scope="session")
-def tiny_llava_folder(tmp_path_factory):
-    """A tiny random LLaVA-OneVision checkpoint folder (see tests/tiny_llava.py)."""
-    return build_tiny_llava_folder(tmp_path_factory.mktemp("tiny_llava"))
 
 
 @pytest.fixture(scope="module")
@@ -385,7 +380,7 @@ def test_random_weights_flag(backend, tiny_llava_folder, tmp_path):
     folder = tmp_path / "unflagged"
     shutil.copytree(tiny_llava_folder, folder)
     cfg = json.loads((folder / "config.json").read_text())
-    del cfg["scissor_viz_random_weights"]
+    del cfg[RANDOM_WEIGHTS_FLAG]
     (folder / "config.json").write_text(json.dumps(cfg))
     unflagged = load_backend(str(folder), fallback=False)
     assert unflagged.pretrained is True and "RANDOMLY" not in unflagged.description
@@ -398,7 +393,7 @@ def test_missing_weights_are_not_pretrained(tiny_llava_folder, tmp_path):
     folder = tmp_path / "partial"
     shutil.copytree(tiny_llava_folder, folder)
     cfg = json.loads((folder / "config.json").read_text())
-    del cfg["scissor_viz_random_weights"]
+    del cfg[RANDOM_WEIGHTS_FLAG]
     (folder / "config.json").write_text(json.dumps(cfg))
     weights = safetensors.torch.load_file(folder / "model.safetensors")
     dropped = [k for k in weights if "multi_modal_projector.linear_1.weight" in k]
