@@ -17,6 +17,9 @@ Selection methods (random, DyCoke, FastV, VisionZip's dominant tokens) pass kept
 unchanged and assign each dropped token to its most similar kept token (cosine) for display and
 metrics; merging methods (SCC, pooling, ToMe, VisionZip's contextual tokens) output the mean of
 the tokens they assign to each output token. Similarities are cosine, in float32.
+
+Tensors in, tensors out: methods that rank tokens by a model's attention (FastV, VisionZip) take
+those scores as arguments (``scissor_viz.models`` reads them out of the model).
 """
 
 from __future__ import annotations
@@ -423,92 +426,17 @@ def fastv(
 ) -> Reduction:
     """FastV: keep the K visual tokens that receive the most attention inside the LLM.
 
-    ``attention_fn(tokens)`` returns those scores, (T, P) or (T*P,), e.g. :func:`fastv_scores`
-    on the prompt with these tokens spliced in. FastV drops tokens inside the LLM after layer K;
+    ``attention_fn(tokens)`` returns those scores, (T, P) or (T*P,), e.g. a backend's
+    ``llm_attention`` (:func:`scissor_viz.models.attention.fastv_scores` on the prompt with
+    these tokens spliced in). FastV drops tokens inside the LLM after layer K;
     here the kept tokens are fed from the start, like every other method's output."""
     _check(tokens, retention)
     if attention_fn is None:
-        raise ValueError("fastv needs the LLM's attention: pass attention_fn (see fastv_scores)")
+        raise ValueError("fastv needs the LLM's attention: pass attention_fn (see llm_attention)")
     scores = attention_fn(tokens).reshape(-1).to(tokens.device)
     if len(scores) != tokens.shape[0] * tokens.shape[1]:
         raise ValueError(f"attention_fn gave {len(scores)} scores for {tuple(tokens.shape[:2])}")
     return _select("fastv", tokens, fastv_select(scores, retention), "scores from LLM attention")
-
-
-class _Stop(Exception):
-    """Raised from a hook to end a forward pass once the wanted attention map is captured."""
-
-
-def _decoder(model: torch.nn.Module) -> torch.nn.Module:
-    """The text decoder (the module holding ``.layers``) of a transformers (V)LM."""
-    if hasattr(model, "layers"):
-        return model
-    if hasattr(model, "get_decoder"):
-        decoder = model.get_decoder()
-        if decoder is not model and hasattr(decoder, "layers"):
-            return decoder
-    for name in ("language_model", "model"):
-        if hasattr(model, name):
-            return _decoder(getattr(model, name))
-    raise ValueError(f"no decoder layers found in {type(model).__name__}")
-
-
-@torch.no_grad()
-def fastv_scores(
-    model: torch.nn.Module,
-    inputs_embeds: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    visual_positions: torch.Tensor | slice,
-    layer: int = 2,
-    query: str = "last",
-) -> torch.Tensor:
-    """FastV's ranking of the visual tokens: the attention they receive in the text decoder's
-    ``layer``-th layer (FastV's K = 2: the map of layer index K - 1, after which it prunes),
-    averaged over heads.
-
-    ``query="last"`` takes the row of the last (unpadded) prompt token, as FastV's released code
-    does; ``query="all"`` the column mean over all rows, the paper's "average attention received
-    from all other tokens" (causal zeros included). The decoder runs with eager attention (the
-    only kind that returns weights) and stops after that layer; it is restored afterwards.
-
-    model: a transformers LLaVA-OneVision (or any decoder-only) model; inputs_embeds (1, L, D)
-    with the visual tokens spliced in; attention_mask (1, L) or None; visual_positions (N,) or
-    a slice: their positions in the sequence. Returns (N,) float32 scores.
-    """
-    if query not in ("last", "all"):
-        raise ValueError(f"query must be 'last' or 'all', got {query!r}")
-    decoder = _decoder(model)
-    if not 1 <= layer <= len(decoder.layers):
-        raise ValueError(f"layer must be in 1..{len(decoder.layers)}, got {layer}")
-    captured: list[torch.Tensor] = []
-
-    def grab(module, args, output):
-        captured.append(output[1])
-        raise _Stop
-
-    handle = decoder.layers[layer - 1].self_attn.register_forward_hook(grab)
-    previous = decoder.config._attn_implementation
-    decoder.set_attn_implementation("eager")
-    try:
-        decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-        decoder.set_attn_implementation(previous)
-    if not captured or captured[0] is None:
-        raise RuntimeError("the attention layer returned no weights")
-    attention = captured[0][0].float().mean(0)  # (L, L), mean over heads
-    if query == "last":
-        last = len(attention) - 1
-        if attention_mask is not None:
-            last = int(attention_mask[0].nonzero().max())
-        row = attention[last]
-    else:
-        row = attention.mean(0)
-    if isinstance(visual_positions, torch.Tensor):
-        visual_positions = visual_positions.to(row.device)
-    return row[visual_positions]
 
 
 # ----------------------------------------------------------------------------- registry
@@ -516,13 +444,17 @@ def fastv_scores(
 
 @dataclass(frozen=True)
 class Method:
-    """A reducer and what it needs: ``model`` is "none", "optional" (uses vision-tower attention
-    when given, a stand-in otherwise) or "required" (needs the LLM's attention)."""
+    """A reducer and what it needs from a model."""
 
     label: str
     fn: Callable[..., Reduction]
-    model: str = "none"
     fixed_budget: bool = True
+    needs_llm_attention: bool = False  # cannot run without the LLM's attention (attention_fn)
+    uses_vision_attention: bool = False  # ranks by the vision tower's attention when given one
+
+    def runs_with(self, llm_attention: bool) -> bool:
+        """Whether the method can run when the LLM's attention is (or is not) available."""
+        return llm_attention or not self.needs_llm_attention
 
 
 METHODS: dict[str, Method] = {
@@ -532,10 +464,15 @@ METHODS: dict[str, Method] = {
     "pool": Method("Uniform pooling (PLLaVA)", uniform_pool, fixed_budget=False),
     "random": Method("Random selection", random_select),
     "tome": Method("ToMe (bipartite matching)", tome),
-    "visionzip": Method("VisionZip", visionzip, model="optional"),
+    "visionzip": Method("VisionZip", visionzip, uses_vision_attention=True),
     "dycoke": Method("DyCoke (temporal merging)", dycoke),
-    "fastv": Method("FastV (LLM attention)", fastv, model="required"),
+    "fastv": Method("FastV (LLM attention)", fastv, needs_llm_attention=True),
 }
+
+
+def runnable_methods(llm_attention: bool) -> list[str]:
+    """The keys of :data:`METHODS` that run with (or without) the LLM's attention, in order."""
+    return [key for key, method in METHODS.items() if method.runs_with(llm_attention)]
 
 
 def reduce(

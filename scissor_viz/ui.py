@@ -52,7 +52,7 @@ NO_VIDEO = "Pick a video first (upload one or click an example), then Compress."
 SESSION_TTL = 3600  # seconds a session's video stays in memory after its last use
 CURVE_RETENTIONS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 METHOD_LABELS = {key: method.label for key, method in METHODS.items()}
-DEFAULT_METHODS = [key for key, method in METHODS.items() if method.model != "required"]
+DEFAULT_METHODS = [key for key, method in METHODS.items() if not method.needs_llm_attention]
 
 try:  # ZeroGPU on Hugging Face Spaces; a no-op everywhere else
     import spaces

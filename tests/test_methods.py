@@ -9,7 +9,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from scissor_viz import methods
-from scissor_viz.methods import METHODS, Reduction, budget, fastv_scores, fastv_select, reduce
+from scissor_viz.methods import METHODS, Reduction, budget, fastv_select, reduce
+from scissor_viz.models.attention import fastv_scores
 from scissor_viz.synthetic import video_tokens
 from tests.conftest import networkx_partition, partition
 
@@ -170,7 +171,7 @@ def test_registry_labels_and_needs():
         "dycoke",
         "fastv",
     }
-    assert METHODS["fastv"].model == "required" and METHODS["visionzip"].model == "optional"
+    assert METHODS["fastv"].needs_llm_attention and METHODS["visionzip"].uses_vision_attention
     assert all(m.label for m in METHODS.values())
     assert not METHODS["scc"].fixed_budget and METHODS["tome"].fixed_budget
 

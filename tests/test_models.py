@@ -333,16 +333,16 @@ def test_answer_fields_and_kl(backend, frames):
     assert not full.pretrained  # random weights: never a real answer
 
 
-def test_visual_attention_scores_each_token(backend, frames):
+def test_llm_attention_scores_each_token(backend, frames):
     tokens = backend.encode(frames)
-    scores = backend.visual_attention(QUESTION, tokens)
+    scores = backend.llm_attention(QUESTION, tokens)
     assert scores.shape == (len(frames) * 196,) and scores.dtype == torch.float32
     assert (scores >= 0).all() and float(scores.sum()) <= 1 + 1e-5
     assert backend.model.config.text_config._attn_implementation == "sdpa"  # restored
 
 
-def test_vision_importance_is_the_towers_attention_pooled(backend, frames):
-    importance = backend.vision_importance(frames, key="importance-clip")
+def test_vision_attention_is_the_towers_attention_pooled(backend, frames):
+    importance = backend.vision_attention(frames, key="importance-clip")
     assert importance.shape == (len(frames), 196) and importance.dtype == torch.float32
     tower = backend.model.model.vision_tower
     previous = tower.config._attn_implementation
@@ -357,7 +357,7 @@ def test_vision_importance_is_the_towers_attention_pooled(backend, frames):
     expected = backend.model.model.apply_pooling(received[..., None])[..., 0]
     torch.testing.assert_close(importance, expected)
     assert tower.config._attn_implementation == previous  # restored
-    assert backend.vision_importance(frames, key="importance-clip") is importance  # cached
+    assert backend.vision_attention(frames, key="importance-clip") is importance  # cached
 
 
 def test_answer_rejects_wrong_width(backend):
