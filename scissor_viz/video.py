@@ -6,41 +6,11 @@ Three calls::
     clip = load_video("clip.mp4", num_frames=16)   # clip.frames: (16, H, W, 3) uint8 RGB
     clip.timestamps, clip.indices, clip.key        # seconds, source frame numbers, cache key
 
-Frames are picked like the LLaVA-OneVision demo: ``num_frames`` indices spread evenly over the
-video (first and last frame included, see :func:`sample_indices`). A video with fewer frames than
-asked gives all of them (T < num_frames); frames are never repeated, since duplicates would look
-like perfect redundancy to SCC. Frames keep the source's aspect ratio (and its display rotation:
-phone videos come out upright); a source whose long side exceeds ``max_side`` is decoded straight
-to the smaller size by the decoder's scaler, so a 4K video never holds 4K RGB frames in memory.
-The model squashes every frame to 384x384, so token cell (r, c) of its 14x14 grid covers rows
-r H/14 .. (r+1) H/14 and columns c W/14 .. (c+1) W/14 of a returned H x W frame: with
-``ys, xs = clip.cell_bounds()``, ``frame[ys[r]:ys[r + 1], xs[c]:xs[c + 1]]``.
-
-How decord 0.6.0 (PyPI wheel, bundling FFmpeg 4.1) behaves on bad input, found by running each
-case in its own process (tests/test_video.py rebuilds most of them):
-
-* missing file, directory, empty file, text or random bytes named .mp4, an MP4 cut short before
-  its index ("moov atom not found"): raises ``RuntimeError("Error reading ...")``.
-* PNG or JPEG named .mp4, one-frame GIF: raises ``DECORDError`` ("broken metadata").
-* audio only (AAC in MP4, WAV named .mp4), an MP4 cut inside its index, and every AV1 video
-  (its FFmpeg has no AV1 decoder): raises ``DECORDError`` ("cannot find video stream").
-* a video track with no frames (MP4, MKV, WebM, AVI), an MP4 cut inside its media data, frames
-  that are garbage: raises ``RuntimeError`` or ``DECORDError`` (also from its decoding thread,
-  e.g. "Error sending packet"); a WebM cut short loads the frames before the cut.
-* output widths 16, 24, 48, 72 (whenever FFmpeg's padded RGB row is a whole multiple of the
-  width, which needs a width under 200 px): raises ``DECORDError`` ("The size must exactly
-  match"), a stride bug in its frame conversion.
-* an MP4 whose sample table claims 2**31 frames: **aborts the process** (``std::bad_alloc``
-  escapes while it reserves its frame index: SIGABRT). Fuzzing ~1,600 randomly damaged copies of
-  H.264/HEVC/VP9/MJPEG files in six containers hit this abort once; every other copy raised or
-  silently returned damaged frames; none hung.
-* a frame count of zero only trips a Python ``assert`` (gone under ``python -O``).
-
-So: :func:`probe_video` checks every file with PyAV first (Python exceptions only) and turns each
-problem into a specific :class:`VideoError`; decord then runs in a child process, so a crash or
-a hang costs that child, never the app; and when decord fails on a file PyAV can read (AV1, tiny
-widths, an implausible frame count in the header, a crash), PyAV decodes it instead, with the
-same sampling. This process never imports decord.
+Frames are spread evenly over the video, first and last included (:func:`sample_indices`),
+never repeated, with the source's aspect ratio and display rotation, decoded straight to at most
+``max_side`` pixels. Decoding runs in a child process (decord, else PyAV), so a decoder crash or
+hang costs that child, never the app; this process never imports decord. How decord fails on bad
+input, and why it is isolated like this: docs/decoding.md.
 """
 
 from __future__ import annotations
@@ -185,10 +155,11 @@ def _probe(path: str | os.PathLike) -> tuple[VideoInfo, bool]:
         ) from e
 
 
-def _probe_file(path: Path) -> tuple[VideoInfo, bool]:
+def _open_container(path: Path) -> av.container.InputContainer:
+    """The file opened by PyAV, or a :class:`VideoError` that says why it cannot be."""
     name = path.name
     try:
-        container = av.open(str(path), metadata_errors="replace")
+        return av.open(str(path), metadata_errors="replace")
     except av.error.InvalidDataError:
         raise VideoError(_unreadable_message(path)) from None
     except EOFError:  # matroska/webm header with nothing after it
@@ -201,32 +172,43 @@ def _probe_file(path: Path) -> tuple[VideoInfo, bool]:
             f"Cannot open {name!r} ({e.strerror or type(e).__name__}): it is damaged or not a "
             f"video. Re-encode it, e.g. `{REENCODE}`, or try another file."
         ) from None
-    with container:
-        fmt = container.format.name
-        stream = _video_stream(container)
-        if (
-            fmt == "image2"
-            or fmt.endswith("_pipe")
-            or (fmt == "gif" and stream is not None and stream.frames <= 1)
-        ):
-            kind = fmt.removesuffix("_pipe").upper() if fmt != "image2" else "image sequence"
-            raise VideoError(
-                f"{name!r} is a still image ({kind}), not a video. Upload a video "
-                "(MP4, WebM, MOV, MKV or AVI)."
-            )
-        if stream is None:
-            audio = [s.codec_context.name for s in container.streams.audio if s.codec_context]
-            what = f"only audio ({', '.join(audio)})" if audio else "no video track"
-            raise VideoError(
-                f"{name!r} has {what}: there are no pictures to look at. Upload a "
-                "video file; if this was a download, it may be incomplete."
-            )
+
+
+def _moving_picture_stream(container: av.container.InputContainer, name: str) -> av.VideoStream:
+    """The container's video stream, or a :class:`VideoError` for still images, audio-only
+    files and codecs without a decoder."""
+    fmt = container.format.name
+    stream = _video_stream(container)
+    if (
+        fmt == "image2"
+        or fmt.endswith("_pipe")
+        or (fmt == "gif" and stream is not None and stream.frames <= 1)
+    ):
+        kind = fmt.removesuffix("_pipe").upper() if fmt != "image2" else "image sequence"
+        raise VideoError(
+            f"{name!r} is a still image ({kind}), not a video. Upload a video "
+            "(MP4, WebM, MOV, MKV or AVI)."
+        )
+    if stream is None:
+        audio = [s.codec_context.name for s in container.streams.audio if s.codec_context]
+        what = f"only audio ({', '.join(audio)})" if audio else "no video track"
+        raise VideoError(
+            f"{name!r} has {what}: there are no pictures to look at. Upload a "
+            "video file; if this was a download, it may be incomplete."
+        )
+    if stream.codec_context is None:
+        raise VideoError(
+            f"{name!r} uses a video codec this app cannot decode. Re-encode it "
+            f"to H.264, e.g. `{REENCODE}`."
+        )
+    return stream
+
+
+def _probe_file(path: Path) -> tuple[VideoInfo, bool]:
+    name = path.name
+    with _open_container(path) as container:
+        stream = _moving_picture_stream(container, name)
         cc = stream.codec_context
-        if cc is None:
-            raise VideoError(
-                f"{name!r} uses a video codec this app cannot decode. Re-encode it "
-                f"to H.264, e.g. `{REENCODE}`."
-            )
         width, height = cc.width, cc.height
         if width * height > MAX_PIXELS:
             raise VideoError(
