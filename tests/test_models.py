@@ -22,11 +22,18 @@ import torch
 
 from scissor_viz.metrics import first_token_kl
 from scissor_viz.models import (
+    ALLOW_ANY_ENV,
     DEFAULT_CHECKPOINT,
+    MAX_BACKENDS_ENV,
+    REFUSED,
     AnswerUnavailable,
+    BackendRegistry,
+    CheckpointPolicy,
+    CheckpointRefused,
     LazyBackend,
     TokenCache,
     load_backend,
+    loading,
     resolve_checkpoint,
     resolve_device,
 )
@@ -438,6 +445,7 @@ def test_fallback_for_hub_id_when_offline(monkeypatch, tmp_path):
     assert isinstance(b, PixelBackend)
     assert "not in the Hugging Face cache" in b.load_error and "unreachable" in b.load_error
     assert "llava-hf/llava-onevision-qwen2-7b-ov-hf" in b.load_error
+    assert str(tmp_path) not in b.load_error  # the server's cache folder is not shown
     assert hub_reachable() is False
 
 
@@ -536,3 +544,109 @@ def test_cuda_encode_and_full_answer_match_stock(tiny_llava_folder, frames, dtyp
     assert ans.token_ids == out.sequences[0, ids.shape[1] :].tolist()
     torch.testing.assert_close(ans.first_logits, out.logits[0][0].float().cpu(), rtol=0, atol=0)
     assert 0 < ans.prefill_seconds <= ans.generate_seconds
+
+
+# ----------------------------------------------------------------------------- hosting
+
+
+@pytest.fixture
+def recorded_loads(monkeypatch):
+    """load_backend replaced by a recorder that returns pixel descriptors at once."""
+    calls: list[str] = []
+
+    def fake(checkpoint=None, device=None, progress=None, **kwargs):
+        calls.append(checkpoint)
+        return PixelBackend()
+
+    monkeypatch.setattr(loading, "load_backend", fake)
+    return calls
+
+
+def test_only_the_configured_checkpoint_loads_by_default(
+    tiny_llava_folder, tmp_path, monkeypatch, recorded_loads
+):
+    monkeypatch.delenv(ALLOW_ANY_ENV, raising=False)
+    registry = BackendRegistry(CheckpointPolicy.from_env("owner/configured"))
+    assert not registry.policy.allow_any and registry.checkpoint == "owner/configured"
+    requests = [str(tiny_llava_folder), str(tmp_path / "missing"), "someone/unknown", "../x"]
+    for name in requests:  # an existing folder, a missing one, a hub id, a relative path
+        for call in (registry.get, registry.start):
+            with pytest.raises(CheckpointRefused) as refused:
+                call(name)
+            assert str(refused.value) == REFUSED  # one message: it tells nothing about `name`
+        status = registry.status(name)
+        assert status.state == "refused" and status.message == REFUSED
+        assert not registry.loading(name)
+    assert recorded_loads == [] and registry.held() == []  # nothing started loading
+    backend = registry.get()
+    assert registry.get(" owner/configured ") is backend and registry.get("") is backend
+    assert recorded_loads == ["owner/configured"] and registry.status().state == "ready"
+
+
+def test_the_operator_may_allow_any_checkpoint(tiny_llava_folder, monkeypatch):
+    monkeypatch.setenv(ALLOW_ANY_ENV, "1")
+    registry = BackendRegistry(CheckpointPolicy.from_env("owner/configured"))
+    assert registry.policy.allow_any
+    assert registry.status(str(tiny_llava_folder)).state == "idle"  # status loads nothing
+    backend = registry.get(str(tiny_llava_folder))
+    assert isinstance(backend, LlavaOnevisionBackend)
+    assert registry.status(str(tiny_llava_folder)).backend is backend
+    assert not CheckpointPolicy("a/b", allow_any=False).allow_any
+
+
+def test_remote_code_is_never_trusted(tiny_llava_folder, monkeypatch):
+    import transformers
+
+    seen = []
+    for cls in (
+        transformers.AutoConfig,
+        transformers.AutoTokenizer,
+        transformers.LlavaOnevisionForConditionalGeneration,
+    ):
+        original = cls.from_pretrained
+
+        def spy(*args, _original=original, **kwargs):
+            seen.append(kwargs.get("trust_remote_code"))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", spy)
+    load_backend(str(tiny_llava_folder), fallback=False)
+    assert len(seen) >= 3 and set(seen) == {False}  # transformers may ask again inside
+
+
+def test_registry_holds_at_most_max_backends(monkeypatch, recorded_loads):
+    registry = BackendRegistry(CheckpointPolicy("a/default", allow_any=True), max_backends=2)
+    first = registry.get("a/one")
+    registry.get("a/two")
+    assert registry.get("a/one") is first  # held: not loaded again
+    registry.get("a/three")  # the least recently used (a/two) is freed
+    assert registry.held() == ["a/one", "a/three"]
+    assert recorded_loads == ["a/one", "a/two", "a/three"]
+    monkeypatch.setenv(MAX_BACKENDS_ENV, "3")
+    assert BackendRegistry(CheckpointPolicy("a/b")).max_backends == 3
+    monkeypatch.delenv(MAX_BACKENDS_ENV)
+    assert BackendRegistry(CheckpointPolicy("a/b")).max_backends == 2
+    monkeypatch.setenv(MAX_BACKENDS_ENV, "0")
+    with pytest.raises(ValueError, match=MAX_BACKENDS_ENV):
+        BackendRegistry(CheckpointPolicy("a/b"))
+
+
+def test_a_failed_load_is_retried_after_the_back_off(tiny_llava_folder, tmp_path):
+    """The model is missing at start-up (a network blip); later requests get it back."""
+    now = [0.0]
+    folder = tmp_path / "arrives-later"
+    registry = BackendRegistry(
+        CheckpointPolicy(str(folder)), retry_after=60, clock=lambda: now[0], device="cpu"
+    )
+    fallback = registry.get()
+    assert isinstance(fallback, PixelBackend) and fallback.load_error
+    status = registry.status()
+    assert status.state == "fallback" and status.retry_in == 60
+    shutil.copytree(tiny_llava_folder, folder)  # the network is back
+    now[0] = 30.0
+    assert registry.get() is fallback  # within the back-off: no new attempt
+    now[0] = 61.0
+    assert registry.status().retry_in == 0
+    backend = registry.get()  # the next request retries, and waits for it
+    assert isinstance(backend, LlavaOnevisionBackend)
+    assert registry.status().state == "ready" and registry.status().retry_in is None

@@ -5,9 +5,10 @@
 * :class:`~scissor_viz.models.pixels.PixelBackend`: no weights, per-cell colour/texture
   descriptors on the same 14 x 14 grid; it cannot answer.
 
-Modules: ``base`` (Backend and its abilities, Answer, errors), ``loading`` (which checkpoint,
-load_backend, LazyBackend), ``attention`` (attention maps read out of a model), ``cache``
-(the token LRU), ``llava_onevision``, ``pixels``. This file only re-exports.
+Modules: ``base`` (Backend and its abilities, Answer, errors), ``loading`` (the checkpoint
+policy, load_backend, LazyBackend, BackendRegistry), ``attention`` (attention maps read out of
+a model), ``cache`` (bounded LRU caches), ``llava_onevision``, ``pixels``. This file only
+re-exports.
 """
 
 from scissor_viz.models.base import (
@@ -17,6 +18,7 @@ from scissor_viz.models.base import (
     AnswerUnavailable,
     Backend,
     BackendLoadError,
+    CheckpointRefused,
     check_frames,
 )
 from scissor_viz.models.cache import TokenCache
@@ -27,15 +29,24 @@ from scissor_viz.models.llava_onevision import (
     resolve_device,
 )
 from scissor_viz.models.loading import (
+    ALLOW_ANY_ENV,
     CHECKPOINT_ENV,
+    MAX_BACKENDS_ENV,
+    REFUSED,
+    BackendRegistry,
+    CheckpointPolicy,
     LazyBackend,
+    LoadStatus,
     load_backend,
     resolve_checkpoint,
 )
 from scissor_viz.models.pixels import PixelBackend
 
 __all__ = [
+    "ALLOW_ANY_ENV",
     "CHECKPOINT_ENV",
+    "MAX_BACKENDS_ENV",
+    "REFUSED",
     "DEFAULT_CHECKPOINT",
     "DEVICE_ENV",
     "TOKENS_PER_FRAME",
@@ -44,7 +55,11 @@ __all__ = [
     "AnswerUnavailable",
     "Backend",
     "BackendLoadError",
+    "BackendRegistry",
+    "CheckpointPolicy",
+    "CheckpointRefused",
     "LazyBackend",
+    "LoadStatus",
     "LlavaOnevisionBackend",
     "PixelBackend",
     "TokenCache",

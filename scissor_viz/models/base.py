@@ -37,6 +37,11 @@ class BackendLoadError(RuntimeError):
         self.hint = hint
 
 
+class CheckpointRefused(BackendLoadError):
+    """A checkpoint this server's operator has not allowed. The message is the same for every
+    refused name, so it tells nothing about what exists on the server."""
+
+
 @dataclass
 class Answer:
     """One generated answer, with what a fidelity comparison needs.

@@ -276,20 +276,14 @@ def _locate(
             hint=_FIX_HINT,
         )
     if _in_hub_cache(checkpoint):
-        return (
-            checkpoint,
-            True,
-            f"{checkpoint} from the Hugging Face cache ({_hf_cache_dir()})",
-            True,
-        )
+        return checkpoint, True, f"{checkpoint} from the Hugging Face cache", True
     if hub_reachable(hub_timeout):
         report(progress, 0.02, f"downloading {checkpoint} (first use; this can take minutes)")
         return checkpoint, False, f"downloading {checkpoint} from the Hugging Face Hub", True
     raise BackendLoadError(
         f"Could not load LLaVA-OneVision {checkpoint!r}: it is not in the Hugging Face "
-        f"cache ({_hf_cache_dir()}) and the Hub is unreachable (offline, or HF_HUB_OFFLINE"
-        " is set).\n" + _FIX_HINT,
-        tried=f"the Hugging Face cache ({_hf_cache_dir()}), then the Hub (unreachable)",
+        "cache and the Hub is unreachable (offline, or HF_HUB_OFFLINE is set).\n" + _FIX_HINT,
+        tried="the Hugging Face cache, then the Hub (unreachable)",
         hint=_FIX_HINT,
     )
 
@@ -423,7 +417,8 @@ class LlavaOnevisionBackend(Backend):
     ):
         from transformers import AutoConfig, AutoTokenizer, LlavaOnevisionForConditionalGeneration
 
-        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        no_remote_code = {"local_files_only": local_only, "trust_remote_code": False}  # never
+        config = AutoConfig.from_pretrained(source, **no_remote_code)
         if config.model_type != "llava_onevision":
             raise BackendLoadError(
                 f"{checkpoint!r} is a {config.model_type!r} checkpoint, not LLaVA-OneVision "
@@ -432,7 +427,7 @@ class LlavaOnevisionBackend(Backend):
                 tried=checkpoint,
             )
         report(progress, 0.05, "reading tokenizer and preprocessing config")
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(source, **no_remote_code)
         preprocessing = load_preprocessing(source, local_files_only=local_only)
         chat_template = _load_chat_template(source, tokenizer, local_only)
         report(progress, 0.1, f"loading weights of {checkpoint} (a 0.5B model takes a while)")
@@ -440,8 +435,8 @@ class LlavaOnevisionBackend(Backend):
             source,
             dtype=dtype,
             attn_implementation=attn,
-            local_files_only=local_only,
             output_loading_info=True,
+            **no_remote_code,
         )
         missing = list(info.get("missing_keys") or [])
         report(progress, 0.9, f"moving the model to {device}")
@@ -685,12 +680,3 @@ class LlavaOnevisionBackend(Backend):
             backend=self.name,
             pretrained=self.pretrained,
         )
-
-
-def _hf_cache_dir() -> str:
-    try:
-        from huggingface_hub import constants
-
-        return str(constants.HF_HUB_CACHE)
-    except Exception:
-        return os.path.join(os.environ.get("HF_HOME", "~/.cache/huggingface"), "hub")
