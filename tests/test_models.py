@@ -37,6 +37,7 @@ from scissor_viz.models import (
     resolve_checkpoint,
     resolve_device,
 )
+from scissor_viz.models.attention import ATTENTION_BUDGET_ENV
 from scissor_viz.models.llava_onevision import (
     RANDOM_WEIGHTS_FLAG,
     LlavaOnevisionBackend,
@@ -650,3 +651,18 @@ def test_a_failed_load_is_retried_after_the_back_off(tiny_llava_folder, tmp_path
     backend = registry.get()  # the next request retries, and waits for it
     assert isinstance(backend, LlavaOnevisionBackend)
     assert registry.status().state == "ready" and registry.status().retry_in is None
+
+
+def test_attention_maps_stay_within_the_memory_budget(backend, frames, monkeypatch):
+    tokens = backend.encode(frames)
+    vision = backend.vision_attention(frames, key="budget-clip")
+    monkeypatch.setenv(ATTENTION_BUDGET_ENV, "1")  # 1 MiB: below 4 heads x ~610^2 x 4 bytes
+    with pytest.raises(ValueError, match="FastV needs the attention map over .* budget"):
+        backend.llm_attention(QUESTION, tokens)
+    with pytest.raises(ValueError, match="VisionZip needs"):  # one frame: 4 x 729^2 x 4 bytes
+        backend.vision_attention(frames, key="budget-clip-2")
+    monkeypatch.setenv(ATTENTION_BUDGET_ENV, "9")  # one frame's map at a time (batch 2 -> 1)
+    torch.testing.assert_close(backend.vision_attention(frames, key="budget-clip-3"), vision)
+    monkeypatch.setenv(ATTENTION_BUDGET_ENV, "lots")
+    with pytest.raises(ValueError, match=ATTENTION_BUDGET_ENV):
+        backend.llm_attention(QUESTION, tokens)

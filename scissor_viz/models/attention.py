@@ -7,18 +7,69 @@
 
 Both go through :func:`capture_attention`: it hooks one attention module, switches its model to
 eager attention (the only implementation that returns weights) and restores everything after.
+Eager attention holds heads x queries x keys weights per layer, so both check what that costs
+against a budget first (:func:`check_attention_budget`) and refuse, in words, above it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 
+ATTENTION_BUDGET_ENV = "SCISSOR_VIZ_ATTENTION_BUDGET_MB"
+DEFAULT_ATTENTION_BUDGET = 1 << 30  # bytes of one layer's eager attention weights (1 GiB)
+WEIGHT_BYTES = 4  # eager attention's softmax runs in float32, whatever the model's dtype
+
 
 class _Stop(Exception):
     """Raised from a hook to end a forward pass once the wanted attention map is captured."""
+
+
+def attention_budget() -> int:
+    """Bytes one layer's eager attention weights may take: ``$SCISSOR_VIZ_ATTENTION_BUDGET_MB``
+    (MiB), else :data:`DEFAULT_ATTENTION_BUDGET`."""
+    text = os.environ.get(ATTENTION_BUDGET_ENV, "").strip()
+    if not text:
+        return DEFAULT_ATTENTION_BUDGET
+    try:
+        mib = float(text)
+    except ValueError:
+        mib = -1.0
+    if not mib > 0:
+        raise ValueError(f"{ATTENTION_BUDGET_ENV}={text!r}: give a positive number of MiB")
+    return int(mib * 2**20)
+
+
+def attention_bytes(heads: int, length: int, batch: int = 1) -> int:
+    """Bytes of eager attention weights for ``batch`` sequences of ``length`` tokens."""
+    return batch * heads * length * length * WEIGHT_BYTES
+
+
+def check_attention_budget(
+    what: str, heads: int, length: int, batch: int = 1, budget: int | None = None
+) -> None:
+    """A ValueError that says why, when ``what`` would need more eager attention memory
+    (heads x length^2 x 4 bytes per sequence) than the budget allows."""
+    budget = attention_budget() if budget is None else budget
+    need = attention_bytes(heads, length, batch)
+    if need > budget:
+        fits = int((budget / (batch * heads * WEIGHT_BYTES)) ** 0.5)
+        raise ValueError(
+            f"{what} needs the attention map over {length:,} tokens: {heads} heads x "
+            f"{length:,}^2 x {WEIGHT_BYTES} bytes = {need / 2**30:.2f} GiB, over this server's "
+            f"budget of {budget / 2**30:.2f} GiB (about {fits:,} tokens; {ATTENTION_BUDGET_ENV} "
+            "sets it). Use fewer frames."
+        )
+
+
+def batch_within_budget(what: str, heads: int, length: int, batch: int) -> int:
+    """The largest batch up to ``batch`` whose eager attention fits the budget (at least 1,
+    else the ValueError of :func:`check_attention_budget`)."""
+    check_attention_budget(what, heads, length)
+    return max(1, min(batch, attention_budget() // attention_bytes(heads, length)))
 
 
 @contextmanager
@@ -99,6 +150,8 @@ def fastv_scores(
     decoder = decoder_of(model)
     if not 1 <= layer <= len(decoder.layers):
         raise ValueError(f"layer must be in 1..{len(decoder.layers)}, got {layer}")
+    heads = decoder.config.num_attention_heads
+    check_attention_budget("FastV", heads, inputs_embeds.shape[1], len(inputs_embeds))
     with capture_attention(decoder, decoder.layers[layer - 1].self_attn, stop=True) as maps:
         decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
     if not maps:

@@ -25,7 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scissor_viz.models.attention import capture_attention, fastv_scores, last_vision_attention
+from scissor_viz.models.attention import (
+    batch_within_budget,
+    capture_attention,
+    fastv_scores,
+    last_vision_attention,
+)
 from scissor_viz.models.base import Answer, Backend, BackendLoadError, check_frames
 from scissor_viz.models.cache import TokenCache
 from scissor_viz.progress import ProgressFn, report
@@ -508,6 +513,10 @@ class LlavaOnevisionBackend(Backend):
         if hit is not None:
             return hit
         tower = self.model.model.vision_tower
+        vision = self.model.config.vision_config
+        patches = (vision.image_size // vision.patch_size) ** 2
+        heads = vision.num_attention_heads
+        batch = batch_within_budget("VisionZip", heads, patches, self.batch_size)  # per frame
         received = lambda weights: weights.float().mean(dim=(1, 2))  # noqa: E731 (b, patches)
         n = len(frames)
         with (
@@ -515,10 +524,10 @@ class LlavaOnevisionBackend(Backend):
             torch.inference_mode(),
             capture_attention(tower, last_vision_attention(tower), keep=received) as maps,
         ):
-            for start in range(0, n, self.batch_size):
-                pixels = self.preprocess(frames[start : start + self.batch_size])
+            for start in range(0, n, batch):
+                pixels = self.preprocess(frames[start : start + batch])
                 tower(pixel_values=pixels.to(self.device, self.dtype))
-                report(progress, min(start + self.batch_size, n) / n, "vision attention")
+                report(progress, min(start + batch, n) / n, "vision attention")
         importance = self.model.model.apply_pooling(torch.cat(maps)[..., None])[..., 0].cpu()
         self.cache.put(ckey, importance)
         return importance
