@@ -234,6 +234,8 @@ def deviation(x: torch.Tensor, ref: torch.Tensor) -> str:
 
 
 def main() -> None:
+    # Long on purpose: a benchmark script read top to bottom, one section after another, each
+    # printing its numbers as it goes; splitting it would scatter the shared model and timings.
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )

@@ -1,4 +1,4 @@
-"""Speed and memory of the SCC engine, each beside its floor, with the ratios the issue asks for.
+"""Speed and memory of the SCC engine, each number beside its floor and their ratio.
 
     python benchmarks/bench_scc.py            # all sections (a few minutes on 2 cores)
     python benchmarks/bench_scc.py --quick    # 16 frames only

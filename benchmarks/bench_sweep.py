@@ -19,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scissor_viz.analysis import VideoTokens
 from scissor_viz.methods import METHODS
-from scissor_viz.sweep import VideoTokens, find_videos, parse_retentions, run_sweep
+from scissor_viz.sweep import find_videos, parse_retentions, run_sweep
 from scissor_viz.synthetic import video_tokens
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -45,8 +46,8 @@ def table(rows: list[dict], retentions: list[float]) -> str:
                 cells.append("")
                 continue
             cov = statistics.fmean(r["coverage"] for r in at)
-            red = statistics.fmean(r["redundancy"] for r in at)
-            cells.append(f"{cov:.3f} / {red:.3f}")
+            redundancy = statistics.fmean(r["redundancy"] for r in at)
+            cells.append(f"{cov:.3f} / {redundancy:.3f}")
         seconds = statistics.fmean(r["seconds"] for r in mine)
         lines.append(f"| {METHODS[method].label} | " + " | ".join(cells) + f" | {seconds:.3f} |")
     return "\n".join(lines)

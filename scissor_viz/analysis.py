@@ -3,30 +3,86 @@
     analysis = VideoAnalysis.open("clip.mp4", backend, num_frames=16)
     comp = analysis.compress(retention=0.35)
 
-The app, its API endpoints and the command line all go through this, so what they show is
-computed one way. Tokens come from the backend's cache, tau searches from the engine's index,
-answers from a small per-video cache keyed by question and token count.
+The app, its API endpoints and the sweep command all go through this, so what they show is
+computed one way: :class:`VideoTokens` and :func:`run_method` (one method at one retention, with
+its metrics) are shared by the app and the sweep.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from scissor_viz.methods import METHODS, Reduction
-from scissor_viz.metrics import answer_fidelity
-from scissor_viz.models import Answer, Backend, ProgressFn, report, scaled
+from scissor_viz.methods import Reduction, reduce, runnable_methods
+from scissor_viz.metrics import answer_fidelity, coverage, redundancy
+from scissor_viz.models import Answer, Backend
+from scissor_viz.progress import ProgressFn, report, scaled
 from scissor_viz.scc import Compression, ScissorIndex
-from scissor_viz.sweep import VideoTokens, run_method
 from scissor_viz.video import VideoClip, load_video
 
 MAX_ANSWERS = 32  # answers kept per video (question x method x retention)
 MAX_REDUCTIONS = 128  # other methods' results kept per video (method x retention)
 DEFAULT_FASTV_QUESTION = "Describe the video."  # FastV's attention needs a prompt
+
+
+@dataclass(frozen=True)
+class VideoTokens:
+    """A video's tokens, where they came from, and the model's attention the methods may use."""
+
+    tokens: torch.Tensor  # (T, P, d)
+    backend: str  # what produced the tokens (recorded in every sweep row)
+    clip: str = ""  # the clip's cache key / fingerprint
+    importance: torch.Tensor | None = None  # (T, P) vision-tower attention, for VisionZip
+    attention_fn: Callable[[torch.Tensor], torch.Tensor] | None = None  # LLM attention, FastV
+
+
+def backend_video_tokens(
+    backend: Backend,
+    clip: VideoClip,
+    tokens: torch.Tensor,
+    question: str | None = None,
+    vision_attention: bool = True,
+) -> VideoTokens:
+    """``tokens`` of ``clip`` with what ``backend`` can add: the LLM's attention to
+    ``question`` for FastV, the vision tower's attention for VisionZip (when
+    ``vision_attention``; it costs a pass of the vision tower)."""
+    attention_fn, importance = None, None
+    if backend.has_llm_attention:
+        text = (question or "").strip() or DEFAULT_FASTV_QUESTION
+        attention_fn = lambda t: backend.llm_attention(text, t)  # noqa: E731
+    if vision_attention and backend.has_vision_attention:
+        importance = backend.vision_attention(clip.frames, key=clip.key)
+    return VideoTokens(tokens, backend.name, clip.key, importance, attention_fn)
+
+
+def run_method(video: VideoTokens, method: str, retention: float) -> tuple[Reduction, dict]:
+    """One method at one retention on one video's tokens: the reduction and its metrics."""
+    start = time.perf_counter()
+    reduction = reduce(
+        method,
+        video.tokens,
+        retention,
+        importance=video.importance,
+        attention_fn=video.attention_fn,
+    )
+    seconds = time.perf_counter() - start
+    return reduction, {
+        "method": method,
+        "retention": float(retention),
+        "retention_reached": float(reduction.retention),
+        "num_tokens": int(reduction.num_tokens),
+        "tau": reduction.tau,
+        "coverage": coverage(video.tokens, reduction.tokens),
+        "redundancy": redundancy(reduction.tokens),
+        "seconds": seconds,
+        "note": reduction.note,
+    }
 
 
 @dataclass
@@ -118,12 +174,12 @@ class VideoAnalysis:
         if not question:
             raise ValueError("ask a question about the video")
         if reduced is None:
-            tokens, which = self.tokens.flatten(0, 1), ("full",)
+            tokens, source = self.tokens.flatten(0, 1), ("full",)
         else:
             tokens = reduced.tokens
-            which = (getattr(reduced, "method", "scc"), reduced.retention, reduced.num_tokens,
-                     getattr(reduced, "tau", None))  # fmt: skip
-        key = (question, max_new_tokens, which)
+            source = (getattr(reduced, "method", "scc"), reduced.retention, reduced.num_tokens,
+                      getattr(reduced, "tau", None))  # fmt: skip
+        key = (question, max_new_tokens, source)
         with self._lock:
             if key in self._answers:
                 self._answers.move_to_end(key)
@@ -155,20 +211,15 @@ class VideoAnalysis:
     # --- the other methods
 
     def methods(self) -> list[str]:
-        """The comparison methods this backend can run (FastV needs a loaded model)."""
-        can_attend = hasattr(self.backend, "visual_attention")
-        return [k for k, m in METHODS.items() if m.model != "required" or can_attend]
+        """The comparison methods this backend can run (FastV needs the LLM's attention)."""
+        return runnable_methods(self.backend.has_llm_attention)
 
     def method_tokens(self, question: str | None = None, method: str = "") -> VideoTokens:
-        """This video's tokens with the model hooks the methods use where there is a model:
-        the LLM's attention for FastV, the vision tower's for VisionZip (token norms without)."""
-        attention_fn, importance = None, None
-        if hasattr(self.backend, "visual_attention"):
-            text = (question or "").strip() or DEFAULT_FASTV_QUESTION
-            attention_fn = lambda t: self.backend.visual_attention(text, t)  # noqa: E731
-        if method == "visionzip" and hasattr(self.backend, "vision_importance"):
-            importance = self.backend.vision_importance(self.clip.frames, key=self.clip.key)
-        return VideoTokens(self.tokens, self.backend.name, self.clip.key, importance, attention_fn)
+        """This video's tokens with the model's attention the methods use where there is a
+        model: the LLM's for FastV, the vision tower's for VisionZip (token norms without)."""
+        return backend_video_tokens(
+            self.backend, self.clip, self.tokens, question, vision_attention=method == "visionzip"
+        )
 
     def reduce(
         self, method: str, retention: float, question: str | None = None

@@ -2,8 +2,8 @@
 
 Two-line API::
 
-    red = reduce("tome", tokens, retention=0.1)  # tokens: (frames, 196, d)
-    red.tokens, red.assignment  # (K, d) and (frames, 196) in 0..K-1
+    reduction = reduce("tome", tokens, retention=0.1)  # tokens: (frames, 196, d)
+    reduction.tokens, reduction.assignment  # (K, d) and (frames, 196) in 0..K-1
 
 Every method takes a video's tokens (T, P, d) and a retention ratio r in (0, 1] and returns a
 :class:`Reduction`: the output sequence (what the LLM would read) and, for every original token,
@@ -17,23 +17,35 @@ Selection methods (random, DyCoke, FastV, VisionZip's dominant tokens) pass kept
 unchanged and assign each dropped token to its most similar kept token (cosine) for display and
 metrics; merging methods (SCC, pooling, ToMe, VisionZip's contextual tokens) output the mean of
 the tokens they assign to each output token. Similarities are cosine, in float32.
+
+Tensors in, tensors out: methods that rank tokens by a model's attention (FastV, VisionZip) take
+those scores as arguments (``scissor_viz.models`` reads them out of the model).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from scissor_viz.metrics import BLOCK_ELEMENTS, nearest
-from scissor_viz.scc import Compression, scissor_index, segment_mean, semantic_components
+from scissor_viz import scc as engine
+from scissor_viz.scc import (
+    Compression,
+    TensorCache,
+    check_retention,
+    merge_step,
+    nearest,
+    scissor_index,
+    segment_mean,
+    semantic_components,
+    unit_rows,
+    video_labels,
+)
 
 TEMPORAL_DENSE_LIMIT = 8_192  # temporal-only SCC: exact tau by single linkage up to this many
 VISIONZIP_DOMINANT = 54 / 64  # VisionZip's split of the budget (54 dominant + 10 contextual of 64)
@@ -68,10 +80,7 @@ def _check(tokens: torch.Tensor, retention: float) -> None:
         raise ValueError(f"tokens must be a non-empty (frames, tokens, d) tensor, got {what}")
     if not tokens.is_floating_point() or not torch.isfinite(tokens).all():
         raise ValueError("tokens must be finite floating-point values")
-    if isinstance(retention, bool) or not isinstance(retention, (int, float)):
-        raise ValueError(f"retention must be a number in (0, 1], got {retention!r}")
-    if not 0 < retention <= 1:
-        raise ValueError(f"retention must be in (0, 1], got {retention!r}")
+    check_retention(retention)
 
 
 def budget(num_tokens: int, retention: float) -> int:
@@ -81,11 +90,6 @@ def budget(num_tokens: int, retention: float) -> int:
 
 def _flat(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.reshape(-1, tokens.shape[-1])
-
-
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    """Float32, L2-normalised along the last dimension."""
-    return F.normalize(x.float(), dim=-1)
 
 
 def _first_seen(labels: np.ndarray) -> np.ndarray:
@@ -131,9 +135,9 @@ def _tau_for_target(merge_sims: np.ndarray, n: int, target: float) -> tuple[floa
 def _condensed_distance(x: torch.Tensor) -> np.ndarray:
     """1 - cosine similarity (float32 similarity, clamped) of the rows of x, in scipy's
     condensed (upper triangle, row-major) order, float64; built in row blocks."""
-    xn, n = _rows(x), len(x)
+    xn, n = unit_rows(x), len(x)
     out = np.empty(n * (n - 1) // 2, dtype=np.float64)
-    step, at = max(1, BLOCK_ELEMENTS // max(n, 1)), 0
+    step, at = max(1, engine.BLOCK_ELEMENTS // max(n, 1)), 0
     for r0 in range(0, n - 1, step):
         sim = (xn[r0 : r0 + step] @ xn.T).clamp_(-1.0, 1.0)
         upper = sim[torch.ones_like(sim, dtype=torch.bool).triu_(r0 + 1)]
@@ -142,23 +146,7 @@ def _condensed_distance(x: torch.Tensor) -> np.ndarray:
     return out
 
 
-_CACHE: dict[tuple[str, int], tuple[weakref.ref, int, object]] = {}
-
-
-def _cached(name: str, tokens: torch.Tensor, compute: Callable[[], object]) -> object:
-    """compute(), remembered per (name, tensor) while the tensor lives and is not modified
-    (a sweep asks for many retentions of one video; the linkage does not depend on r)."""
-    key, version = (name, id(tokens)), tokens._version
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is tokens and hit[1] == version:
-        return hit[2]
-    value = compute()
-    for stale in [k for k, (ref, _, _) in _CACHE.items() if ref() is None or k == key]:
-        del _CACHE[stale]
-    while len(_CACHE) >= 8:
-        del _CACHE[next(iter(_CACHE))]
-    _CACHE[key] = (weakref.ref(tokens), version, value)
-    return value
+_LINKAGES = TensorCache()  # single linkage per video: a sweep asks for many retentions of one
 
 
 def _merge(method: str, tokens: torch.Tensor, finals: torch.Tensor, **kw) -> Reduction:
@@ -166,11 +154,9 @@ def _merge(method: str, tokens: torch.Tensor, finals: torch.Tensor, **kw) -> Red
     most similar final token, and each final becomes (itself + its tokens) / (1 + count)."""
     flat = _flat(tokens)
     assignment = nearest(flat, finals)[1]
-    merged = finals.float().clone().index_add_(0, assignment, flat.float())
-    merged /= (1 + torch.bincount(assignment, minlength=len(finals)))[:, None]
     return Reduction(
         method=method,
-        tokens=merged.to(tokens.dtype),
+        tokens=merge_step(finals, flat, assignment).to(tokens.dtype),
         assignment=assignment.view(tokens.shape[:2]),
         retention=len(finals) / len(flat),
         **kw,
@@ -201,14 +187,12 @@ def scc_spatial(tokens: torch.Tensor, retention: float) -> Reduction:
     frames, per_frame, _ = tokens.shape
     merge_sims = index.spatial_merge_heights().ravel()
     tau, _ = _tau_for_target(merge_sims, index.num_total, retention * index.num_total)
-    labels = index.spatial(tau)
-    counts = labels.amax(dim=1) + 1
-    glob = (labels + (torch.cumsum(counts, 0) - counts)[:, None]).flatten()
-    num = int(counts.sum())
+    regions = video_labels(index.spatial(tau))
+    num = int(regions.max()) + 1
     return Reduction(
         "scc_spatial",
-        segment_mean(_flat(tokens), glob, num).to(tokens.dtype),
-        glob.view(frames, per_frame),
+        segment_mean(_flat(tokens), regions, num).to(tokens.dtype),
+        regions.view(frames, per_frame),
         num / index.num_total,
         tau=tau,
     )
@@ -221,7 +205,9 @@ def _temporal_labels(tokens: torch.Tensor, target: float) -> tuple[torch.Tensor,
     if n <= TEMPORAL_DENSE_LIMIT:  # exact: single linkage gives every reachable K at once
         z = np.empty((0, 4))
         if n > 1:
-            z = _cached("temporal", tokens, lambda: linkage(_condensed_distance(flat), "single"))
+            z = _LINKAGES.get(
+                tokens, "single", lambda: linkage(_condensed_distance(flat), "single")
+            )
         tau, _ = _tau_for_target((1.0 - z[:, 2]).astype(np.float32), n, target)
         cut = np.nextafter(1.0 - tau, -np.inf)  # merges at distance < 1 - tau, i.e. sim > tau
         labels = fcluster(z, cut, "distance") if n > 1 else np.zeros(1, dtype=np.int64)
@@ -413,7 +399,7 @@ def dycoke(tokens: torch.Tensor, retention: float) -> Reduction:
     _check(tokens, retention)
     frames, per_frame, _ = tokens.shape
     n, k = frames * per_frame, budget(frames * per_frame, retention)
-    x = _rows(tokens)
+    x = unit_rows(tokens)
     f = torch.arange(frames, device=tokens.device)
     score = (x * x[f - (f & -f)]).sum(-1).clamp(-1.0, 1.0)  # (T, P)
     score[0] = -3.0 + (nearest(x[0], x[0], exclude_self=True)[0] if per_frame > 1 else 0.0)
@@ -440,92 +426,17 @@ def fastv(
 ) -> Reduction:
     """FastV: keep the K visual tokens that receive the most attention inside the LLM.
 
-    ``attention_fn(tokens)`` returns those scores, (T, P) or (T*P,), e.g. :func:`fastv_scores`
-    on the prompt with these tokens spliced in. FastV drops tokens inside the LLM after layer K;
+    ``attention_fn(tokens)`` returns those scores, (T, P) or (T*P,), e.g. a backend's
+    ``llm_attention`` (:func:`scissor_viz.models.attention.fastv_scores` on the prompt with
+    these tokens spliced in). FastV drops tokens inside the LLM after layer K;
     here the kept tokens are fed from the start, like every other method's output."""
     _check(tokens, retention)
     if attention_fn is None:
-        raise ValueError("fastv needs the LLM's attention: pass attention_fn (see fastv_scores)")
+        raise ValueError("fastv needs the LLM's attention: pass attention_fn (see llm_attention)")
     scores = attention_fn(tokens).reshape(-1).to(tokens.device)
     if len(scores) != tokens.shape[0] * tokens.shape[1]:
         raise ValueError(f"attention_fn gave {len(scores)} scores for {tuple(tokens.shape[:2])}")
     return _select("fastv", tokens, fastv_select(scores, retention), "scores from LLM attention")
-
-
-class _Stop(Exception):
-    """Raised from a hook to end a forward pass once the wanted attention map is captured."""
-
-
-def _decoder(model: torch.nn.Module) -> torch.nn.Module:
-    """The text decoder (the module holding ``.layers``) of a transformers (V)LM."""
-    if hasattr(model, "layers"):
-        return model
-    if hasattr(model, "get_decoder"):
-        decoder = model.get_decoder()
-        if decoder is not model and hasattr(decoder, "layers"):
-            return decoder
-    for name in ("language_model", "model"):
-        if hasattr(model, name):
-            return _decoder(getattr(model, name))
-    raise ValueError(f"no decoder layers found in {type(model).__name__}")
-
-
-@torch.no_grad()
-def fastv_scores(
-    model: torch.nn.Module,
-    inputs_embeds: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    visual_positions: torch.Tensor | slice,
-    layer: int = 2,
-    query: str = "last",
-) -> torch.Tensor:
-    """FastV's ranking of the visual tokens: the attention they receive in the text decoder's
-    ``layer``-th layer (FastV's K = 2: the map of layer index K - 1, after which it prunes),
-    averaged over heads.
-
-    ``query="last"`` takes the row of the last (unpadded) prompt token, as FastV's released code
-    does; ``query="all"`` the column mean over all rows, the paper's "average attention received
-    from all other tokens" (causal zeros included). The decoder runs with eager attention (the
-    only kind that returns weights) and stops after that layer; it is restored afterwards.
-
-    model: a transformers LLaVA-OneVision (or any decoder-only) model; inputs_embeds (1, L, D)
-    with the visual tokens spliced in; attention_mask (1, L) or None; visual_positions (N,) or
-    a slice: their positions in the sequence. Returns (N,) float32 scores.
-    """
-    if query not in ("last", "all"):
-        raise ValueError(f"query must be 'last' or 'all', got {query!r}")
-    decoder = _decoder(model)
-    if not 1 <= layer <= len(decoder.layers):
-        raise ValueError(f"layer must be in 1..{len(decoder.layers)}, got {layer}")
-    captured: list[torch.Tensor] = []
-
-    def grab(module, args, output):
-        captured.append(output[1])
-        raise _Stop
-
-    handle = decoder.layers[layer - 1].self_attn.register_forward_hook(grab)
-    previous = decoder.config._attn_implementation
-    decoder.set_attn_implementation("eager")
-    try:
-        decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-        decoder.set_attn_implementation(previous)
-    if not captured or captured[0] is None:
-        raise RuntimeError("the attention layer returned no weights")
-    attention = captured[0][0].float().mean(0)  # (L, L), mean over heads
-    if query == "last":
-        last = len(attention) - 1
-        if attention_mask is not None:
-            last = int(attention_mask[0].nonzero().max())
-        row = attention[last]
-    else:
-        row = attention.mean(0)
-    if isinstance(visual_positions, torch.Tensor):
-        visual_positions = visual_positions.to(row.device)
-    return row[visual_positions]
 
 
 # ----------------------------------------------------------------------------- registry
@@ -533,13 +444,17 @@ def fastv_scores(
 
 @dataclass(frozen=True)
 class Method:
-    """A reducer and what it needs: ``model`` is "none", "optional" (uses vision-tower attention
-    when given, a stand-in otherwise) or "required" (needs the LLM's attention)."""
+    """A reducer and what it needs from a model."""
 
     label: str
     fn: Callable[..., Reduction]
-    model: str = "none"
     fixed_budget: bool = True
+    needs_llm_attention: bool = False  # cannot run without the LLM's attention (attention_fn)
+    uses_vision_attention: bool = False  # ranks by the vision tower's attention when given one
+
+    def runs_with(self, llm_attention: bool) -> bool:
+        """Whether the method can run when the LLM's attention is (or is not) available."""
+        return llm_attention or not self.needs_llm_attention
 
 
 METHODS: dict[str, Method] = {
@@ -549,10 +464,15 @@ METHODS: dict[str, Method] = {
     "pool": Method("Uniform pooling (PLLaVA)", uniform_pool, fixed_budget=False),
     "random": Method("Random selection", random_select),
     "tome": Method("ToMe (bipartite matching)", tome),
-    "visionzip": Method("VisionZip", visionzip, model="optional"),
+    "visionzip": Method("VisionZip", visionzip, uses_vision_attention=True),
     "dycoke": Method("DyCoke (temporal merging)", dycoke),
-    "fastv": Method("FastV (LLM attention)", fastv, model="required"),
+    "fastv": Method("FastV (LLM attention)", fastv, needs_llm_attention=True),
 }
+
+
+def runnable_methods(llm_attention: bool) -> list[str]:
+    """The keys of :data:`METHODS` that run with (or without) the LLM's attention, in order."""
+    return [key for key, method in METHODS.items() if method.runs_with(llm_attention)]
 
 
 def reduce(

@@ -5,9 +5,9 @@ Two-line API::
     m = reduction_metrics(tokens, reduce("tome", tokens, 0.1))  # coverage, redundancy, ...
     f = answer_fidelity(full_answer, answer, full_logits=l0, logits=l1, visual_tokens=k)
 
-Token metrics use cosine similarity in float32, computed in row blocks of at most
-``BLOCK_ELEMENTS`` entries, so 256 frames x 196 tokens against any output never builds the whole
-N x K matrix.
+Token metrics use cosine similarity in float32 through :func:`scissor_viz.scc.nearest` (row
+blocks of ``scc.BLOCK_ELEMENTS`` entries: 256 frames x 196 tokens against any output never build
+the whole N x K matrix).
 """
 
 from __future__ import annotations
@@ -17,40 +17,13 @@ import string
 from collections import Counter
 
 import torch
-import torch.nn.functional as F
 
-BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
+from scissor_viz.scc import nearest
+
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
-# ----------------------------------------------------------------------------- similarity
-
-
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    """(..., d) -> (n, d) float32, rows L2-normalised (zero rows stay zero)."""
-    return F.normalize(x.reshape(-1, x.shape[-1]).float(), dim=-1)
-
-
-def nearest(
-    x: torch.Tensor, y: torch.Tensor, exclude_self: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each row of ``x`` (n, d), the highest cosine similarity to a row of ``y`` (k, d) and
-    that row's index (ties to the lower index). With ``exclude_self`` (x and y the same set) a
-    row never matches itself; a single row then gets similarity -1 and index 0."""
-    xn, yn = _rows(x), _rows(y)
-    n, k = len(xn), len(yn)
-    best = torch.empty(n, device=xn.device)
-    index = torch.empty(n, dtype=torch.long, device=xn.device)
-    step = max(1, BLOCK_ELEMENTS // max(k, 1))
-    for r0 in range(0, n, step):
-        sim = (xn[r0 : r0 + step] @ yn.T).clamp_(-1.0, 1.0)
-        if exclude_self:
-            rows = torch.arange(len(sim), device=sim.device)
-            sim[rows, rows + r0] = -2.0
-        best[r0 : r0 + step], index[r0 : r0 + step] = sim.max(dim=1)
-    if exclude_self and k == 1:
-        best.fill_(-1.0)
-    return best.clamp_(min=-1.0), index
+# ----------------------------------------------------------------------------- tokens
 
 
 def coverage(original: torch.Tensor, reduced: torch.Tensor) -> float:

@@ -254,6 +254,37 @@ def segment_mean(
     return out.div_(torch.bincount(labels, minlength=num).clamp_(min=1)[:, None])
 
 
+def nearest(
+    x: torch.Tensor, y: torch.Tensor, exclude_self: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row of ``x`` (..., d), the highest cosine similarity to a row of ``y`` (k, d)
+    and that row's index (ties to the lower index), in row blocks of ``BLOCK_ELEMENTS``. With
+    ``exclude_self`` (x and y the same set) a row never matches itself; a single row then gets
+    similarity -1 and index 0. A zero row has similarity 0 to everything: index 0."""
+    x = x.reshape(-1, x.shape[-1])
+    yn = unit_rows(y.reshape(-1, y.shape[-1]))
+    n, k = len(x), len(yn)
+    best = torch.empty(n, device=x.device)
+    index = torch.empty(n, dtype=torch.long, device=x.device)
+    step = max(1, BLOCK_ELEMENTS // max(k, 1))
+    for r0 in range(0, n, step):  # x normalised block by block: no float32 copy of all of x
+        sim = _similarity(unit_rows(x[r0 : r0 + step]), yn)
+        if exclude_self:
+            rows = torch.arange(len(sim), device=sim.device)
+            sim[rows, rows + r0] = -2.0
+        best[r0 : r0 + step], index[r0 : r0 + step] = sim.max(dim=1)
+    if exclude_self and k == 1:
+        best.fill_(-1.0)
+    return best.clamp_(min=-1.0), index
+
+
+def merge_step(finals: torch.Tensor, x: torch.Tensor, assignment: torch.Tensor) -> torch.Tensor:
+    """LLaVA-Scissor's merge step: each final token (K, d) becomes (itself + the rows of x
+    (N, d) assigned to it) / (1 + their number), in float32."""
+    merged = finals.float().clone().index_add_(0, assignment, x.float())
+    return merged.div_((1 + torch.bincount(assignment, minlength=len(finals)))[:, None])
+
+
 # ----------------------------------------------------------------------------- the index
 
 
@@ -262,7 +293,7 @@ class _Steps:
     """What the spatial and temporal steps leave for the merge step."""
 
     spatial: torch.Tensor  # (frames, P) component within the frame
-    glob: torch.Tensor  # (N,) spatial component of each token, numbered across frames
+    regions: torch.Tensor  # (N,) spatial component of each token, numbered across the video
     reps: torch.Tensor | None  # (M, d) spatial representatives, float32 (None: not needed yet)
     temporal: torch.Tensor  # (M,) final token of each spatial representative
     rep_gram: torch.Tensor | None  # (M, N) rep_a . x_j when the index holds the Gram matrix
@@ -346,16 +377,17 @@ class ScissorIndex:
 
     def _steps(self, tau: float) -> _Steps:
         spatial = self.spatial(tau)
-        glob = video_labels(spatial)
-        num_reps = int(glob.max()) + 1
+        regions = video_labels(spatial)
+        num_reps = int(regions.max()) + 1
         reps, rep_gram = None, None
         if not self._use_gram(num_reps):
-            reps = segment_mean(self.flat, glob, num_reps)
+            reps = segment_mean(self.flat, regions, num_reps)
             rows_of = _direct_rows(reps)
         else:  # rep_a . x_j, then rep_a . rep_b, from the token Gram matrix, in place
-            rep_gram = segment_mean(self.gram, glob, num_reps, out=self._work[0, :num_reps])
+            rep_gram = segment_mean(self.gram, regions, num_reps, out=self._work[0, :num_reps])
             rep_sim = self._work[1].view(-1)[: num_reps**2].view(num_reps, num_reps)
-            rep_sim.zero_().index_add_(1, glob, rep_gram).div_(torch.bincount(glob)[None, :])
+            rep_sim.zero_().index_add_(1, regions, rep_gram)
+            rep_sim.div_(torch.bincount(regions)[None, :])
             norm = rep_sim.diagonal().clamp(min=1e-24).rsqrt()
             rep_sim.mul_(norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
             rows_of = lambda src, c0: rep_sim[src, c0:]  # noqa: E731
@@ -363,7 +395,7 @@ class ScissorIndex:
             num_reps, tau, rows_of, self.epsilon, self.seed, self.tokens.device
         )
         self._counts[tau] = int(temporal.max()) + 1
-        return _Steps(spatial, glob, reps, temporal, rep_gram, exact)
+        return _Steps(spatial, regions, reps, temporal, rep_gram, exact)
 
     def count(self, tau: float) -> int:
         """K: the number of tokens LLaVA-Scissor keeps at this tau (cached)."""
@@ -380,23 +412,17 @@ class ScissorIndex:
         if steps.rep_gram is not None:  # final_k . x_j and |final_k| from the Gram matrix
             num = len(finals)
             final_x = segment_mean(steps.rep_gram, steps.temporal, num)  # (K, N)
-            final_of = steps.temporal[steps.glob]  # final token of each original token
+            final_of = steps.temporal[steps.regions]  # final token of each original token
             weight = 1.0 / (
                 torch.bincount(steps.temporal, minlength=num)[final_of]
-                * torch.bincount(steps.glob)[steps.glob]
+                * torch.bincount(steps.regions)[steps.regions]
             )  # final_k = sum_i weight_i x_i over its tokens i
             own = final_x.gather(0, final_of[None])[0] * weight
             norm_sq = torch.zeros(num, device=own.device).index_add_(0, final_of, own)
             # cos = final_x / (|final_k| |x_j|); |x_j| > 0 scales a whole column, so it cannot
             # change the column's argmax and is left out (zero columns give token 0, as cos 0)
             return final_x.mul_(norm_sq.clamp(min=1e-24).rsqrt()[:, None]).argmax(dim=0)
-        finals_n = unit_rows(finals)
-        assignment = torch.empty(self.num_total, dtype=torch.long, device=finals.device)
-        step = max(1, BLOCK_ELEMENTS // len(finals))
-        for r0 in range(0, self.num_total, step):
-            xn = unit_rows(self.flat[r0 : r0 + step])
-            assignment[r0 : r0 + step] = _similarity(xn, finals_n).argmax(dim=1)
-        return assignment
+        return nearest(self.flat, finals)[1]
 
     def compress(self, tau: float) -> Compression:
         """Spatial step, temporal step and merge step at this tau."""
@@ -405,16 +431,15 @@ class ScissorIndex:
             steps = self._steps(tau)
             reps = steps.reps
             if reps is None:
-                reps = segment_mean(self.flat, steps.glob, len(steps.temporal))
+                reps = segment_mean(self.flat, steps.regions, len(steps.temporal))
             finals = segment_mean(reps, steps.temporal, self._counts[tau])
             assignment = self._assign(steps, finals)
-        merged = finals.clone().index_add_(0, assignment, self.flat)
-        merged /= (1 + torch.bincount(assignment, minlength=len(finals)))[:, None]
+        merged = merge_step(finals, self.flat, assignment)
         shape = steps.spatial.shape
         return Compression(
             tokens=merged.to(self.tokens.dtype),
             spatial_labels=steps.spatial,
-            temporal_labels=steps.temporal[steps.glob].reshape(shape),
+            temporal_labels=steps.temporal[steps.regions].reshape(shape),
             assignment=assignment.reshape(shape),
             tau=tau,
             retention=len(finals) / self.num_total,

@@ -20,17 +20,17 @@ import csv
 import importlib.util
 import json
 import sys
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
+from scissor_viz import models
+from scissor_viz.analysis import VideoTokens, backend_video_tokens, run_method
 from scissor_viz.figures import metric_curves_figure
-from scissor_viz.methods import METHODS, Reduction, reduce
-from scissor_viz.metrics import coverage, redundancy
+from scissor_viz.methods import METHODS, runnable_methods
+from scissor_viz.scc import check_retention
+from scissor_viz.video import load_video
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif"})
 DEFAULT_RETENTIONS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05, 0.1, ..., 1.0
@@ -40,17 +40,6 @@ FIELDS = (
 )  # fmt: skip
 _INT_FIELDS = {"frames", "frames_used", "num_tokens"}
 _FLOAT_FIELDS = {"retention", "retention_reached", "tau", "coverage", "redundancy", "seconds"}
-
-
-@dataclass(frozen=True)
-class VideoTokens:
-    """A video's tokens and where they came from, as a sweep needs them."""
-
-    tokens: torch.Tensor  # (T, P, d)
-    backend: str  # what produced the tokens (recorded in every row)
-    clip: str = ""  # the clip's cache key / fingerprint
-    importance: torch.Tensor | None = None  # (T, P) vision-tower attention, for VisionZip
-    attention_fn: Callable[[torch.Tensor], torch.Tensor] | None = None  # LLM attention, FastV
 
 
 TokensFn = Callable[[Path, int], VideoTokens]
@@ -72,9 +61,16 @@ def find_videos(path: str | Path) -> list[Path]:
 def parse_retentions(text: str) -> tuple[float, ...]:
     """ "0.05,0.1,0.5" -> (0.05, 0.1, 0.5); each must be in (0, 1]."""
     values = tuple(float(v) for v in text.split(",") if v.strip())
-    if not values or not all(0 < v <= 1 for v in values):
+    if not values:
         raise ValueError(f"retentions must be numbers in (0, 1], got {text!r}")
-    return values
+    return _check_retentions(values)
+
+
+def _check_retentions(values: Iterable[float]) -> tuple[float, ...]:
+    try:
+        return tuple(check_retention(v) for v in values)
+    except ValueError as err:
+        raise ValueError(f"retentions must be numbers in (0, 1]: {err}") from None
 
 
 def backend_tokens(
@@ -89,18 +85,11 @@ def backend_tokens(
 
     def tokens_of(path: Path, frames: int) -> VideoTokens:
         nonlocal backend
-        from scissor_viz.models import load_backend
-        from scissor_viz.video import load_video
-
         if backend is None:
-            backend = load_backend(checkpoint)
+            backend = models.load_backend(checkpoint)
         clip = load_video(path, frames)
         tokens = backend.encode(clip.frames, key=clip.key)
-        importance, attention_fn = None, None
-        if hasattr(backend, "vision_importance"):
-            importance = backend.vision_importance(clip.frames, key=clip.key)
-            attention_fn = lambda t: backend.visual_attention(question, t)  # noqa: E731
-        return VideoTokens(tokens, backend.name, clip.key, importance, attention_fn)
+        return backend_video_tokens(backend, clip, tokens, question)
 
     return tokens_of
 
@@ -198,14 +187,12 @@ def run_sweep(
     """
     videos = [Path(v) for v in videos]
     if methods is None:  # FastV only when asked for: the default tokens carry no LLM attention
-        methods = [m for m, spec in METHODS.items() if spec.model != "required"]
+        methods = runnable_methods(llm_attention=False)
     methods = list(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
-    retentions = [float(r) for r in retentions]
-    if not all(0 < r <= 1 for r in retentions):
-        raise ValueError(f"retentions must be in (0, 1], got {retentions}")
+    retentions = list(_check_retentions(retentions))
     tokens_fn = tokens_fn or backend_tokens(checkpoint)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,19 +215,7 @@ def run_sweep(
             if not runs:
                 continue
             bar.set_postfix_str(video.name)
-            try:
-                vt = tokens_fn(video, frames)
-            except Exception as err:
-                skipped[str(video), ""] = f"{type(err).__name__}: {err}"
-                bar.write(f"{video}: skipped, {skipped[str(video), '']}")
-                bar.update(len(runs))
-                continue
-            for method, retention in runs:
-                bar.update()
-                if METHODS[method].model == "required" and vt.attention_fn is None:
-                    skipped[str(video), method] = "needs the LLM's attention (no attention_fn)"
-                    continue
-                row = _run(video, frames, vt, method, retention)
+            for row in _sweep_video(video, frames, runs, tokens_fn, bar, skipped):
                 writer.writerow(row)
                 f.flush()
                 rows.append(row)
@@ -250,36 +225,37 @@ def run_sweep(
     return rows
 
 
-def run_method(vt: VideoTokens, method: str, retention: float) -> tuple[Reduction, dict]:
-    """One method at one retention on one video's tokens: the reduction and its metrics."""
-    start = time.perf_counter()
-    red = reduce(
-        method, vt.tokens, retention, importance=vt.importance, attention_fn=vt.attention_fn
-    )
-    seconds = time.perf_counter() - start
-    return red, {
-        "method": method,
-        "retention": float(retention),
-        "retention_reached": float(red.retention),
-        "num_tokens": int(red.num_tokens),
-        "tau": red.tau,
-        "coverage": coverage(vt.tokens, red.tokens),
-        "redundancy": redundancy(red.tokens),
-        "seconds": seconds,
-        "note": red.note,
-    }
-
-
-def _run(video: Path, frames: int, vt: VideoTokens, method: str, retention: float) -> dict:
-    row = {
-        "video": str(video),
-        "clip": vt.clip,
-        "backend": vt.backend,
-        "frames": int(frames),
-        "frames_used": int(vt.tokens.shape[0]),
-    }
-    row.update(run_method(vt, method, retention)[1])
-    return row
+def _sweep_video(
+    video: Path,
+    frames: int,
+    runs: list[tuple[str, float]],
+    tokens_fn: TokensFn,
+    bar: tqdm,
+    skipped: dict[tuple[str, str], str],
+) -> Iterator[dict]:
+    """The rows of one video's (method, retention) runs, one at a time; what cannot run goes
+    into ``skipped``."""
+    try:
+        video_tokens = tokens_fn(video, frames)
+    except Exception as err:
+        skipped[str(video), ""] = f"{type(err).__name__}: {err}"
+        bar.write(f"{video}: skipped, {skipped[str(video), '']}")
+        bar.update(len(runs))
+        return
+    for method, retention in runs:
+        bar.update()
+        if METHODS[method].needs_llm_attention and video_tokens.attention_fn is None:
+            skipped[str(video), method] = "needs the LLM's attention (no attention_fn)"
+            continue
+        row = {
+            "video": str(video),
+            "clip": video_tokens.clip,
+            "backend": video_tokens.backend,
+            "frames": int(frames),
+            "frames_used": int(video_tokens.tokens.shape[0]),
+        }
+        row.update(run_method(video_tokens, method, retention)[1])
+        yield row
 
 
 def _write_json(path: Path, rows, frames, retentions, methods, skipped) -> None:

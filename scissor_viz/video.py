@@ -6,56 +6,31 @@ Three calls::
     clip = load_video("clip.mp4", num_frames=16)   # clip.frames: (16, H, W, 3) uint8 RGB
     clip.timestamps, clip.indices, clip.key        # seconds, source frame numbers, cache key
 
-Frames are picked like the LLaVA-OneVision demo: ``num_frames`` indices spread evenly over the
-video (first and last frame included, see :func:`sample_indices`). A video with fewer frames than
-asked gives all of them (T < num_frames); frames are never repeated, since duplicates would look
-like perfect redundancy to SCC. Frames keep the source's aspect ratio (and its display rotation:
-phone videos come out upright); a source whose long side exceeds ``max_side`` is decoded straight
-to the smaller size by the decoder's scaler, so a 4K video never holds 4K RGB frames in memory.
-The model squashes every frame to 384x384, so token cell (r, c) of its 14x14 grid covers rows
-r H/14 .. (r+1) H/14 and columns c W/14 .. (c+1) W/14 of a returned H x W frame: with
-``ys, xs = clip.cell_bounds()``, ``frame[ys[r]:ys[r + 1], xs[c]:xs[c + 1]]``.
-
-How decord 0.6.0 (PyPI wheel, bundling FFmpeg 4.1) behaves on bad input, found by running each
-case in its own process (tests/test_video.py rebuilds most of them):
-
-* missing file, directory, empty file, text or random bytes named .mp4, an MP4 cut short before
-  its index ("moov atom not found"): raises ``RuntimeError("Error reading ...")``.
-* PNG or JPEG named .mp4, one-frame GIF: raises ``DECORDError`` ("broken metadata").
-* audio only (AAC in MP4, WAV named .mp4), an MP4 cut inside its index, and every AV1 video
-  (its FFmpeg has no AV1 decoder): raises ``DECORDError`` ("cannot find video stream").
-* a video track with no frames (MP4, MKV, WebM, AVI), an MP4 cut inside its media data, frames
-  that are garbage: raises ``RuntimeError`` or ``DECORDError`` (also from its decoding thread,
-  e.g. "Error sending packet"); a WebM cut short loads the frames before the cut.
-* output widths 16, 24, 48, 72 (whenever FFmpeg's padded RGB row is a whole multiple of the
-  width, which needs a width under 200 px): raises ``DECORDError`` ("The size must exactly
-  match"), a stride bug in its frame conversion.
-* an MP4 whose sample table claims 2**31 frames: **aborts the process** (``std::bad_alloc``
-  escapes while it reserves its frame index: SIGABRT). Fuzzing ~1,600 randomly damaged copies of
-  H.264/HEVC/VP9/MJPEG files in six containers hit this abort once; every other copy raised or
-  silently returned damaged frames; none hung.
-* a frame count of zero only trips a Python ``assert`` (gone under ``python -O``).
-
-So: :func:`probe_video` checks every file with PyAV first (Python exceptions only) and turns each
-problem into a specific :class:`VideoError`; decord then runs in a child process, so a crash or
-a hang costs that child, never the app; and when decord fails on a file PyAV can read (AV1, tiny
-widths, an implausible frame count in the header, a crash), PyAV decodes it instead, with the
-same sampling. This process never imports decord.
+Frames are spread evenly over the video, first and last included (:func:`sample_indices`),
+never repeated, with the source's aspect ratio and display rotation, decoded straight to at most
+``max_side`` pixels. Probing and decoding (decord, else PyAV) run in child processes with time
+limits that die with this one, so a damaged file's crash or hang costs a child, never the app;
+this process never imports decord. Messages name a file by its base name only. How decord fails
+on bad input, and why it is isolated like this: docs/decoding.md.
 """
 
 from __future__ import annotations
 
 import bisect
+import ctypes
 import hashlib
 import json
 import math
 import numbers
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -68,8 +43,12 @@ DEFAULT_MAX_SIDE = 768  # frames are decoded with their long side at most this m
 MAX_PIXELS = 8192 * 8192  # larger sources are refused before decoding (8K UHD is 33 Mpx)
 MAX_SOURCE_FRAMES = 10_000_000  # a header claiming more is not trusted to decord (46 h at 60 fps)
 DECODE_TIMEOUT = 300.0  # seconds the decoding child may take
+PROBE_TIMEOUT = 30.0  # seconds the probing child may take (open the file, decode one frame)
+TEMP_PREFIX = "scissor-viz-video-"  # child work folders: TEMP_PREFIX + "<server pid>-<random>"
+STALE_AFTER = 2 * DECODE_TIMEOUT  # a work folder this old belongs to no running child
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 REENCODE = "ffmpeg -i input -c:v libx264 -pix_fmt yuv420p output.mp4"
+PR_SET_PDEATHSIG = 1  # prctl option (Linux): the signal a process gets when its parent dies
 
 
 class VideoError(ValueError):
@@ -164,31 +143,55 @@ def example_videos() -> list[Path]:
 # ----------------------------------------------------------------------------- probe
 
 
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read a video's size, rate, length and codec with PyAV, decoding only its first frame.
+def probe_video(path: str | os.PathLike, timeout: float = PROBE_TIMEOUT) -> VideoInfo:
+    """Read a video's size, rate, length and codec with PyAV, decoding only its first frame
+    (in a child process stopped after ``timeout`` seconds).
 
     Raises :class:`VideoError` for anything that is not a usable video."""
-    return _probe(path)[0]
+    return _probe(path, timeout)[0]
 
 
-def _probe(path: str | os.PathLike) -> tuple[VideoInfo, bool]:
-    """(info, whether decord may be trusted with the file's header)."""
+def _probe(path: str | os.PathLike, timeout: float = PROBE_TIMEOUT) -> tuple[VideoInfo, bool]:
+    """(info, whether decord may be trusted with the file's header), probed in a child."""
     path = _check_path(path)
-    try:
-        return _probe_file(path)
-    except VideoError:
-        raise
-    except Exception as e:  # a damaged file may trip anything in PyAV
+    job = {"kind": "probe", "path": str(path.resolve()), "max_pixels": MAX_PIXELS}
+    result = _run_child(job, timeout)
+    if "info" not in result:
+        raise VideoError(_probe_message(path.name, result))
+    return VideoInfo(path, **result["info"]), bool(result["trusted"])
+
+
+def _probe_message(name: str, result: dict) -> str:
+    if result.get("error") == "video":  # the child's VideoError, already in words
+        return result["message"]
+    if result.get("timeout"):
+        return (
+            f"Reading {name!r} took longer than {result['timeout']:g} s and was stopped: the "
+            f"file is probably damaged. Re-encode it, e.g. `{REENCODE}`, or try another file."
+        )
+    if result.get("error") == "start":
+        return f"Could not start the video reader: {result['message']} (a server problem)."
+    return (
+        f"Cannot read {name!r} as a video ({_without_paths(result.get('message', ''))}). If it "
+        f"came from a download, it may be incomplete; otherwise re-encode it, e.g. `{REENCODE}`."
+    )
+
+
+def _check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
         raise VideoError(
-            f"Cannot read {path.name!r} as a video ({type(e).__name__}: {e}). If it came from a "
-            f"download, it may be incomplete; otherwise re-encode it, e.g. `{REENCODE}`."
-        ) from e
+            f"{name!r} is {width}x{height} pixels; frames up to "
+            f"{max_pixels // 10**6} megapixels (e.g. 8192x8192) are supported. "
+            "Scale it down first, e.g. `ffmpeg -i input -vf scale=1920:-2 "
+            "output.mp4`."
+        )
 
 
-def _probe_file(path: Path) -> tuple[VideoInfo, bool]:
+def _open_container(path: Path) -> av.container.InputContainer:
+    """The file opened by PyAV, or a :class:`VideoError` that says why it cannot be."""
     name = path.name
     try:
-        container = av.open(str(path), metadata_errors="replace")
+        return av.open(str(path), metadata_errors="replace")
     except av.error.InvalidDataError:
         raise VideoError(_unreadable_message(path)) from None
     except EOFError:  # matroska/webm header with nothing after it
@@ -201,46 +204,54 @@ def _probe_file(path: Path) -> tuple[VideoInfo, bool]:
             f"Cannot open {name!r} ({e.strerror or type(e).__name__}): it is damaged or not a "
             f"video. Re-encode it, e.g. `{REENCODE}`, or try another file."
         ) from None
-    with container:
-        fmt = container.format.name
-        stream = _video_stream(container)
-        if (
-            fmt == "image2"
-            or fmt.endswith("_pipe")
-            or (fmt == "gif" and stream is not None and stream.frames <= 1)
-        ):
-            kind = fmt.removesuffix("_pipe").upper() if fmt != "image2" else "image sequence"
-            raise VideoError(
-                f"{name!r} is a still image ({kind}), not a video. Upload a video "
-                "(MP4, WebM, MOV, MKV or AVI)."
-            )
-        if stream is None:
-            audio = [s.codec_context.name for s in container.streams.audio if s.codec_context]
-            what = f"only audio ({', '.join(audio)})" if audio else "no video track"
-            raise VideoError(
-                f"{name!r} has {what}: there are no pictures to look at. Upload a "
-                "video file; if this was a download, it may be incomplete."
-            )
+
+
+def _moving_picture_stream(container: av.container.InputContainer, name: str) -> av.VideoStream:
+    """The container's video stream, or a :class:`VideoError` for still images, audio-only
+    files and codecs without a decoder."""
+    fmt = container.format.name
+    stream = _video_stream(container)
+    if (
+        fmt == "image2"
+        or fmt.endswith("_pipe")
+        or (fmt == "gif" and stream is not None and stream.frames <= 1)
+    ):
+        kind = fmt.removesuffix("_pipe").upper() if fmt != "image2" else "image sequence"
+        raise VideoError(
+            f"{name!r} is a still image ({kind}), not a video. Upload a video "
+            "(MP4, WebM, MOV, MKV or AVI)."
+        )
+    if stream is None:
+        audio = [s.codec_context.name for s in container.streams.audio if s.codec_context]
+        what = f"only audio ({', '.join(audio)})" if audio else "no video track"
+        raise VideoError(
+            f"{name!r} has {what}: there are no pictures to look at. Upload a "
+            "video file; if this was a download, it may be incomplete."
+        )
+    if stream.codec_context is None:
+        raise VideoError(
+            f"{name!r} uses a video codec this app cannot decode. Re-encode it "
+            f"to H.264, e.g. `{REENCODE}`."
+        )
+    return stream
+
+
+def _probe_file(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[VideoInfo, bool]:
+    """The probe itself (run in the child): the header, then the first decoded frame, both
+    checked against ``max_pixels`` (a header may say 0x0)."""
+    name = path.name
+    with _open_container(path) as container:
+        stream = _moving_picture_stream(container, name)
         cc = stream.codec_context
-        if cc is None:
-            raise VideoError(
-                f"{name!r} uses a video codec this app cannot decode. Re-encode it "
-                f"to H.264, e.g. `{REENCODE}`."
-            )
         width, height = cc.width, cc.height
-        if width * height > MAX_PIXELS:
-            raise VideoError(
-                f"{name!r} is {width}x{height} pixels; frames up to "
-                f"{MAX_PIXELS // 10**6} megapixels (e.g. 8192x8192) are supported. "
-                "Scale it down first, e.g. `ffmpeg -i input -vf scale=1920:-2 "
-                "output.mp4`."
-            )
+        _check_pixels(name, width, height, max_pixels)  # before decoding anything
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
         if stream.duration and stream.time_base:
             duration = float(stream.duration * stream.time_base)
         else:
             duration = (container.duration or 0) / av.time_base
         first = _first_frame(container, stream, name)
+        _check_pixels(name, first.width, first.height, max_pixels)
         if width * height == 0:
             width, height = first.width, first.height
         rotation = _rotation(first)
@@ -265,11 +276,11 @@ def _check_path(path: str | os.PathLike) -> Path:
         raise VideoError(f"Expected a video file path, got {type(path).__name__}.")
     path = Path(path)
     if not path.exists():
-        raise VideoError(f"No file at {str(path)!r}. Check the path (or upload the video again).")
+        raise VideoError(f"No file {path.name!r}. Check the path (or upload the video again).")
     if path.is_dir():
-        raise VideoError(f"{str(path)!r} is a folder, not a video file.")
+        raise VideoError(f"{path.name!r} is a folder, not a video file.")
     if not path.is_file():
-        raise VideoError(f"{str(path)!r} is not a regular file (a device or a pipe?).")
+        raise VideoError(f"{path.name!r} is not a regular file (a device or a pipe?).")
     try:
         size = path.stat().st_size
         with path.open("rb"):
@@ -432,7 +443,8 @@ def _decode_message(name: str, result: dict) -> str:
         )
     if result.get("error") == "start":
         return f"Could not start the video decoder: {result['message']} (a server problem)."
-    detail = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", result.get("message", "")).strip()
+    detail = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", result.get("message", ""))
+    detail = _without_paths(detail).strip()
     detail = f" (details: {detail[:300]})" if detail else ""
     what = (
         "The video decoder crashed on"
@@ -462,21 +474,33 @@ def _decode_isolated(
 ) -> dict:
     """Decode in a child process; a dict with frames/indices/timestamps/total/backend, or with
     "error" (and "crashed" or "timeout" when the child died)."""
-    with tempfile.TemporaryDirectory(prefix="scissor-viz-video-") as tmp:
-        job = {
-            "path": str(info.path.resolve()),
-            "n": n,
-            "width": width,
-            "height": height,
-            "backend": backend,
-            "out": tmp,
-        }
-        cmd = [sys.executable, "-c", _BOOT, str(Path(__file__).resolve()), json.dumps(job)]
+    job = {
+        "kind": "decode",
+        "path": str(info.path.resolve()),
+        "n": n,
+        "width": width,
+        "height": height,
+        "backend": backend,
+    }
+    return _run_child(job, timeout)
+
+
+def _child_command(job: dict) -> list[str]:
+    return [sys.executable, "-c", _BOOT, str(Path(__file__).resolve()), json.dumps(job)]
+
+
+def _run_child(job: dict, timeout: float) -> dict:
+    """Run ``job`` in a child process (which dies with this one) in its own work folder; its
+    result dict (with "frames" loaded for a decode), or one with "error" (and "crashed" or
+    "timeout" when the child died or was stopped)."""
+    _clean_stale_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
+        job = dict(job, out=tmp, parent=os.getpid())
         log = Path(tmp) / "stderr.txt"
         try:
             with log.open("wb") as stderr:
                 proc = subprocess.run(
-                    cmd,
+                    _child_command(job),
                     check=False,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
@@ -489,11 +513,52 @@ def _decode_isolated(
             return {"error": "start", "message": str(e)}
         try:
             result = json.loads((Path(tmp) / "result.json").read_text())
-            if "error" not in result:
+            if job["kind"] == "decode" and "error" not in result:
                 result["frames"] = np.load(Path(tmp) / "frames.npy")
             return result
         except (OSError, ValueError):  # no (complete) result: the child died
             return {"error": "crash", "crashed": True, "message": _death(proc.returncode, log)}
+
+
+_last_cleaning = [-math.inf]
+
+
+def _clean_stale_folders(every: float = 600.0) -> None:
+    """Remove work folders left by children of servers that were killed mid-decode: those of
+    processes that no longer run (and unnamed ones older than ``STALE_AFTER``), at most every
+    ``every`` seconds."""
+    now = time.monotonic()
+    if now - _last_cleaning[0] < every:
+        return
+    _last_cleaning[0] = now
+    for folder in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        try:
+            owner = folder.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
+            if owner.isdigit():
+                stale = not _running(int(owner))
+            else:  # named before folders carried their server's pid
+                stale = time.time() - folder.stat().st_mtime > STALE_AFTER
+            if stale and folder.is_dir() and folder.stat().st_uid == os.getuid():
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _without_paths(text: str) -> str:
+    """``text`` with every absolute file path shortened to its last part (error messages
+    must not show the server's folders)."""
+    path = r"(?<![\w.])(?:/[^\s'\"/:,;()]+)+"
+    return re.sub(path, lambda m: m.group(0).rsplit("/", 1)[-1], text)
 
 
 def _death(code: int, log: Path) -> str:
@@ -511,12 +576,55 @@ def _death(code: int, log: Path) -> str:
 
 
 def _worker(job_json: str) -> None:
-    """Child side of :func:`_decode_isolated`: decode, write frames.npy and result.json."""
+    """Child side of :func:`_run_child`: probe (result.json) or decode (frames.npy too)."""
     job = json.loads(job_json)
+    _die_with_parent(job["parent"])
     out = Path(job["out"])
+    if job["kind"] == "probe":
+        result = _probe_job(job)
+    else:
+        result = _decode_job(job, out)
+    (out / "result.tmp").write_text(json.dumps(result))
+    (out / "result.tmp").rename(out / "result.json")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip interpreter teardown: decoder threads have nothing left to say
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this child when the process that started it ends (killed mid-decode, say): the
+    kernel's parent-death signal on Linux, else a thread that watches the parent's pid."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0
+    except (OSError, AttributeError):  # not Linux
+        armed = False
+    if os.getppid() != parent:  # the parent ended before the signal was armed
+        os._exit(1)
+    if not armed:
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+
+def _probe_job(job: dict) -> dict:
+    try:
+        info, trusted = _probe_file(Path(job["path"]), job["max_pixels"])
+    except VideoError as e:
+        return {"error": "video", "message": str(e)}
+    except Exception as e:  # a damaged file may trip anything in PyAV
+        return {"error": "probe", "message": f"{type(e).__name__}: {e}"}
+    fields = {k: v for k, v in vars(info).items() if k != "path"}
+    return {"info": fields, "trusted": trusted}
+
+
+def _decode_job(job: dict, out: Path) -> dict:
     args = job["path"], job["n"], job["width"], job["height"]
     errors = []
-    result = None
     for backend in ("decord", "pyav") if job["backend"] == "auto" else (job["backend"],):
         try:
             decode = _decode_decord if backend == "decord" else _decode_pyav
@@ -526,21 +634,14 @@ def _worker(job_json: str) -> None:
             errors.append(f"{backend}: {message[-1] if message else type(e).__name__}")
             continue
         np.save(out / "frames.npy", np.ascontiguousarray(frames, dtype=np.uint8))
-        result = {
+        return {
             "indices": [int(i) for i in indices],
             "total": int(total),
             "backend": backend,
             "timestamps": [float(t) for t in timestamps],
             "errors": errors,
         }
-        break
-    if result is None:
-        result = {"error": "decode", "message": "; ".join(errors)}
-    (out / "result.tmp").write_text(json.dumps(result))
-    (out / "result.tmp").rename(out / "result.json")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # skip interpreter teardown: decoder threads have nothing left to say
+    return {"error": "decode", "message": "; ".join(errors)}
 
 
 def _decode_decord(path: str, n: int, width: int, height: int):

@@ -40,7 +40,6 @@ from scissor_viz.models.llava_onevision import LlavaOnevisionBackend
 from scissor_viz.ui import MODEL_CHOICE, build_demo
 from tests import video_fixtures as vf
 from tests.serving import free_port, serve_app
-from tests.tiny_llava import build_tiny_llava_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "assets" / "bigbuckbunny.mp4"  # 1280x720, 132 frames
@@ -143,9 +142,8 @@ def raw_call(url: str, api: str, video: Path, *args_json: str) -> tuple[str, obj
 
 
 @pytest.fixture(scope="module")
-def tiny_backend(tmp_path_factory) -> LlavaOnevisionBackend:
-    folder = build_tiny_llava_folder(tmp_path_factory.mktemp("tiny_llava"))
-    backend = load_backend(str(folder), device="cpu", fallback=False)
+def tiny_backend(tiny_llava_folder) -> LlavaOnevisionBackend:
+    backend = load_backend(str(tiny_llava_folder), device="cpu", fallback=False)
     assert isinstance(backend, LlavaOnevisionBackend) and not backend.pretrained
     return backend
 

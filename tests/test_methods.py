@@ -9,8 +9,10 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from scissor_viz import methods
-from scissor_viz.methods import METHODS, Reduction, budget, fastv_scores, fastv_select, reduce
+from scissor_viz.methods import METHODS, Reduction, budget, fastv_select, reduce
+from scissor_viz.models.attention import fastv_scores
 from scissor_viz.synthetic import video_tokens
+from tests.conftest import networkx_partition, partition
 
 MERGING = {"scc_spatial", "pool", "tome"}  # every output token is the mean of its members
 SELECTING = {"random", "dycoke", "fastv"}  # every output token is one original token
@@ -31,29 +33,38 @@ def tokens() -> torch.Tensor:
     return video_tokens(frames=4, dim=32, regions=5, seed=1)
 
 
-def check_contract(red: Reduction, tokens: torch.Tensor, method: str, r: float) -> None:
+def check_contract(reduction: Reduction, tokens: torch.Tensor, method: str, r: float) -> None:
     frames, per_frame, d = tokens.shape
-    n, k = frames * per_frame, red.tokens.shape[0]
-    assert red.method == method
-    assert red.tokens.shape == (k, d) and red.tokens.dtype == tokens.dtype
-    assert red.assignment.shape == (frames, per_frame) and red.assignment.dtype == torch.long
-    assert 0 <= int(red.assignment.min()) and int(red.assignment.max()) < k
-    assert red.retention == pytest.approx(k / n)
-    assert torch.isfinite(red.tokens).all()
+    n, k = frames * per_frame, reduction.tokens.shape[0]
+    assert reduction.method == method
+    assert reduction.tokens.shape == (k, d) and reduction.tokens.dtype == tokens.dtype
+    assert (
+        reduction.assignment.shape == (frames, per_frame)
+        and reduction.assignment.dtype == torch.long
+    )
+    assert 0 <= int(reduction.assignment.min()) and int(reduction.assignment.max()) < k
+    assert reduction.retention == pytest.approx(k / n)
+    assert torch.isfinite(reduction.tokens).all()
     if METHODS[method].fixed_budget:
         assert k == budget(n, r)
     flat = tokens.reshape(n, d).float()
-    members = torch.bincount(red.assignment.flatten(), minlength=k)
+    members = torch.bincount(reduction.assignment.flatten(), minlength=k)
     if method in MERGING | SELECTING | {"visionzip"}:
         assert (members > 0).all(), "an output token represents no original token"
     if method in MERGING:
-        means = torch.zeros(k, d).index_add_(0, red.assignment.flatten(), flat) / members[:, None]
-        torch.testing.assert_close(red.tokens.float(), means, atol=1e-5, rtol=1e-5)
-    if red.kept is not None:
-        assert torch.equal(red.tokens[: len(red.kept)], tokens.reshape(n, d)[red.kept])
-        assert torch.equal(red.assignment.flatten()[red.kept], torch.arange(len(red.kept)))
+        means = (
+            torch.zeros(k, d).index_add_(0, reduction.assignment.flatten(), flat) / members[:, None]
+        )
+        torch.testing.assert_close(reduction.tokens.float(), means, atol=1e-5, rtol=1e-5)
+    if reduction.kept is not None:
+        assert torch.equal(
+            reduction.tokens[: len(reduction.kept)], tokens.reshape(n, d)[reduction.kept]
+        )
+        assert torch.equal(
+            reduction.assignment.flatten()[reduction.kept], torch.arange(len(reduction.kept))
+        )
     if method in SELECTING:
-        assert red.kept is not None and len(red.kept) == k
+        assert reduction.kept is not None and len(reduction.kept) == k
 
 
 # ----------------------------------------------------------------------------- contracts
@@ -62,19 +73,21 @@ def check_contract(red: Reduction, tokens: torch.Tensor, method: str, r: float) 
 @pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("r", [0.01, 0.1, 0.35])
 def test_contract_on_structured_tokens(tokens, method, r):
-    red = run(method, tokens, r)
-    check_contract(red, tokens, method, r)
+    reduction = run(method, tokens, r)
+    check_contract(reduction, tokens, method, r)
     again = run(method, tokens, r)  # deterministic
-    assert torch.equal(red.tokens, again.tokens) and torch.equal(red.assignment, again.assignment)
+    assert torch.equal(reduction.tokens, again.tokens) and torch.equal(
+        reduction.assignment, again.assignment
+    )
 
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_full_retention_keeps_everything_unchanged(tokens, method):
-    red = run(method, tokens, 1.0)
+    reduction = run(method, tokens, 1.0)
     n = tokens.shape[0] * tokens.shape[1]
-    assert red.retention == 1.0
-    torch.testing.assert_close(red.tokens, tokens.reshape(n, -1), atol=1e-6, rtol=0)
-    assert torch.equal(red.assignment.flatten(), torch.arange(n))
+    assert reduction.retention == 1.0
+    torch.testing.assert_close(reduction.tokens, tokens.reshape(n, -1), atol=1e-6, rtol=0)
+    assert torch.equal(reduction.assignment.flatten(), torch.arange(n))
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -88,9 +101,9 @@ def test_one_frame(method, r):
 @pytest.mark.parametrize("r", [0.05, 0.5, 1.0])
 def test_all_equal_tokens(method, r):
     tokens = torch.ones(3, 196, 8)
-    red = run(method, tokens, r)
-    check_contract(red, tokens, method, r)
-    torch.testing.assert_close(red.tokens, torch.ones_like(red.tokens))
+    reduction = run(method, tokens, r)
+    check_contract(reduction, tokens, method, r)
+    torch.testing.assert_close(reduction.tokens, torch.ones_like(reduction.tokens))
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -158,18 +171,12 @@ def test_registry_labels_and_needs():
         "dycoke",
         "fastv",
     }
-    assert METHODS["fastv"].model == "required" and METHODS["visionzip"].model == "optional"
+    assert METHODS["fastv"].needs_llm_attention and METHODS["visionzip"].uses_vision_attention
     assert all(m.label for m in METHODS.values())
     assert not METHODS["scc"].fixed_budget and METHODS["tome"].fixed_budget
 
 
 # ----------------------------------------------------------------------------- SCC ablations
-
-
-def components(sim: np.ndarray, tau: float) -> set[frozenset[int]]:
-    """Connected components of the graph "similarity > tau" (scipy, independent of the code)."""
-    _, labels = connected_components(csr_matrix(sim > np.float32(tau)), directed=False)
-    return {frozenset(np.flatnonzero(labels == k).tolist()) for k in np.unique(labels)}
 
 
 def count(sim: np.ndarray, tau: float) -> int:
@@ -181,42 +188,39 @@ def cosine(x: torch.Tensor) -> np.ndarray:
     return (xn @ xn.T).clamp(-1, 1).numpy()
 
 
-def groups(labels: torch.Tensor) -> set[frozenset[int]]:
-    labels = labels.flatten().numpy()
-    return {frozenset(np.flatnonzero(labels == k).tolist()) for k in np.unique(labels)}
-
-
 def best_count(counts: list[int], target: float) -> float:
     return min(abs(c - target) for c in counts)
 
 
 @pytest.mark.parametrize("r", [0.02, 0.1, 0.3])
 def test_spatial_only_is_per_frame_scc_at_the_best_tau(tokens, r):
-    red = reduce("scc_spatial", tokens, r)
+    reduction = reduce("scc_spatial", tokens, r)
     frames, per_frame, _ = tokens.shape
     sims = [cosine(f) for f in tokens]
     expected = set()
     for f, sim in enumerate(sims):
-        expected |= {frozenset(i + f * per_frame for i in c) for c in components(sim, red.tau)}
-    assert groups(red.assignment) == expected  # the components of each frame at that tau
-    starts = red.assignment[:, 0]
-    assert torch.all(starts[1:] > red.assignment[:-1].max(dim=1).values)  # frame-major order
+        expected |= {
+            frozenset(i + f * per_frame for i in c) for c in networkx_partition(sim, reduction.tau)
+        }
+    assert partition(reduction.assignment) == expected  # the components of each frame at that tau
+    starts = reduction.assignment[:, 0]
+    assert torch.all(starts[1:] > reduction.assignment[:-1].max(dim=1).values)  # frame-major order
     taus = np.linspace(0.0, 1.0, 101)
     counts = [sum(count(s, t) for s in sims) for t in taus]
     target = r * frames * per_frame
-    assert abs(red.num_tokens - target) <= best_count(counts, target)
-    assert red.num_tokens >= frames
+    assert abs(reduction.num_tokens - target) <= best_count(counts, target)
+    assert reduction.num_tokens >= frames
 
 
 @pytest.mark.parametrize("r", [0.02, 0.1, 0.3])
 def test_temporal_only_is_scc_over_all_tokens_then_merge(tokens, r):
-    red = reduce("scc_temporal", tokens, r)
+    reduction = reduce("scc_temporal", tokens, r)
     flat = tokens.reshape(-1, tokens.shape[-1])
     sim = cosine(flat)
-    assert red.num_tokens == count(sim, red.tau)
+    assert reduction.num_tokens == count(sim, reduction.tau)
     taus = np.linspace(0.0, 1.0, 41)
     target = r * len(flat)
-    assert abs(red.num_tokens - target) <= best_count([count(sim, t) for t in taus], target)
+    assert abs(reduction.num_tokens - target) <= best_count([count(sim, t) for t in taus], target)
 
 
 def test_temporal_only_bisection_path_agrees(tokens, monkeypatch):
@@ -231,10 +235,10 @@ def test_temporal_only_bisection_path_agrees(tokens, monkeypatch):
 def test_scc_wraps_the_engine(tokens):
     from scissor_viz.scc import scissor_compress, tau_for_retention
 
-    red = reduce("scc", tokens, 0.1)
+    reduction = reduce("scc", tokens, 0.1)
     comp = scissor_compress(tokens, tau_for_retention(tokens, 0.1))
-    assert red.tau == comp.tau and torch.equal(red.tokens, comp.tokens)
-    assert torch.equal(red.assignment, comp.assignment) and red.compression is not None
+    assert reduction.tau == comp.tau and torch.equal(reduction.tokens, comp.tokens)
+    assert torch.equal(reduction.assignment, comp.assignment) and reduction.compression is not None
 
 
 @pytest.mark.parametrize("method", ["scc", "scc_spatial", "scc_temporal", "tome"])
@@ -244,10 +248,10 @@ def test_merges_stay_within_prototypes(method):
     protos = torch.randn(4, 16, generator=g) * 3
     region = (torch.arange(196) // 14 // 7) * 2 + (torch.arange(196) % 14 // 7)  # quadrants
     tokens = protos[region].expand(2, -1, -1) + 0.05 * torch.randn(2, 196, 16, generator=g)
-    red = reduce(method, tokens, 0.1)
+    reduction = reduce(method, tokens, 0.1)
     proto_of = region.expand(2, -1).flatten()
-    for k in range(red.num_tokens):
-        assert proto_of[red.assignment.flatten() == k].unique().numel() == 1
+    for k in range(reduction.num_tokens):
+        assert proto_of[reduction.assignment.flatten() == k].unique().numel() == 1
 
 
 # ----------------------------------------------------------------------------- the others
@@ -258,20 +262,20 @@ def test_pooling_grid_choice():
     assert methods.pool_shape(16, 196, 0.25) == (16, 7, 7)  # 784 exactly
     assert methods.pool_shape(16, 196, 0.1) == (16, 4, 5)  # 320 for a budget of 314
     assert methods.pool_shape(16, 196, 0.003) == (9, 1, 1)  # below a token per frame: pool time
-    red = reduce("pool", video_tokens(frames=16, dim=8), 0.1)
-    assert red.num_tokens == 320 and red.retention == pytest.approx(320 / 3136)
-    assert "16x4x5" in red.note
+    reduction = reduce("pool", video_tokens(frames=16, dim=8), 0.1)
+    assert reduction.num_tokens == 320 and reduction.retention == pytest.approx(320 / 3136)
+    assert "16x4x5" in reduction.note
 
 
 def test_pooling_cells_are_uniform_blocks():
     tokens = torch.arange(196.0).view(1, 196, 1).expand(2, -1, -1) + torch.tensor(
         [[[0.0]], [[1000.0]]]
     )
-    red = reduce("pool", tokens.contiguous(), 49 / 196)  # 7x7 cells of 2x2
-    grid = red.assignment[0].view(14, 14)
+    reduction = reduce("pool", tokens.contiguous(), 49 / 196)  # 7x7 cells of 2x2
+    grid = reduction.assignment[0].view(14, 14)
     assert torch.equal(grid[::2, ::2], grid[1::2, 1::2]) and grid.unique().numel() == 49
-    assert red.tokens[0, 0] == pytest.approx((0 + 1 + 14 + 15) / 4)
-    assert red.assignment[1].min() == 49  # frames never share a cell
+    assert reduction.tokens[0, 0] == pytest.approx((0 + 1 + 14 + 15) / 4)
+    assert reduction.assignment[1].min() == 49  # frames never share a cell
 
 
 def test_random_is_seeded(tokens):
@@ -282,10 +286,10 @@ def test_random_is_seeded(tokens):
 
 
 def test_dropped_tokens_go_to_their_most_similar_kept_token(tokens):
-    red = reduce("random", tokens, 0.2)
+    reduction = reduce("random", tokens, 0.2)
     flat = torch.nn.functional.normalize(tokens.reshape(-1, tokens.shape[-1]), dim=-1)
-    sim = flat @ flat[red.kept].T
-    chosen = sim.gather(1, red.assignment.flatten()[:, None])[:, 0]
+    sim = flat @ flat[reduction.kept].T
+    chosen = sim.gather(1, reduction.assignment.flatten()[:, None])[:, 0]
     torch.testing.assert_close(chosen, sim.max(dim=1).values)
 
 
@@ -294,36 +298,38 @@ def test_tome_merges_most_similar_first():
     g = torch.Generator().manual_seed(0)
     base = torch.randn(98, 8, generator=g)
     tokens = base.repeat_interleave(2, 0)[None] + 1e-3 * torch.randn(1, 196, 8, generator=g)
-    red = reduce("tome", tokens, 0.5)
-    assert torch.equal(red.assignment[0], torch.arange(98).repeat_interleave(2))
+    reduction = reduce("tome", tokens, 0.5)
+    assert torch.equal(reduction.assignment[0], torch.arange(98).repeat_interleave(2))
 
 
 def test_visionzip_dominant_and_contextual(tokens):
     importance = torch.zeros(tokens.shape[:2])
     top = torch.tensor([5, 200, 400, 700])
     importance.view(-1)[top] = 1.0
-    red = reduce("visionzip", tokens, 10 / 784 + 1e-9, importance=importance)  # K = 10
-    assert red.num_tokens == 10 and len(red.kept) == 8  # round(54/64 * 10) dominant
-    assert set(top.tolist()) <= set(red.kept.tolist())
-    assert red.note == "importance from vision-tower attention"
+    reduction = reduce("visionzip", tokens, 10 / 784 + 1e-9, importance=importance)  # K = 10
+    assert reduction.num_tokens == 10 and len(reduction.kept) == 8  # round(54/64 * 10) dominant
+    assert set(top.tolist()) <= set(reduction.kept.tolist())
+    assert reduction.note == "importance from vision-tower attention"
     assert "token norms" in reduce("visionzip", tokens, 0.1).note
-    red = reduce("visionzip", tokens, 1 / 784)  # K = 1: one dominant token, nothing contextual
-    assert red.num_tokens == 1 and red.assignment.unique().tolist() == [0]
+    reduction = reduce(
+        "visionzip", tokens, 1 / 784
+    )  # K = 1: one dominant token, nothing contextual
+    assert reduction.num_tokens == 1 and reduction.assignment.unique().tolist() == [0]
 
 
 def test_dycoke_drops_repeated_frames_first():
     g = torch.Generator().manual_seed(0)
     frame = torch.randn(196, 16, generator=g)
     static = frame.expand(8, -1, -1) + 0.01 * torch.randn(8, 196, 16, generator=g)
-    red = reduce("dycoke", static, 1 / 8)  # exactly one frame's worth: frame 0 survives
-    assert torch.equal(red.kept, torch.arange(196))
-    assert torch.equal(red.assignment, torch.arange(196).expand(8, -1))
+    reduction = reduce("dycoke", static, 1 / 8)  # exactly one frame's worth: frame 0 survives
+    assert torch.equal(reduction.kept, torch.arange(196))
+    assert torch.equal(reduction.assignment, torch.arange(196).expand(8, -1))
     moving = static.clone()
     moving[5:, :20] += 3 * torch.randn(20, 16, generator=g)  # something changes at frame 5
-    red = reduce("dycoke", moving, 236 / (8 * 196))
+    reduction = reduce("dycoke", moving, 236 / (8 * 196))
     # Frame 5 refers to frame 4 and frame 6 to frame 4 (both see the change), 7 to 6 (does not).
     changed = {f * 196 + i for f in (5, 6) for i in range(20)}
-    assert set(red.kept.tolist()) == set(range(196)) | changed
+    assert set(reduction.kept.tolist()) == set(range(196)) | changed
 
 
 def test_fastv_select_keeps_top_scores():
@@ -337,11 +343,11 @@ def test_fastv_select_keeps_top_scores():
 
 
 @pytest.fixture(scope="module")
-def tiny_llava():
+def tiny_llava(tiny_llava_folder):
     pytest.importorskip("transformers")
-    from tests.tiny_llava import build_tiny_model, build_tokenizer
+    from scissor_viz.models import load_backend
 
-    return build_tiny_model(build_tokenizer())
+    return load_backend(str(tiny_llava_folder), device="cpu", fallback=False).model
 
 
 def reference_attention(model, embeds, mask, layer):
@@ -387,8 +393,8 @@ def test_fastv_end_to_end_on_the_tiny_model(tiny_llava):
         embeds = torch.cat([text[:, :4], t.reshape(1, -1, 64), text[:, 4:]], dim=1)
         return fastv_scores(tiny_llava, embeds, None, slice(4, 36))
 
-    red = reduce("fastv", tokens, 0.25, attention_fn=attention_fn)
-    check_contract(red, tokens, "fastv", 0.25)
-    assert torch.equal(red.kept, fastv_select(attention_fn(tokens), 0.25))
+    reduction = reduce("fastv", tokens, 0.25, attention_fn=attention_fn)
+    check_contract(reduction, tokens, "fastv", 0.25)
+    assert torch.equal(reduction.kept, fastv_select(attention_fn(tokens), 0.25))
     with pytest.raises(ValueError, match="layer"):
         fastv_scores(tiny_llava, text, None, slice(0, 4), layer=3)

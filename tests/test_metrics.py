@@ -5,19 +5,19 @@ import math
 import pytest
 import torch
 
-from scissor_viz import metrics
+from scissor_viz import scc
 from scissor_viz.methods import reduce
 from scissor_viz.metrics import (
     answer_fidelity,
     coverage,
     exact_match,
     first_token_kl,
-    nearest,
     normalize_answer,
     reduction_metrics,
     redundancy,
     token_f1,
 )
+from scissor_viz.scc import nearest
 from scissor_viz.synthetic import video_tokens
 
 
@@ -54,7 +54,7 @@ def test_blocked_equals_unblocked(monkeypatch):
     x, y = torch.randn(300, 16), torch.randn(70, 16)
     full_cov, full_red = coverage(x, y), redundancy(x)
     full = nearest(x, y)
-    monkeypatch.setattr(metrics, "BLOCK_ELEMENTS", 100)  # blocks of one or two rows
+    monkeypatch.setattr(scc, "BLOCK_ELEMENTS", 100)  # blocks of one or two rows
     assert coverage(x, y) == pytest.approx(full_cov, abs=1e-6)
     assert redundancy(x) == pytest.approx(full_red, abs=1e-6)
     blocked = nearest(x, y)

@@ -22,30 +22,33 @@ import torch
 
 from scissor_viz.metrics import first_token_kl
 from scissor_viz.models import (
+    ALLOW_ANY_ENV,
     DEFAULT_CHECKPOINT,
+    MAX_BACKENDS_ENV,
+    REFUSED,
     AnswerUnavailable,
+    BackendRegistry,
+    CheckpointPolicy,
+    CheckpointRefused,
     LazyBackend,
     TokenCache,
     load_backend,
+    loading,
     resolve_checkpoint,
     resolve_device,
 )
+from scissor_viz.models.attention import ATTENTION_BUDGET_ENV
 from scissor_viz.models.llava_onevision import (
+    RANDOM_WEIGHTS_FLAG,
     LlavaOnevisionBackend,
     VideoPreprocessing,
     hub_reachable,
     load_preprocessing,
 )
 from scissor_viz.models.pixels import DESCRIPTOR_SIZE, PixelBackend, frame_descriptors
-from tests.tiny_llava import IMAGE_MEAN, IMAGE_STD, build_tiny_llava_folder, random_frames
+from tests.tiny_llava import IMAGE_MEAN, IMAGE_STD, random_frames
 
 QUESTION = "What is happening in this video?"
-
-
-@pytest.fixture(scope="session")
-def tiny_llava_folder(tmp_path_factory):
-    """A tiny random LLaVA-OneVision checkpoint folder (see tests/tiny_llava.py)."""
-    return build_tiny_llava_folder(tmp_path_factory.mktemp("tiny_llava"))
 
 
 @pytest.fixture(scope="module")
@@ -338,16 +341,16 @@ def test_answer_fields_and_kl(backend, frames):
     assert not full.pretrained  # random weights: never a real answer
 
 
-def test_visual_attention_scores_each_token(backend, frames):
+def test_llm_attention_scores_each_token(backend, frames):
     tokens = backend.encode(frames)
-    scores = backend.visual_attention(QUESTION, tokens)
+    scores = backend.llm_attention(QUESTION, tokens)
     assert scores.shape == (len(frames) * 196,) and scores.dtype == torch.float32
     assert (scores >= 0).all() and float(scores.sum()) <= 1 + 1e-5
     assert backend.model.config.text_config._attn_implementation == "sdpa"  # restored
 
 
-def test_vision_importance_is_the_towers_attention_pooled(backend, frames):
-    importance = backend.vision_importance(frames, key="importance-clip")
+def test_vision_attention_is_the_towers_attention_pooled(backend, frames):
+    importance = backend.vision_attention(frames, key="importance-clip")
     assert importance.shape == (len(frames), 196) and importance.dtype == torch.float32
     tower = backend.model.model.vision_tower
     previous = tower.config._attn_implementation
@@ -362,7 +365,7 @@ def test_vision_importance_is_the_towers_attention_pooled(backend, frames):
     expected = backend.model.model.apply_pooling(received[..., None])[..., 0]
     torch.testing.assert_close(importance, expected)
     assert tower.config._attn_implementation == previous  # restored
-    assert backend.vision_importance(frames, key="importance-clip") is importance  # cached
+    assert backend.vision_attention(frames, key="importance-clip") is importance  # cached
 
 
 def test_answer_rejects_wrong_width(backend):
@@ -385,7 +388,7 @@ def test_random_weights_flag(backend, tiny_llava_folder, tmp_path):
     folder = tmp_path / "unflagged"
     shutil.copytree(tiny_llava_folder, folder)
     cfg = json.loads((folder / "config.json").read_text())
-    del cfg["scissor_viz_random_weights"]
+    del cfg[RANDOM_WEIGHTS_FLAG]
     (folder / "config.json").write_text(json.dumps(cfg))
     unflagged = load_backend(str(folder), fallback=False)
     assert unflagged.pretrained is True and "RANDOMLY" not in unflagged.description
@@ -398,7 +401,7 @@ def test_missing_weights_are_not_pretrained(tiny_llava_folder, tmp_path):
     folder = tmp_path / "partial"
     shutil.copytree(tiny_llava_folder, folder)
     cfg = json.loads((folder / "config.json").read_text())
-    del cfg["scissor_viz_random_weights"]
+    del cfg[RANDOM_WEIGHTS_FLAG]
     (folder / "config.json").write_text(json.dumps(cfg))
     weights = safetensors.torch.load_file(folder / "model.safetensors")
     dropped = [k for k in weights if "multi_modal_projector.linear_1.weight" in k]
@@ -443,6 +446,7 @@ def test_fallback_for_hub_id_when_offline(monkeypatch, tmp_path):
     assert isinstance(b, PixelBackend)
     assert "not in the Hugging Face cache" in b.load_error and "unreachable" in b.load_error
     assert "llava-hf/llava-onevision-qwen2-7b-ov-hf" in b.load_error
+    assert str(tmp_path) not in b.load_error  # the server's cache folder is not shown
     assert hub_reachable() is False
 
 
@@ -541,3 +545,124 @@ def test_cuda_encode_and_full_answer_match_stock(tiny_llava_folder, frames, dtyp
     assert ans.token_ids == out.sequences[0, ids.shape[1] :].tolist()
     torch.testing.assert_close(ans.first_logits, out.logits[0][0].float().cpu(), rtol=0, atol=0)
     assert 0 < ans.prefill_seconds <= ans.generate_seconds
+
+
+# ----------------------------------------------------------------------------- hosting
+
+
+@pytest.fixture
+def recorded_loads(monkeypatch):
+    """load_backend replaced by a recorder that returns pixel descriptors at once."""
+    calls: list[str] = []
+
+    def fake(checkpoint=None, device=None, progress=None, **kwargs):
+        calls.append(checkpoint)
+        return PixelBackend()
+
+    monkeypatch.setattr(loading, "load_backend", fake)
+    return calls
+
+
+def test_only_the_configured_checkpoint_loads_by_default(
+    tiny_llava_folder, tmp_path, monkeypatch, recorded_loads
+):
+    monkeypatch.delenv(ALLOW_ANY_ENV, raising=False)
+    registry = BackendRegistry(CheckpointPolicy.from_env("owner/configured"))
+    assert not registry.policy.allow_any and registry.checkpoint == "owner/configured"
+    requests = [str(tiny_llava_folder), str(tmp_path / "missing"), "someone/unknown", "../x"]
+    for name in requests:  # an existing folder, a missing one, a hub id, a relative path
+        for call in (registry.get, registry.start):
+            with pytest.raises(CheckpointRefused) as refused:
+                call(name)
+            assert str(refused.value) == REFUSED  # one message: it tells nothing about `name`
+        status = registry.status(name)
+        assert status.state == "refused" and status.message == REFUSED
+        assert not registry.loading(name)
+    assert recorded_loads == [] and registry.held() == []  # nothing started loading
+    backend = registry.get()
+    assert registry.get(" owner/configured ") is backend and registry.get("") is backend
+    assert recorded_loads == ["owner/configured"] and registry.status().state == "ready"
+
+
+def test_the_operator_may_allow_any_checkpoint(tiny_llava_folder, monkeypatch):
+    monkeypatch.setenv(ALLOW_ANY_ENV, "1")
+    registry = BackendRegistry(CheckpointPolicy.from_env("owner/configured"))
+    assert registry.policy.allow_any
+    assert registry.status(str(tiny_llava_folder)).state == "idle"  # status loads nothing
+    backend = registry.get(str(tiny_llava_folder))
+    assert isinstance(backend, LlavaOnevisionBackend)
+    assert registry.status(str(tiny_llava_folder)).backend is backend
+    assert not CheckpointPolicy("a/b", allow_any=False).allow_any
+
+
+def test_remote_code_is_never_trusted(tiny_llava_folder, monkeypatch):
+    import transformers
+
+    seen = []
+    for cls in (
+        transformers.AutoConfig,
+        transformers.AutoTokenizer,
+        transformers.LlavaOnevisionForConditionalGeneration,
+    ):
+        original = cls.from_pretrained
+
+        def spy(*args, _original=original, **kwargs):
+            seen.append(kwargs.get("trust_remote_code"))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", spy)
+    load_backend(str(tiny_llava_folder), fallback=False)
+    assert len(seen) >= 3 and set(seen) == {False}  # transformers may ask again inside
+
+
+def test_registry_holds_at_most_max_backends(monkeypatch, recorded_loads):
+    registry = BackendRegistry(CheckpointPolicy("a/default", allow_any=True), max_backends=2)
+    first = registry.get("a/one")
+    registry.get("a/two")
+    assert registry.get("a/one") is first  # held: not loaded again
+    registry.get("a/three")  # the least recently used (a/two) is freed
+    assert registry.held() == ["a/one", "a/three"]
+    assert recorded_loads == ["a/one", "a/two", "a/three"]
+    monkeypatch.setenv(MAX_BACKENDS_ENV, "3")
+    assert BackendRegistry(CheckpointPolicy("a/b")).max_backends == 3
+    monkeypatch.delenv(MAX_BACKENDS_ENV)
+    assert BackendRegistry(CheckpointPolicy("a/b")).max_backends == 2
+    monkeypatch.setenv(MAX_BACKENDS_ENV, "0")
+    with pytest.raises(ValueError, match=MAX_BACKENDS_ENV):
+        BackendRegistry(CheckpointPolicy("a/b"))
+
+
+def test_a_failed_load_is_retried_after_the_back_off(tiny_llava_folder, tmp_path):
+    """The model is missing at start-up (a network blip); later requests get it back."""
+    now = [0.0]
+    folder = tmp_path / "arrives-later"
+    registry = BackendRegistry(
+        CheckpointPolicy(str(folder)), retry_after=60, clock=lambda: now[0], device="cpu"
+    )
+    fallback = registry.get()
+    assert isinstance(fallback, PixelBackend) and fallback.load_error
+    status = registry.status()
+    assert status.state == "fallback" and status.retry_in == 60
+    shutil.copytree(tiny_llava_folder, folder)  # the network is back
+    now[0] = 30.0
+    assert registry.get() is fallback  # within the back-off: no new attempt
+    now[0] = 61.0
+    assert registry.status().retry_in == 0
+    backend = registry.get()  # the next request retries, and waits for it
+    assert isinstance(backend, LlavaOnevisionBackend)
+    assert registry.status().state == "ready" and registry.status().retry_in is None
+
+
+def test_attention_maps_stay_within_the_memory_budget(backend, frames, monkeypatch):
+    tokens = backend.encode(frames)
+    vision = backend.vision_attention(frames, key="budget-clip")
+    monkeypatch.setenv(ATTENTION_BUDGET_ENV, "1")  # 1 MiB: below 4 heads x ~610^2 x 4 bytes
+    with pytest.raises(ValueError, match="FastV needs the attention map over .* budget"):
+        backend.llm_attention(QUESTION, tokens)
+    with pytest.raises(ValueError, match="VisionZip needs"):  # one frame: 4 x 729^2 x 4 bytes
+        backend.vision_attention(frames, key="budget-clip-2")
+    monkeypatch.setenv(ATTENTION_BUDGET_ENV, "9")  # one frame's map at a time (batch 2 -> 1)
+    torch.testing.assert_close(backend.vision_attention(frames, key="budget-clip-3"), vision)
+    monkeypatch.setenv(ATTENTION_BUDGET_ENV, "lots")
+    with pytest.raises(ValueError, match=ATTENTION_BUDGET_ENV):
+        backend.llm_attention(QUESTION, tokens)

@@ -2,7 +2,6 @@
 
 import math
 
-import networkx as nx
 import numpy as np
 import pytest
 import torch
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 from scissor_viz import scc
 from scissor_viz.scc import ScissorIndex, scissor_compress, semantic_components, tau_for_retention
 from scissor_viz.synthetic import video_tokens
+from tests.conftest import networkx_partition, partition
 
 # ----------------------------------------------------------------------------- references
 
@@ -20,20 +20,6 @@ def engine_similarity(x: torch.Tensor) -> np.ndarray:
     """The similarity matrix the engine thresholds (float32, clamped)."""
     xn = scc.unit_rows(x)
     return scc._similarity(xn, xn).numpy()
-
-
-def networkx_partition(sim: np.ndarray, tau: float) -> set[frozenset[int]]:
-    """Connected components of the upper-triangle graph sim > tau, by networkx."""
-    graph = nx.Graph()
-    graph.add_nodes_from(range(len(sim)))
-    i, j = np.nonzero(np.triu(sim > np.float32(tau), 1))
-    graph.add_edges_from(zip(i.tolist(), j.tolist()))
-    return {frozenset(c) for c in nx.connected_components(graph)}
-
-
-def partition(labels: torch.Tensor) -> set[frozenset[int]]:
-    labels = labels.flatten().numpy()
-    return {frozenset(np.flatnonzero(labels == k).tolist()) for k in np.unique(labels)}
 
 
 def expected_order(sim: np.ndarray, tau: float, parts: set[frozenset[int]]) -> list[frozenset]:

@@ -8,9 +8,9 @@ import pytest
 
 from scissor_viz import __main__ as cli
 from scissor_viz import sweep
+from scissor_viz.analysis import VideoTokens
 from scissor_viz.sweep import (
     FIELDS,
-    VideoTokens,
     find_videos,
     parse_retentions,
     read_rows,

@@ -5,9 +5,12 @@ frames came back, not only how many.
 """
 
 import json
+import math
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -336,6 +339,7 @@ def test_bad_input_raises_video_error(clips, name):
     with pytest.raises(VideoError, match=re.escape(BAD[name])) as info:
         load_video(clips[name])
     assert isinstance(info.value, ValueError)
+    assert str(clips[name].parent) not in str(info.value)  # the file's name, not its folder
     if name not in ("garbage-tail", "cut-data"):  # found by the probe, before any decoding
         with pytest.raises(VideoError, match=re.escape(BAD[name])):
             probe_video(clips[name])
@@ -395,6 +399,99 @@ def test_crash_falls_back_to_pyav(clips, monkeypatch):
 def test_timeout(clips):
     with pytest.raises(VideoError, match="longer than"):
         load_video(clips["mp4-h264"], timeout=0.001)
+
+
+def test_probe_timeout(clips):
+    with pytest.raises(VideoError, match="longer than"):
+        probe_video(clips["mp4-h264"], timeout=0.001)
+
+
+def test_decoded_frame_size_is_checked_too(clips, monkeypatch):
+    """A header may say 0x0 (or anything): the first decoded frame is held to the same cap."""
+
+    class Huge:
+        width, height, rotation = 20000, 20000, 0
+
+    monkeypatch.setattr(video, "_first_frame", lambda *args: Huge())
+    with pytest.raises(VideoError, match="20000x20000 pixels"):
+        video._probe_file(clips["mp4-h264"])
+
+
+def test_paths_are_cut_to_their_last_part():
+    text = "Error reading /tmp/gradio/ab12/clip.mp4; cache '/root/.cache/hub' at 1/2"
+    assert video._without_paths(text) == "Error reading clip.mp4; cache 'hub' at 1/2"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return any(line.startswith("State:") and line.split()[1] in "ZX" for line in state.splitlines())
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_a_child_dies_with_its_parent(tmp_path):
+    """A server killed mid-decode leaves no decoder behind: here a child blocked on a pipe."""
+    fifo = tmp_path / "stuck.mp4"
+    os.mkfifo(fifo)
+    script = (
+        "import importlib.util as u, os, subprocess, sys, time\n"
+        "s = u.spec_from_file_location('v', sys.argv[1]); v = u.module_from_spec(s)\n"
+        "sys.modules['v'] = v; s.loader.exec_module(v)\n"
+        "job = {'kind': 'probe', 'path': sys.argv[2], 'max_pixels': 1, 'out': sys.argv[3],\n"
+        "       'parent': os.getpid()}\n"
+        "print(subprocess.Popen(v._child_command(job)).pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, video.__file__, str(fifo), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    writer = None
+    try:
+        child = int(parent.stdout.readline())
+        deadline = time.monotonic() + 60
+        while writer is None:  # a writer can open the pipe once the child is reading it
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                assert time.monotonic() < deadline and not _gone(child), "child never started"
+                time.sleep(0.05)
+        assert not _gone(child)  # stuck reading the pipe, with its parent alive
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while not _gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(child)
+    finally:
+        parent.kill()
+        if writer is not None:
+            os.close(writer)
+
+
+def test_stale_work_folders_are_removed(clips, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(video, "_last_cleaning", [-math.inf])
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    folders = {
+        "dead": tmp_path / f"{video.TEMP_PREFIX}{int(ended.stdout)}-x1",
+        "mine": tmp_path / f"{video.TEMP_PREFIX}{os.getpid()}-x2",
+        "old": tmp_path / f"{video.TEMP_PREFIX}x3",
+        "new": tmp_path / f"{video.TEMP_PREFIX}x4",
+    }
+    for folder in folders.values():
+        folder.mkdir()
+        (folder / "frames.npy").write_bytes(b"left behind")
+    old = time.time() - 2 * video.STALE_AFTER
+    os.utime(folders["old"], (old, old))
+    probe_video(clips["mp4-h264"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        folders[k].name for k in ("mine", "new")
+    )
 
 
 def test_bad_input_never_kills_the_interpreter(clips):

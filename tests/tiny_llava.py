@@ -20,14 +20,10 @@ About 0.2 M parameters; building and saving takes well under a second, a 10-toke
 from ~500 embeddings ~0.1 s on a laptop CPU. The weights are random: answers are gibberish, and
 every backend built from this folder reports ``pretrained = False``.
 
-Usage from any test module::
+Tests use the session fixture ``tiny_llava_folder`` (tests/conftest.py)::
 
-    from tests.tiny_llava import build_tiny_llava_folder
-    folder = build_tiny_llava_folder(tmp_path_factory.mktemp("tiny"))
-    backend = load_backend(str(folder))
-
-or use the session fixture ``tiny_llava_folder`` that ``tests/test_models.py`` defines (copy
-it; it is three lines).
+    def test_something(tiny_llava_folder):
+        backend = load_backend(str(tiny_llava_folder))
 """
 
 from __future__ import annotations
@@ -37,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-RANDOM_WEIGHTS_FLAG = "scissor_viz_random_weights"  # = scissor_viz.models.llava_onevision's
+from scissor_viz.models.llava_onevision import RANDOM_WEIGHTS_FLAG
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 

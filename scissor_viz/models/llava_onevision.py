@@ -1,23 +1,10 @@
 """LLaVA-OneVision through transformers: the exact video tokens its LLM sees, and answers from any
 (compressed or full) token sequence.
 
-What the stock model does with a video (transformers 5, ``LlavaOnevisionModel``):
-
-1. each frame, resized to 384 x 384 and normalised with the checkpoint's mean/std, goes through
-   SigLIP; the last encoder layer's 27 x 27 = 729 patch features (``vision_feature_layer=-1``,
-   strategy ``"full"``) go through the two-layer projector into the LLM's width;
-2. ``apply_pooling`` resizes each frame's 27 x 27 grid bilinearly to 14 x 14 = 196 tokens;
-3. the frames' tokens are concatenated and **one** ``image_newline`` embedding is appended per
-   video (T * 196 + 1 embeddings); the processor expands the prompt's single ``<video>`` into
-   that many placeholders, whose embeddings are replaced by the features.
-
-:meth:`LlavaOnevisionBackend.encode` returns step 1-2's (T, 196, d) tokens (no newline);
-:meth:`LlavaOnevisionBackend.answer` puts K given tokens + the ``image_newline`` where the
-prompt's ``<video>`` was and calls ``generate(inputs_embeds=...)``. With the full T * 196 tokens
-this is exactly the stock ``generate`` (tests/test_models.py proves it on a tiny model).
-
-Preprocessing is done here (PIL resize + rescale + normalise with the checkpoint's config)
-because transformers' video processor needs torchvision.
+:meth:`LlavaOnevisionBackend.encode` returns the (T, 196, d) tokens the stock model feeds its LLM
+(SigLIP -> projector -> bilinear 27->14 pooling, without the image_newline);
+:meth:`LlavaOnevisionBackend.answer` splices K given tokens + the image_newline where the prompt's
+``<video>`` was and generates. docs/models.md describes the stock pipeline this reproduces.
 """
 
 from __future__ import annotations
@@ -38,19 +25,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scissor_viz.models import (
-    DEFAULT_CHECKPOINT,
-    Answer,
-    Backend,
-    BackendLoadError,
-    ProgressFn,
-    check_frames,
-    report,
-    resolve_checkpoint,
-    resolve_device,
+from scissor_viz.models.attention import (
+    batch_within_budget,
+    capture_attention,
+    fastv_scores,
+    last_vision_attention,
 )
+from scissor_viz.models.base import Answer, Backend, BackendLoadError, check_frames
 from scissor_viz.models.cache import TokenCache
+from scissor_viz.progress import ProgressFn, report
 
+DEFAULT_CHECKPOINT = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
+DEVICE_ENV = "SCISSOR_VIZ_DEVICE"
+DTYPE_ENV = "SCISSOR_VIZ_DTYPE"
 RANDOM_WEIGHTS_FLAG = "scissor_viz_random_weights"  # set in config.json by test/benchmark builders
 PREPROCESSING_FILES = (
     "video_preprocessor_config.json",
@@ -66,7 +53,14 @@ _FIX_HINT = (
 )
 
 
-DTYPE_ENV = "SCISSOR_VIZ_DTYPE"
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The argument, else ``$SCISSOR_VIZ_DEVICE``, else CUDA when present, else CPU."""
+    device = device or os.environ.get(DEVICE_ENV)
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 _DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -271,6 +265,34 @@ def _looks_like_path(checkpoint: str) -> bool:
     )
 
 
+def _locate(
+    checkpoint: str, hub_timeout: float, progress: ProgressFn | None
+) -> tuple[str, bool, str, bool]:
+    """Where to load ``checkpoint`` from: (source, local files only, what is tried, whether it
+    is a Hub id). Raises :class:`BackendLoadError` for a missing folder or an unreachable Hub."""
+    if os.path.isdir(os.path.expanduser(checkpoint)):
+        source = os.path.expanduser(checkpoint)
+        return source, True, f"the local folder {source}", False
+    if _looks_like_path(checkpoint):
+        raise BackendLoadError(
+            f"Could not load LLaVA-OneVision: the folder {checkpoint!r} does not exist (and "
+            "it is not a Hub id of the form owner/name).\n" + _FIX_HINT,
+            tried=f"the local folder {checkpoint}",
+            hint=_FIX_HINT,
+        )
+    if _in_hub_cache(checkpoint):
+        return checkpoint, True, f"{checkpoint} from the Hugging Face cache", True
+    if hub_reachable(hub_timeout):
+        report(progress, 0.02, f"downloading {checkpoint} (first use; this can take minutes)")
+        return checkpoint, False, f"downloading {checkpoint} from the Hugging Face Hub", True
+    raise BackendLoadError(
+        f"Could not load LLaVA-OneVision {checkpoint!r}: it is not in the Hugging Face "
+        "cache and the Hub is unreachable (offline, or HF_HUB_OFFLINE is set).\n" + _FIX_HINT,
+        tried="the Hugging Face cache, then the Hub (unreachable)",
+        hint=_FIX_HINT,
+    )
+
+
 # ----------------------------------------------------------------------------- backend
 
 
@@ -278,6 +300,8 @@ class LlavaOnevisionBackend(Backend):
     """A LLaVA-OneVision model: exact per-frame video tokens, and answers from any tokens."""
 
     can_answer = True
+    has_vision_attention = True
+    has_llm_attention = True
     unavailable_reason = None
 
     def __init__(
@@ -346,7 +370,7 @@ class LlavaOnevisionBackend(Backend):
     @classmethod
     def from_pretrained(
         cls,
-        checkpoint: str | None = None,
+        checkpoint: str,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         progress: ProgressFn | None = None,
@@ -361,7 +385,6 @@ class LlavaOnevisionBackend(Backend):
         ``attn_implementation`` defaults to ``"sdpa"``, except bf16/fp16 on a CPU: there
         PyTorch's CPU flash-attention kernel is ~3x slower than plain matmuls, so ``"eager"``
         (benchmarks/bench_model_cpu.py measures both)."""
-        checkpoint = resolve_checkpoint(checkpoint)
         device = resolve_device(device)
         try:
             dtype = dtype or default_dtype(device)
@@ -371,33 +394,7 @@ class LlavaOnevisionBackend(Backend):
             low_cpu = device.type == "cpu" and dtype in (torch.bfloat16, torch.float16)
             attn_implementation = "eager" if low_cpu else "sdpa"
         report(progress, 0.0, f"locating {checkpoint}")
-
-        if os.path.isdir(os.path.expanduser(checkpoint)):
-            source = os.path.expanduser(checkpoint)
-            local_only, tried, hub = True, f"the local folder {source}", False
-        elif _looks_like_path(checkpoint):
-            raise BackendLoadError(
-                f"Could not load LLaVA-OneVision: the folder {checkpoint!r} does not exist (and "
-                "it is not a Hub id of the form owner/name).\n" + _FIX_HINT,
-                tried=f"the local folder {checkpoint}",
-                hint=_FIX_HINT,
-            )
-        elif _in_hub_cache(checkpoint):
-            source, local_only, hub = checkpoint, True, True
-            tried = f"{checkpoint} from the Hugging Face cache ({_hf_cache_dir()})"
-        elif hub_reachable(hub_timeout):
-            source, local_only, hub = checkpoint, False, True
-            tried = f"downloading {checkpoint} from the Hugging Face Hub"
-            report(progress, 0.02, f"downloading {checkpoint} (first use; this can take minutes)")
-        else:
-            raise BackendLoadError(
-                f"Could not load LLaVA-OneVision {checkpoint!r}: it is not in the Hugging Face "
-                f"cache ({_hf_cache_dir()}) and the Hub is unreachable (offline, or HF_HUB_OFFLINE"
-                " is set).\n" + _FIX_HINT,
-                tried=f"the Hugging Face cache ({_hf_cache_dir()}), then the Hub (unreachable)",
-                hint=_FIX_HINT,
-            )
-
+        source, local_only, tried, hub = _locate(checkpoint, hub_timeout, progress)
         args = (device, dtype, attn_implementation, batch_size, cache, progress)
         try:
             try:
@@ -425,7 +422,8 @@ class LlavaOnevisionBackend(Backend):
     ):
         from transformers import AutoConfig, AutoTokenizer, LlavaOnevisionForConditionalGeneration
 
-        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        no_remote_code = {"local_files_only": local_only, "trust_remote_code": False}  # never
+        config = AutoConfig.from_pretrained(source, **no_remote_code)
         if config.model_type != "llava_onevision":
             raise BackendLoadError(
                 f"{checkpoint!r} is a {config.model_type!r} checkpoint, not LLaVA-OneVision "
@@ -434,7 +432,7 @@ class LlavaOnevisionBackend(Backend):
                 tried=checkpoint,
             )
         report(progress, 0.05, "reading tokenizer and preprocessing config")
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(source, **no_remote_code)
         preprocessing = load_preprocessing(source, local_files_only=local_only)
         chat_template = _load_chat_template(source, tokenizer, local_only)
         report(progress, 0.1, f"loading weights of {checkpoint} (a 0.5B model takes a while)")
@@ -442,8 +440,8 @@ class LlavaOnevisionBackend(Backend):
             source,
             dtype=dtype,
             attn_implementation=attn,
-            local_files_only=local_only,
             output_loading_info=True,
+            **no_remote_code,
         )
         missing = list(info.get("missing_keys") or [])
         report(progress, 0.9, f"moving the model to {device}")
@@ -502,7 +500,7 @@ class LlavaOnevisionBackend(Backend):
             raise RuntimeError(f"expected {n} (+1) video features, got {feats.shape[0]}")
         return feats.reshape(b, self.tokens_per_frame, self.hidden_size)
 
-    def vision_importance(
+    def vision_attention(
         self, frames: np.ndarray, key: Hashable | None = None, progress: ProgressFn | None = None
     ) -> torch.Tensor:
         """VisionZip's importance of each pooled token -> (T, tokens_per_frame) float32: the
@@ -515,27 +513,22 @@ class LlavaOnevisionBackend(Backend):
         if hit is not None:
             return hit
         tower = self.model.model.vision_tower
-        captured: list[torch.Tensor] = []
-
-        def grab(_module, _inputs, output) -> None:
-            captured.append(output[1].float().mean(dim=(1, 2)))  # (b, patches) received
-
-        layer = getattr(tower, "vision_model", tower).encoder.layers[-1].self_attn  # 5.x layouts
-        handle = layer.register_forward_hook(grab)
-        previous = tower.config._attn_implementation
+        vision = self.model.config.vision_config
+        patches = (vision.image_size // vision.patch_size) ** 2
+        heads = vision.num_attention_heads
+        batch = batch_within_budget("VisionZip", heads, patches, self.batch_size)  # per frame
+        received = lambda weights: weights.float().mean(dim=(1, 2))  # noqa: E731 (b, patches)
         n = len(frames)
-        try:
-            with self._lock, torch.inference_mode():
-                tower.set_attn_implementation("eager")  # the only one that returns weights
-                for start in range(0, n, self.batch_size):
-                    pixels = self.preprocess(frames[start : start + self.batch_size])
-                    tower(pixel_values=pixels.to(self.device, self.dtype))
-                    report(progress, min(start + self.batch_size, n) / n, "vision attention")
-        finally:
-            handle.remove()
-            tower.set_attn_implementation(previous)
-        received = torch.cat(captured)[..., None]  # (T, patches, 1)
-        importance = self.model.model.apply_pooling(received)[..., 0].cpu()
+        with (
+            self._lock,
+            torch.inference_mode(),
+            capture_attention(tower, last_vision_attention(tower), keep=received) as maps,
+        ):
+            for start in range(0, n, batch):
+                pixels = self.preprocess(frames[start : start + batch])
+                tower(pixel_values=pixels.to(self.device, self.dtype))
+                report(progress, min(start + batch, n) / n, "vision attention")
+        importance = self.model.model.apply_pooling(torch.cat(maps)[..., None])[..., 0].cpu()
         self.cache.put(ckey, importance)
         return importance
 
@@ -593,13 +586,11 @@ class LlavaOnevisionBackend(Backend):
         mask = torch.ones(inputs.shape[:2], dtype=torch.long, device=self.device)
         return inputs, mask, slice(at, at + tokens.shape[0])
 
-    def visual_attention(self, question: str, tokens: torch.Tensor, layer: int = 2) -> torch.Tensor:
+    def llm_attention(self, question: str, tokens: torch.Tensor, layer: int = 2) -> torch.Tensor:
         """FastV's ranking of ``tokens`` ((T, P, d) or (K, d)): the attention each receives from
         the prompt's last token in decoder layer ``layer``, averaged over heads -> (K,) float32
-        on the CPU. An adapter for the FastV comparison (``scissor_viz.methods.fastv_scores``
-        does the work, on this model's own prompt with the tokens spliced in)."""
-        from scissor_viz.methods import fastv_scores
-
+        on the CPU (:func:`~scissor_viz.models.attention.fastv_scores` on this model's own prompt
+        with the tokens spliced in)."""
         flat = tokens.reshape(-1, tokens.shape[-1])
         with self._lock, torch.inference_mode():
             inputs, mask, where = self.build_inputs_embeds(question, flat)
@@ -625,6 +616,32 @@ class LlavaOnevisionBackend(Backend):
             "output_logits": True,
         }
 
+    def _timed_generate(self, inputs, mask, max_new_tokens: int, min_new_tokens: int):
+        """Greedy ``generate`` from inputs_embeds: (output, prefill seconds, total seconds); the
+        prefill is the first forward pass, timed by hooks on the model."""
+        stamps: list[float] = []
+
+        def tick(*_args, **_kwargs):
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            stamps.append(time.perf_counter())
+
+        pre = self.model.register_forward_pre_hook(tick)
+        post = self.model.register_forward_hook(tick)
+        try:
+            started = time.perf_counter()
+            out = self.model.generate(
+                inputs_embeds=inputs,
+                attention_mask=mask,
+                **self.generation_kwargs(max_new_tokens, min_new_tokens),
+            )
+            tick()
+            total = stamps[-1] - started
+        finally:
+            pre.remove()
+            post.remove()
+        return out, (stamps[1] - stamps[0] if len(stamps) >= 2 else total), total
+
     def answer(
         self,
         question: str,
@@ -648,27 +665,7 @@ class LlavaOnevisionBackend(Backend):
         report(progress, 0.0, f"answering from {tokens.shape[0]} visual tokens")
         with self._lock, torch.inference_mode():
             inputs, mask, _ = self.build_inputs_embeds(question, tokens, newline=newline)
-            stamps: list[float] = []
-
-            def tick(*_args, **_kwargs):
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                stamps.append(time.perf_counter())
-
-            pre = self.model.register_forward_pre_hook(tick)
-            post = self.model.register_forward_hook(tick)
-            try:
-                started = time.perf_counter()
-                out = self.model.generate(
-                    inputs_embeds=inputs,
-                    attention_mask=mask,
-                    **self.generation_kwargs(max_new_tokens, min_new_tokens),
-                )
-                tick()
-                total = stamps[-1] - started
-            finally:
-                pre.remove()
-                post.remove()
+            out, prefill, total = self._timed_generate(inputs, mask, max_new_tokens, min_new_tokens)
         ids = out.sequences[0].tolist()
         first = out.logits[0][0].float().cpu()
         probs = first.softmax(-1)
@@ -677,7 +674,7 @@ class LlavaOnevisionBackend(Backend):
         return Answer(
             text=self.tokenizer.decode(ids, skip_special_tokens=True).strip(),
             visual_tokens=int(tokens.shape[0]),
-            prefill_seconds=stamps[1] - stamps[0] if len(stamps) >= 2 else total,
+            prefill_seconds=prefill,
             generate_seconds=total,
             new_tokens=len(ids),
             token_ids=ids,
@@ -692,12 +689,3 @@ class LlavaOnevisionBackend(Backend):
             backend=self.name,
             pretrained=self.pretrained,
         )
-
-
-def _hf_cache_dir() -> str:
-    try:
-        from huggingface_hub import constants
-
-        return str(constants.HF_HUB_CACHE)
-    except Exception:
-        return os.path.join(os.environ.get("HF_HOME", "~/.cache/huggingface"), "hub")

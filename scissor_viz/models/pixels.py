@@ -1,25 +1,8 @@
 """Pixel descriptors: a weight-free stand-in for the vision tower, on the same 14 x 14 grid.
 
-When no LLaVA-OneVision checkpoint can be loaded, the app can still show how SCC groups a video's
-regions -- on descriptors computed from pixels, not on model features. Each frame is squashed to
-384 x 384 (like the model's preprocessing), cut into the 14 x 14 cells that the model's pooled
-tokens cover, and each cell becomes a small vector:
-
-====================  ====  ==================================================================
-part                  dims  what
-====================  ====  ==================================================================
-mean colour           3     CIE L*a*b* (D65) mean, scaled: (L - 50) / 50, a / 50, b / 50
-colour spread         3     L*a*b* standard deviation / 25
-quadrant lightness    4     mean L* of each 2 x 2 sub-cell minus the cell's mean, / 25
-edge strength         1     mean gradient magnitude of L* (central differences) / 10
-edge orientations     8     magnitude-weighted histogram of unsigned gradient orientation,
-                            normalised to sum 1, minus 1/8 (flat cells: all -1/8)
-====================  ====  ==================================================================
-
-All scalings are fixed constants (no per-video statistics), so a frame's descriptors depend on
-that frame alone; features are centred near zero so that cosine similarity -- what SCC uses --
-compares colour and texture rather than overall brightness. ``answer`` is unavailable: there is
-no language model, and nothing is ever made up.
+When no LLaVA-OneVision checkpoint can be loaded, the app still shows how SCC groups a video's
+regions -- on colour/texture descriptors of each token cell, not on model features (what each
+of the 19 numbers is: docs/models.md). ``answer`` is unavailable: nothing is ever made up.
 """
 
 from __future__ import annotations
@@ -28,13 +11,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scissor_viz.models import (
-    TOKENS_PER_FRAME,
-    Backend,
-    ProgressFn,
-    report,
-)
+from scissor_viz.models.base import TOKENS_PER_FRAME, Backend
 from scissor_viz.models.cache import TokenCache
+from scissor_viz.progress import ProgressFn, report
 
 GRID = 14  # cells per side: 14 x 14 = 196 = TOKENS_PER_FRAME
 SIZE = 384  # frames are squashed to SIZE x SIZE first, as the model's preprocessing does

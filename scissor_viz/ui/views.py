@@ -50,7 +50,7 @@ model says from the kept tokens. The **Teach** tab replays one frame as τ falls
 """
 CURVE_RETENTIONS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 METHOD_LABELS = {key: method.label for key, method in METHODS.items()}
-DEFAULT_METHODS = [key for key, method in METHODS.items() if method.model != "required"]
+DEFAULT_METHODS = [key for key, method in METHODS.items() if not method.needs_llm_attention]
 
 # ----------------------------------------------------------------------------- session state
 

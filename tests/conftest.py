@@ -1,0 +1,43 @@
+"""Shared test fixtures and reference implementations.
+
+* ``tiny_llava_folder``: one tiny random LLaVA-OneVision checkpoint folder per test session
+  (tests/tiny_llava.py builds it; ``load_backend(str(tiny_llava_folder))`` loads it);
+* :func:`networkx_partition`, :func:`graph_partition`: connected components by networkx, an
+  oracle independent of the engine's scipy code;
+* :func:`partition`: the set partition a label array describes, to compare labelings whatever
+  their numbering.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from tests.tiny_llava import build_tiny_llava_folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_folder(tmp_path_factory):
+    """A tiny random LLaVA-OneVision checkpoint folder (see tests/tiny_llava.py)."""
+    return build_tiny_llava_folder(tmp_path_factory.mktemp("tiny_llava"))
+
+
+def graph_partition(n: int, i, j) -> set[frozenset[int]]:
+    """Connected components of the undirected graph on n nodes with edges (i, j), by networkx."""
+    graph = nx.Graph()
+    graph.add_nodes_from(range(n))
+    graph.add_edges_from(zip(np.asarray(i).tolist(), np.asarray(j).tolist()))
+    return {frozenset(c) for c in nx.connected_components(graph)}
+
+
+def networkx_partition(sim: np.ndarray, tau: float) -> set[frozenset[int]]:
+    """Connected components of the upper-triangle graph sim > tau, by networkx."""
+    i, j = np.nonzero(np.triu(sim > np.float32(tau), 1))
+    return graph_partition(len(sim), i, j)
+
+
+def partition(labels) -> set[frozenset[int]]:
+    """The groups of equal labels (a tensor or array of any shape, flattened)."""
+    labels = np.asarray(labels).ravel()
+    return {frozenset(np.flatnonzero(labels == k).tolist()) for k in np.unique(labels)}
