@@ -1,6 +1,6 @@
 """scissor-viz: the Gradio app (Hugging Face Spaces runs this file).
 
-    python app.py [--checkpoint ID_OR_FOLDER] [--host 0.0.0.0] [--port 7860]
+    python app.py [--checkpoint ID_OR_FOLDER] [--allow-any-checkpoint] [--host H] [--port P]
 
 The host and port default to Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (else
 127.0.0.1:7860); the checkpoint to $SCISSOR_VIZ_CHECKPOINT (else the LLaVA-OneVision 0.5B one).
@@ -16,10 +16,16 @@ from scissor_viz.ui import build_demo, launch
 def main() -> None:
     parser = argparse.ArgumentParser(description="scissor-viz: LLaVA-Scissor, visualised")
     parser.add_argument("--checkpoint", help="LLaVA-OneVision hub id or local folder")
+    parser.add_argument(
+        "--allow-any-checkpoint",
+        action="store_true",
+        default=None,
+        help="let visitors load other checkpoints too (never with remote code)",
+    )
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = parser.parse_args()
-    demo = build_demo(checkpoint=args.checkpoint)
+    demo = build_demo(checkpoint=args.checkpoint, allow_any_checkpoint=args.allow_any_checkpoint)
     launch(demo, server_name=args.host, server_port=args.port, max_file_size="500mb")
 
 

@@ -1,12 +1,17 @@
-"""Which feature backend serves a request: the configured model (loaded lazily, in the
-background), an injected one (tests), or the weight-free pixel descriptors."""
+"""Which feature backend serves a request: the configured model (loaded in the background,
+through the checkpoint policy), an injected one (tests), or the weight-free pixel descriptors.
+Every event that names a checkpoint goes through :class:`Backends`, so the server, not the
+widget, decides what may load."""
 
 from __future__ import annotations
 
-import threading
-
-from scissor_viz.models import Backend, LazyBackend, resolve_checkpoint
-from scissor_viz.models.pixels import PixelBackend
+from scissor_viz.models import (
+    REFUSED,
+    Backend,
+    BackendRegistry,
+    CheckpointPolicy,
+    PixelBackend,
+)
 
 MODEL_CHOICE, PIXEL_CHOICE = "LLaVA-OneVision", "Pixel descriptors (no model)"
 
@@ -21,52 +26,66 @@ except ImportError:  # pragma: no cover - depends on the host
 
 
 class Backends:
-    """The app's feature backends: one lazily loaded model per checkpoint, and pixels."""
+    """The app's feature backends: the registry's models (the configured checkpoint; others
+    only where the operator allows any), an injected backend, and pixels."""
 
-    def __init__(self, injected: Backend | None = None, checkpoint: str | None = None):
+    def __init__(
+        self,
+        injected: Backend | None = None,
+        checkpoint: str | None = None,
+        allow_any: bool | None = None,
+    ):
         self.injected = injected
-        self.checkpoint = resolve_checkpoint(checkpoint)
+        self.registry = BackendRegistry(CheckpointPolicy.from_env(checkpoint, allow_any))
         self.pixels = PixelBackend()
-        self._lazy: dict[str, LazyBackend] = {}
-        self._lock = threading.Lock()
 
-    def lazy(self, checkpoint: str) -> LazyBackend:
-        with self._lock:
-            if checkpoint not in self._lazy:
-                self._lazy[checkpoint] = LazyBackend(checkpoint)
-            return self._lazy[checkpoint]
+    @property
+    def checkpoint(self) -> str:
+        return self.registry.checkpoint
+
+    @property
+    def allow_any(self) -> bool:
+        return self.registry.policy.allow_any
+
+    def _model(self, choice: str, checkpoint: str | None) -> str | None:
+        """The checkpoint a request names (None: pixels or the injected backend)."""
+        checkpoint = (checkpoint or "").strip()
+        if choice == PIXEL_CHOICE or (self.injected is not None and not checkpoint):
+            return None
+        return checkpoint
 
     def start(self) -> None:
-        """Begin loading the default model in the background (the page does not wait)."""
+        """Begin loading the configured model in the background (the page does not wait)."""
         if self.injected is None:
-            self.lazy(self.checkpoint).start()
+            self.registry.start()
 
     def get(self, choice: str, checkpoint: str | None, progress=None) -> Backend:
-        if choice == PIXEL_CHOICE:
-            return self.pixels
-        if self.injected is not None and not checkpoint:
-            return self.injected
-        return self.lazy(checkpoint or self.checkpoint).get(progress=progress)
+        """The backend for a request (raises CheckpointRefused for one the policy refuses)."""
+        name = self._model(choice, checkpoint)
+        if name is None:
+            return self.pixels if choice == PIXEL_CHOICE else self.injected
+        return self.registry.get(name, progress=progress)
 
     def loading(self, choice: str, checkpoint: str | None) -> bool:
-        """Whether the chosen model is still loading."""
-        if choice == PIXEL_CHOICE or (self.injected is not None and not checkpoint):
-            return False
-        return not self.lazy(checkpoint or self.checkpoint).loaded
+        """Whether the chosen model is loading now."""
+        name = self._model(choice, checkpoint)
+        return name is not None and self.registry.loading(name)
 
     def status(self, choice: str, checkpoint: str | None) -> str:
         """One line saying which backend is active, and why answers may be unavailable."""
-        if choice == PIXEL_CHOICE:
-            return describe(self.pixels)
-        if self.injected is not None and not checkpoint:
-            return describe(self.injected)
-        lazy = self.lazy(checkpoint or self.checkpoint)
-        if not lazy.loaded:
-            return f"⏳ Loading `{lazy.checkpoint}`: {lazy.message} ({lazy.fraction:.0%})"
-        try:
-            return describe(lazy.get())
-        except Exception as err:  # shown to the person
-            return f"⚠️ Could not load `{lazy.checkpoint}`: {err}"
+        name = self._model(choice, checkpoint)
+        if name is None:
+            return describe(self.pixels if choice == PIXEL_CHOICE else self.injected)
+        status = self.registry.status(name)
+        if status.state == "refused":
+            return f"⚠️ {REFUSED}"
+        if status.state in ("idle", "loading"):
+            what = f"{status.message} ({status.fraction:.0%})" if status.message else "starting"
+            return f"⏳ Loading `{status.checkpoint}`: {what}"
+        if status.state == "failed":
+            later = f" It is tried again in {status.retry_in:.0f} s." if status.retry_in else ""
+            return f"⚠️ Could not load `{status.checkpoint}`: {status.message}{later}"
+        return describe(status.backend)
 
 
 def describe(backend: Backend) -> str:

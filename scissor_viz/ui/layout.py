@@ -103,9 +103,17 @@ def _controls(c: SimpleNamespace, backends: Backends) -> None:
             maximum=0.99,
             label="ε (error bound of the sampled components, used above 16,384 tokens)",
         )
-        c.choice = gr.Radio([MODEL_CHOICE, PIXEL_CHOICE], value=MODEL_CHOICE, label="Features")
-        c.ckpt = gr.Textbox(
-            "", label="Checkpoint (hub id or local folder)", placeholder=backends.checkpoint
+        c.choice = gr.Radio(
+            [(f"Model: {backends.checkpoint}", MODEL_CHOICE), (PIXEL_CHOICE, PIXEL_CHOICE)],
+            value=MODEL_CHOICE,
+            label="Features",
+            info="without weights the model falls back to pixel descriptors",
+        )
+        c.ckpt = gr.Textbox(  # free-form checkpoints only where the operator allows them
+            "",
+            label="Another checkpoint (hub id or local folder)",
+            placeholder=backends.checkpoint,
+            visible=backends.allow_any,
         )
 
 
@@ -324,10 +332,16 @@ def launch(demo: gr.Blocks, **kwargs):
     return demo.launch(css=CSS, **kwargs)
 
 
-def build_demo(backend: Backend | None = None, checkpoint: str | None = None) -> gr.Blocks:
+def build_demo(
+    backend: Backend | None = None,
+    checkpoint: str | None = None,
+    allow_any_checkpoint: bool | None = None,
+) -> gr.Blocks:
     """The scissor-viz app. ``backend`` injects a ready backend (tests); otherwise the
-    checkpoint (argument, $SCISSOR_VIZ_CHECKPOINT or the 0.5B default) loads lazily."""
-    backends = Backends(backend, checkpoint)
+    checkpoint (argument, $SCISSOR_VIZ_CHECKPOINT or the 0.5B default) loads in the background.
+    Other checkpoints load only with ``allow_any_checkpoint`` (or
+    $SCISSOR_VIZ_ALLOW_ANY_CHECKPOINT=1)."""
+    backends = Backends(backend, checkpoint, allow_any_checkpoint)
     served = on.Served(backends)
     with gr.Blocks(
         title="scissor-viz: LLaVA-Scissor, visualised", delete_cache=(3600, 3600)
