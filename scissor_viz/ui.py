@@ -482,7 +482,7 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
         part = export.save_partition(
             folder / "scissor-partition.json",
             session.comp,
-            frames=summary["frames"],
+            num_frames=summary["frames"],
             timestamps=summary["timestamps"],
             method="scc",
             backend=summary["backend"],
