@@ -32,10 +32,9 @@ from scissor_viz.figures import (
     probe_similarity,
     retention_figure,
     similarity_matrix_figure,
-    tau_graph_figure,
-    temporal_graph_figure,
     tokens_per_frame_figure,
 )
+from scissor_viz.graphs import tau_graph_figure, temporal_graph_figure
 from scissor_viz.grid import GRID, token_at
 from scissor_viz.methods import METHODS
 from scissor_viz.models import (
@@ -46,12 +45,12 @@ from scissor_viz.models import (
     resolve_checkpoint,
 )
 from scissor_viz.models.pixels import PixelBackend
-from scissor_viz.overlay import CAPTIONS as OVERLAY_CAPTIONS
-from scissor_viz.overlay import frame_caption, overlay, overlay_video, region_means
+from scissor_viz.overlay import overlay, overlay_video, region_means
 from scissor_viz.scc import Compression, check_retention
 from scissor_viz.scrub import CAPTION as SCRUB_CAPTION
-from scissor_viz.scrub import tau_scrub, tau_scrub_figure
 from scissor_viz.video import MAX_FRAMES, VideoError, example_videos
+from scissor_viz.views import CAPTIONS as OVERLAY_CAPTIONS
+from scissor_viz.views import frame_caption
 
 log = logging.getLogger(__name__)
 
@@ -414,10 +413,9 @@ def build_demo(backend: Backend | None = None, checkpoint: str | None = None) ->
             session.analysis.clip.frames[frame],
             getattr(session.comp, VIEWS.get(view, "temporal_labels"))[frame],
         )
-        scrub = tau_scrub(
-            session.analysis.clip.frames[frame], session.analysis.index.frame_similarity[frame]
-        )
-        return graph, matrix, probe_image, tau_scrub_figure(scrub)
+        # The plotly scrubber is gone: Teach is to show scrub.scrub_steps(frame, similarity,
+        # tau=comp.tau) one step at a time in a gr.Image (the lead's ui package wires it).
+        return graph, matrix, probe_image, None
 
     @user_errors
     def probe(session, frame, view, fill, evt: gr.SelectData):

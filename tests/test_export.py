@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scissor_viz import figures, overlay
+from scissor_viz import graphs, views
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.export import Partition, load_partition, save_gif, save_mp4, save_partition
 from scissor_viz.models.pixels import PixelBackend
@@ -101,9 +101,9 @@ def test_partition_json_round_trips(tmp_path, comp):
     again = save_partition(tmp_path / "q.json", part)
     assert again.read_text() == path.read_text()
     # a loaded partition draws like the live Compression
-    fig = figures.temporal_graph_figure(tokens, part)
+    fig = graphs.temporal_graph_figure(tokens, part)
     assert len(fig.data[1].x) == int(part.spatial_counts.sum())
-    images = overlay.overlay_video(np.zeros((4, 28, 42, 3), np.uint8), part.temporal_labels)
+    images = views.view_overlays(np.zeros((4, 28, 42, 3), np.uint8), part, "temporal")
     assert len(images) == 4
 
 
@@ -145,7 +145,7 @@ def test_export_what_the_app_passes(tmp_path):
     analysis = VideoAnalysis.open(str(clip), PixelBackend(), num_frames=5)
     comp = analysis.compress(retention=0.35)
     summary = analysis.summary(comp)
-    images = overlay.overlay_video(analysis.clip.frames, comp.temporal_labels)
+    images = views.view_overlays(analysis.clip.frames, comp, "temporal")
     gif = save_gif(images, tmp_path / "scissor-regions.gif")
     mp4 = save_mp4(images, tmp_path / "scissor-regions.mp4")
     part = save_partition(
