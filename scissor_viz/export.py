@@ -2,12 +2,13 @@
 
 Two-line API::
 
-    save_mp4(overlay_video(frames, comp.temporal_labels), "regions.mp4", fps=4)
-    save_partition("partition.json", comp, frames=indices, timestamps=times, backend="pixels")
+    save_mp4(view_overlays(frames, comp, "temporal"), "regions.mp4", fps=4)
+    save_partition("partition.json", comp, frame_indices=clip.indices, timestamps=times)
 
 ``load_partition`` gives back a :class:`Partition` whose ``spatial_labels``, ``temporal_labels``,
-``assignment`` and ``tau`` are what the figures in :mod:`scissor_viz.figures` read, so a saved run
-can be drawn again without the model.
+``assignment`` and ``tau`` are what the views and figures read, so a saved run can be drawn
+again without the model. ``save_partition`` takes the frames as ``num_frames`` (a count, which
+must match the labels) and/or ``frame_indices`` (each sampled frame's number in the video).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-SCHEMA = "scissor-viz/partition@1"
+SCHEMA = "scissor-viz/partition@2"
+OLD_SCHEMAS = ("scissor-viz/partition@1",)  # read too: "frames" held the frame indices
 
 
 # ----------------------------------------------------------------------------- animations
@@ -96,6 +98,22 @@ def _labels(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.int64)
 
 
+def _frame_indices(indices: Any, frames: int) -> list[int] | None:
+    """``indices`` as a list of ``frames`` ints (None stays None); a ValueError that says what
+    to pass otherwise (a count, say, belongs in ``num_frames``)."""
+    if indices is None:
+        return None
+    if isinstance(indices, (str, bytes)) or not hasattr(indices, "__len__"):
+        raise ValueError(
+            f"frame_indices must be a sequence of frame numbers, got {indices!r} "
+            "(pass a count of frames as num_frames)"
+        )
+    out = [int(i) for i in np.asarray(indices).ravel()]
+    if len(out) != frames:
+        raise ValueError(f"{len(out)} frame indices for {frames} frames of labels")
+    return out
+
+
 @dataclass
 class Partition:
     """A compression's partition of a video's tokens, as saved in JSON (labels are (T, P))."""
@@ -105,7 +123,7 @@ class Partition:
     assignment: np.ndarray  # final token the merge step assigns each token to
     tau: float
     retention: float
-    frames: list[int]  # index of each sampled frame in the video
+    frame_indices: list[int] | None = None  # each sampled frame's number in the video
     timestamps: list[float] | None = None  # seconds
     method: str = "llava-scissor"
     backend: str | None = None
@@ -120,10 +138,15 @@ class Partition:
         for name in ("temporal_labels", "assignment"):
             if getattr(self, name).shape != shape:
                 raise ValueError(f"{name} has shape {getattr(self, name).shape}, expected {shape}")
-        if len(self.frames) != shape[0]:
-            raise ValueError(f"{len(self.frames)} frame indices for {shape[0]} frames of labels")
-        if self.timestamps is not None and len(self.timestamps) != shape[0]:
-            raise ValueError(f"{len(self.timestamps)} timestamps for {shape[0]} frames")
+        self.frame_indices = _frame_indices(self.frame_indices, shape[0])
+        if self.timestamps is not None:
+            self.timestamps = [float(t) for t in np.asarray(self.timestamps).ravel()]
+            if len(self.timestamps) != shape[0]:
+                raise ValueError(f"{len(self.timestamps)} timestamps for {shape[0]} frames")
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.spatial_labels.shape[0])
 
     @property
     def num_tokens(self) -> int:
@@ -139,22 +162,28 @@ class Partition:
     def from_compression(
         cls,
         comp: Any,
-        frames: Sequence[int] | None = None,
+        *,
+        num_frames: int | None = None,
+        frame_indices: Sequence[int] | None = None,
         timestamps: Sequence[float] | None = None,
         method: str = "llava-scissor",
         backend: str | None = None,
         meta: dict[str, Any] | None = None,
     ) -> Partition:
-        """From a ``Compression`` (or anything with its label fields, tau and retention)."""
+        """From a ``Compression`` (or anything with its label fields, tau and retention).
+        ``num_frames``, if given, must be the labels' number of frames (a check: it is what
+        ``VideoAnalysis.summary`` calls ``frames``)."""
         spatial = _labels(comp.spatial_labels)
+        if num_frames is not None and int(num_frames) != spatial.shape[0]:
+            raise ValueError(f"num_frames is {num_frames} but the labels have {len(spatial)}")
         return cls(
             spatial_labels=spatial,
             temporal_labels=comp.temporal_labels,
             assignment=comp.assignment,
             tau=float(comp.tau),
             retention=float(comp.retention),
-            frames=[int(f) for f in (range(len(spatial)) if frames is None else frames)],
-            timestamps=None if timestamps is None else [float(t) for t in timestamps],
+            frame_indices=frame_indices,
+            timestamps=timestamps,
             method=method,
             backend=backend,
             meta=dict(meta or {}),
@@ -169,7 +198,8 @@ class Partition:
             "tau": self.tau,
             "retention": self.retention,
             "num_tokens": self.num_tokens,
-            "frames": list(self.frames),
+            "num_frames": self.num_frames,
+            "frame_indices": self.frame_indices,
             "timestamps": self.timestamps,
             "tokens_per_frame": self.spatial_counts.tolist(),
             "spatial_labels": self.spatial_labels.tolist(),
@@ -180,16 +210,19 @@ class Partition:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Partition:
-        """Inverse of :meth:`to_dict`; checks the schema and the derived fields."""
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"not a scissor-viz partition (schema {data.get('schema')!r})")
+        """Inverse of :meth:`to_dict` (also reads partition@1 files); checks the schema and
+        the derived fields."""
+        schema = data.get("schema")
+        if schema != SCHEMA and schema not in OLD_SCHEMAS:
+            raise ValueError(f"not a scissor-viz partition (schema {schema!r})")
+        indices = data.get("frame_indices") if schema == SCHEMA else data.get("frames")
         part = cls(
             spatial_labels=np.array(data["spatial_labels"], dtype=np.int64),
             temporal_labels=np.array(data["temporal_labels"], dtype=np.int64),
             assignment=np.array(data["assignment"], dtype=np.int64),
             tau=float(data["tau"]),
             retention=float(data["retention"]),
-            frames=[int(f) for f in data["frames"]],
+            frame_indices=indices,
             timestamps=data.get("timestamps"),
             method=data.get("method", "llava-scissor"),
             backend=data.get("backend"),
@@ -197,16 +230,39 @@ class Partition:
         )
         if data.get("tokens_per_frame") != part.spatial_counts.tolist():
             raise ValueError("tokens_per_frame does not match spatial_labels")
+        if schema == SCHEMA and data.get("num_frames") != part.num_frames:
+            raise ValueError("num_frames does not match the labels")
         return part
 
 
-def save_partition(path: str | Path, comp: Any, **info: Any) -> Path:
-    """Write a Compression or :class:`Partition` as JSON; ``info`` (frames, timestamps, method,
-    backend, meta) goes to :meth:`Partition.from_compression` or replaces a Partition's fields."""
+def save_partition(
+    path: str | Path,
+    comp: Any,
+    *,
+    num_frames: int | None = None,
+    frame_indices: Sequence[int] | None = None,
+    timestamps: Sequence[float] | None = None,
+    method: str | None = None,
+    backend: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write a Compression or :class:`Partition` as JSON. ``num_frames``: a count, checked
+    against the labels; ``frame_indices``: each sampled frame's number in the video;
+    ``timestamps``: seconds. With a Partition, the fields given replace its own."""
+    info = {
+        "frame_indices": frame_indices,
+        "timestamps": timestamps,
+        "method": method,
+        "backend": backend,
+        "meta": meta,
+    }
+    info = {k: v for k, v in info.items() if v is not None}
     if isinstance(comp, Partition):
+        if num_frames is not None and int(num_frames) != comp.num_frames:
+            raise ValueError(f"num_frames is {num_frames} but the labels have {comp.num_frames}")
         part = replace(comp, **info)
     else:
-        part = Partition.from_compression(comp, **info)
+        part = Partition.from_compression(comp, num_frames=num_frames, **info)
     path = Path(path)
     path.write_text(json.dumps(part.to_dict(), separators=(",", ":")))
     return path

@@ -1,42 +1,55 @@
-"""Frames with their token regions drawn on them: numpy/PIL pictures, no plotting library.
+"""Frames with token regions drawn on them: numpy/PIL pictures, no plotting library.
 
 Two-line API::
 
-    images = overlay_video(frames, comp.temporal_labels)          # list of uint8 (H, W, 3)
-    caption = frame_caption(3, 1.5, 12)                           # 'frame 3 | 1.50 s | 12 tokens'
+    image = overlay(frame, labels)                      # uint8 (H, W, 3), the frame stays visible
+    images = overlay_video(frames, comp.assignment)     # one colour per label in every frame
 
-Every overlay maps pixels to token cells with :func:`scissor_viz.grid.cell_index`; colours come
-from :func:`palette`, shared across frames, so one label has one colour everywhere.
+The default *tint* shifts a region's hue towards its colour and leaves every pixel's luminance
+as it was, so the video reads through the regions; lines are drawn between regions. Every
+picture is one per-cell affine map of the frame's pixels (``scale * pixel + offset``, a
+:class:`CellStyle`) followed by lines between cells, computed in fixed point for the whole
+frame at once. Pixels map to token cells with :func:`scissor_viz.grid.cell_index`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from plotly.colors import sequential
 
 from scissor_viz.grid import (
     as_numpy,
     cell_edges,
     cell_index,
+    cell_of,
     check_frame,
     grid_side,
     label_grid,
     label_grids,
 )
 
-CAPTIONS: dict[str, str] = {
-    "overlay": "Each coloured patch is one semantic region: the tokens in it were merged into a "
-    "single token. White lines separate neighbouring tokens that ended up in different regions.",
-    "mean_fill": "Each region painted with its average colour: roughly what the compressed "
-    "sequence still 'sees'. Large flat patches are where many tokens became one.",
-    "highlight": "Only the clicked token's region stays bright, in every frame: these are all the "
-    "tokens that were merged with it into one token.",
-    "heat_overlay": "The probe's similarity painted on the frame: bright means the token there "
-    "looks like the chosen one to the model.",
-}
+WHITE = (255, 255, 255)
+TINT = 0.55  # default strength of a region's tint (0: none, 1: the full chroma of its colour)
+DIM = 0.4  # brightness kept by dimmed cells
+DIM_LIFT = 18.0  # added to dimmed cells so dark frames stay readable
+LINE_ALPHA = 0.7  # lines between regions: this much of their colour over the picture
+_LUMA = np.array([0.299, 0.587, 0.114])  # Rec. 601 luminance weights
+_VIRIDIS = (
+    "#440154",
+    "#482878",
+    "#3e4989",
+    "#31688e",
+    "#26828e",
+    "#1f9e89",
+    "#35b779",
+    "#6ece58",
+    "#b5de2b",
+    "#fde725",
+)
 
 
 # ----------------------------------------------------------------------------- colours
@@ -68,15 +81,161 @@ def hex_colors(colors: np.ndarray) -> list[str]:
     return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in np.asarray(colors, dtype=np.uint8)]
 
 
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Rec. 601 luminance (float) of colours or images (..., 3)."""
+    return np.asarray(image, dtype=np.float64) @ _LUMA
+
+
+def tint_offsets(colors: Any, strength: float = TINT) -> np.ndarray:
+    """(K, 3) offsets that move a pixel's chroma towards each colour without changing its
+    luminance: strength * (colour - luminance(colour))."""
+    colors = np.asarray(colors, dtype=np.float64)
+    return strength * (colors - luminance(colors)[:, None])
+
+
 def _viridis(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
     """Viridis colours (float, 0..255) of values scaled from [vmin, vmax]."""
-    anchors = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in sequential.Viridis])
+    anchors = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in _VIRIDIS])
     x = np.clip((values - vmin) / max(vmax - vmin, 1e-12), 0, 1) * (len(anchors) - 1)
     stops = np.arange(len(anchors))
     return np.stack([np.interp(x, stops, anchors[:, c]) for c in range(3)], axis=-1)
 
 
-# ----------------------------------------------------------------------------- pixel helpers
+# ----------------------------------------------------------------------------- rendering
+
+
+@dataclass(frozen=True)
+class CellStyle:
+    """How each of a frame's P token cells is drawn: its pixels become ``scale * pixel +
+    offset``; then lines go between neighbouring cells whose ``outline`` ids differ."""
+
+    scale: np.ndarray  # (P,) in [0, 1]
+    offset: np.ndarray  # (P, 3), added after scaling
+    outline: np.ndarray | None = None  # (P,) ids; None draws no lines
+
+
+def default_border_width(height: int, width: int) -> int:
+    """Line width (pixels to each side of a boundary): 1 up to 600-pixel frames, then more."""
+    return max(1, round(min(height, width) / 600))
+
+
+def render(
+    frame: Any,
+    style: CellStyle,
+    *,
+    border_width: int | None = None,
+    border_color: tuple[int, int, int] = WHITE,
+    border_alpha: float = LINE_ALPHA,
+) -> np.ndarray:
+    """The frame drawn with ``style`` (uint8 (H, W, 3)), whole-frame integer arithmetic; lines
+    are ``border_color`` blended over the picture by ``border_alpha``."""
+    image = check_frame(frame)
+    h, w = image.shape[:2]
+    expand = _expander(h, w, grid_side(len(style.scale)))
+    scale = np.round(np.clip(style.scale, 0, 1) * 256).astype(np.uint16)
+    if (scale != 256).any():
+        scaled = image.astype(np.uint16)  # 255 * 256 + 128 fits in 16 bits unsigned
+        scaled *= expand(scale)[..., None]
+        scaled += 128
+        scaled >>= 8  # round(pixel * scale), exact for scale 0 and 1
+        out = scaled.view(np.int16)  # now <= 255: the same numbers, signed
+    else:
+        out = image.astype(np.int16)
+    offset = np.clip(np.round(style.offset), -255, 255).astype(np.int16)
+    if offset.any():
+        out += expand(offset)
+    np.clip(out, 0, 255, out=out)
+    out = out.astype(np.uint8)
+    if style.outline is not None:
+        width = default_border_width(h, w) if border_width is None else border_width
+        mask = _border_mask(expand(np.asarray(style.outline)), width)
+        line = np.asarray(border_color, dtype=np.float32) * border_alpha
+        out[mask] = out[mask] * np.float32(1 - border_alpha) + line + np.float32(0.5)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _repeats(height: int, width: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel rows of each cell row and pixel columns of each cell column (cell_edges' gaps)."""
+    return np.diff(cell_edges(height, grid)), np.diff(cell_edges(width, grid))
+
+
+def _expander(height: int, width: int, grid: int):
+    """A function from per-cell values (P, ...) to per-pixel values (H, W, ...), contiguous:
+    the same map as :func:`scissor_viz.grid.cell_index`, built by repeating rows and columns
+    (several times faster than gathering through the index)."""
+    rows, cols = _repeats(height, width, grid)
+
+    def expand(values: np.ndarray) -> np.ndarray:
+        cells = values.reshape(grid, grid, *values.shape[1:])
+        return np.repeat(np.repeat(cells, rows, axis=0), cols, axis=1)
+
+    return expand
+
+
+def _border_mask(label_map: np.ndarray, width: int) -> np.ndarray:
+    """Pixels within ``width`` of a boundary between two differently labelled pixels, on
+    both sides of it."""
+    mask = np.zeros(label_map.shape, dtype=bool)
+    dx = label_map[:, 1:] != label_map[:, :-1]  # between column x and x + 1
+    dy = label_map[1:] != label_map[:-1]
+    w, h = dx.shape[1], dy.shape[0]
+    for k in range(min(width, max(w, h))):
+        mask[:, : w - k] |= dx[:, k:]  # left side
+        mask[:, 1 + k :] |= dx[:, : w - k]  # right side
+        mask[: h - k] |= dy[k:]
+        mask[1 + k :] |= dy[: h - k]
+    return mask
+
+
+@lru_cache(maxsize=8)
+def cell_dots(height: int, width: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) read-only masks of a small disc at every cell's centre and of the ring around it."""
+    ys, xs = cell_edges(height, grid), cell_edges(width, grid)
+    cy, cx = (ys[:-1] + ys[1:] - 1) / 2, (xs[:-1] + xs[1:] - 1) / 2
+    rows, cols = np.arange(height), np.arange(width)
+    dy = (rows - cy[cell_of(rows, height, grid)])[:, None]
+    dx = (cols - cx[cell_of(cols, width, grid)])[None, :]
+    radius = max(1.5, min(height, width) / grid / 4.5)
+    dist = np.hypot(dy, dx)
+    disc, ring = dist <= radius, (dist > radius) & (dist <= radius + 1.5)
+    disc.flags.writeable = ring.flags.writeable = False
+    return disc, ring
+
+
+def mark_dots(image: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """A white dot ringed in black at the centre of every token cell in ``cells`` ((P,) bool)."""
+    h, w = image.shape[:2]
+    disc, ring = cell_dots(h, w, grid_side(len(cells)))
+    chosen = np.asarray(cells, dtype=bool)[cell_index(h, w, grid_side(len(cells)))]
+    out = image.copy()
+    out[ring & chosen] = 0
+    out[disc & chosen] = 255
+    return out
+
+
+def mark_cell(
+    image: np.ndarray, token: int, *, grid: int = 14, color: tuple[int, int, int] = (220, 20, 60)
+) -> np.ndarray:
+    """The image with token cell ``token`` outlined (e.g. the clicked probe cell)."""
+    out = check_frame(image).copy()
+    h, w = out.shape[:2]
+    ys, xs = cell_edges(h, grid), cell_edges(w, grid)
+    r, c = divmod(int(token), grid)
+    y0, y1, x0, x1 = ys[r], ys[r + 1], xs[c], xs[c + 1]
+    t = max(1, 2 * default_border_width(h, w))
+    sides = [
+        (slice(y0, y0 + t), slice(x0, x1)),
+        (slice(y1 - t, y1), slice(x0, x1)),
+        (slice(y0, y1), slice(x0, x0 + t)),
+        (slice(y0, y1), slice(x1 - t, x1)),
+    ]
+    for rows, cols in sides:
+        out[rows, cols] = color
+    return out
+
+
+# ----------------------------------------------------------------------------- overlays
 
 
 def _band_sums(a: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
@@ -100,46 +259,6 @@ def _cell_sums(frame: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray]:
     return sums.reshape(-1, 3), counts.reshape(-1)
 
 
-def _border_mask(label_map: np.ndarray, width: int) -> np.ndarray:
-    """Pixels within ``width`` of a boundary between two differently labelled pixels, on
-    both sides of it."""
-    mask = np.zeros(label_map.shape, dtype=bool)
-    dx = label_map[:, 1:] != label_map[:, :-1]  # between column x and x + 1
-    dy = label_map[1:] != label_map[:-1]
-    w, h = dx.shape[1], dy.shape[0]
-    for k in range(min(width, max(w, h))):
-        mask[:, : w - k] |= dx[:, k:]  # left side
-        mask[:, 1 + k :] |= dx[:, : w - k]  # right side
-        mask[: h - k] |= dy[k:]
-        mask[1 + k :] |= dy[: h - k]
-    return mask
-
-
-def _paint(colors: np.ndarray, pixel_label: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 image of colour ``colors[label]`` (rounded) at every pixel, gathered as
-    one packed 32-bit word per pixel (several times faster than gathering RGB rows)."""
-    packed = np.zeros((len(colors), 4), dtype=np.uint8)
-    packed[:, :3] = np.clip(np.asarray(colors, dtype=np.float64) + 0.5, 0, 255)
-    words = packed.view(np.uint32)[:, 0][pixel_label]
-    return words.view(np.uint8).reshape(*pixel_label.shape, 4)[..., :3]
-
-
-def _blend(image: np.ndarray, tint: np.ndarray, alpha: float) -> np.ndarray:
-    """image + alpha * (tint - image), float32."""
-    out = tint.astype(np.float32)
-    out -= image
-    out *= np.float32(alpha)
-    out += image
-    return out
-
-
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(x + np.float32(0.5), 0, 255).astype(np.uint8)
-
-
-# ----------------------------------------------------------------------------- overlays
-
-
 def region_means(frames: Sequence[np.ndarray] | np.ndarray, labels: Any) -> np.ndarray:
     """(K, 3) float mean colour of each label's pixels over all frames (labels (T, P) or
     (T, g, g); K = max label + 1). A label with no pixels gets grey."""
@@ -156,61 +275,107 @@ def region_means(frames: Sequence[np.ndarray] | np.ndarray, labels: Any) -> np.n
     return means
 
 
+def label_style(
+    labels: np.ndarray,
+    colors: np.ndarray,
+    alpha: float,
+    *,
+    mode: str = "tint",
+    plain: np.ndarray | None = None,
+) -> CellStyle:
+    """The style of (P,) labels: ``mode="tint"`` shifts each cell's hue towards its label's
+    colour (luminance kept), ``"paint"`` blends towards the colour by ``alpha`` (1: solid).
+    Labels with ``plain[label]`` are left as they are and share one outline id (no lines
+    between two plain cells)."""
+    colors = np.asarray(colors, dtype=np.float64)
+    if mode == "tint":
+        scale, offset = np.ones(len(colors)), tint_offsets(colors, alpha)
+    elif mode == "paint":
+        scale, offset = np.full(len(colors), 1.0 - alpha), alpha * colors
+    else:
+        raise ValueError(f"mode must be 'tint' or 'paint', got {mode!r}")
+    outline = labels
+    if plain is not None:
+        if len(plain) != len(colors):
+            raise ValueError(f"{len(plain)} plain flags for {len(colors)} colours")
+        scale, offset = np.where(plain, 1.0, scale), np.where(plain[:, None], 0.0, offset)
+        outline = np.where(plain[labels], -1, labels)
+    return CellStyle(scale[labels], offset[labels], outline)
+
+
 def overlay(
     frame: Any,
     labels: Any,
     colors: Any = None,
-    alpha: float = 0.5,
+    alpha: float = TINT,
     *,
+    mode: str = "tint",
+    plain: Any = None,
     borders: bool = True,
     border_width: int | None = None,
-    border_color: tuple[int, int, int] = (255, 255, 255),
+    border_color: tuple[int, int, int] = WHITE,
+    border_alpha: float = LINE_ALPHA,
     highlight: int | None = None,
-    dim: float = 0.3,
+    dim: float = DIM,
 ) -> np.ndarray:
-    """One frame (uint8 (H, W, 3)) with each token cell tinted by its label's colour.
+    """One frame (uint8 (H, W, 3)) with its token cells coloured by label.
 
     ``colors``: (K, 3) colour per label (default :func:`palette`; :func:`region_means` with
-    ``alpha=1`` gives the mean-colour fill). ``borders`` draws lines ``border_width`` pixels to
-    each side (default: 1 per 256 pixels of the shorter side) between differently labelled
-    cells. ``highlight``: keep only that label's cells tinted and outlined; scale the rest by
-    ``dim``.
+    ``mode="paint", alpha=1`` gives the mean-colour fill). ``plain``: (K,) bool, labels left
+    untinted (e.g. tokens left alone). ``borders`` draws lines ``border_width`` pixels to each
+    side of a boundary, ``border_color`` at ``border_alpha`` over the picture. ``highlight``:
+    only that label's cells keep their colour and lines; the rest are scaled by ``dim``.
     """
     image = check_frame(frame)
-    lab = label_grid(labels)
-    h, w = image.shape[:2]
-    pixel_label = lab.ravel()[cell_index(h, w, lab.shape[0])]
+    lab = label_grid(labels).ravel()
     colors = palette(int(lab.max()) + 1) if colors is None else as_numpy(colors)
-    out = _blend(image, _paint(colors, pixel_label), alpha)
+    plain = None if plain is None else np.asarray(plain, dtype=bool)
+    style = label_style(lab, colors, alpha, mode=mode, plain=plain)
     if highlight is not None:
-        pixel_label = pixel_label == highlight
-        out = np.where(pixel_label[..., None], out, image * np.float32(dim))
-    if borders:
-        width = max(1, min(h, w) // 256) if border_width is None else border_width
-        out[_border_mask(pixel_label, width)] = border_color
-    return _to_uint8(out)
+        keep = lab == highlight
+        style = CellStyle(np.where(keep, style.scale, dim), style.offset * keep[:, None], keep)
+    if not borders:
+        style = CellStyle(style.scale, style.offset, None)
+    return render(
+        image,
+        style,
+        border_width=border_width,
+        border_color=border_color,
+        border_alpha=border_alpha,
+    )
 
 
 def overlay_video(
     frames: Sequence[np.ndarray] | np.ndarray,
     labels: Any,
     fill: str = "palette",
-    alpha: float = 0.5,
+    alpha: float | None = None,
+    *,
+    plain_singletons: bool = True,
     **kwargs: Any,
 ) -> list[np.ndarray]:
     """:func:`overlay` of every frame with its row of (T, P) labels, colours shared across frames.
 
-    ``fill="mean"`` paints each label with the mean colour of its pixels over *all* frames (for
-    temporal labels: what the one merged token stands for); use ``alpha=1`` to see only that.
+    ``fill="palette"`` tints (``alpha`` default :data:`TINT`), and a label with one cell in the
+    whole video stays untinted unless ``plain_singletons=False``. ``fill="mean"`` paints each
+    label with the mean colour of its pixels over *all* frames (``alpha`` default 1).
     """
     grids = label_grids(labels, len(frames))
+    num = max(int(g.max()) for g in grids) + 1
     if fill == "mean":
-        colors = region_means(frames, grids)
+        colors, mode, plain = region_means(frames, grids), "paint", None
+        alpha = 1.0 if alpha is None else alpha
     elif fill == "palette":
-        colors = palette(max(int(g.max()) for g in grids) + 1)
+        colors, mode = palette(num), "tint"
+        sizes = np.bincount(np.concatenate([g.ravel() for g in grids]), minlength=num)
+        plain = sizes == 1 if plain_singletons else None
+        alpha = TINT if alpha is None else alpha
     else:
         raise ValueError(f"fill must be 'palette' or 'mean', got {fill!r}")
-    return [overlay(f, lab, colors, alpha, **kwargs) for f, lab in zip(frames, grids)]
+    return [
+        overlay(f, lab, colors, alpha, mode=mode, plain=plain, **kwargs)
+        for f, lab in zip(frames, grids)
+    ]
 
 
 def heat_overlay(
@@ -220,21 +385,11 @@ def heat_overlay(
     vmin: float | None = None,
     vmax: float | None = None,
 ) -> np.ndarray:
-    """One frame with each token cell tinted by a value (P,) or (g, g) on a viridis scale."""
-    image = check_frame(frame)
-    vals = as_numpy(values).astype(np.float64)
-    g = grid_side(vals.size)
+    """One frame with each token cell blended towards a value's viridis colour; values (P,) or
+    (g, g), scaled from [vmin, vmax] (default: their range)."""
+    vals = as_numpy(values).astype(np.float64).ravel()
+    grid_side(vals.size)
     vmin = float(vals.min()) if vmin is None else vmin
     vmax = float(vals.max()) if vmax is None else vmax
-    colors = _viridis(vals.ravel(), vmin, vmax)
-    return _to_uint8(_blend(image, _paint(colors, cell_index(*image.shape[:2], g)), alpha))
-
-
-def frame_caption(index: int, timestamp: float | None = None, tokens: int | None = None) -> str:
-    """'frame 3 | 1.50 s | 12 tokens' (ASCII: PIL's built-in font has no Greek)."""
-    parts = [f"frame {index}"]
-    if timestamp is not None:
-        parts.append(f"{timestamp:.2f} s")
-    if tokens is not None:
-        parts.append(f"{tokens} token{'s' if tokens != 1 else ''}")
-    return " | ".join(parts)
+    colors = _viridis(vals, vmin, vmax)
+    return render(frame, CellStyle(np.full(vals.size, 1.0 - alpha), alpha * colors))

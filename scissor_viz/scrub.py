@@ -1,30 +1,49 @@
-"""The tau scrubber: one frame's regions as tau falls, exact at every step from the frame's
-maximum spanning tree (:func:`scissor_viz.scc.merge_forest`).
+"""The tau scrubber: one frame's regions as tau falls, one picture and one sentence per step.
 
 Two-line API::
 
-    steps = tau_scrub(frame, index.frame_similarity[0], steps=12)
-    fig = tau_scrub_figure(steps)
+    steps = scrub_steps(frame, index.frame_similarity[0], tau=comp.tau)
+    image, text = steps[k].image, steps[k].text      # show one step at a time
+
+Every step is exact and cheap: at any tau the spatial step's regions are the connected pieces
+of the frame's maximum spanning tree (:func:`scissor_viz.scc.merge_forest`) cut at tau, so the
+tree is built once and each step only counts components of at most P - 1 edges.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 from PIL import Image
 
-from scissor_viz.figures import _figure, image_uri
-from scissor_viz.grid import check_frame
-from scissor_viz.overlay import overlay, region_means
+from scissor_viz.grid import as_numpy, check_frame
+from scissor_viz.overlay import TINT, palette, region_means
+from scissor_viz.overlay import overlay as draw_regions
+from scissor_viz.regions import plural
 from scissor_viz.scc import components, merge_forest
 
 CAPTION = (
     "One frame as tau falls: every token starts alone, and regions grow by joining "
     "their most similar neighbours until the whole frame is one region."
 )
+STEPS = 24  # default number of steps
+MAX_SIDE = 384  # the longer side of the step pictures, in pixels
+
+
+@dataclass(frozen=True)
+class ScrubStep:
+    """One tau of the scrubber: the regions at that tau and how to say what changed."""
+
+    tau: float
+    regions: int  # regions (tokens after the spatial step) at this tau
+    joins: int  # tree edges above tau: each joined two regions into one (P - regions)
+    largest: int  # tokens in the largest region
+    labels: np.ndarray  # (P,) region of each token, named by its smallest token
+    image: np.ndarray  # uint8 (h, w, 3), the frame (aspect kept) with its regions
+    text: str  # one sentence saying what the picture shows
+    current: bool = False  # the tau the compression on screen uses
 
 
 def forest_labels(edges: np.ndarray, heights: np.ndarray, tau: float) -> np.ndarray:
@@ -38,101 +57,76 @@ def forest_labels(edges: np.ndarray, heights: np.ndarray, tau: float) -> np.ndar
     return smallest[comp]
 
 
-class ScrubStep(NamedTuple):
-    tau: float
-    regions: int
-    labels: np.ndarray  # (P,) region of each token, named by its smallest token
-    image: np.ndarray  # uint8 (H, W, 3)
+def _sentence(tau: float, joins: int, regions: int, largest: int) -> str:
+    if joins == 0:
+        return (
+            f"τ = {tau:.3f}: no two tokens are similar enough to join, so each of the "
+            f"{regions} tokens is a region of its own."
+        )
+    if regions == 1:
+        return (
+            f"τ = {tau:.3f}: every token is linked to the rest through similar neighbours, "
+            f"so the whole frame is 1 region."
+        )
+    return (
+        f"τ = {tau:.3f}: {plural(joins, 'pair')} of similar tokens have joined, leaving "
+        f"{plural(regions, 'region')}; the largest holds {plural(largest, 'token')}."
+    )
 
 
-def tau_scrub(
-    frame: Any,
-    similarity: Any,
-    steps: int = 12,
-    fill: str = "palette",
-    alpha: float = 0.6,
-    **kwargs: Any,
-) -> list[ScrubStep]:
-    """One frame's regions at ``steps`` taus as tau falls, from every token alone (P regions) to
-    one region, the counts spaced geometrically. Exact, from the frame's maximum spanning tree;
-    a region keeps its colour as it grows. ``fill="mean"`` paints regions their mean colour."""
-    image = check_frame(frame)
-    edges, heights = merge_forest(similarity)
+def _taus(heights: np.ndarray, steps: int, tau: float | None) -> list[tuple[float, bool]]:
+    """The steps' taus, falling: region counts spaced geometrically from P to 1, each tau a
+    merge height (tau = heights[m] leaves the m strongest edges above it, up to ties), plus
+    ``tau`` itself (marked current)."""
     p = len(heights) + 1
     merges = np.unique(p - np.round(np.geomspace(p, 1, max(2, steps))).astype(np.int64))
-    # tau = heights[m] leaves exactly the m strongest edges above it (up to ties)
     last = np.nextafter(heights[-1], np.float32(-np.inf)) if p > 1 else np.float32(-1)
-    taus = np.append(heights, last)[merges]
+    taus = {float(t): False for t in np.append(heights, last)[merges].astype(np.float32)}
+    if tau is not None:
+        taus[float(np.float32(tau))] = True
+    return sorted(taus.items(), reverse=True)
+
+
+def _small(frame: np.ndarray, max_side: int) -> np.ndarray:
+    """The frame with its longer side at most ``max_side`` pixels, aspect ratio kept."""
+    image = Image.fromarray(frame)
+    image.thumbnail((max_side, max_side), Image.BILINEAR)
+    return np.asarray(image)
+
+
+def scrub_steps(
+    frame: Any,
+    similarity: Any,
+    *,
+    steps: int = STEPS,
+    tau: float | None = None,
+    fill: bool = False,
+    max_side: int = MAX_SIDE,
+) -> list[ScrubStep]:
+    """One frame's regions at about ``steps`` taus as tau falls (every token alone ... one
+    region), and at ``tau`` if given (``current=True``). Each step's picture tints regions of
+    more than one token (a region keeps its colour as it grows; a token alone is left as it
+    is), or with ``fill`` paints every region its mean colour."""
+    image = _small(check_frame(frame), max_side)
+    edges, heights = merge_forest(as_numpy(similarity))
+    p = len(heights) + 1
+    colors = palette(p)
     out = []
-    for tau in taus.astype(np.float32):
-        labels = forest_labels(edges, heights, tau)
-        colors = None
-        if fill == "mean":
-            colors = region_means([image], labels[None])
-        out.append(
-            ScrubStep(
-                float(tau),
-                len(np.unique(labels)),
-                labels,
-                overlay(image, labels, colors, alpha, **kwargs),
-            )
-        )
+    for t, current in _taus(heights, steps, tau):
+        labels = forest_labels(edges, heights, t)  # named by their smallest token: < p
+        sizes = np.bincount(labels, minlength=p)
+        regions, largest = int((sizes > 0).sum()), int(sizes.max())
+        if fill:
+            colors = np.zeros((p, 3))
+            colors[: labels.max() + 1] = region_means([image], labels[None])
+        mode, alpha = ("paint", 1.0) if fill else ("tint", TINT)
+        picture = draw_regions(image, labels, colors, alpha, mode=mode, plain=sizes < 2)
+        joins = p - regions
+        text = _sentence(t, joins, regions, largest)
+        out.append(ScrubStep(t, regions, joins, largest, labels, picture, text, current))
     return out
 
 
-def tau_scrub_figure(scrub: Sequence[ScrubStep], max_side: int = 384) -> go.Figure:
-    """A plotly animation (play button and slider) of :func:`tau_scrub`'s images."""
-
-    def uri(step: ScrubStep) -> str:
-        image = Image.fromarray(step.image)
-        image.thumbnail((max_side, max_side))
-        return image_uri(np.asarray(image))
-
-    names = [f"τ = {s.tau:.3f}: {s.regions} regions" for s in scrub]
-    fig = _figure(f"Regions as τ falls: {names[0]}", "", "")
-    fig.add_trace(go.Image(source=uri(scrub[0]), hoverinfo="skip"))
-    fig.frames = [
-        go.Frame(
-            data=[go.Image(source=uri(s))],
-            name=str(k),
-            layout={"title": {"text": f"Regions as τ falls: {n}"}},
-        )
-        for k, (s, n) in enumerate(zip(scrub, names))
-    ]
-    play = {
-        "frame": {"duration": 700, "redraw": True},
-        "fromcurrent": True,
-        "transition": {"duration": 0},
-    }
-    fig.update_layout(
-        updatemenus=[
-            {
-                "type": "buttons",
-                "x": 0,
-                "y": -0.05,
-                "xanchor": "left",
-                "yanchor": "top",
-                "buttons": [{"label": "Play", "method": "animate", "args": [None, play]}],
-            }
-        ],
-        sliders=[
-            {
-                "active": 0,
-                "x": 0.12,
-                "len": 0.88,
-                "y": -0.02,
-                "currentvalue": {"prefix": ""},
-                "steps": [
-                    {
-                        "label": f"{s.tau:.3f}",
-                        "method": "animate",
-                        "args": [[str(k)], {"mode": "immediate", "frame": {"redraw": True}}],
-                    }
-                    for k, s in enumerate(scrub)
-                ],
-            }
-        ],
-    )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return fig
+def current_step(steps: list[ScrubStep]) -> int:
+    """Index of the step marked current (0 when none is)."""
+    return next((k for k, s in enumerate(steps) if s.current), 0)

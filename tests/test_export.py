@@ -1,5 +1,6 @@
 """export: GIF and MP4 files that decode back to the frames written, a JSON partition that
-round-trips and that the figures can draw."""
+round-trips and that the figures can draw, and the app's export path (what
+``VideoAnalysis.summary`` gives) end to end."""
 
 import json
 
@@ -8,9 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scissor_viz import figures
+from scissor_viz import graphs, regions
+from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.export import Partition, load_partition, save_gif, save_mp4, save_partition
+from scissor_viz.models.pixels import PixelBackend
 from scissor_viz.scc import ScissorIndex
+from tests import video_fixtures as vf
 from tests.test_viz import region_tokens
 
 
@@ -72,7 +76,8 @@ def test_partition_json_round_trips(tmp_path, comp):
     path = save_partition(
         tmp_path / "p.json",
         comp,
-        frames=[0, 8, 16, 24],
+        num_frames=4,
+        frame_indices=[0, 8, 16, 24],
         timestamps=[0.0, 0.3333333333333333, 0.6666666666666666, 1.0],
         backend="pixels",
         meta={"video": "clip.mp4"},
@@ -81,6 +86,7 @@ def test_partition_json_round_trips(tmp_path, comp):
     assert data["tau"] == comp.tau and data["retention"] == comp.retention
     assert data["tokens_per_frame"] == comp.spatial_counts.tolist()
     assert data["num_tokens"] == comp.num_tokens and data["method"] == "llava-scissor"
+    assert data["num_frames"] == 4 and data["frame_indices"] == [0, 8, 16, 24]
     assert data["spatial_labels"] == comp.spatial_labels.tolist()
     part = load_partition(path)
     for name in ("spatial_labels", "temporal_labels", "assignment"):
@@ -90,13 +96,15 @@ def test_partition_json_round_trips(tmp_path, comp):
         comp.retention,
         comp.num_tokens,
     )
-    assert part.frames == [0, 8, 16, 24] and part.timestamps[1] == 0.3333333333333333
+    assert part.frame_indices == [0, 8, 16, 24] and part.timestamps[1] == 0.3333333333333333
     assert (part.backend, part.meta) == ("pixels", {"video": "clip.mp4"})
     again = save_partition(tmp_path / "q.json", part)
     assert again.read_text() == path.read_text()
     # a loaded partition draws like the live Compression
-    fig = figures.temporal_graph_figure(tokens, part)
+    fig = graphs.temporal_graph_figure(tokens, part)
     assert len(fig.data[1].x) == int(part.spatial_counts.sum())
+    images = regions.view_overlays(np.zeros((4, 28, 42, 3), np.uint8), part, "temporal")
+    assert len(images) == 4
 
 
 def test_partition_json_is_checked(tmp_path, comp):
@@ -107,6 +115,55 @@ def test_partition_json_is_checked(tmp_path, comp):
     with pytest.raises(ValueError, match="tokens_per_frame"):
         Partition.from_dict({**data, "tokens_per_frame": [1, 2, 3, 4]})
     with pytest.raises(ValueError, match="frame indices"):
-        Partition.from_dict({**data, "frames": [0, 1]})
+        Partition.from_dict({**data, "frame_indices": [0, 1]})
+    with pytest.raises(ValueError, match="num_frames"):
+        Partition.from_dict({**data, "num_frames": 5})
     with pytest.raises(ValueError, match="assignment"):
         Partition.from_dict({**data, "assignment": data["assignment"][:2]})
+    # a count where indices belong, or a count that is wrong, says what to pass
+    with pytest.raises(ValueError, match="pass a count of frames as num_frames"):
+        save_partition(tmp_path / "x.json", comp, frame_indices=4)
+    with pytest.raises(ValueError, match="num_frames is 5 but the labels have 4"):
+        save_partition(tmp_path / "x.json", comp, num_frames=5)
+    with pytest.raises(TypeError):  # the ambiguous keyword is gone
+        save_partition(tmp_path / "x.json", comp, frames=4)
+
+
+def test_partition_version_1_still_loads(comp):
+    _, comp = comp
+    data = Partition.from_compression(comp, frame_indices=[3, 5, 7, 9]).to_dict()
+    old = {k: v for k, v in data.items() if k not in ("num_frames", "frame_indices")}
+    old.update(schema="scissor-viz/partition@1", frames=[3, 5, 7, 9])
+    part = Partition.from_dict(old)
+    assert part.frame_indices == [3, 5, 7, 9] and part.num_frames == 4
+
+
+def test_export_what_the_app_passes(tmp_path):
+    """The app's Export: overlays of the view on screen to GIF and MP4, the partition from the
+    fields of ``VideoAnalysis.summary`` to JSON; every file read back."""
+    clip = vf.write_clip(tmp_path / "clip.mp4", width=96, height=64, frames=24)
+    analysis = VideoAnalysis.open(str(clip), PixelBackend(), num_frames=5)
+    comp = analysis.compress(retention=0.35)
+    summary = analysis.summary(comp)
+    images = regions.view_overlays(analysis.clip.frames, comp, "temporal")
+    gif = save_gif(images, tmp_path / "scissor-regions.gif")
+    mp4 = save_mp4(images, tmp_path / "scissor-regions.mp4")
+    part = save_partition(
+        tmp_path / "scissor-partition.json",
+        comp,
+        num_frames=summary["frames"],
+        timestamps=summary["timestamps"],
+        method="scc",
+        backend=summary["backend"],
+    )
+    with Image.open(gif) as g:
+        assert g.size == (96, 64) and g.n_frames == 5
+    with av.open(str(mp4)) as container:
+        assert len(list(container.decode(video=0))) == 5
+    loaded = load_partition(part)
+    np.testing.assert_array_equal(loaded.temporal_labels, comp.temporal_labels.numpy())
+    assert loaded.num_frames == summary["frames"] == 5
+    assert loaded.timestamps == summary["timestamps"] and loaded.backend == "pixels"
+    assert loaded.method == "scc" and loaded.frame_indices is None
+    again = save_partition(tmp_path / "q.json", comp, frame_indices=analysis.clip.indices)
+    assert load_partition(again).frame_indices == analysis.clip.indices.tolist()

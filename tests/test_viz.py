@@ -1,17 +1,19 @@
-"""The pictures: the cell -> pixel map (grid), overlays, the graph figures against the engine,
-the exact spatial curve from spanning trees, the tau scrubber; and which modules they import."""
+"""The pictures: the cell -> pixel map (grid); overlays that keep the video readable; the
+gallery's three views and their captions; the graph figures against the engine (and their
+bounded memory); the other figures; the tau scrubber's exact steps; which modules they import."""
 
 import ast
 import itertools
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import networkx as nx
 import numpy as np
 import pytest
 import torch
 
-from scissor_viz import export, figures, grid, overlay, scc, scrub
+from scissor_viz import export, figures, graphs, grid, overlay, regions, scc, scrub
 from scissor_viz.scc import ScissorIndex
 
 G, P = 14, 196
@@ -54,6 +56,45 @@ def drawn_edges(trace, x, y) -> list[tuple[int, int]]:
         for a, b in zip(xs[np.arange(len(xs)) % 3 != 2], ys[np.arange(len(ys)) % 3 != 2])
     ]
     return list(zip(ends[0::2], ends[1::2]))
+
+
+def textured_frames(count: int, height: int = 84, width: int = 140, seed: int = 0) -> np.ndarray:
+    """uint8 frames with detail at every scale: gradients, stripes, blobs and noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    out = []
+    for k in range(count):
+        base = 128 + 60 * np.sin(9 * x + k) * np.cos(7 * y) + 40 * (((x * 23 + y * 5) % 1) > 0.5)
+        rgb = np.stack([base, base * 0.8 + 30, 255 - base], -1) + rng.normal(
+            0, 12, (height, width, 3)
+        )
+        out.append(np.clip(rgb, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def luminance_r(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two images' luminance."""
+    la, lb = overlay.luminance(a).ravel(), overlay.luminance(b).ravel()
+    return float(np.corrcoef(la, lb)[0, 1])
+
+
+def static_partition(frames: int = 4, new: int = 3) -> SimpleNamespace:
+    """What a static camera gives: every cell of frame 0 is its own final token, and each later
+    frame's cells join frame 0's token at the same place, except ``new`` cells per frame that
+    start tokens of their own (two of them one token); the merge step moves 2 cells."""
+    temporal = np.tile(np.arange(P), (frames, 1))
+    k = P
+    for t in range(1, frames):
+        temporal[t, :new] = [k, k] + list(range(k + 1, k + new - 1))
+        k += new - 1
+    spatial = np.tile(np.arange(P), (frames, 1))
+    for t in range(1, frames):
+        spatial[t, 1:] = np.arange(P - 1)
+    assignment = temporal.copy()
+    assignment[0, 100], assignment[2, 150] = 101, 151
+    return SimpleNamespace(
+        spatial_labels=spatial, temporal_labels=temporal, assignment=assignment, tau=0.9
+    )
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +191,7 @@ def test_borders_exactly_between_different_labels(height, width, w):
     labels = np.random.default_rng(2).integers(0, 4, (G, G))
     labels[:5, :5] = 9  # a large block with no inner borders
     black = np.zeros((height, width, 3), dtype=np.uint8)
-    out = overlay.overlay(black, labels, alpha=0.0, border_width=w, border_color=(255, 255, 255))
+    out = overlay.overlay(black, labels, alpha=0.0, border_width=w, border_alpha=1.0)
     drawn = (out == 255).all(-1)
     assert ((out == 0).all(-1) | drawn).all()
     assert (drawn == expected_borders(labels, height, width, w)).all()
@@ -179,7 +220,9 @@ def test_highlight_keeps_one_region_and_dims_the_rest(video):
     _, regions, _ = video
     frame = np.random.default_rng(4).integers(0, 256, (84, 112, 3), dtype=np.uint8)
     plain = overlay.overlay(frame, regions[0], alpha=0.5, borders=False)
-    out = overlay.overlay(frame, regions[0], alpha=0.5, highlight=2, dim=0.25, border_width=1)
+    out = overlay.overlay(
+        frame, regions[0], alpha=0.5, highlight=2, dim=0.25, border_width=1, border_alpha=1.0
+    )
     inside = regions[0].ravel()[grid.cell_index(84, 112)] == 2
     border = expected_borders(regions[0] == 2, 84, 112, 1)
     np.testing.assert_array_equal(out[inside & ~border], plain[inside & ~border])
@@ -197,107 +240,319 @@ def test_heat_overlay_orders_cells_by_value():
     assert brightness[0] < brightness[P // 2] < brightness[-1]  # viridis: dark to bright
 
 
-def test_frame_caption_counts_tokens():
-    captions = [overlay.frame_caption(k, 0.5 * k, 10 + k) for k in range(5)]
+def test_render_is_the_affine_map_per_cell():
+    rng = np.random.default_rng(6)
+    frame = rng.integers(0, 256, (61, 90, 3), dtype=np.uint8)
+    style = overlay.CellStyle(rng.random(P), rng.uniform(-120, 120, (P, 3)), None)
+    out = overlay.render(frame, style)
+    cells = grid.cell_index(61, 90)
+    want = np.round(frame * style.scale[cells][..., None]) + np.round(style.offset[cells])
+    assert np.abs(out - np.clip(want, 0, 255)).max() <= 1  # fixed point: at most one level
+
+
+def test_tint_keeps_the_frame_readable():
+    frame = textured_frames(1)[0]
+    labels = np.repeat(np.repeat(np.arange(4), 7).reshape(1, -1), G, 0)[:, :G] + 4 * (
+        np.arange(G)[:, None] >= 7
+    )  # eight blocks
+    tinted = overlay.overlay(frame, labels)
+    assert luminance_r(tinted, frame) > 0.8
+    # the tint is there: hue moves, by about the same in every cell of a region
+    assert np.abs(tinted.astype(int) - frame).mean() > 8
+    # a solid paint (the old look) hides the frame: the test can tell the two apart
+    painted = overlay.overlay(frame, labels, mode="paint", alpha=1.0, borders=False)
+    assert luminance_r(painted, frame) < 0.8
+
+
+def test_tokens_left_alone_are_not_tinted():
+    frame = textured_frames(1, seed=1)[0]
+    labels = np.arange(P).reshape(G, G)
+    labels[:4, :4] = 0  # one region of 16 cells, the rest alone
+    plain = np.bincount(labels.ravel()) == 1
+    out = overlay.overlay(frame, labels, plain=plain, borders=False)
+    alone = plain[labels.ravel()][grid.cell_index(*frame.shape[:2])]
+    np.testing.assert_array_equal(out[alone], frame[alone])
+    assert np.abs(out[~alone].astype(int) - frame[~alone]).mean() > 5
+    lined = overlay.overlay(frame, labels, plain=plain)  # lines only around the region
+    assert (lined != frame).any(-1)[alone].mean() < 0.08
+
+
+def test_heat_overlay_and_marked_cell():
+    frame = np.zeros((56, 70, 3), dtype=np.uint8)
+    marked = overlay.mark_cell(frame, 30, color=(255, 0, 0))
+    rows, cols = grid.cell_edges(56), grid.cell_edges(70)
+    box = marked[rows[2] : rows[3], cols[2] : cols[3]]
+    assert (box[0] == (255, 0, 0)).all() and (box[:, -1] == (255, 0, 0)).all()
+    assert (marked[: rows[2]] == 0).all() and (marked[rows[3] :] == 0).all()
+    sim = np.linspace(-1, 1, P)
+    probe = regions.probe_image(frame, sim, 30)
+    assert (probe[rows[2], cols[2] : cols[3]] == (220, 20, 60)).all()
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def test_frame_captions_fit_a_thumbnail_and_count_right():
+    assert regions.frame_caption(3, 1.5, 12) == "f3 · 1.5s · 12 tokens"
+    assert regions.frame_caption(0, tokens=1) == "f0 · 1 token"
+    long = regions.frame_caption(127, 123.4, counts=["150 kept", "46 merged"])
+    assert long == "f127 · 150 kept · 46 merged" and len(long) <= regions.CAPTION_CHARS
     assert (
-        captions[2] == "frame 2 | 1.00 s | 12 tokens"
-        and overlay.frame_caption(0, tokens=1) == "frame 0 | 1 token"
+        regions.plural(1, "frame") == "1 frame" and regions.plural(1024, "token") == "1,024 tokens"
     )
 
 
-# ----------------------------------------------------------------------------- figures
-
-
-def test_tau_graph_draws_every_edge_above_tau(video):
+def test_home_frames_merged_share_and_kept(video):
     _, _, index = video
-    tau = 0.7
+    for comp in (static_partition(), index.compress(0.6), index.compress(0.9)):
+        t = np.asarray(comp.temporal_labels)
+        home = regions.home_frames(t)
+        for k in np.unique(t):  # reference: the first frame holding each token
+            assert home[k] == np.flatnonzero((t == k).any(axis=1))[0]
+        share = regions.merged_share(t)
+        want = [np.mean([home[k] < f for k in t[f]]) for f in range(len(t))]
+        np.testing.assert_allclose(share, want)
+        assert share[0] == 0 and regions.kept_per_frame(t).sum() == t.max() + 1
+    static = regions.merged_share(static_partition().temporal_labels)
+    assert static[1:].min() > 0.95  # "keeps frame 0 and little else"
+
+
+def test_temporal_view_keeps_frame_0_and_dims_what_went_there():
+    comp = static_partition()
+    frames = np.full((4, 216, 384, 3), 128, dtype=np.uint8)
+    images = regions.view_overlays(frames, comp, "temporal")
+    cells = grid.cell_index(216, 384)
+    np.testing.assert_array_equal(images[0], frames[0])  # all kept, each token one cell here
+    dim = 128 * overlay.DIM + overlay.DIM_LIFT
+    for t in range(1, 4):
+        merged = (np.arange(P) >= 3)[cells]
+        # dimmed, except where "→ f0" is written
+        assert np.mean(np.abs(images[t][merged].astype(int) - dim) <= 1) > 0.85
+        assert (images[t][merged] == 255).all(-1).sum() > 20  # the label's white
+        assert images[t].mean() < 0.7 * images[0].mean()  # frame 0 kept, little else
+
+
+def test_temporal_view_marks_the_frame_cells_went_to():
+    comp = static_partition()
+    temporal = np.array(comp.temporal_labels)
+    temporal[3, 100:] = temporal[1, 0]  # frame 3's lower part joins a token frame 1 starts
+    comp.temporal_labels = temporal
+    home = regions.home_frames(temporal)[temporal[3]]
+    places = regions._mark_places(np.where(home < 3, home, -1))  # (cell, frame) of each label
+    assert {s for _, s in places} == {0, 1}
+    cell_of_f1 = next(c for c, s in places if s == 1)
+    assert cell_of_f1 >= 100  # inside the group that went to frame 1
+
+
+def test_view_overlays_keep_luminance_and_size(video):
+    tokens, _, index = video
+    comp = index.compress(0.8)
+    frames = textured_frames(4, 216, 384)
+    for view in regions.VIEWS:
+        images = regions.view_overlays(frames, comp, view)
+        assert [im.shape for im in images] == [f.shape for f in frames]  # aspect kept
+        if view != "temporal":
+            assert min(luminance_r(im, f) for im, f in zip(images, frames)) > 0.8
+    with pytest.raises(ValueError, match="view must be"):
+        regions.view_overlays(frames, comp, "colourful")
+
+
+def test_merge_view_dots_the_moved_cells():
+    comp = static_partition()
+    frames = np.full((4, 84, 140, 3), 100, dtype=np.uint8)
+    images = regions.view_overlays(frames, comp, "merge")
+    rows, cols = grid.cell_edges(84), grid.cell_edges(140)
+
+    def centre(t, cell):
+        r, c = divmod(cell, G)
+        return images[t][(rows[r] + rows[r + 1] - 1) // 2, (cols[c] + cols[c + 1] - 1) // 2]
+
+    assert (centre(0, 100) == 255).all() and (centre(2, 150) == 255).all()
+    assert (centre(0, 99) != 255).any() and (centre(1, 100) != 255).any()
+
+
+def test_probe_keeps_the_clicked_region_bright_in_every_frame():
+    comp = static_partition()
+    frames = np.full((4, 84, 140, 3), 128, dtype=np.uint8)
+    images = regions.view_overlays(frames, comp, "temporal", probe=(1, 50))
+    cells = grid.cell_index(84, 140)
+    dim = 128 * overlay.DIM
+    for image in images:
+        away = (np.arange(P) != 50)[cells]
+        assert np.mean(np.abs(image[away].astype(int) - dim) <= 1) > 0.8
+    assert (images[1] == (220, 20, 60)).all(-1).sum() > 0  # the clicked cell is outlined
+    assert (images[2] == (220, 20, 60)).all(-1).sum() == 0
+
+
+def test_captions_match_the_view(video):
+    _, _, index = video
+    comp = index.compress(0.8)
+    stamps = [0.0, 0.5, 1.0, 1.5]
+    spatial = regions.view_captions(comp, "spatial", stamps)
+    assert [int(re.search(r"(\d+) regions?", c).group(1)) for c in spatial] == (
+        comp.spatial_counts.tolist()
+    )
+    temporal = regions.view_captions(comp, "temporal", stamps)
+    kept = regions.kept_per_frame(comp.temporal_labels)
+    assert [int(re.search(r"(\d+) kept", c).group(1)) for c in temporal] == kept.tolist()
+    home = regions.home_frames(comp.temporal_labels)[comp.temporal_labels.numpy()]
+    merged = (home < np.arange(4)[:, None]).sum(1)
+    for caption, m in zip(temporal, merged):
+        assert (f"{m} merged" in caption) == (m > 0)
+    assert temporal != spatial  # the caption follows the view
+    merge = regions.view_captions(comp, "merge", stamps)
+    for caption, row in zip(merge, comp.assignment.numpy()):
+        assert regions.plural(len(np.unique(row)), "token") in caption
+    for caption in spatial + temporal + merge:
+        assert len(caption) <= regions.CAPTION_CHARS
+    static = regions.view_captions(static_partition(), "temporal", stamps)
+    assert static[0] == "f0 · 0.0s · 196 kept" and "2 kept · 193 merged" in static[1]
+
+
+def test_probe_note_counts_with_the_right_plurals():
+    comp = static_partition()
+    assert "kept alone: 1 token across 1 frame" in regions.probe_note(comp, "spatial", 0, 0)
+    note = regions.probe_note(comp, "temporal", 0, 50)
+    assert "4 tokens across 4 frames" in note and "row 3, column 8" in note
+
+
+# ----------------------------------------------------------------------------- the graphs
+
+
+def line_pairs(traces, x, y) -> list[tuple[int, int]]:
+    return [pair for t in traces for pair in drawn_edges(t, x, y)]
+
+
+@pytest.mark.parametrize("tau", [0.7, 0.93, 2.0])
+def test_tau_graph_draws_the_spanning_tree(video, tau):
+    _, _, index = video
     sim = index.frame_similarity[1].numpy()
-    above = np.triu(sim > np.float32(tau), 1)
     labels = index.spatial(tau)[1]
-    fig = figures.tau_graph_figure(
-        index.frame_similarity[1],
-        tau,
-        labels,
-        frame=np.zeros((60, 90, 3), np.uint8),
-        max_edges=P * P,
-    )
-    edges_trace = next(t for t in fig.data if t.name == "edges")
+    fig = graphs.tau_graph_figure(sim, tau, labels, frame=np.zeros((60, 90, 3), np.uint8))
     nodes = next(t for t in fig.data if t.name == "tokens")
-    pairs = drawn_edges(edges_trace, nodes.x, nodes.y)
-    assert 0 < len(pairs) == above.sum()
-    assert all(above[min(a, b), max(a, b)] for a, b in pairs)
-    # the drawn graph's components are the engine's spatial regions, coloured alike
-    assert graph_partition(P, *zip(*pairs)) == partition(labels)
+    solid = [t for t in fig.data if (t.name or "").startswith("region ")]
+    faint = next(t for t in fig.data if t.name == "links below τ")
+    strong = line_pairs(solid, nodes.x, nodes.y)
+    weak = drawn_edges(faint, nodes.x, nodes.y)
+    assert len(strong) + len(weak) == P - 1  # the whole tree, even when few links pass tau
+    assert graph_partition(P, *zip(*(strong + weak))) == {frozenset(range(P))}
+    assert all(sim[a, b] > np.float32(tau) for a, b in strong)
+    assert all(sim[a, b] <= np.float32(tau) for a, b in weak)
+    # the solid links' components are the engine's spatial regions, each in its dots' colour
+    assert graph_partition(P, *zip(*strong)) == partition(labels) if strong else True
     colours = np.array(nodes.marker.color)
-    for part in partition(labels):
-        assert len(set(colours[list(part)])) == 1
-    assert f"{above.sum()} edges" in fig.layout.title.text
+    for trace in solid:
+        ends = {k for pair in drawn_edges(trace, nodes.x, nodes.y) for k in pair}
+        assert {trace.line.color} == set(colours[list(ends)])
+    alone = [k for k in range(P) if (labels == labels[k]).sum() == 1]
+    assert set(colours[alone]) <= {graphs.SINGLE}
+    assert f"{len(strong)} of {P - 1} tree links" in fig.layout.title.text
 
 
-def test_tau_graph_caps_to_the_strongest_edges(video):
-    _, _, index = video
-    sim = index.frame_similarity[0].numpy()
-    tau = 0.0
-    total = int(np.triu(sim > tau, 1).sum())
-    fig = figures.tau_graph_figure(sim, tau, max_edges=50)
-    nodes = next(t for t in fig.data if t.name == "tokens")
-    pairs = drawn_edges(next(t for t in fig.data if t.name == "edges"), nodes.x, nodes.y)
-    assert len(pairs) == 50 and total > 50
-    kept = np.array([sim[a, b] for a, b in pairs])
-    assert kept.min() >= np.sort(sim[np.triu_indices(P, 1)])[-50]
-    assert f"strongest 50 of {total}" in fig.layout.title.text
-
-
-def test_temporal_graph_matches_the_temporal_step(video):
+def test_temporal_graph_draws_each_regions_strongest_link(video):
     tokens, _, index = video
     comp = index.compress(0.6)
-    reps, glob = figures.spatial_representatives(tokens, comp.spatial_labels)
-    # reference: region means straight from the tokens
+    reps, glob = graphs.spatial_representatives(tokens, comp.spatial_labels)
     flat, g = tokens.reshape(-1, tokens.shape[-1]).numpy(), glob.ravel()
     want = np.stack([flat[g == k].mean(0) for k in range(g.max() + 1)])
     np.testing.assert_allclose(reps, want, rtol=1e-5, atol=1e-6)
     normed = want / np.linalg.norm(want, axis=1, keepdims=True)
     sim = normed @ normed.T
-    assert np.abs(sim - comp.tau).min() > 1e-4  # no pair sits on the threshold
-    above = np.triu(sim > comp.tau, 1)
-    fig = figures.temporal_graph_figure(tokens, comp, timestamps=[0.0, 0.5, 1.0, 1.5])
+    np.fill_diagonal(sim, -np.inf)
+    above = sim > comp.tau
+    fig = graphs.temporal_graph_figure(tokens, comp, timestamps=[0.0, 0.5, 1.0, 1.5])
     nodes = next(t for t in fig.data if t.name == "regions")
-    pairs = drawn_edges(next(t for t in fig.data if t.name == "edges"), nodes.x, nodes.y)
-    assert len(nodes.x) == len(reps) and len(pairs) == above.sum() > 0
+    pairs = {tuple(sorted(p)) for p in drawn_edges(fig.data[0], nodes.x, nodes.y)}
+    assert len(nodes.x) == len(reps)
+    best = {tuple(sorted((k, int(sim[k].argmax())))) for k in range(len(sim)) if above[k].any()}
+    assert pairs == best  # exactly each region's strongest link above tau
     final = np.zeros(len(reps), np.int64)
     final[g] = comp.temporal_labels.numpy().ravel()
-    assert graph_partition(len(reps), *zip(*pairs)) == partition(final)
+    assert all(final[a] == final[b] for a, b in pairs)  # links stay within a final token
+    rows = np.asarray(nodes.y)
+    assert all(((rows == rows[k]) == (final == final[k])).all() for k in range(len(rows)))
     assert list(np.floor(nodes.x).astype(int)) == sorted(np.floor(nodes.x).astype(int))
-
-
-def test_similarity_matrix_is_grouped_by_label(video):
-    _, _, index = video
-    labels = index.spatial(0.6)[2].numpy()
-    order, starts = figures.order_by_labels(labels)
-    assert (np.diff(labels[order]) >= 0).all()
-    assert list(starts) == list(np.flatnonzero(np.diff(np.sort(labels))) + 1)
-    sim = index.frame_similarity[2].numpy()
-    fig = figures.similarity_matrix_figure(sim, labels)
-    z = np.asarray(fig.data[0].z)
-    want = sim[np.ix_(order, order)].copy()
-    np.fill_diagonal(want, 1.0)
-    np.testing.assert_array_equal(z, want)
-    lines = np.asarray(fig.data[1].x, dtype=float)
-    assert set(np.unique(lines[np.isfinite(lines)])) >= set(starts - 0.5)
-    big = figures.similarity_matrix_figure(np.eye(300), np.arange(300) % 7, max_size=100)
-    assert (
-        np.asarray(big.data[0].z).shape == (100, 100) and "1 in 3 tokens" in big.layout.title.text
+    assert f"drawn {len(pairs)} of {int(np.triu(above, 1).sum())} links" in (
+        fig.layout.title.subtitle.text
     )
 
 
-def test_retention_curve_matches_count(video):
+def test_temporal_graph_samples_and_stays_bounded(video, monkeypatch):
+    tokens = torch.randn(40, P, 8, generator=torch.Generator().manual_seed(1))
+    comp = ScissorIndex(tokens).compress(0.999)  # every token its own region: M = 7,840
+    sizes = []
+    real = graphs.cosine
+    monkeypatch.setattr(graphs, "cosine", lambda x: sizes.append(len(x)) or real(x))
+    fig = graphs.temporal_graph_figure(tokens, comp, max_nodes=300, seed=3)
+    assert sizes == [300]  # one 300 x 300 similarity, never M x M
+    nodes = next(t for t in fig.data if t.name == "regions")
+    assert len(nodes.x) == 300
+    assert "300 of 7,840 regions sampled (seed 3)" in fig.layout.title.subtitle.text
+    again = graphs.temporal_graph_figure(tokens, comp, max_nodes=300, seed=3)
+    assert list(again.data[1].x) == list(nodes.x)  # seeded: the same sample
+    chosen = np.array([0, 17, 4000, 7839])
+    part, _ = graphs.spatial_representatives(tokens, comp.spatial_labels, chosen)
+    full, _ = graphs.spatial_representatives(tokens, comp.spatial_labels)
+    np.testing.assert_allclose(part, full[chosen], rtol=1e-6)
+    assert graphs.MAX_NODES**2 * 4 <= 40 * 2**20  # the default cap: < 40 MiB of similarities
+
+
+# ----------------------------------------------------------------------------- other figures
+
+
+def test_similarity_matrix_spreads_colours_and_boxes_regions(video):
     _, _, index = video
-    taus = np.linspace(-0.2, 1.0, 13)
+    labels = index.spatial(0.6)[2].numpy()
+    order, starts, sizes = figures.order_by_regions(labels)
+    assert (np.diff(sizes) <= 0).all() and sizes.sum() == P  # largest region first
+    assert all(len(set(labels[order[s : s + n]])) == 1 for s, n in zip(starts, sizes))
+    sim = index.frame_similarity[2].numpy()
+    fig = figures.similarity_matrix_figure(sim, labels)
+    heat = fig.data[0]
+    z = np.asarray(heat.z)
+    off = ~np.eye(P, dtype=bool)
+    want = sim[np.ix_(order, order)]
+    np.testing.assert_array_equal(z[off], want[off])
+    assert heat.zmin == pytest.approx(np.quantile(want[off], 0.05))
+    assert heat.zmax == pytest.approx(want[off].max())
+    boxes = np.asarray(fig.data[1].x, dtype=float).reshape(-1, 6)
+    big = sizes > 1
+    np.testing.assert_allclose(boxes[:, 0], starts[big] - 0.5)
+    np.testing.assert_allclose(boxes[:, 1], starts[big] + sizes[big] - 0.5)
+    assert tuple(fig.layout.xaxis.range) == (-0.5, P - 0.5)  # no empty axis space
+    assert tuple(fig.layout.yaxis.range) == (P - 0.5, -0.5)
+    big_fig = figures.similarity_matrix_figure(np.eye(300), np.arange(300) % 7, max_size=100)
+    assert np.asarray(big_fig.data[0].z).shape == (100, 100)
+    assert "1 in 3 tokens" in big_fig.layout.title.subtitle.text
+
+
+def gap_position(fig, values) -> np.ndarray:
+    """Where values of 1 - tau sit across the figure's x axis (0: left edge, 1: right)."""
+    left, right = fig.layout.xaxis.range
+    return (np.log10(values) - left) / (right - left)
+
+
+def test_retention_curve_spreads_where_it_changes(video):
+    _, _, index = video
+    sim = index.frame_similarity
+    values = sim[torch.isfinite(sim)].numpy()
+    taus = np.unique(np.quantile(values, np.linspace(0.5, 1.0, 40)).astype(np.float32))
     curve = np.array([index.count(float(t)) for t in taus]) / index.num_total
-    assert (np.diff(curve) >= 0).all() and curve[-1] == 1.0 and curve[0] < 0.05
-    fig = figures.retention_figure(taus, curve, tau=0.7, reached=index.count(0.7) / index.num_total)
-    assert fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
-    assert any(t.name == "current" for t in fig.data)
+    tau = float(taus[-3])
+    fig = figures.retention_figure(taus, curve, tau=tau, reached=index.count(tau) / P / 4)
+    assert fig.layout.xaxis.type == "log"
+    line = fig.data[0]
+    np.testing.assert_allclose(line.x, np.maximum(1 - taus.astype(np.float64), 1e-6))
+    x = gap_position(fig, np.asarray(line.x))
+    assert x.min() >= 0 and x.max() <= 1 and (np.diff(x) > 0).all()  # tau grows to the right
+    change = (curve > curve.min() + 0.1 * np.ptp(curve)) & (curve < curve.max())
+    linear = (taus - taus.min()) / np.ptp(taus)
+    spread = np.ptp(x[change | np.roll(change, 1)])
+    assert spread > 0.25 and spread > 3 * np.ptp(linear[change | np.roll(change, 1)])
+    current = next(t for t in fig.data if t.name == "current")
+    assert current.x[0] == pytest.approx(1 - tau) and current.y[0] == index.count(tau) / P / 4
+    ticks = [float(t) for t in fig.layout.xaxis.ticktext]
+    np.testing.assert_allclose(fig.layout.xaxis.tickvals, 1 - np.array(ticks))
 
 
 def spatial_counts(heights: np.ndarray, tau: float) -> np.ndarray:
@@ -315,71 +570,106 @@ def test_spanning_tree_gives_the_spatial_step_exactly(video):
         np.testing.assert_array_equal(spatial_counts(heights, tau), want)
         edges, h = scc.merge_forest(index.frame_similarity[3])
         assert partition(scrub.forest_labels(edges, h, tau)) == partition(index.spatial(tau)[3])
-    fig = figures.retention_figure([0.0, 1.0], [0.01, 1.0], spatial_heights=heights)
+    fig = figures.retention_figure([0.0, 0.99], [0.01, 1.0], spatial_heights=heights)
     step = next(t for t in fig.data if t.name == "spatial step only")
     x, y = np.asarray(step.x), np.asarray(step.y)
-    for tau in taus:  # the drawn step curve ("hv": hold each y until the next x)
-        assert y[np.searchsorted(x, tau, side="right") - 1] == spatial_counts(
-            heights, tau
-        ).sum() / (4 * P)
+    flat = np.unique(heights)
+    for tau in (flat[:-1] + flat[1:])[::37] / 2:  # between merge heights ("hv": hold y)
+        assert y[np.searchsorted(x, 1 - tau, side="right") - 1] == pytest.approx(
+            spatial_counts(heights, tau).sum() / (4 * P)
+        )
 
 
-def test_probe_similarity_and_mosaic(video):
+def test_probe_mosaic_labels_sit_between_tiles(video):
     tokens, _, _ = video
     sim = figures.probe_similarity(tokens, 2, 30)
     want = torch.nn.functional.cosine_similarity(tokens, tokens[2, 30], dim=-1).numpy()
     np.testing.assert_allclose(sim, want, atol=1e-5)
     assert sim[2, 30] == pytest.approx(1.0, abs=1e-6)
-    fig = figures.probe_figure(sim, 2, 30, tau=0.7, columns=3)
+    fig = figures.probe_figure(sim, 2, 30, tau=0.7, columns=3, timestamps=[0, 0.5, 1, 1.5])
     z = np.asarray(fig.data[0].z, dtype=float)
-    assert z.shape == (2 * 15 - 1, 3 * 15 - 1)
-    np.testing.assert_allclose(z[0:14, 30:44].ravel(), sim[2], rtol=1e-6)  # frame 2: row 0, tile 2
-    np.testing.assert_allclose(z[15:29, 0:14].ravel(), sim[3], rtol=1e-6)  # frame 3: row 1, tile 0
+    assert z.shape == (2 * 16, 3 * 15 - 1)
+    np.testing.assert_allclose(z[2:16, 30:44].ravel(), sim[2], rtol=1e-6)  # frame 2: row 0, tile 2
+    np.testing.assert_allclose(z[18:32, 0:14].ravel(), sim[3], rtol=1e-6)  # frame 3: row 1, tile 0
+    labels = {a.text: (a.x, a.y) for a in fig.layout.annotations}
+    assert set(labels) == {"f0 · 0.0s", "f1 · 0.5s", "f2 · 1.0s", "f3 · 1.5s"}
+    for x, y in labels.values():  # on an empty row, above the tile it names
+        assert np.isnan(z[int(np.floor(y)), :]).all() and np.isnan(z[int(np.ceil(y)), :]).all()
+    assert labels["f3 · 1.5s"][1] < 18 and labels["f3 · 1.5s"][1] > 15
     probe = next(t for t in fig.data if t.name == "probe")
-    assert (probe.y[0], probe.x[0]) == (30 // G, 2 * 15 + 30 % G)
+    assert (probe.y[0], probe.x[0]) == (2 + 30 // G, 2 * 15 + 30 % G)
+    assert probe.marker.symbol == "square-open"
     dots = next(t for t in fig.data if t.name == "above τ")
-    assert len(dots.x) == (sim > np.float32(0.7)).sum()
+    assert len(dots.x) == (sim > np.float32(0.7)).sum() - 1  # the clicked token is not a dot
+    assert fig.data[0].zmin == pytest.approx(np.quantile(sim, 0.05))
+    one = figures.probe_figure(np.full((1, P), -1.0), 0, 5, tau=0.5)
+    assert "0 tokens in 0 frames" in one.layout.title.subtitle.text
 
 
 def test_tokens_per_frame_bars(video):
     _, _, index = video
     comp = index.compress(0.6)
-    fig = figures.tokens_per_frame_figure(comp.spatial_counts, timestamps=[0, 0.5, 1, 1.5])
+    kept = regions.kept_per_frame(comp.temporal_labels)
+    fig = figures.tokens_per_frame_figure(comp.spatial_counts, [0, 0.5, 1, 1.5], kept=kept)
     assert list(fig.data[0].y) == comp.spatial_counts.tolist()
+    assert list(fig.data[1].y) == kept.tolist() and sum(fig.data[1].y) == comp.num_tokens
     assert fig.layout.xaxis.title.text == "frame"
+    assert f"{comp.num_tokens:,} kept" in fig.layout.title.subtitle.text
 
 
-def test_tau_scrub_grows_regions_exactly(video):
+def test_metric_curve_titles_do_not_overlap():
+    rows = [
+        dict(method=m, retention=r, backend="pixels", coverage=r, redundancy=1 - r,
+             retention_reached=r)
+        for m in ("scc", "uniform") for r in (0.1, 0.5)
+    ]  # fmt: skip
+    fig = figures.metric_curves_figure(rows, {"scc": "SCC", "uniform": "Uniform"})
+    titles = sorted(fig.layout.annotations, key=lambda a: a.x)
+    width, char = 560, 9  # a narrow figure; 16 px titles are about 9 px a character
+    for a, b in itertools.pairwise(titles):
+        assert (b.x - a.x) * width > (len(a.text) + len(b.text)) / 2 * char + 8, (a.text, b.text)
+    assert fig.layout.legend.orientation == "h"
+
+
+# ----------------------------------------------------------------------------- the scrubber
+
+
+def test_scrub_steps_grow_regions_exactly(video):
     _, _, index = video
-    frame = np.random.default_rng(5).integers(0, 256, (70, 98, 3), dtype=np.uint8)
-    steps = scrub.tau_scrub(frame, index.frame_similarity[0], steps=10)
+    frame = np.random.default_rng(5).integers(0, 256, (270, 480, 3), dtype=np.uint8)
+    tau = float(index.tau_for_retention(0.5))
+    steps = scrub.scrub_steps(frame, index.frame_similarity[0], steps=10, tau=tau)
     regions = [s.regions for s in steps]
-    assert regions[0] == P and regions[-1] == 1 and (np.diff(regions) < 0).all()
+    assert regions[0] == P and regions[-1] == 1 and (np.diff(regions) <= 0).all()
     assert [s.tau for s in steps] == sorted((s.tau for s in steps), reverse=True)
     for step in steps:
         assert partition(step.labels) == partition(index.spatial(step.tau)[0])
-        assert step.image.shape == frame.shape
+        assert step.joins == P - step.regions
+        assert step.image.shape == (216, 384, 3)  # the longer side 384, the aspect kept
+        assert f"τ = {step.tau:.3f}" in step.text and step.text.count(".") <= 4
     for before, after in itertools.pairwise(steps):  # regions only merge: each new one is a union
         for part in partition(before.labels):
             assert len(set(after.labels[list(part)])) == 1
-    fig = scrub.tau_scrub_figure(steps)
-    assert len(fig.frames) == len(steps) and len(fig.layout.sliders[0].steps) == len(steps)
-    mean = scrub.tau_scrub(
-        frame, index.frame_similarity[0], steps=3, fill="mean", alpha=1.0, borders=False
-    )
-    assert (
-        mean[-1].image == np.clip(frame.reshape(-1, 3).mean(0) + 0.5, 0, 255).astype(np.uint8)
-    ).all()
+    now = steps[scrub.current_step(steps)]
+    assert now.current and now.tau == pytest.approx(tau)
+    assert now.regions == int(index.spatial(now.tau)[0].max()) + 1
+    assert "each of the 196 tokens" in steps[0].text and "1 region." in steps[-1].text
+    middle = next(s for s in steps if 1 < s.regions < P)
+    assert regions.plural(middle.regions, "region") in middle.text
+    small = np.asarray(scrub._small(frame, 384))
+    np.testing.assert_array_equal(steps[0].image, small)  # every token alone: nothing drawn
+    filled = scrub.scrub_steps(frame, index.frame_similarity[0], steps=3, fill=True)
+    assert np.abs(filled[-1].image - small.reshape(-1, 3).mean(0)).max() <= 1
 
 
 # ----------------------------------------------------------------------------- rules
 
 
 def test_captions_cover_the_figures():
-    texts = {**overlay.CAPTIONS, **figures.CAPTIONS, "tau_scrub": scrub.CAPTION}
+    texts = {**regions.CAPTIONS, **figures.CAPTIONS, "tau_scrub": scrub.CAPTION}
     for key, text in texts.items():
         assert 20 < len(text) < 300 and 1 <= len(re.findall(r"[.!?](\s|$)", text)) <= 2, key
-    assert {"overlay", "mean_fill", "highlight"} <= set(overlay.CAPTIONS)
+    assert {"spatial", "temporal", "merge", "mean_fill", "highlight"} <= set(regions.CAPTIONS)
     assert {
         "tau_graph",
         "temporal_graph",
@@ -390,7 +680,7 @@ def test_captions_cover_the_figures():
     } <= set(figures.CAPTIONS)
 
 
-PICTURES = (grid, overlay, figures, scrub, export)
+PICTURES = (grid, overlay, regions, figures, graphs, scrub, export)
 
 
 def imported(module) -> set[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from scissor_viz import export, figures, grid
+from scissor_viz import export, figures, grid, scrub
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import AnswerUnavailable, BackendLoadError
 from scissor_viz.scc import check_retention
@@ -133,8 +133,9 @@ def frame_views(session, frame, view):
     graph, matrix = views.frame_figures(session, frame)
     probe_image = views.probe_picture(session, frame, view)
     steps = views.scrub_steps(session, frame)
-    image, note = views.scrub_view(steps, 0)
-    return graph, matrix, probe_image, gr.update(maximum=len(steps) - 1, value=0), image, note
+    start = scrub.current_step(steps)
+    image, note = views.scrub_view(steps, start)
+    return graph, matrix, probe_image, gr.update(maximum=len(steps) - 1, value=start), image, note
 
 
 @user_errors
@@ -226,7 +227,7 @@ def export_files(session, view, fill, progress=gr.Progress()):
     part = export.save_partition(
         folder / "scissor-partition.json",
         session.comp,
-        frames=summary["frames"],
+        num_frames=summary["frames"],
         timestamps=summary["timestamps"],
         method="scc",
         backend=summary["backend"],

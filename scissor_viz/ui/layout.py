@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from scissor_viz import figures, overlay, scrub
+from scissor_viz import figures, regions, scrub
 from scissor_viz.models import Backend
 from scissor_viz.ui import handlers as on
 from scissor_viz.ui.backends import MODEL_CHOICE, PIXEL_CHOICE, Backends
@@ -132,7 +132,7 @@ def _main_view(c: SimpleNamespace) -> None:
                 js_on_load=PICK_FRAME,
                 min_height=200,
             )
-            c.view_caption = gr.Markdown(overlay.CAPTIONS["overlay"], elem_id="view-caption")
+            c.view_caption = gr.Markdown(regions.CAPTIONS["temporal"], elem_id="view-caption")
         with gr.Column(scale=2):
             c.frame = gr.Slider(0, DEFAULT_FRAMES - 1, 0, step=1, label="Frame", elem_id="frame")
             c.tau_graph = gr.Plot(label="τ-graph of the frame", elem_id="tau-graph")
@@ -168,7 +168,7 @@ def _probe_tab(c: SimpleNamespace) -> None:
         object_fit="contain",
         allow_preview=False,
     )
-    gr.Markdown(overlay.CAPTIONS["highlight"])
+    gr.Markdown(regions.CAPTIONS["highlight"])
     c.probe_plot = gr.Plot(label="Similarity to the clicked token")
     gr.Markdown(figures.CAPTIONS["probe"])
 

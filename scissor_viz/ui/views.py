@@ -14,7 +14,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from scissor_viz import figures, grid, overlay, scrub
+from scissor_viz import figures, graphs, overlay, regions, scrub
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.methods import METHODS
 from scissor_viz.scc import Compression
@@ -23,11 +23,7 @@ from scissor_viz.ui.backends import gpu
 DEFAULT_QUESTION = "What is happening in this video?"
 DEFAULT_RETENTION = 0.35
 DEFAULT_FRAMES = 16
-VIEWS = {
-    "Temporal step": "temporal_labels",
-    "Spatial step": "spatial_labels",
-    "Merge assignment": "assignment",
-}
+VIEWS = {"Temporal step": "temporal", "Spatial step": "spatial", "Merge assignment": "merge"}
 THUMB_WIDTH = 480  # pixels: frames in the grid are sent at most this wide
 DEFAULT_VIEW = "Temporal step"
 NO_VIDEO = "Pick a video first (upload one or click an example), then Compress."
@@ -94,36 +90,27 @@ def clamp_frame(session: Session, frame) -> int:
     return int(np.clip(int(frame or 0), 0, len(session.analysis.clip.frames) - 1))
 
 
-def view_labels(comp: Compression, view: str):
-    """The (frames, P) labels a colouring view paints: spatial, temporal or merge."""
-    return getattr(comp, VIEWS.get(view, "temporal_labels"))
+def view_key(view: str) -> str:
+    """The pictures' name of a colouring view ("temporal", "spatial" or "merge")."""
+    return VIEWS.get(view, "temporal")
 
 
 # ----------------------------------------------------------------------------- pictures
 
 
-def region_images(session: Session, view: str, fill: bool, highlight: int | None = None):
-    """The gallery: every frame with its regions, captioned."""
-    analysis, comp = session.analysis, session.comp
-    labels = view_labels(comp, view)
-    images = overlay.overlay_video(
-        analysis.clip.frames,
-        labels,
-        fill="mean" if fill else "palette",
-        alpha=1.0 if fill else 0.5,
-        highlight=highlight,
-    )
-    counts = comp.spatial_counts.tolist()
-    stamps = analysis.clip.timestamps
-    return [
-        (image, overlay.frame_caption(t, float(stamps[t]), counts[t]))
-        for t, image in enumerate(images)
-    ]
+def region_images(
+    session: Session, view: str, fill: bool, probe: tuple[int, int] | None = None
+) -> list[tuple[np.ndarray, str]]:
+    """Every frame drawn for the view, with its caption (``probe``: one token's region lit)."""
+    analysis, comp, key = session.analysis, session.comp, view_key(view)
+    images = regions.view_overlays(analysis.clip.frames, comp, key, fill=fill, probe=probe)
+    captions = regions.view_captions(comp, key, analysis.clip.timestamps)
+    return list(zip(images, captions))
 
 
 def view_caption(view: str) -> str:
-    """How to read the gallery in this view."""
-    return overlay.CAPTIONS["overlay"] if view != "Temporal step" else overlay.CAPTIONS["overlay"]
+    """How to read the frames in this view."""
+    return regions.CAPTIONS[view_key(view)]
 
 
 def redraw(session: Session, view: str, fill: bool) -> tuple:
@@ -131,53 +118,43 @@ def redraw(session: Session, view: str, fill: bool) -> tuple:
     return session, numbers_markdown(session), region_html(session, view, fill), view_caption(view)
 
 
-def probe_picture(session: Session, frame: int, view: str, token: int | None = None):
-    """The frame to click on, with its regions (and the clicked cell marked)."""
-    labels = view_labels(session.comp, view)[frame]
-    return overlay.overlay(session.analysis.clip.frames[frame], labels)
+def probe_picture(session: Session, frame: int, view: str) -> np.ndarray:
+    """The frame to click on, with its regions in the view."""
+    labels = regions.view_labels(session.comp, view_key(view))
+    return overlay.overlay(session.analysis.clip.frames[frame], labels[frame])
 
 
 def probe_views(session: Session, frame: int, token: int, view: str, fill: bool) -> tuple:
-    """The probe's answer to a click: (region in every frame, similarity figure, note, image)."""
-    labels = view_labels(session.comp, view)
-    component = int(labels[frame].flatten()[token])
-    similarity = figures.probe_similarity(session.analysis.tokens, frame, token)
-    figure = figures.probe_figure(similarity, frame, token, session.comp.tau)
-    members = int((labels == component).sum())
-    frames = int((labels == component).any(dim=1).sum())
-    note = (
-        f"Token {token} of frame {frame} (row {token // grid.GRID}, column {token % grid.GRID}) "
-        f"belongs to region {component}: {plural(members, 'token')} across "
-        f"{plural(frames, 'frame')} became one token."
+    """The probe's answer to a click: (region in every frame, similarity figure, note, the
+    frame with the clicked cell marked and every token tinted by its similarity to it)."""
+    analysis = session.analysis
+    similarity = figures.probe_similarity(analysis.tokens, frame, token)
+    figure = figures.probe_figure(
+        similarity, frame, token, session.comp.tau, timestamps=analysis.clip.timestamps
     )
-    gallery = region_images(session, view, fill, highlight=component)
-    return gallery, figure, note, probe_picture(session, frame, view, token)
+    note = regions.probe_note(session.comp, view_key(view), frame, token)
+    gallery = region_images(session, view, fill, probe=(frame, token))
+    picture = regions.probe_image(analysis.clip.frames[frame], similarity[frame], token)
+    return gallery, figure, note, picture
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
-def scrub_steps(session: Session, frame: int) -> list:
-    """The τ scrubber's steps for one frame (computed once per frame and video)."""
-    if frame not in session.scrubs:
+def scrub_steps(session: Session, frame: int) -> list[scrub.ScrubStep]:
+    """The τ scrubber's steps for one frame at this compression (the last frame's are kept)."""
+    key = (frame, session.comp.tau)
+    if key not in session.scrubs:
         analysis = session.analysis
-        session.scrubs = {
-            frame: scrub.tau_scrub(
-                analysis.clip.frames[frame], analysis.index.frame_similarity[frame]
-            )
-        }
-    return session.scrubs[frame]
+        steps = scrub.scrub_steps(
+            analysis.clip.frames[frame], analysis.index.frame_similarity[frame], tau=key[1]
+        )
+        session.scrubs = {key: steps}
+    return session.scrubs[key]
 
 
-def scrub_view(steps: list, step: int) -> tuple:
+def scrub_view(steps: list[scrub.ScrubStep], step: int) -> tuple[np.ndarray, str]:
     """One step of the scrubber: (image, what the viewer sees)."""
     step = int(np.clip(step, 0, len(steps) - 1))
-    s = steps[step]
-    return (
-        s.image,
-        f"Step {step + 1} of {len(steps)} · τ = {s.tau:.4f} · {plural(s.regions, 'region')}",
-    )
+    here = " — **the τ in use now**" if steps[step].current else ""
+    return steps[step].image, f"Step {step + 1} of {len(steps)}{here}. {steps[step].text}"
 
 
 def no_answer_reason(backend) -> str:
@@ -191,8 +168,8 @@ def answer_hint(session: Session) -> str:
     """The answer panel between answers: what the model sees, and why there is no answer."""
     comp, total = session.comp, session.analysis.num_tokens
     seen = (
-        f"The model would see **{plural(comp.num_tokens, 'visual token')}** of {total:,} "
-        f"({comp.retention:.1%})."
+        f"The model would see **{regions.plural(comp.num_tokens, 'visual token')}** of "
+        f"{total:,} ({comp.retention:.1%})."
     )
     backend = session.analysis.backend
     if not backend.can_answer:
@@ -268,11 +245,11 @@ def answers_markdown(compressed, full, retention: float) -> str:
 def frame_figures(session: Session, frame: int):
     """The similarity tab's figures of one frame: its tau-graph and its similarity matrix."""
     analysis, comp = session.analysis, session.comp
-    frame = int(np.clip(frame, 0, len(analysis.clip.frames) - 1))
+    frame = clamp_frame(session, frame)
     sim = analysis.index.frame_similarity[frame].cpu().numpy()
     labels = comp.spatial_labels[frame].cpu().numpy()
     return (
-        figures.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame]),
+        graphs.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame]),
         figures.similarity_matrix_figure(sim, labels, title=f"Frame {frame}: similarity by region"),
     )
 
@@ -285,10 +262,13 @@ def video_figures(session: Session):
         session.curve = analysis.retention_curve()
     taus, retention = session.curve
     heights = analysis.index.spatial_merge_heights()  # computed once per video
+    stamps = analysis.clip.timestamps
     return (
-        figures.temporal_graph_figure(analysis.tokens, comp, timestamps=analysis.clip.timestamps),
+        graphs.temporal_graph_figure(analysis.tokens, comp, timestamps=stamps),
         figures.retention_figure(taus, retention, comp.tau, comp.retention, heights),
-        figures.tokens_per_frame_figure(comp.spatial_counts, analysis.clip.timestamps),
+        figures.tokens_per_frame_figure(
+            comp.spatial_counts, stamps, kept=regions.kept_per_frame(comp.temporal_labels)
+        ),
     )
 
 
@@ -305,7 +285,7 @@ def compare_views(session: Session, methods: list[str], retention: float, frame:
         reduction, row = analysis.reduce(method, retention, question)
         means = overlay.region_means(analysis.clip.frames, reduction.assignment)
         image = overlay.overlay(
-            analysis.clip.frames[frame], reduction.assignment[frame], means, alpha=1.0
+            analysis.clip.frames[frame], reduction.assignment[frame], means, 1.0, mode="paint"
         )
         images.append(
             (

@@ -1,0 +1,300 @@
+"""LLaVA-Scissor's two graphs as plotly figures: one frame's tau-graph, drawn as its maximum
+spanning tree on the token grid, and the temporal step's graph of regions across frames.
+
+Two-line API::
+
+    fig = tau_graph_figure(index.frame_similarity[0], comp.tau, comp.spatial_labels[0], frame)
+    fig = temporal_graph_figure(tokens, comp, timestamps=clip.timestamps)
+
+Both read a ``Compression`` or a loaded ``Partition``. Their memory is bounded whatever the
+video: the tau-graph draws P - 1 links, the temporal graph samples at most ``MAX_NODES``
+regions (seeded) before it computes any similarity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from PIL import Image
+
+from scissor_viz.figures import as_tensor, cosine, image_uri, new_figure
+from scissor_viz.grid import as_numpy, check_frame, grid_side, label_grid
+from scissor_viz.overlay import hex_colors, palette
+from scissor_viz.regions import home_frames, plural
+from scissor_viz.scc import components, merge_forest, segment_mean, video_labels
+
+MAX_NODES = 16 * 196  # 16 frames are drawn whole; above, a sample: at most 38 MiB of similarity
+SINGLE = "#b0b0b0"  # tokens alone in their region
+
+
+def _segments(x: np.ndarray, y: np.ndarray, i: np.ndarray, j: np.ndarray) -> dict:
+    """x/y of line segments i -> j for one Scatter trace (NaN between segments)."""
+    gap = np.full(len(i), np.nan)
+    return {
+        "x": np.stack([x[i], x[j], gap], 1).ravel(),
+        "y": np.stack([y[i], y[j], gap], 1).ravel(),
+    }
+
+
+def _lines(fig: go.Figure, ends: tuple, *, name: str, color: str, width: float, **line) -> None:
+    """One trace of the line segments i -> j between points (x, y); ``ends`` = (x, y, i, j)."""
+    fig.add_trace(
+        go.Scatter(
+            **_segments(*ends),
+            mode="lines",
+            name=name,
+            hoverinfo="skip",
+            line={"color": color, "width": width, **line},
+        )
+    )
+
+
+# ----------------------------------------------------------------------------- the tau graph
+
+
+def _background(fig: go.Figure, frame: Any, g: int) -> None:
+    """The frame under the grid, squashed to a square as the model sees it."""
+    side = 16 * g
+    square = Image.fromarray(check_frame(frame)).resize((side, side), Image.BILINEAR)
+    fig.add_trace(
+        go.Image(
+            source=image_uri(np.asarray(square)),
+            x0=-0.5 + 0.5 / 16,
+            dx=1 / 16,
+            y0=-0.5 + 0.5 / 16,
+            dy=1 / 16,
+            opacity=0.55,
+            hoverinfo="skip",
+        )
+    )
+
+
+def _tree_links(fig: go.Figure, edges: np.ndarray, heights: np.ndarray, tau: float, lab) -> None:
+    """The tree's links on the grid: faint below tau, solid and in their region's colour above
+    (one trace per region: a line trace has one colour), and a hover point at each middle."""
+    g = grid_side(len(lab))
+    x, y = np.arange(len(lab)) % g, np.arange(len(lab)) // g
+    i, j = edges[:, 0], edges[:, 1]
+    above = heights > np.float32(tau)
+    faint = (x, y, i[~above], j[~above])
+    _lines(fig, faint, name="links below τ", color="rgba(40,40,40,0.35)", width=1, dash="dot")
+    colors = hex_colors(palette(int(lab.max()) + 1))
+    for region in np.unique(lab[i[above]]):
+        mine = above & (lab[i] == region)
+        _lines(
+            fig, (x, y, i[mine], j[mine]), name=f"region {region}", color=colors[region], width=3
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=(x[i] + x[j]) / 2,
+            y=(y[i] + y[j]) / 2,
+            mode="markers",
+            name="links",
+            marker={"size": 8, "opacity": 0},
+            customdata=np.stack([i, j, heights], 1),
+            hovertemplate="tokens %{customdata[0]}–%{customdata[1]}: similarity "
+            "%{customdata[2]:.4f}<extra></extra>",
+        )
+    )
+
+
+def _token_dots(fig: go.Figure, lab: np.ndarray) -> None:
+    """A dot per token on its grid cell, in its region's colour, small and grey when alone."""
+    g = grid_side(len(lab))
+    sizes = np.bincount(lab)
+    alone = sizes[lab] == 1
+    colors = np.array(hex_colors(palette(int(lab.max()) + 1)))
+    fig.add_trace(
+        go.Scatter(
+            x=np.arange(len(lab)) % g,
+            y=np.arange(len(lab)) // g,
+            mode="markers",
+            name="tokens",
+            marker={
+                "size": np.where(alone, 6, 10),
+                "color": np.where(alone, SINGLE, colors[lab]),
+                "line": {"color": "black", "width": 0.5},
+            },
+            customdata=np.stack([np.arange(len(lab)), lab, sizes[lab]], 1),
+            hovertemplate="token %{customdata[0]} (row %{y}, column %{x})<br>region "
+            "%{customdata[1]}: %{customdata[2]} tokens<extra></extra>",
+        )
+    )
+
+
+def tau_graph_figure(
+    similarity: Any,
+    tau: float,
+    labels: Any = None,
+    frame: Any = None,
+    *,
+    title: str | None = None,
+) -> go.Figure:
+    """One frame's maximum spanning tree on its token grid: the P - 1 links that decide its
+    regions at every tau. Links above ``tau`` are solid, one colour per region (their
+    components are exactly the spatial step's regions); links below are faint. Dots are
+    coloured by region (``labels``, default: the tree's components), grey when alone; ``frame``
+    is drawn underneath."""
+    sim = as_numpy(similarity).astype(np.float32)
+    p, g = len(sim), grid_side(len(sim))
+    edges, heights = merge_forest(sim)
+    above = heights > np.float32(tau)
+    if labels is None:
+        labels = components(p, edges[above, 0], edges[above, 1])[1]
+    lab = label_grid(labels).ravel()
+    regions = len(np.unique(lab))
+    fig = new_figure(
+        title
+        or f"τ = {tau:.3f}: {int(above.sum())} of {p - 1} tree links above τ → "
+        f"{plural(regions, 'region')}",
+        "column",
+        "row",
+        note="solid: links above τ, one colour per region · faint: the next joins as τ falls",
+        showlegend=False,
+    )
+    if frame is not None:
+        _background(fig, frame, g)
+    _tree_links(fig, edges, heights, tau, lab)
+    _token_dots(fig, lab)
+    fig.update_xaxes(range=[-0.6, g - 0.4], showgrid=False, constrain="domain")
+    fig.update_yaxes(range=[g - 0.4, -0.6], showgrid=False, scaleanchor="x")
+    return fig
+
+
+# ----------------------------------------------------------------------------- the temporal graph
+
+
+@dataclass(frozen=True)
+class _Regions:
+    """The spatial regions of a compression (the temporal step's nodes), numbered across
+    frames in frame order."""
+
+    glob: np.ndarray  # (T, P) region of each token
+    frame: np.ndarray  # (M,) frame of each region
+    final: np.ndarray  # (M,) final token each region joined
+    size: np.ndarray  # (M,) tokens in each region
+    column: np.ndarray  # (M,) mean grid column of each region's tokens
+
+    @classmethod
+    def of(cls, comp: Any) -> _Regions:
+        spatial = as_numpy(comp.spatial_labels).astype(np.int64)
+        t_count, p = spatial.shape
+        glob = video_labels(torch.as_tensor(spatial)).numpy()
+        m = int(glob.max()) + 1
+        final, frame = np.zeros(m, np.int64), np.zeros(m, np.int64)
+        final[glob] = as_numpy(comp.temporal_labels).astype(np.int64).ravel()
+        frame[glob] = np.repeat(np.arange(t_count), p)
+        size = np.bincount(glob, minlength=m)
+        cols = np.tile(np.arange(p) % grid_side(p), t_count)
+        column = np.bincount(glob, weights=cols, minlength=m) / size
+        return cls(glob.reshape(t_count, p), frame, final, size, column)
+
+
+def spatial_representatives(
+    tokens: Any, spatial_labels: Any, regions: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean token of every spatial region, or only of ``regions`` (ids numbered across frames
+    in frame order): ((M or len(regions), d) means, (T, P) region id of each token). Memory:
+    the means asked for, never an M x M matrix."""
+    x = as_tensor(tokens)
+    spatial = torch.as_tensor(as_numpy(spatial_labels).astype(np.int64)).reshape(x.shape[:2])
+    glob = video_labels(spatial)
+    flat, ids, num = x.reshape(len(glob), -1), glob, int(glob.max()) + 1
+    if regions is not None:  # only the chosen regions' tokens are averaged
+        pick = torch.full((num,), -1, dtype=torch.long)
+        pick[torch.as_tensor(regions)] = torch.arange(len(regions))
+        member = pick[glob]
+        flat, ids, num = flat[member >= 0], member[member >= 0], len(regions)
+    return segment_mean(flat, ids, num).numpy(), glob.reshape(spatial.shape).numpy()
+
+
+def strongest_links(sim: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each node's most similar other node when that similarity is above tau, as unique
+    undirected pairs (i < j); and how many pairs in all are above tau. ``sim`` (symmetric) has
+    its diagonal overwritten."""
+    np.fill_diagonal(sim, -np.inf)  # in place: the caller's fresh matrix, not copied
+    total = int(np.count_nonzero(sim > np.float32(tau))) // 2
+    best = sim.argmax(axis=1)
+    has = sim[np.arange(len(sim)), best] > np.float32(tau)
+    pairs = np.unique(np.sort(np.stack([np.flatnonzero(has), best[has]], 1), axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1], total
+
+
+def _region_dots(fig: go.Figure, x, y, regions: _Regions, nodes, home, frames: int) -> None:
+    """A dot per drawn region, sized by its tokens, coloured by the frame that keeps its token."""
+    final = regions.final[nodes]
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="markers",
+            name="regions",
+            marker={
+                "size": 4 + np.sqrt(regions.size[nodes]),
+                "color": home[final],
+                "colorscale": "Viridis",
+                "cmin": 0,
+                "cmax": max(frames - 1, 1),
+                "colorbar": {"title": "kept by<br>frame"},
+            },
+            customdata=np.stack([regions.frame[nodes], regions.size[nodes], final, home[final]], 1),
+            hovertemplate="frame %{customdata[0]}: region of %{customdata[1]} tokens<br>final "
+            "token %{customdata[2]}, kept by frame %{customdata[3]}<extra></extra>",
+        )
+    )
+
+
+def temporal_graph_figure(
+    tokens: Any,
+    comp: Any,
+    *,
+    timestamps: Sequence[float] | None = None,
+    max_nodes: int = MAX_NODES,
+    seed: int = 0,
+    title: str | None = None,
+) -> go.Figure:
+    """The temporal step's graph: a dot per spatial region, at x = its frame (offset by its
+    mean column) and y = the final token it joined, rows in order of the frame that keeps the
+    token, so a token kept across frames is a horizontal chain; a line links each region to
+    its most similar region when that is above tau. Above ``max_nodes`` regions a seeded
+    sample of ``max_nodes`` is drawn (the note says so). ``comp``: spatial_labels,
+    temporal_labels, tau."""
+    regions = _Regions.of(comp)
+    t_count, p = regions.glob.shape
+    m = len(regions.final)
+    nodes = np.arange(m)
+    if m > max_nodes:
+        nodes = np.sort(np.random.default_rng(seed).choice(m, max_nodes, replace=False))
+    reps, _ = spatial_representatives(tokens, comp.spatial_labels, nodes)
+    i, j, total = strongest_links(cosine(torch.from_numpy(reps)), comp.tau)
+    home = home_frames(comp.temporal_labels)  # final token -> the frame that keeps it
+    finals = np.unique(regions.final[nodes])
+    row = np.zeros(len(home), np.int64)
+    row[finals[np.lexsort((finals, home[finals]))]] = np.arange(len(finals))
+    x = regions.frame[nodes] + 0.1 + 0.8 * (regions.column[nodes] + 0.5) / grid_side(p)
+    y = row[regions.final[nodes]]
+    note = f"drawn {len(i):,} of {total:,} links above τ (each region's strongest)"
+    if len(nodes) < m:
+        note += f" · {len(nodes):,} of {m:,} regions sampled (seed {seed})"
+    fig = new_figure(
+        title
+        or f"τ = {comp.tau:.3f}: {m:,} regions in {plural(t_count, 'frame')} → "
+        f"{plural(len(home), 'token')}",
+        "frame",
+        "final token (rows by the frame that keeps it)",
+        note=note,
+        showlegend=False,
+    )
+    _lines(fig, (x, y, i, j), name="links", color="rgba(60,60,60,0.45)", width=1)
+    _region_dots(fig, x, y, regions, nodes, home, t_count)
+    ticks = [
+        f"{t}" if timestamps is None else f"{t}<br>{timestamps[t]:.1f}s" for t in range(t_count)
+    ]
+    fig.update_xaxes(tickvals=np.arange(t_count) + 0.5, ticktext=ticks, range=[0, t_count])
+    fig.update_yaxes(range=[len(finals) - 0.5, -0.5], showticklabels=False, showgrid=False)
+    return fig

@@ -1,0 +1,324 @@
+"""The Regions gallery: each frame of a compression drawn for one view, and captions that say
+what that view shows.
+
+Two-line API::
+
+    images = view_overlays(frames, comp, "temporal")          # list of uint8 (H, W, 3)
+    captions = view_captions(comp, "temporal", timestamps)    # 'f3 · 2.1s · 41 kept · 150 merged'
+
+``comp`` is a ``Compression`` or a loaded ``Partition`` (spatial_labels, temporal_labels,
+assignment). The views:
+
+* ``spatial``: each frame's regions after the spatial step, tinted; a token left alone stays
+  untinted.
+* ``temporal``: what the temporal step keeps of each frame. A final token *belongs* to the first
+  frame it has a cell in (:func:`home_frames`); a frame's cells whose token belongs to an earlier
+  frame were merged away: they are dimmed and labelled with that frame ("→ f0"). The cells the
+  frame keeps stay bright, tinted where several of them became one token. A static camera
+  visibly keeps frame 0 and little else.
+* ``merge``: the merge step's assignment, tinted like the spatial view; a white dot marks each
+  cell the merge step moved to another token than its temporal component's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from scissor_viz.grid import as_numpy, cell_edges, grid_side
+from scissor_viz.overlay import (
+    DIM,
+    DIM_LIFT,
+    TINT,
+    CellStyle,
+    heat_overlay,
+    mark_cell,
+    mark_dots,
+    palette,
+    region_means,
+    render,
+    tint_offsets,
+)
+from scissor_viz.scc import components, video_labels
+
+VIEWS = ("spatial", "temporal", "merge")
+CAPTION_CHARS = 27  # what a ~190-pixel gallery thumbnail shows of a caption
+MAX_MARKS = 4  # "→ f<s>" labels drawn per frame at most (the largest groups of cells)
+
+CAPTIONS: dict[str, str] = {
+    "overlay": "Each tinted patch is one region: its tokens were merged into a single token; "
+    "untinted cells are tokens left alone. White lines separate regions.",
+    "spatial": "After the spatial step: each tinted patch is a region of similar tokens inside "
+    "one frame, merged into one token; untinted cells are tokens left alone.",
+    "temporal": "After the temporal step: bright cells are what this frame keeps (tinted where "
+    "several became one token); dimmed cells joined a token of the earlier frame marked → f.",
+    "merge": "The merge step: every original token joins its most similar kept token (tint: "
+    "several in one frame); a white dot marks a token moved away from its own component.",
+    "mean_fill": "Each region painted with its average colour: roughly what the compressed "
+    "sequence still 'sees'. Large flat patches are where many tokens became one.",
+    "highlight": "Only the clicked token's region stays bright, in every frame: these are all the "
+    "tokens that were merged with it into one token.",
+    "probe_image": "The clicked token (red square) and how similar every token of its frame is "
+    "to it: bright cells look like it to the model.",
+}
+
+
+# ----------------------------------------------------------------------------- words
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 token', '2 tokens', '1,024 tokens'."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+def frame_caption(
+    index: int,
+    timestamp: float | None = None,
+    tokens: int | None = None,
+    *,
+    counts: Sequence[str] = (),
+) -> str:
+    """A thumbnail's caption, 'f3 · 2.1s · 12 tokens' (then ``counts``); the time is left out
+    when the caption would be longer than :data:`CAPTION_CHARS`."""
+    facts = ([plural(tokens, "token")] if tokens is not None else []) + list(counts)
+    if timestamp is not None:
+        full = " · ".join([f"f{index}", f"{timestamp:.1f}s", *facts])
+        if len(full) <= CAPTION_CHARS:
+            return full
+    return " · ".join([f"f{index}", *facts])
+
+
+# ----------------------------------------------------------------------------- the partition
+
+
+def home_frames(temporal_labels: Any) -> np.ndarray:
+    """(K,) the first frame in which each final token has a cell: the frame it belongs to."""
+    t = as_numpy(temporal_labels).astype(np.int64)
+    first = np.full(int(t.max()) + 1, len(t), dtype=np.int64)
+    np.minimum.at(first, t.ravel(), np.repeat(np.arange(len(t)), t.shape[1]))
+    return first
+
+
+def merged_share(temporal_labels: Any) -> np.ndarray:
+    """(T,) share of each frame's cells whose token belongs to an earlier frame (merged away
+    by the temporal step)."""
+    t = as_numpy(temporal_labels).astype(np.int64)
+    return (home_frames(t)[t] < np.arange(len(t))[:, None]).mean(axis=1)
+
+
+def kept_per_frame(temporal_labels: Any) -> np.ndarray:
+    """(T,) final tokens that belong to each frame (sum: K)."""
+    t = as_numpy(temporal_labels)
+    return np.bincount(home_frames(t), minlength=len(t))
+
+
+def view_labels(comp: Any, view: str) -> np.ndarray:
+    """(T, P) labels a view colours by, numbered across the video (spatial regions of different
+    frames get different ids)."""
+    if view == "spatial":
+        spatial = torch.as_tensor(as_numpy(comp.spatial_labels).astype(np.int64))
+        return video_labels(spatial).reshape(spatial.shape).numpy()
+    if view == "temporal":
+        return as_numpy(comp.temporal_labels).astype(np.int64)
+    if view == "merge":
+        return as_numpy(comp.assignment).astype(np.int64)
+    raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+
+
+def _grouped(labels: np.ndarray) -> np.ndarray:
+    """(T, P) whether a cell's label has another cell in the same frame."""
+    key = np.arange(len(labels))[:, None] * (int(labels.max()) + 1) + labels
+    return np.bincount(key.ravel())[key] > 1
+
+
+# ----------------------------------------------------------------------------- overlays
+
+
+def _styles(labels: np.ndarray, colors: np.ndarray, fill: bool, alpha: float) -> tuple:
+    """(T, P) scale, (T, P, 3) offset and (T, P) outline ids: regions of more than one cell
+    per frame tinted (or, with ``fill``, every cell painted its region's colour)."""
+    grouped = _grouped(labels)
+    if fill:
+        scale, offset = np.zeros(labels.shape), np.asarray(colors, dtype=np.float64)[labels]
+    else:
+        scale = np.ones(labels.shape)
+        offset = np.where(grouped[..., None], tint_offsets(colors, alpha)[labels], 0.0)
+    return scale, offset, np.where(grouped, labels, -1)
+
+
+def view_overlays(
+    frames: Sequence[np.ndarray] | np.ndarray,
+    comp: Any,
+    view: str = "temporal",
+    *,
+    fill: bool = False,
+    probe: tuple[int, int] | None = None,
+    alpha: float = TINT,
+) -> list[np.ndarray]:
+    """Every frame drawn for ``view`` (see the module docstring). ``fill`` paints regions their
+    mean colour over all their pixels instead of tinting; ``probe=(frame, token)`` keeps only
+    that token's region (in this view) bright, in every frame, and outlines the token."""
+    labels = view_labels(comp, view)
+    if len(frames) != len(labels):
+        raise ValueError(f"{len(frames)} frames but labels for {len(labels)}")
+    num = int(labels.max()) + 1
+    colors = region_means(frames, labels) if fill else palette(num)
+    scale, offset, outline = _styles(labels, colors, fill, alpha)
+    source = np.full(labels.shape, -1)
+    if view == "temporal":  # cells merged into an earlier frame's token: dimmed, by that frame
+        home = home_frames(labels)[labels]
+        merged = home < np.arange(len(labels))[:, None]
+        source[merged] = home[merged]
+        if not fill:
+            scale[merged], offset[merged] = DIM, DIM_LIFT
+        outline = np.where(merged, -1, outline)  # lines around the kept regions only
+    if probe is not None:
+        keep = labels == labels[probe]
+        scale, offset = np.where(keep, scale, DIM), offset * keep[..., None]
+        outline = keep.astype(np.int64)
+    moved = as_numpy(comp.assignment) != as_numpy(comp.temporal_labels)
+    out = []
+    for t, frame in enumerate(frames):
+        image = render(frame, CellStyle(scale[t], offset[t], outline[t]))
+        if view == "merge" and moved[t].any():
+            image = mark_dots(image, moved[t])
+        if (source[t] >= 0).any():
+            image = _source_marks(image, source[t])
+        if probe is not None and t == probe[0]:
+            image = mark_cell(image, probe[1], grid=grid_side(labels.shape[1]))
+        out.append(image)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _grid_pairs(g: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of 4-neighbouring cells of a g x g grid (i < j)."""
+    cells = np.arange(g * g).reshape(g, g)
+    i = np.concatenate([cells[:, :-1].ravel(), cells[:-1].ravel()])
+    j = np.concatenate([cells[:, 1:].ravel(), cells[1:].ravel()])
+    return i, j
+
+
+def _mark_places(source: np.ndarray) -> list[tuple[int, int]]:
+    """(cell, frame) for an arrow label: for each frame s that cells went to, the cell nearest
+    the middle of the largest connected group of cells that went to s (largest groups first,
+    at most :data:`MAX_MARKS`)."""
+    g = grid_side(len(source))
+    i, j = _grid_pairs(g)
+    same = (source[i] == source[j]) & (source[i] >= 0)
+    num, blob = components(len(source), i[same], j[same])
+    sizes = np.bincount(blob, minlength=num)
+    blob_source = np.full(num, -1)
+    blob_source[blob] = source
+    order = np.argsort(-sizes, kind="stable")
+    order = order[blob_source[order] >= 0]
+    _, first = np.unique(blob_source[order], return_index=True)  # each frame's largest blob
+    places = []
+    for b in order[np.sort(first)][:MAX_MARKS]:
+        cells = np.flatnonzero(blob == b)
+        r, c = np.divmod(cells, g)
+        near = np.argmin((r - r.mean()) ** 2 + (c - c.mean()) ** 2)
+        places.append((int(cells[near]), int(blob_source[b])))
+    return places
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def _source_marks(image: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """'→ f<s>' labels (arrow drawn, white with a black edge) where cells went to frame s."""
+    h, w = image.shape[:2]
+    g = grid_side(len(source))
+    ys, xs = cell_edges(h, g), cell_edges(w, g)
+    size = max(10, round(min(h, w) / 10))
+    font, edge = _font(size), max(1, size // 10)
+    canvas = Image.fromarray(image)
+    draw = ImageDraw.Draw(canvas)
+    for cell, s in _mark_places(source):
+        r, c = divmod(cell, g)
+        y, x = (ys[r] + ys[r + 1]) / 2, (xs[c] + xs[c + 1]) / 2
+        text, arrow, gap = f"f{s}", 0.8 * size, 0.12 * size
+        x0 = x - (arrow + gap + draw.textlength(text, font=font)) / 2
+        head = [
+            (x0 + arrow, y),
+            (x0 + arrow - 0.38 * size, y - 0.28 * size),
+            (x0 + arrow - 0.38 * size, y + 0.28 * size),
+        ]
+        shaft = [(x0, y), (x0 + arrow - 0.3 * size, y)]
+        draw.line(shaft, fill=(0, 0, 0), width=max(2, size // 8) + 2 * edge)
+        draw.polygon(head, fill=(255, 255, 255), outline=(0, 0, 0), width=edge)
+        draw.line(shaft, fill=(255, 255, 255), width=max(2, size // 8))
+        draw.text(
+            (x0 + arrow + gap, y),
+            text,
+            font=font,
+            anchor="lm",
+            fill=(255, 255, 255),
+            stroke_width=edge,
+            stroke_fill=(0, 0, 0),
+        )
+    return np.asarray(canvas)
+
+
+def probe_image(
+    frame: Any, similarity: Any, token: int, *, vmin: float | None = None, vmax: float = 1.0
+) -> np.ndarray:
+    """One frame tinted by every token's similarity (P,) to the clicked ``token`` (viridis:
+    bright is similar), the clicked cell outlined in red."""
+    sim = as_numpy(similarity).astype(np.float64).ravel()
+    low = float(np.quantile(sim, 0.05)) if vmin is None else vmin
+    image = heat_overlay(frame, sim, alpha=0.55, vmin=low, vmax=vmax)
+    return mark_cell(image, token, grid=grid_side(sim.size))
+
+
+# ----------------------------------------------------------------------------- captions
+
+
+def view_captions(
+    comp: Any, view: str = "temporal", timestamps: Sequence[float] | None = None
+) -> list[str]:
+    """One short caption per frame that says what ``view`` shows of it: regions after the
+    spatial step; tokens kept and cells merged into earlier frames after the temporal step;
+    tokens assigned and cells moved by the merge step."""
+    labels = view_labels(comp, view)
+    if view == "spatial":
+        facts = [[plural(int(n), "region")] for n in labels.max(1) - labels.min(1) + 1]
+    elif view == "temporal":
+        merged = (home_frames(labels)[labels] < np.arange(len(labels))[:, None]).sum(1)
+        facts = [
+            [f"{k} kept"] + ([f"{m} merged"] if m else [])
+            for k, m in zip(kept_per_frame(labels), merged)
+        ]
+    else:
+        moved = (labels != as_numpy(comp.temporal_labels)).sum(1)
+        facts = [
+            [plural(len(np.unique(row)), "token")] + ([f"{m} moved"] if m else [])
+            for row, m in zip(labels, moved)
+        ]
+    stamps = [None] * len(labels) if timestamps is None else [float(s) for s in timestamps]
+    return [frame_caption(t, stamps[t], counts=f) for t, f in enumerate(facts)]
+
+
+def probe_note(comp: Any, view: str, frame: int, token: int) -> str:
+    """What the clicked token's region is in ``view``, plural-aware."""
+    labels = view_labels(comp, view)
+    g = grid_side(labels.shape[1])
+    mine = labels == labels[frame, token]
+    members, frames = int(mine.sum()), int(mine.any(axis=1).sum())
+    where = f"Token {token} of frame {frame} (row {token // g}, column {token % g})"
+    if members == 1:
+        return f"{where} was kept alone: 1 token across 1 frame."
+    return (
+        f"{where} is in a region of {plural(members, 'token')} across "
+        f"{plural(frames, 'frame')}; they became one token."
+    )
