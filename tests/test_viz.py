@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from scissor_viz import export, figures, graphs, grid, overlay, regions, scc, scrub
+from scissor_viz import export, figures, graphs, grid, overlay, scc, scrub
+from scissor_viz import regions as region_views
 from scissor_viz.scc import ScissorIndex
 
 G, P = 14, 196
@@ -285,7 +286,7 @@ def test_heat_overlay_and_marked_cell():
     assert (box[0] == (255, 0, 0)).all() and (box[:, -1] == (255, 0, 0)).all()
     assert (marked[: rows[2]] == 0).all() and (marked[rows[3] :] == 0).all()
     sim = np.linspace(-1, 1, P)
-    probe = regions.probe_image(frame, sim, 30)
+    probe = region_views.probe_image(frame, sim, 30)
     assert (probe[rows[2], cols[2] : cols[3]] == (220, 20, 60)).all()
 
 
@@ -293,34 +294,33 @@ def test_heat_overlay_and_marked_cell():
 
 
 def test_frame_captions_fit_a_thumbnail_and_count_right():
-    assert regions.frame_caption(3, 1.5, 12) == "f3 · 1.5s · 12 tokens"
-    assert regions.frame_caption(0, tokens=1) == "f0 · 1 token"
-    long = regions.frame_caption(127, 123.4, counts=["150 kept", "46 merged"])
-    assert long == "f127 · 150 kept · 46 merged" and len(long) <= regions.CAPTION_CHARS
-    assert (
-        regions.plural(1, "frame") == "1 frame" and regions.plural(1024, "token") == "1,024 tokens"
-    )
+    assert region_views.frame_caption(3, 1.5, 12) == "f3 · 1.5s · 12 tokens"
+    assert region_views.frame_caption(0, tokens=1) == "f0 · 1 token"
+    long = region_views.frame_caption(127, 123.4, counts=["150 kept", "46 merged"])
+    assert long == "f127 · 150 kept · 46 merged" and len(long) <= region_views.CAPTION_CHARS
+    assert region_views.plural(1, "frame") == "1 frame"
+    assert region_views.plural(1024, "token") == "1,024 tokens"
 
 
 def test_home_frames_merged_share_and_kept(video):
     _, _, index = video
     for comp in (static_partition(), index.compress(0.6), index.compress(0.9)):
         t = np.asarray(comp.temporal_labels)
-        home = regions.home_frames(t)
+        home = region_views.home_frames(t)
         for k in np.unique(t):  # reference: the first frame holding each token
             assert home[k] == np.flatnonzero((t == k).any(axis=1))[0]
-        share = regions.merged_share(t)
+        share = region_views.merged_share(t)
         want = [np.mean([home[k] < f for k in t[f]]) for f in range(len(t))]
         np.testing.assert_allclose(share, want)
-        assert share[0] == 0 and regions.kept_per_frame(t).sum() == t.max() + 1
-    static = regions.merged_share(static_partition().temporal_labels)
+        assert share[0] == 0 and region_views.kept_per_frame(t).sum() == t.max() + 1
+    static = region_views.merged_share(static_partition().temporal_labels)
     assert static[1:].min() > 0.95  # "keeps frame 0 and little else"
 
 
 def test_temporal_view_keeps_frame_0_and_dims_what_went_there():
     comp = static_partition()
     frames = np.full((4, 216, 384, 3), 128, dtype=np.uint8)
-    images = regions.view_overlays(frames, comp, "temporal")
+    images = region_views.view_overlays(frames, comp, "temporal")
     cells = grid.cell_index(216, 384)
     np.testing.assert_array_equal(images[0], frames[0])  # all kept, each token one cell here
     dim = 128 * overlay.DIM + overlay.DIM_LIFT
@@ -337,8 +337,8 @@ def test_temporal_view_marks_the_frame_cells_went_to():
     temporal = np.array(comp.temporal_labels)
     temporal[3, 100:] = temporal[1, 0]  # frame 3's lower part joins a token frame 1 starts
     comp.temporal_labels = temporal
-    home = regions.home_frames(temporal)[temporal[3]]
-    places = regions._mark_places(np.where(home < 3, home, -1))  # (cell, frame) of each label
+    home = region_views.home_frames(temporal)[temporal[3]]
+    places = region_views._mark_places(np.where(home < 3, home, -1))  # (cell, frame) of each label
     assert {s for _, s in places} == {0, 1}
     cell_of_f1 = next(c for c, s in places if s == 1)
     assert cell_of_f1 >= 100  # inside the group that went to frame 1
@@ -348,19 +348,19 @@ def test_view_overlays_keep_luminance_and_size(video):
     tokens, _, index = video
     comp = index.compress(0.8)
     frames = textured_frames(4, 216, 384)
-    for view in regions.VIEWS:
-        images = regions.view_overlays(frames, comp, view)
+    for view in region_views.VIEWS:
+        images = region_views.view_overlays(frames, comp, view)
         assert [im.shape for im in images] == [f.shape for f in frames]  # aspect kept
         if view != "temporal":
             assert min(luminance_r(im, f) for im, f in zip(images, frames)) > 0.8
     with pytest.raises(ValueError, match="view must be"):
-        regions.view_overlays(frames, comp, "colourful")
+        region_views.view_overlays(frames, comp, "colourful")
 
 
 def test_merge_view_dots_the_moved_cells():
     comp = static_partition()
     frames = np.full((4, 84, 140, 3), 100, dtype=np.uint8)
-    images = regions.view_overlays(frames, comp, "merge")
+    images = region_views.view_overlays(frames, comp, "merge")
     rows, cols = grid.cell_edges(84), grid.cell_edges(140)
 
     def centre(t, cell):
@@ -374,7 +374,7 @@ def test_merge_view_dots_the_moved_cells():
 def test_probe_keeps_the_clicked_region_bright_in_every_frame():
     comp = static_partition()
     frames = np.full((4, 84, 140, 3), 128, dtype=np.uint8)
-    images = regions.view_overlays(frames, comp, "temporal", probe=(1, 50))
+    images = region_views.view_overlays(frames, comp, "temporal", probe=(1, 50))
     cells = grid.cell_index(84, 140)
     dim = 128 * overlay.DIM
     for image in images:
@@ -388,31 +388,31 @@ def test_captions_match_the_view(video):
     _, _, index = video
     comp = index.compress(0.8)
     stamps = [0.0, 0.5, 1.0, 1.5]
-    spatial = regions.view_captions(comp, "spatial", stamps)
+    spatial = region_views.view_captions(comp, "spatial", stamps)
     assert [int(re.search(r"(\d+) regions?", c).group(1)) for c in spatial] == (
         comp.spatial_counts.tolist()
     )
-    temporal = regions.view_captions(comp, "temporal", stamps)
-    kept = regions.kept_per_frame(comp.temporal_labels)
+    temporal = region_views.view_captions(comp, "temporal", stamps)
+    kept = region_views.kept_per_frame(comp.temporal_labels)
     assert [int(re.search(r"(\d+) kept", c).group(1)) for c in temporal] == kept.tolist()
-    home = regions.home_frames(comp.temporal_labels)[comp.temporal_labels.numpy()]
+    home = region_views.home_frames(comp.temporal_labels)[comp.temporal_labels.numpy()]
     merged = (home < np.arange(4)[:, None]).sum(1)
     for caption, m in zip(temporal, merged):
         assert (f"{m} merged" in caption) == (m > 0)
     assert temporal != spatial  # the caption follows the view
-    merge = regions.view_captions(comp, "merge", stamps)
+    merge = region_views.view_captions(comp, "merge", stamps)
     for caption, row in zip(merge, comp.assignment.numpy()):
-        assert regions.plural(len(np.unique(row)), "token") in caption
+        assert region_views.plural(len(np.unique(row)), "token") in caption
     for caption in spatial + temporal + merge:
-        assert len(caption) <= regions.CAPTION_CHARS
-    static = regions.view_captions(static_partition(), "temporal", stamps)
+        assert len(caption) <= region_views.CAPTION_CHARS
+    static = region_views.view_captions(static_partition(), "temporal", stamps)
     assert static[0] == "f0 · 0.0s · 196 kept" and "2 kept · 193 merged" in static[1]
 
 
 def test_probe_note_counts_with_the_right_plurals():
     comp = static_partition()
-    assert "kept alone: 1 token across 1 frame" in regions.probe_note(comp, "spatial", 0, 0)
-    note = regions.probe_note(comp, "temporal", 0, 50)
+    assert "kept alone: 1 token across 1 frame" in region_views.probe_note(comp, "spatial", 0, 0)
+    note = region_views.probe_note(comp, "temporal", 0, 50)
     assert "4 tokens across 4 frames" in note and "row 3, column 8" in note
 
 
@@ -609,7 +609,7 @@ def test_probe_mosaic_labels_sit_between_tiles(video):
 def test_tokens_per_frame_bars(video):
     _, _, index = video
     comp = index.compress(0.6)
-    kept = regions.kept_per_frame(comp.temporal_labels)
+    kept = region_views.kept_per_frame(comp.temporal_labels)
     fig = figures.tokens_per_frame_figure(comp.spatial_counts, [0, 0.5, 1, 1.5], kept=kept)
     assert list(fig.data[0].y) == comp.spatial_counts.tolist()
     assert list(fig.data[1].y) == kept.tolist() and sum(fig.data[1].y) == comp.num_tokens
@@ -655,7 +655,7 @@ def test_scrub_steps_grow_regions_exactly(video):
     assert now.regions == int(index.spatial(now.tau)[0].max()) + 1
     assert "each of the 196 tokens" in steps[0].text and "1 region." in steps[-1].text
     middle = next(s for s in steps if 1 < s.regions < P)
-    assert regions.plural(middle.regions, "region") in middle.text
+    assert region_views.plural(middle.regions, "region") in middle.text
     small = np.asarray(scrub._small(frame, 384))
     np.testing.assert_array_equal(steps[0].image, small)  # every token alone: nothing drawn
     filled = scrub.scrub_steps(frame, index.frame_similarity[0], steps=3, fill=True)
@@ -666,10 +666,10 @@ def test_scrub_steps_grow_regions_exactly(video):
 
 
 def test_captions_cover_the_figures():
-    texts = {**regions.CAPTIONS, **figures.CAPTIONS, "tau_scrub": scrub.CAPTION}
+    texts = {**region_views.CAPTIONS, **figures.CAPTIONS, "tau_scrub": scrub.CAPTION}
     for key, text in texts.items():
         assert 20 < len(text) < 300 and 1 <= len(re.findall(r"[.!?](\s|$)", text)) <= 2, key
-    assert {"spatial", "temporal", "merge", "mean_fill", "highlight"} <= set(regions.CAPTIONS)
+    assert {"spatial", "temporal", "merge", "mean_fill", "highlight"} <= set(region_views.CAPTIONS)
     assert {
         "tau_graph",
         "temporal_graph",
@@ -680,7 +680,7 @@ def test_captions_cover_the_figures():
     } <= set(figures.CAPTIONS)
 
 
-PICTURES = (grid, overlay, regions, figures, graphs, scrub, export)
+PICTURES = (grid, overlay, region_views, figures, graphs, scrub, export)
 
 
 def imported(module) -> set[str]:
