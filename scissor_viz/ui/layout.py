@@ -161,6 +161,7 @@ def _probe_tab(c: SimpleNamespace) -> None:
     c.probe_note = gr.Markdown(elem_id="probe-note")
     c.probe_gallery = gr.Gallery(
         label="Its region in every frame",
+        elem_id="probe-gallery",
         elem_classes="frames",
         columns=4,
         height="auto",
