@@ -19,7 +19,7 @@ from tests.tiny_vlms import PREFIX, build_twins
 
 FAMILIES = ["llava_onevision", "llava_next_video", "qwen2_5_vl"]
 QUESTIONS = ["What is happening in this video?", "How many people?"]
-GREEDY = {"max_new_tokens": 5, "min_new_tokens": 5, "do_sample": False}
+GREEDY = {"max_new_tokens": 4, "min_new_tokens": 4, "do_sample": False}
 LOGITS = {"return_dict_in_generate": True, "output_logits": True}
 
 
@@ -96,11 +96,13 @@ def test_retention_one_is_stock(twin, batch):
 def test_uncompressed_splice_is_stock(twin, batch):
     """The splice itself (the model's own features given as video_tokens, every prompt rebuilt
     from inputs_embeds, positions from the layout) reproduces stock generate: greedy, sampled
-    and beam search."""
+    and (batched) beam search."""
     model, inputs = twin.model, twin.inputs(QUESTIONS[:batch], [0, 1][:batch])
     given = full_tokens(model, inputs)
-    sampled = {**GREEDY, "do_sample": True, "top_k": 0}
-    for kwargs in (GREEDY, sampled, {**GREEDY, "num_beams": 3, "num_return_sequences": 2}):
+    modes = [GREEDY, {**GREEDY, "do_sample": True, "top_k": 0}]
+    if batch > 1:
+        modes.append({**GREEDY, "num_beams": 3, "num_return_sequences": 2})
+    for kwargs in modes:
         torch.manual_seed(0)
         stock = model.generate(**inputs, **kwargs, **LOGITS)
         with patched(model, retention=0.5):
@@ -240,9 +242,9 @@ def test_generate_returns_the_callers_prompt(twin):
         out = model.generate(**inputs, **GREEDY, num_beams=3, num_return_sequences=2)
         rest = {k: v for k, v in inputs.items() if k != "input_ids"}
         positional = model.generate(inputs["input_ids"], **rest, **GREEDY)
-    assert out.shape == (4, length + 5)
+    assert out.shape == (4, length + 4)
     assert torch.equal(out[:, :length], inputs["input_ids"].repeat_interleave(2, 0))
-    assert positional.shape == (2, length + 5)
+    assert positional.shape == (2, length + 4)
 
 
 def test_streaming(twin):
@@ -425,3 +427,37 @@ def test_video_tokens_from_any_compression(twins):
     at = len(twin.tokenizer.encode(PREFIX))
     assert torch.equal(prompt[at : at + len(tokens)], tokens)
     assert prompt.shape[0] == short_ids.shape[1] - 1 + len(tokens)  # no newline
+
+
+def test_a_new_family_is_one_adapter(twins):
+    """docs/patch.md's example adapter, registered for a class the patch does not know, serves
+    it (ahead of the adapter of its base class) and compresses like the built-in one."""
+    from scissor_viz.patch import ADAPTERS, Adapter, register_adapter
+
+    class MyVideoLlmAdapter(Adapter):
+        classes = ("MyVideoLlmForConditionalGeneration",)
+        video_inputs = ("pixel_values_videos",)
+
+        def grids(self, inputs):
+            pixels = inputs["pixel_values_videos"]
+            feats = self.model.model.get_video_features(pixel_values_videos=pixels).pooler_output
+            return list(feats.unflatten(1, (pixels.shape[1], -1)))
+
+    twin = twins["llava_next_video"]
+    model, inputs = twin.model, twin.inputs(QUESTIONS[:1], [0])
+    stock_class = type(model)
+    with patched(model, retention=0.25):
+        builtin = model.generate(**inputs, **GREEDY)
+    mine = type("MyVideoLlmForConditionalGeneration", (stock_class,), {})
+    register_adapter(MyVideoLlmAdapter)
+    model.__class__ = mine
+    try:
+        with patched(model, retention=0.25) as scissor:
+            assert type(scissor.adapter) is MyVideoLlmAdapter
+            out = model.generate(**inputs, **GREEDY)
+            assert scissor.last[0].tokens_after < scissor.last[0].tokens_before
+        assert type(model) is mine
+        assert torch.equal(out, builtin)
+    finally:
+        ADAPTERS.remove(MyVideoLlmAdapter)
+        model.__class__ = stock_class
