@@ -1,0 +1,463 @@
+"""scissor_viz.apply_patch on tiny random twins of LLaVA-OneVision, LLaVA-NeXT-Video and
+Qwen2.5-VL: stock behaviour when nothing is compressed, SCC's exact tokens (and for Qwen their
+positions) entering the language model when something is, and the generate / forward surface.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scissor_viz import apply_patch, remove_patch
+from scissor_viz.patch import ScissorState, VideoTokens, adapter_for, representatives
+from scissor_viz.scc import scissor_compress, tau_for_retention
+from tests.tiny_vlms import PREFIX, build_twins
+
+FAMILIES = ["llava_onevision", "llava_next_video", "qwen2_5_vl"]
+QUESTIONS = ["What is happening in this video?", "How many people?"]
+GREEDY = {"max_new_tokens": 4, "min_new_tokens": 4, "do_sample": False}
+LOGITS = {"return_dict_in_generate": True, "output_logits": True}
+
+
+@pytest.fixture(scope="session")
+def twins():
+    return build_twins()
+
+
+@pytest.fixture(params=FAMILIES)
+def twin(request, twins):
+    twin = twins[request.param]
+    yield twin
+    remove_patch(twin.model)  # whatever a test did
+
+
+@contextmanager
+def patched(model, **settings):
+    apply_patch(model, **settings)
+    try:
+        yield model.scissor
+    finally:
+        remove_patch(model)
+
+
+def without_pixels(inputs: dict) -> dict:
+    return {k: v for k, v in inputs.items() if k != "pixel_values_videos"}
+
+
+def full_tokens(model, inputs: dict) -> list[VideoTokens]:
+    """Every video's own features, uncompressed: the splice path at retention 1."""
+    with torch.no_grad():
+        return [VideoTokens(g.flatten(0, 1)) for g in adapter_for(model).grids(inputs)]
+
+
+class Capture:
+    """The inputs_embeds / attention_mask / position_ids of every language-model call."""
+
+    def __init__(self, model):
+        self.calls: list[dict] = []
+        self.handle = model.model.language_model.register_forward_pre_hook(
+            self.grab, with_kwargs=True
+        )
+
+    def grab(self, _module, _args, kwargs):
+        keys = ("inputs_embeds", "attention_mask", "position_ids")
+        self.calls.append({k: kwargs.get(k) for k in keys})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        self.handle.remove()
+
+
+# ----------------------------------------------------------------------------- stock equality
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_retention_one_is_stock(twin, batch):
+    """retention=1 gives the stock ids and logits, greedy and sampled with a fixed seed."""
+    model, inputs = twin.model, twin.inputs(QUESTIONS[:batch], [0, 1][:batch])
+    for kwargs in (GREEDY, {**GREEDY, "do_sample": True, "top_k": 0}):
+        torch.manual_seed(0)
+        stock = model.generate(**inputs, **kwargs, **LOGITS)
+        with patched(model, retention=1.0) as scissor:
+            torch.manual_seed(0)
+            out = model.generate(**inputs, **kwargs, **LOGITS)
+            assert [r.tokens_after for r in scissor.last] == [r.tokens_before for r in scissor.last]
+        assert torch.equal(out.sequences, stock.sequences)
+        assert torch.equal(out.logits[0], stock.logits[0])
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_uncompressed_splice_is_stock(twin, batch):
+    """The splice itself (the model's own features given as video_tokens, every prompt rebuilt
+    from inputs_embeds, positions from the layout) reproduces stock generate: greedy, sampled
+    and (batched) beam search."""
+    model, inputs = twin.model, twin.inputs(QUESTIONS[:batch], [0, 1][:batch])
+    given = full_tokens(model, inputs)
+    modes = [GREEDY, {**GREEDY, "do_sample": True, "top_k": 0}]
+    if batch > 1:
+        modes.append({**GREEDY, "num_beams": 3, "num_return_sequences": 2})
+    for kwargs in modes:
+        torch.manual_seed(0)
+        stock = model.generate(**inputs, **kwargs, **LOGITS)
+        with patched(model, retention=0.5):
+            torch.manual_seed(0)
+            out = model.generate(**without_pixels(inputs), video_tokens=given, **kwargs, **LOGITS)
+        assert torch.equal(out.sequences, stock.sequences)
+        torch.testing.assert_close(out.logits[0], stock.logits[0], rtol=1e-5, atol=1e-5)
+
+
+def test_remove_and_double_patch(twin):
+    model, inputs = twin.model, twin.inputs(QUESTIONS[:1], [2])
+    stock_class = type(model)
+    stock = model.generate(**inputs, **GREEDY, **LOGITS)
+    assert apply_patch(model, retention=0.1) is model
+    state = model.scissor
+    apply_patch(model, tau=0.9)  # patching twice only changes the settings
+    assert model.scissor is state and state.tau == 0.9 and state.retention is None
+    assert type(model).__mro__[1] is stock_class  # one layer, not two
+    assert type(model).__name__ == stock_class.__name__
+    model.generate(**inputs, **GREEDY)
+    assert state.last[0].tokens_after < state.last[0].tokens_before
+    assert remove_patch(model) is model
+    assert type(model) is stock_class and not hasattr(model, "scissor")
+    remove_patch(model)  # harmless
+    out = model.generate(**inputs, **GREEDY, **LOGITS)
+    assert torch.equal(out.sequences, stock.sequences)
+    assert torch.equal(out.logits[0], stock.logits[0])
+
+
+def test_unsupported_model_names_the_supported_classes(twins):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    text = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=64,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=32,
+        )
+    )
+    with pytest.raises(TypeError) as err:
+        apply_patch(text, retention=0.1)
+    for name in (
+        "Qwen2ForCausalLM",
+        "LlavaOnevisionForConditionalGeneration",
+        "LlavaNextVideoForConditionalGeneration",
+        "Qwen2_5_VLForConditionalGeneration",
+    ):
+        assert name in str(err.value)
+    assert type(text) is Qwen2ForCausalLM and not hasattr(text, "scissor")
+
+
+def test_settings(twins):
+    model = twins["llava_next_video"].model
+    with pytest.raises(ValueError, match="exactly one"):
+        apply_patch(model)
+    with pytest.raises(ValueError, match="exactly one"):
+        apply_patch(model, retention=0.5, tau=0.9)
+    with pytest.raises(ValueError, match="retention"):
+        apply_patch(model, retention=1.5)
+    assert not hasattr(model, "scissor")
+    with patched(model, retention=0.1) as scissor:
+        assert isinstance(scissor, ScissorState)
+        scissor.tau = 0.8
+        assert (scissor.tau, scissor.retention) == (0.8, None)
+        scissor.retention = 0.25
+        assert (scissor.tau, scissor.retention) == (None, 0.25)
+        with pytest.raises(ValueError):
+            scissor.retention = 0
+
+
+# ----------------------------------------------------------------------------- compression
+
+
+def test_language_model_reads_scc_tokens(twin):
+    """At retention < 1 the embeddings at each prompt's video positions are exactly
+    scissor_compress(the model's own video features, tau).tokens, in order (+ OneVision's
+    newline), the text around them is the stock text, and each prompt is shorter by exactly
+    the removed count."""
+    model, inputs = twin.model, twin.inputs(QUESTIONS, [0, 1])
+    prefix = len(twin.tokenizer.encode(PREFIX))
+    embed = model.get_input_embeddings()
+    with patched(model, retention=0.25) as scissor, Capture(model) as capture:
+        grids = scissor.grids(**inputs)
+        model.generate(**inputs, **GREEDY)
+        prefill = capture.calls[0]
+        records = scissor.last
+    embeds, mask = prefill["inputs_embeds"], prefill["attention_mask"]
+    tail = 1 if twin.family == "llava_onevision" else 0
+    stock_valid = inputs["attention_mask"].sum(1)
+    for b, (grid, record) in enumerate(zip(grids, records)):
+        tau = tau_for_retention(grid.clone(), 0.25)
+        assert record.tau == tau
+        expected = scissor_compress(grid.clone(), tau).tokens  # (K, d)
+        k, n = len(expected), grid.shape[0] * grid.shape[1]
+        assert k < n and record.videos[0].kept == k
+        valid = int(mask[b].sum())
+        assert valid == int(stock_valid[b]) - (n - k) == record.length_after
+        start = embeds.shape[1] - valid + prefix  # left padding, then the prefix
+        assert torch.equal(embeds[b, start : start + k], expected)
+        if tail:
+            assert torch.equal(embeds[b, start + k], model.model.image_newline)
+        text = inputs["input_ids"][b][inputs["attention_mask"][b] == 1]
+        text = text[text != twin.video_token_id]  # the stock prompt's text around the video
+        assert torch.equal(embeds[b, start - prefix : start], embed(text[:prefix]))
+        assert torch.equal(embeds[b, start + k + tail :], embed(text[prefix:]))
+
+
+def test_batch_of_different_lengths_matches_each_alone(twin):
+    """Two videos compressed (at one tau) to different lengths, left-padded in one batch: each
+    prompt generates what it generates alone."""
+    model, inputs = twin.model, twin.inputs(QUESTIONS, [0, 3])
+    grid = full_tokens(model, twin.inputs(QUESTIONS[:1], [0]))[0].tokens
+    shape = (-1, 196 if twin.family == "llava_onevision" else 64, grid.shape[-1])
+    tau = tau_for_retention(grid.reshape(shape), 0.2)
+    kwargs = {**GREEDY, "max_new_tokens": 8, "min_new_tokens": 8, **LOGITS}
+    with patched(model, tau=tau) as scissor:
+        batch = model.generate(**inputs, **kwargs)
+        kept = [r.tokens_after for r in scissor.last]
+        assert kept[0] != kept[1], "the test needs videos that compress to different lengths"
+        for b, seed in enumerate([0, 3]):
+            alone = model.generate(**twin.inputs(QUESTIONS[b : b + 1], [seed]), **kwargs)
+            assert scissor.last[0].tokens_after == kept[b]
+            new = batch.sequences[b, inputs["input_ids"].shape[1] :]
+            assert torch.equal(new, alone.sequences[0, -len(new) :])
+            torch.testing.assert_close(batch.logits[0][b], alone.logits[0][0], rtol=1e-4, atol=1e-4)
+
+
+def test_generate_returns_the_callers_prompt(twin):
+    """Sequences start with the caller's input_ids (as stock), whatever was spliced; beams and
+    several return sequences keep working."""
+    model, inputs = twin.model, twin.inputs(QUESTIONS, [0, 1])
+    length = inputs["input_ids"].shape[1]
+    with patched(model, retention=0.1):
+        out = model.generate(**inputs, **GREEDY, num_beams=3, num_return_sequences=2)
+        rest = {k: v for k, v in inputs.items() if k != "input_ids"}
+        positional = model.generate(inputs["input_ids"], **rest, **GREEDY)
+    assert out.shape == (4, length + 4)
+    assert torch.equal(out[:, :length], inputs["input_ids"].repeat_interleave(2, 0))
+    assert positional.shape == (2, length + 4)
+
+
+def test_streaming(twin):
+    """A streamer sees every new token as it is generated, with the patch on."""
+    from transformers import TextIteratorStreamer
+
+    class Collect:
+        def __init__(self):
+            self.puts = []
+
+        def put(self, value):
+            self.puts.append(value.flatten())
+
+        def end(self):
+            self.puts.append(None)
+
+    model, inputs = twin.model, twin.inputs(QUESTIONS[:1], [4])
+    with patched(model, retention=0.1) as scissor:
+        collect = Collect()
+        out = model.generate(**inputs, **GREEDY, streamer=collect)
+        new = out[0, inputs["input_ids"].shape[1] :]
+        assert collect.puts[-1] is None
+        assert len(collect.puts[0]) == scissor.last[0].length_after  # the prompt it read
+        assert torch.equal(torch.cat(collect.puts[1:-1]), new)
+
+        streamer = TextIteratorStreamer(twin.tokenizer, skip_prompt=True)
+        thread = threading.Thread(
+            target=model.generate, kwargs={**inputs, **GREEDY, "streamer": streamer}
+        )
+        thread.start()
+        text = "".join(streamer)
+        thread.join()
+    assert text == twin.tokenizer.decode(new)
+
+
+def test_forward_with_labels(twin):
+    """Plain forward (scoring / loss): labels shrink with the video run, so the loss is the
+    cross-entropy of the shortened logits against the shortened labels; gradients reach the
+    vision tower through the merged tokens. With the uncompressed splice it is the stock loss."""
+    model, inputs = twin.model, twin.inputs(QUESTIONS[:1], [5])
+    ids = inputs["input_ids"]
+    labels = ids.masked_fill(ids == twin.video_token_id, -100)
+    labels[:, : len(twin.tokenizer.encode(PREFIX))] = -100
+    stock = model(**inputs, labels=labels)
+    given = full_tokens(model, inputs)
+    with patched(model, retention=0.2) as scissor:
+        same = model(**without_pixels(inputs), video_tokens=given, labels=labels)
+        torch.testing.assert_close(same.logits, stock.logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(same.loss, stock.loss, rtol=1e-6, atol=1e-6)
+
+        model.zero_grad()
+        out = model(**inputs, labels=labels)
+        record = scissor.last[0]
+    removed = record.tokens_before - record.tokens_after
+    assert out.logits.shape[1] == ids.shape[1] - removed
+    keep = torch.ones(ids.shape[1], dtype=torch.bool)
+    video = (ids[0] == twin.video_token_id).nonzero().flatten()
+    keep[video[record.tokens_after :]] = False
+    short = labels[:, keep]
+    expected = F.cross_entropy(out.logits[0, :-1], short[0, 1:], ignore_index=-100)
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
+    vision = model.model.visual if twin.family == "qwen2_5_vl" else model.model.vision_tower
+    grads = [p.grad for p in vision.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    model.zero_grad()
+
+
+# ----------------------------------------------------------------------------- positions
+
+
+def test_qwen_positions_follow_representatives(twins):
+    """Qwen2.5-VL: each merged token sits at the stock M-RoPE position of its representative,
+    the text after the video keeps its stock positions, and decoding continues at the stock
+    positions (the same as the unpatched model's decoding steps)."""
+    twin = twins["qwen2_5_vl"]
+    model, inputs = twin.model, twin.inputs(QUESTIONS, [0, 1])
+    stock_positions, _ = model.model.get_rope_index(
+        inputs["input_ids"],
+        inputs["mm_token_type_ids"],
+        video_grid_thw=inputs["video_grid_thw"],
+        attention_mask=inputs["attention_mask"],
+    )  # (3, B, L)
+    with Capture(model) as stock:
+        model.generate(**inputs, **GREEDY)
+    with patched(model, retention=0.2) as scissor, Capture(model) as capture:
+        grids = scissor.grids(**inputs)
+        model.generate(**inputs, **GREEDY)
+        records = scissor.last
+    positions = capture.calls[0]["position_ids"][1:]  # (3, B, L'): generate's text row first
+    prefix = len(twin.tokenizer.encode(PREFIX))
+    for b, (grid, record) in enumerate(zip(grids, records)):
+        comp = record.videos[0].compression
+        reps = representatives(grid, comp)
+        assert torch.equal(reps, record.videos[0].source)
+        assert bool((reps[1:] > reps[:-1]).all())
+        assert bool((comp.temporal_labels.flatten()[reps] == torch.arange(comp.num_tokens)).all())
+        stock_row, row = stock_positions[:, b], positions[:, b]
+        start = stock_row.shape[1] - int(inputs["attention_mask"][b].sum()) + prefix
+        new_start = row.shape[1] - record.length_after + prefix
+        k = comp.num_tokens
+        assert torch.equal(row[:, new_start : new_start + k], stock_row[:, start + reps])
+        after = stock_row.shape[1] - (start + grid.shape[0] * grid.shape[1])
+        assert torch.equal(row[:, -after:], stock_row[:, -after:])
+    for step in range(1, len(stock.calls)):  # decoding: one new token per call
+        torch.testing.assert_close(
+            capture.calls[step]["position_ids"][1:], stock.calls[step]["position_ids"][1:]
+        )
+
+
+def test_qwen_images_untouched(twins):
+    """An image before the video keeps its stock features and positions."""
+    twin = twins["qwen2_5_vl"]
+    model = twin.model
+    inputs = twin.inputs(QUESTIONS[:1], [0])
+    image = twin.tokenizer.convert_tokens_to_ids("<image>")
+    ids = inputs["input_ids"]
+    ids = torch.cat([ids[:, :2], torch.full((1, 16), image), ids[:, 2:]], dim=1)
+    extra = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "mm_token_type_ids": (ids == image).long() + 2 * (ids == twin.video_token_id).long(),
+        "pixel_values": torch.randn(64, 96),
+        "image_grid_thw": torch.tensor([[1, 8, 8]]),
+    }
+    inputs = {**inputs, **extra}
+    stock = model.generate(**inputs, **GREEDY, **LOGITS)
+    given = full_tokens(model, inputs)
+    with patched(model, retention=1.0):
+        same = model.generate(**without_pixels(inputs), video_tokens=given, **GREEDY, **LOGITS)
+    assert torch.equal(same.sequences, stock.sequences)
+    image_feats = model.model.get_image_features(
+        inputs["pixel_values"], inputs["image_grid_thw"]
+    ).pooler_output[0]
+    with patched(model, retention=0.1), Capture(model) as capture:
+        model.generate(**inputs, **GREEDY)
+    embeds = capture.calls[0]["inputs_embeds"][0]
+    torch.testing.assert_close(embeds[2:18], image_feats)
+
+
+def test_representatives_order_scc_tokens():
+    """On random clustered tokens: one representative per compressed token, inside it, in
+    increasing order (the order SCC emits its tokens in)."""
+    gen = torch.Generator().manual_seed(0)
+    for frames, per_frame, dim, retention in [(3, 20, 8, 0.3), (6, 49, 16, 0.1), (4, 30, 4, 0.6)]:
+        centres = torch.randn(5, dim, generator=gen)
+        which = torch.randint(0, 5, (frames, per_frame), generator=gen)
+        tokens = centres[which] + 0.6 * torch.randn(frames, per_frame, dim, generator=gen)
+        comp = scissor_compress(tokens, tau_for_retention(tokens, retention))
+        reps = representatives(tokens, comp)
+        assert reps.shape == (comp.num_tokens,)
+        assert bool((reps[1:] > reps[:-1]).all())
+        assert bool((comp.temporal_labels.flatten()[reps] == torch.arange(comp.num_tokens)).all())
+
+
+# ----------------------------------------------------------------------------- app API
+
+
+def test_video_tokens_from_any_compression(twins):
+    """What the app needs: an answer from given tokens. For LLaVA families the placeholder run
+    may have any length (one placeholder is enough); the newline follows unless tail=False."""
+    twin = twins["llava_onevision"]
+    model = twin.model
+    full = twin.inputs(QUESTIONS[:1], [0])
+    short_ids = torch.tensor([twin.prompt_ids(QUESTIONS[0], 1)])
+    tokens = full_tokens(model, full)[0].tokens[::7]  # any K tokens, e.g. another method's
+    with patched(model, retention=0.5) as scissor:
+        a = model.generate(**without_pixels(full), video_tokens=[tokens], **GREEDY, **LOGITS)
+        b = model.generate(input_ids=short_ids, video_tokens=[tokens], **GREEDY, **LOGITS)
+        assert scissor.last[0].tokens_after == len(tokens) + 1  # + the newline
+        assert scissor.last[0].length_after == short_ids.shape[1] - 1 + len(tokens) + 1
+        with Capture(model) as capture:
+            bare = VideoTokens(tokens, tail=False)
+            model.generate(input_ids=short_ids, video_tokens=[bare], **GREEDY)
+        assert scissor.last[0].tokens_after == len(tokens)
+    new = a.sequences[0, full["input_ids"].shape[1] :]
+    assert torch.equal(new, b.sequences[0, short_ids.shape[1] :])
+    torch.testing.assert_close(a.logits[0], b.logits[0], rtol=1e-5, atol=1e-5)
+    prompt = capture.calls[0]["inputs_embeds"][0]
+    at = len(twin.tokenizer.encode(PREFIX))
+    assert torch.equal(prompt[at : at + len(tokens)], tokens)
+    assert prompt.shape[0] == short_ids.shape[1] - 1 + len(tokens)  # no newline
+
+
+def test_a_new_family_is_one_adapter(twins):
+    """docs/patch.md's example adapter, registered for a class the patch does not know, serves
+    it (ahead of the adapter of its base class) and compresses like the built-in one."""
+    from scissor_viz.patch import ADAPTERS, Adapter, register_adapter
+
+    class MyVideoLlmAdapter(Adapter):
+        classes = ("MyVideoLlmForConditionalGeneration",)
+        video_inputs = ("pixel_values_videos",)
+
+        def grids(self, inputs):
+            pixels = inputs["pixel_values_videos"]
+            feats = self.model.model.get_video_features(pixel_values_videos=pixels).pooler_output
+            return list(feats.unflatten(1, (pixels.shape[1], -1)))
+
+    twin = twins["llava_next_video"]
+    model, inputs = twin.model, twin.inputs(QUESTIONS[:1], [0])
+    stock_class = type(model)
+    with patched(model, retention=0.25):
+        builtin = model.generate(**inputs, **GREEDY)
+    mine = type("MyVideoLlmForConditionalGeneration", (stock_class,), {})
+    register_adapter(MyVideoLlmAdapter)
+    model.__class__ = mine
+    try:
+        with patched(model, retention=0.25) as scissor:
+            assert type(scissor.adapter) is MyVideoLlmAdapter
+            out = model.generate(**inputs, **GREEDY)
+            assert scissor.last[0].tokens_after < scissor.last[0].tokens_before
+        assert type(model) is mine
+        assert torch.equal(out, builtin)
+    finally:
+        ADAPTERS.remove(MyVideoLlmAdapter)
+        model.__class__ = stock_class

@@ -1,0 +1,194 @@
+"""Tiny, randomly initialised twins of the three video-LLM families the SCC patch supports, and
+their processor outputs built by hand (the real processors need torchvision and the Hub).
+
+* LLaVA-OneVision: ``tests/tiny_llava``'s model (SigLIP 384 px / patch 14, so 196 pooled
+  tokens per frame + one image_newline per video; Qwen2 LM hidden 64, 2 layers);
+* LLaVA-NeXT-Video: CLIP 64 px / patch 4 (16 x 16 patches + CLS, pooled 2x2 to 64 tokens per
+  frame); Qwen2 LM hidden 64, 2 layers;
+* Qwen2.5-VL: vision depth 2 / hidden 32 / patch 4 / 2x2 merge / temporal pairs of frames;
+  text hidden 64, 2 layers, M-RoPE sections (2, 3, 3).
+
+All share the byte-level BPE tokenizer of ``tests/tiny_llava`` (``<video>`` / ``<image>``).
+Frames are ``random_frames`` (gradients, blocks, noise), so neighbouring tokens are similar and
+SCC has components to find. :meth:`Twin.inputs` returns what the family's processor would:
+prompts left-padded, one placeholder per video token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from tests.tiny_llava import build_tiny_model, build_tokenizer, random_frames
+
+PREFIX = "<|im_start|>user\n"
+SUFFIX = "\n{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def _text_config(tokenizer, **extra) -> dict:
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    base = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 32768,
+        "bos_token_id": pad,
+        "eos_token_id": eos,
+        "pad_token_id": pad,
+    }
+    return {**base, **extra}
+
+
+def _finish(model, tokenizer):
+    model = model.eval()
+    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    model.generation_config.pad_token_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    model.generation_config.do_sample = False
+    return model
+
+
+def build_next_video(tokenizer, seed: int = 0):
+    from transformers import (
+        CLIPVisionConfig,
+        LlavaNextVideoConfig,
+        LlavaNextVideoForConditionalGeneration,
+        Qwen2Config,
+    )
+
+    config = LlavaNextVideoConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=64,
+            patch_size=4,
+        ),
+        text_config=Qwen2Config(**_text_config(tokenizer)),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        image_grid_pinpoints=[[64, 64]],
+    )
+    torch.manual_seed(seed)
+    return _finish(LlavaNextVideoForConditionalGeneration(config), tokenizer)
+
+
+def build_qwen2_5_vl(tokenizer, seed: int = 0):
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
+    config = Qwen2_5_VLConfig(
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 4,
+            "patch_size": 4,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 16,
+            "out_hidden_size": 64,
+            "fullatt_block_indexes": [1],
+            "tokens_per_second": 2,
+        },
+        text_config=_text_config(tokenizer, rope_parameters=rope),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_start_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
+        vision_end_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+    )
+    torch.manual_seed(seed)
+    return _finish(Qwen2_5_VLForConditionalGeneration(config), tokenizer)
+
+
+# ----------------------------------------------------------------------------- pixels
+
+
+def normalized(frames: np.ndarray) -> torch.Tensor:
+    """(F, H, W, 3) uint8 -> (F, 3, H, W) float32 in [-1, 1] (SigLIP's mean/std of 0.5)."""
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def qwen_patches(pixels: torch.Tensor, patch: int, merge: int, temporal: int) -> torch.Tensor:
+    """(F, C, H, W) -> (t * h * w, C * temporal * patch^2) flattened patches in the Qwen2-VL
+    processor's order: temporal group, merge block row / column, row / column inside it."""
+    f, c, height, width = pixels.shape
+    t, h, w = f // temporal, height // patch, width // patch
+    x = pixels.reshape(t, temporal, c, h // merge, merge, patch, w // merge, merge, patch)
+    x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)  # t, bh, bw, mh, mw, C, temporal, p, p
+    return x.reshape(t * h * w, c * temporal * patch * patch)
+
+
+@dataclass
+class Twin:
+    """A tiny model of one family and how to build its processor outputs."""
+
+    family: str
+    model: Any
+    tokenizer: Any
+    frames: int
+    size: int  # frame side in pixels
+
+    @property
+    def video_token_id(self) -> int:
+        return self.model.config.video_token_id
+
+    def video(self, seed: int) -> dict[str, torch.Tensor]:
+        """One clip's pixel inputs and its number of placeholders."""
+        pixels = normalized(random_frames(self.frames, self.size, self.size, seed=seed))
+        if self.family != "qwen2_5_vl":
+            per_frame = {"llava_onevision": 196, "llava_next_video": 64}[self.family]
+            tail = 1 if self.family == "llava_onevision" else 0
+            return {"pixel_values_videos": pixels[None], "count": self.frames * per_frame + tail}
+        vision = self.model.config.vision_config
+        patches = qwen_patches(
+            pixels, vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size
+        )
+        side = self.size // vision.patch_size
+        thw = torch.tensor([[self.frames // vision.temporal_patch_size, side, side]])
+        count = int(thw.prod()) // vision.spatial_merge_size**2
+        return {"pixel_values_videos": patches, "video_grid_thw": thw, "count": count}
+
+    def prompt_ids(self, question: str, count: int) -> list[int]:
+        encode = self.tokenizer.encode
+        suffix = SUFFIX.format(question=question)
+        return encode(PREFIX) + [self.video_token_id] * count + encode(suffix)
+
+    def inputs(self, questions: list[str], seeds: list[int]) -> dict[str, torch.Tensor]:
+        """Processor outputs for one video per prompt, left-padded like the processor pads."""
+        clips = [self.video(s) for s in seeds]
+        rows = [self.prompt_ids(q, c["count"]) for q, c in zip(questions, clips)]
+        width = max(map(len, rows))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        out = {"input_ids": ids, "attention_mask": mask}
+        if self.family == "qwen2_5_vl":
+            out["pixel_values_videos"] = torch.cat([c["pixel_values_videos"] for c in clips])
+            out["video_grid_thw"] = torch.cat([c["video_grid_thw"] for c in clips])
+            out["mm_token_type_ids"] = (ids == self.video_token_id).long() * 2
+        else:
+            out["pixel_values_videos"] = torch.cat([c["pixel_values_videos"] for c in clips])
+        return out
+
+
+def build_twins(seed: int = 0) -> dict[str, Twin]:
+    """The three tiny models (a few hundred thousand parameters each, < 1 s to build)."""
+    tokenizer = build_tokenizer()
+    tokenizer.padding_side = "left"
+    return {
+        "llava_onevision": Twin(
+            "llava_onevision", build_tiny_model(tokenizer, seed), tokenizer, 2, 384
+        ),
+        "llava_next_video": Twin(
+            "llava_next_video", build_next_video(tokenizer, seed), tokenizer, 4, 64
+        ),
+        "qwen2_5_vl": Twin("qwen2_5_vl", build_qwen2_5_vl(tokenizer, seed), tokenizer, 8, 64),
+    }
