@@ -10,7 +10,7 @@ The page is served at once; the model loads in the background.
 import argparse
 import os
 
-from scissor_viz.ui import build_demo, launch
+from scissor_viz.ui import build_demo
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = parser.parse_args()
     demo = build_demo(checkpoint=args.checkpoint, allow_any_checkpoint=args.allow_any_checkpoint)
-    launch(demo, server_name=args.host, server_port=args.port, max_file_size="500mb")
+    demo.launch(server_name=args.host, server_port=args.port)
 
 
 if __name__ == "__main__":

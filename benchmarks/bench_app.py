@@ -6,9 +6,10 @@
 
 Moving the slider runs the page's ``refresh`` event: the tau search and SCC from the session's
 cached tokens (``VideoAnalysis.compress``), then the redraw: the numbers and one overlay per
-frame (``region_images``), which Gradio then serialises (gallery JPEGs). The budget is 0.5 s of
-server time at 16 frames. The Similarity tab's five figures follow as a second event
-(``figures_for``), timed apart as ``graphs`` (handler + serialisation).
+frame (``region_images``, sent as an HTML grid of JPEGs). The budget is 0.5 s of server time at
+16 frames. The selected frame's τ-graph and matrix follow as a second event
+(``frame_figures``), timed apart as ``graphs`` (handler + serialisation).
+``benchmarks/bench_ui.py`` measures the same from a browser.
 
 Token sets, both on the real clip's frames (assets/bigbuckbunny.mp4):
 * ``896-d synthetic``: ``scissor_viz.synthetic.video_tokens(frames, dim=896)``, LLaVA-OneVision
@@ -144,7 +145,7 @@ def postprocess(block_fn, outputs) -> float:
 
 def in_process(label: str, clip, backend: Counting, moves: list[float], worker) -> dict:
     demo = ui.build_demo(backend=backend)
-    block_fn, figures_fn = event_fn(demo, "refresh"), event_fn(demo, "similarity_figures")
+    block_fn, figures_fn = event_fn(demo, "refresh"), event_fn(demo, "frame_figures")
     tokens = backend.encode(clip.frames, key=clip.key)
     analysis = VideoAnalysis(clip, backend, tokens, ScissorIndex(tokens))
     session = ui.Session(analysis, analysis.compress(tau=1.0))  # a loaded video
@@ -159,9 +160,7 @@ def in_process(label: str, clip, backend: Counting, moves: list[float], worker) 
         evals = len(analysis.index._counts)
         try:
             t0 = time.perf_counter()
-            out = worker.submit(
-                block_fn.fn, session, retention, False, 0.9, "Temporal step", False, 0
-            ).result()
+            out = worker.submit(block_fn.fn, session, retention, "Temporal step", False).result()
             handler = time.perf_counter() - t0
         finally:
             views.region_images = saved
@@ -213,7 +212,7 @@ def over_http(label: str, backend: Counting, frames: int, moves: list[float]) ->
         rows = []
         for i, retention in enumerate([FIRST, *moves]):
             t0 = time.perf_counter()
-            client.predict(retention, False, 0.9, "Temporal step", False, 0, api_name="/refresh")
+            client.predict(retention, "Temporal step", False, api_name="/refresh")
             rows.append({"move": i, "retention": retention, "server": time.perf_counter() - t0})
         return {
             "label": label,

@@ -70,11 +70,11 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     """The app with a checkpoint that cannot load: the weight-free fallback (pixels)."""
-    from scissor_viz.ui import build_demo, launch
+    from scissor_viz.ui import build_demo
 
     demo = build_demo(checkpoint=str(tmp_path_factory.mktemp("weights") / "no-checkpoint"))
-    _, local_url, _ = launch(
-        demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
+    _, local_url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
     )
     yield local_url
     demo.close()

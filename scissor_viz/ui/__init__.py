@@ -1,7 +1,7 @@
 """The Gradio app: ``build_demo()`` lays out the page and wires its events to the handlers.
 
     demo = build_demo()            # or build_demo(backend=...) to inject a backend (tests)
-    launch(demo)                   # demo.launch with the page's stylesheet
+    demo.launch()                  # with the page's stylesheet and upload limit
 
 Rooms: ``backends`` (which feature backend serves a request), ``views`` (what the page shows,
 built from a session: markdown, galleries, figures), ``handlers`` (one function per event, each
@@ -9,7 +9,7 @@ turning a person's errors into readable messages), ``layout`` (components and wi
 """
 
 from scissor_viz.ui.backends import MODEL_CHOICE, PIXEL_CHOICE, Backends
-from scissor_viz.ui.layout import build_demo, launch
+from scissor_viz.ui.layout import build_demo
 from scissor_viz.ui.views import Session
 
-__all__ = ["MODEL_CHOICE", "PIXEL_CHOICE", "Backends", "Session", "build_demo", "launch"]
+__all__ = ["MODEL_CHOICE", "PIXEL_CHOICE", "Backends", "Session", "build_demo"]

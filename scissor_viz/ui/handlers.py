@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -15,12 +17,14 @@ from scissor_viz import export, figures, grid, scrub
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import AnswerUnavailable, BackendLoadError
 from scissor_viz.scc import check_retention
-from scissor_viz.ui import views
+from scissor_viz.ui import checks, views
 from scissor_viz.ui.backends import MODEL_CHOICE, Backends, gpu
 from scissor_viz.ui.views import DEFAULT_FRAMES, NoSession, Session, live_session, need_session
 from scissor_viz.video import VideoError
 
 log = logging.getLogger(__name__)
+EXPORTS = Path(tempfile.gettempdir()) / "scissor-viz-exports"
+EXPORT_KEEP_S = 600  # seconds an export's own folder is kept
 
 # The model's work, wrapped once at import (ZeroGPU registers functions when they are decorated).
 open_video = gpu(VideoAnalysis.open)
@@ -54,6 +58,16 @@ def progress_callback(progress: gr.Progress):
     return lambda fraction, message: progress(fraction, desc=message)
 
 
+def export_folder(root: Path = EXPORTS, keep_s: float = EXPORT_KEEP_S) -> Path:
+    """A new folder for one export; older exports' folders are deleted (Gradio serves its own
+    copies of the files, so disk use stays bounded)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        if time.time() - old.stat().st_mtime > keep_s:
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=root))
+
+
 # ----------------------------------------------------------------------------- session events
 
 
@@ -61,6 +75,7 @@ def progress_callback(progress: gr.Progress):
 def after_load(session):
     """A video is in: the frame slider spans its frames, the buttons that need one wake up,
     and the comparison of answers says whether it can run."""
+    session = live_session(session, compressed=False)
     count = len(session.analysis.clip.frames)
     backend = session.analysis.backend
     why = (
@@ -183,6 +198,7 @@ def show_answers(session, question, retention, use_tau, tau, progress=gr.Progres
     backend = session.analysis.backend
     if not backend.can_answer:
         return views.answer_hint(session)
+    question = checks.question_text(question)
     comp = session.compress_at(retention, use_tau, tau)  # may run before the redraw for it
     progress(0.1, desc=f"answering from {comp.num_tokens} tokens")
     compressed = ask_model(session.analysis, question, comp)
@@ -198,18 +214,20 @@ def show_answers(session, question, retention, use_tau, tau, progress=gr.Progres
 
 @user_errors
 def compare(session, methods, retention, frame, question):
+    question = checks.question_text(question)
     return views.compare_views(need_session(session), methods, float(retention), frame, question)
 
 
 @user_errors
 def curves(session, methods, question, progress=gr.Progress()):
+    question = checks.question_text(question)
     rows = views.compare_curves(need_session(session), methods, question, progress)
     return figures.metric_curves_figure(rows, views.METHOD_LABELS)
 
 
 @user_errors
 def compare_answers(session, methods, retention, question, progress=gr.Progress()):
-    session = need_session(session)
+    session, question = need_session(session), checks.question_text(question)
     return views.answer_rows(session, methods, float(retention), question, progress)
 
 
@@ -219,7 +237,7 @@ def export_files(session, view, fill, progress=gr.Progress()):
     session = need_session(session)
     progress(0.1, desc="drawing overlays")
     images = [image for image, _ in views.region_images(session, view, fill)]
-    folder = Path(tempfile.mkdtemp(prefix="scissor-viz-export-"))
+    folder = export_folder()
     progress(0.4, desc="writing GIF and MP4")
     gif = export.save_gif(images, folder / "scissor-regions.gif")
     mp4 = export.save_mp4(images, folder / "scissor-regions.mp4")
@@ -249,10 +267,18 @@ class Served:
         """Decode and encode the chosen video: the session's analysis."""
         if not video:
             raise gr.Error("Upload a video or click one of the examples.")
+        path = checks.uploaded_video(video)
         report = progress_callback(progress)
-        chosen = self.backends.get(choice, (ckpt or "").strip() or None, report)
-        analysis = open_video(video, chosen, int(frames), float(epsilon or 0.0), report)
+        chosen = self.backends.get(choice, ckpt, report)
+        analysis = open_video(path, chosen, int(frames), float(epsilon or 0.0), report)
         return Session(analysis), self.backends.status(choice, ckpt)
+
+    def load_new(self, video, frames, choice, ckpt, epsilon, progress=gr.Progress()):
+        """A video picked (uploaded, or an example clicked): compress it at once; a cleared
+        player does nothing."""
+        if not video:
+            return gr.skip()
+        return self.load(video, frames, choice, ckpt, epsilon, progress)
 
     def status(self, choice, ckpt):
         return self.backends.status(choice, (ckpt or "").strip() or None)
@@ -269,11 +295,9 @@ class Served:
     # --- API endpoints (typed; gradio_client: Client(url).predict(..., api_name="/compress"))
 
     def _api_analysis(self, video, frames: int) -> VideoAnalysis:
-        path = video.get("path") if isinstance(video, dict) else getattr(video, "path", video)
-        if not path:
-            raise gr.Error("Send a video file.")
+        path = checks.uploaded_video(video)
         chosen = self.backends.get(MODEL_CHOICE, None)
-        return VideoAnalysis.open(str(path), chosen, frames)  # load_video checks it
+        return VideoAnalysis.open(path, chosen, frames)  # load_video checks the file
 
     @user_errors
     def compress_api(
@@ -290,8 +314,7 @@ class Served:
     ) -> dict:
         """The model's answer from the compressed tokens, with visual tokens and prefill time."""
         retention = check_retention(retention)  # before any decoding
-        if not str(question or "").strip():
-            raise gr.Error("Ask a question about the video.")
+        question = checks.question_text(question)
         analysis = self._api_analysis(video, frames)
         comp = analysis.compress(retention=float(retention))
         if not analysis.backend.can_answer:

@@ -13,6 +13,7 @@ import gradio as gr
 
 from scissor_viz import figures, regions, scrub
 from scissor_viz.models import Backend
+from scissor_viz.ui import checks
 from scissor_viz.ui import handlers as on
 from scissor_viz.ui.backends import MODEL_CHOICE, PIXEL_CHOICE, Backends
 from scissor_viz.ui.views import (
@@ -29,9 +30,13 @@ from scissor_viz.video import MAX_FRAMES, example_videos
 
 SESSION_TTL = 3600  # seconds a session's video stays in memory after its last use
 PLAY_SECONDS = 0.7  # the τ scrubber's pace when playing
-# The queue's concurrency groups: redraws never wait behind decoding, exports or the model.
+# The queue's concurrency groups, so light work never waits behind heavy work: redraws; decoding
+# and encoding a video (the page's load and both API calls: the model's own lock serialises its
+# use, so a long decode never holds the answer slot); the comparison and exports; the page's
+# answers.
 PAGE = dict(api_visibility="undocumented")  # the page's events; the documented API is gr.api
 LIGHT = dict(concurrency_id="light", concurrency_limit=4, **PAGE)
+DECODE = dict(concurrency_id="decode", concurrency_limit=2)  # the API's too
 HEAVY = dict(concurrency_id="heavy", concurrency_limit=2, **PAGE)
 MODEL = dict(concurrency_id="model", concurrency_limit=1, **PAGE)
 # A click on a frame of the grid is a select event with that frame's index.
@@ -267,12 +272,13 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
         **MODEL,
     )
     buttons = [c.ask, c.play, c.compare_btn, c.curves_btn, c.export_btn, c.answers_btn]
-    for trigger in (c.run.click, c.video.change):
+    for trigger, load in ((c.run.click, served.load), (c.video.change, served.load_new)):
         loaded = trigger(
-            served.load,
+            load,
             [c.video, c.frames, c.choice, c.ckpt, c.epsilon],
             [c.state, c.status],
-            **HEAVY,
+            **DECODE,
+            **PAGE,
         )
         loaded = loaded.success(on.after_load, [c.state], [c.frame, *buttons, c.answers_why])
         loaded = loaded.success(**at_retention).success(**video_figures)
@@ -328,9 +334,15 @@ def _wire_tabs(c: SimpleNamespace) -> None:
     c.export_btn.click(on.export_files, [c.state, c.view, c.fill], [c.files], **HEAVY)
 
 
-def launch(demo: gr.Blocks, **kwargs):
-    """``demo.launch`` with the page's stylesheet (Gradio 6 takes css at launch)."""
-    return demo.launch(css=CSS, **kwargs)
+class Page(gr.Blocks):
+    """The app's Blocks: ``launch`` brings the page's stylesheet and the upload limit, whoever
+    launches it (``python app.py``, ``gradio app.py``, Spaces, the tests)."""
+
+    def launch(self, **kwargs):
+        for key, value in (("css", CSS), ("max_file_size", checks.MAX_UPLOAD_BYTES)):
+            if kwargs.get(key) is None:
+                kwargs[key] = value
+        return super().launch(**kwargs)
 
 
 def build_demo(
@@ -361,11 +373,10 @@ def build_demo(
         _wire_tabs(c)
         c.choice.change(served.status, [c.choice, c.ckpt], [c.status], **LIGHT)
         c.poll.tick(served.poll_status, [c.choice, c.ckpt], [c.status, c.poll], **LIGHT)
-        gr.api(
-            served.compress_api, api_name="compress", concurrency_id="heavy", concurrency_limit=2
-        )
-        gr.api(served.answer_api, api_name="answer", concurrency_id="model", concurrency_limit=1)
+        gr.api(served.compress_api, api_name="compress", **DECODE)
+        gr.api(served.answer_api, api_name="answer", **DECODE)
         demo.load(served.default_status, None, [c.status], **PAGE)
+    demo.backends = backends  # what the server holds (operators, tests)
     backends.start()
     demo.queue(max_size=64, default_concurrency_limit=2)
     return demo

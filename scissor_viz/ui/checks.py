@@ -1,0 +1,41 @@
+"""What the server checks of every request, whatever the page's widgets suggest: a public
+Space lets anyone call every event with any arguments."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+from gradio.utils import get_upload_folder
+
+MAX_UPLOAD_BYTES = 500 * 2**20  # also the upload limit the server sets (launch's max_file_size)
+MAX_QUESTION_CHARS = 500
+NOT_AN_UPLOAD = "Send the video as a file upload; paths on the server are not accepted."
+
+
+def uploaded_video(video) -> str:
+    """The path of a video this server received as an upload (or cached from an example).
+
+    Anything else -- a plain path string to a file elsewhere, a folder, a missing file -- is
+    refused with one message that says nothing about what is there."""
+    path = video.get("path") if isinstance(video, dict) else getattr(video, "path", video)
+    if not isinstance(path, str | os.PathLike) or not str(path):
+        raise gr.Error(NOT_AN_UPLOAD)
+    real = Path(os.path.realpath(path))
+    uploads = Path(os.path.realpath(get_upload_folder()))
+    if uploads not in real.parents or not real.is_file():
+        raise gr.Error(NOT_AN_UPLOAD)
+    if real.stat().st_size > MAX_UPLOAD_BYTES:
+        raise gr.Error(f"The video is larger than {MAX_UPLOAD_BYTES >> 20} MB.")
+    return str(real)
+
+
+def question_text(question) -> str:
+    """The question, stripped; refused when empty or longer than MAX_QUESTION_CHARS."""
+    text = str(question or "").strip()
+    if not text:
+        raise gr.Error("Ask a question about the video.")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise gr.Error(f"Ask in at most {MAX_QUESTION_CHARS} characters.")
+    return text
