@@ -104,6 +104,7 @@ def drag_slider(page, elem_id: str, start: float, stop: float, steps: int = 12) 
     """Drag a slider with the mouse from ``start`` to ``stop`` (fractions of its width);
     returns the value it ended on."""
     track = slider_track(page, elem_id)
+    track.scroll_into_view_if_needed()
     box = track.bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * start, y)

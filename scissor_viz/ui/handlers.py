@@ -74,7 +74,8 @@ def export_folder(root: Path = EXPORTS, keep_s: float = EXPORT_KEEP_S) -> Path:
 @user_errors
 def after_load(session):
     """A video is in: the frame slider spans its frames, the buttons that need one wake up,
-    and the comparison of answers says whether it can run."""
+    the comparison of answers says whether it can run, and the features radio says which
+    features are in use (the model may have fallen back to pixel descriptors)."""
     session = live_session(session, compressed=False)
     count = len(session.analysis.clip.frames)
     backend = session.analysis.backend
@@ -83,12 +84,16 @@ def after_load(session):
         if backend.can_answer
         else f"Comparing answers needs a model: {views.no_answer_reason(backend)}"
     )
+    in_use = f"in use now: {backend.name}" + (
+        " (the model did not load)" if backend.load_error else ""
+    )
     return (
         gr.update(maximum=max(count - 1, 1), value=0, interactive=count > 1),
         *[gr.update(interactive=True)] * 2,  # ask, play
         *[gr.update(interactive=True)] * 3,  # compare, curves, export
         gr.update(interactive=backend.can_answer),
         why,
+        gr.update(info=in_use),
     )
 
 

@@ -280,7 +280,9 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
             **DECODE,
             **PAGE,
         )
-        loaded = loaded.success(on.after_load, [c.state], [c.frame, *buttons, c.answers_why])
+        loaded = loaded.success(
+            on.after_load, [c.state], [c.frame, *buttons, c.answers_why, c.choice]
+        )
         loaded = loaded.success(**at_retention).success(**video_figures)
         loaded = loaded.success(on.frame_views, [c.state, c.frame, c.view], frame_outputs, **LIVE)
         loaded.success(**answers)
