@@ -7,8 +7,8 @@
 Moving the slider runs the page's ``refresh`` event: the tau search and SCC from the session's
 cached tokens (``VideoAnalysis.compress``), then the redraw: the numbers and one overlay per
 frame (``region_images``, sent as an HTML grid of JPEGs). The budget is 0.5 s of server time at
-16 frames. The selected frame's τ-graph and matrix follow as a second event
-(``frame_figures``), timed apart as ``graphs`` (handler + serialisation).
+16 frames. The selected frame's τ-graph follows as a second event
+(``tau_graph``), timed apart as ``graphs`` (handler + serialisation).
 ``benchmarks/bench_ui.py`` measures the same from a browser.
 
 Token sets, both on the real clip's frames (assets/bigbuckbunny.mp4):
@@ -145,7 +145,7 @@ def postprocess(block_fn, outputs) -> float:
 
 def in_process(label: str, clip, backend: Counting, moves: list[float], worker) -> dict:
     demo = ui.build_demo(backend=backend)
-    block_fn, figures_fn = event_fn(demo, "refresh"), event_fn(demo, "frame_figures")
+    block_fn, figures_fn = event_fn(demo, "refresh"), event_fn(demo, "tau_graph")
     tokens = backend.encode(clip.frames, key=clip.key)
     analysis = VideoAnalysis(clip, backend, tokens, ScissorIndex(tokens))
     session = ui.Session(analysis, analysis.compress(tau=1.0))  # a loaded video

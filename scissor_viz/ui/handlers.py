@@ -122,15 +122,31 @@ def refresh_tau(session, tau, use_tau, retention, view, fill):
 
 
 @user_errors
-def frame_figures(session, frame):
-    """The frame's τ-graph and similarity matrix at the current compression."""
-    return views.frame_figures(live_session(session), frame)
+def tau_graph(session, frame):
+    """The selected frame's τ-graph at the current compression (always on screen)."""
+    return views.tau_graph(live_session(session), frame)
 
 
 @user_errors
-def video_figures(session):
-    """The video's temporal graph, retention curve and tokens per frame."""
-    return views.video_figures(live_session(session))
+def tab_views(session, frame, view, tab):
+    """What the open tab shows; the other tabs are drawn when they are opened. Outputs: the
+    Similarity tab's four figures, the probe's picture, the τ scrubber's step, picture, note."""
+    session = live_session(session)
+    out = [gr.skip()] * 8
+    if tab == "Similarity":
+        out[:4] = views.matrix_figure(session, frame), *views.video_figures(session)
+    elif tab == "Probe":
+        out[4] = views.probe_picture(session, views.clamp_frame(session, frame), view)
+    elif tab == "Teach":
+        steps = views.scrub_steps(session, views.clamp_frame(session, frame))
+        start = scrub.current_step(steps)
+        out[5:] = gr.update(maximum=len(steps) - 1, value=start), *views.scrub_view(steps, start)
+    return tuple(out)
+
+
+def open_tab(evt: gr.SelectData):
+    """The tab a person opened (its label)."""
+    return evt.value
 
 
 @user_errors
@@ -142,20 +158,6 @@ def recolour(session, view, fill):
 def pick_frame(evt: gr.SelectData):
     """A thumbnail clicked: inspect that frame."""
     return evt.index
-
-
-@user_errors
-def frame_views(session, frame, view):
-    """Everything drawn for one chosen frame: its τ-graph and matrix, the probe's picture and
-    the τ scrubber at its first step."""
-    session = live_session(session)
-    frame = views.clamp_frame(session, frame)
-    graph, matrix = views.frame_figures(session, frame)
-    probe_image = views.probe_picture(session, frame, view)
-    steps = views.scrub_steps(session, frame)
-    start = scrub.current_step(steps)
-    image, note = views.scrub_view(steps, start)
-    return graph, matrix, probe_image, gr.update(maximum=len(steps) - 1, value=start), image, note
 
 
 @user_errors

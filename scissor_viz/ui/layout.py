@@ -228,7 +228,9 @@ def _compare_tab(c: SimpleNamespace) -> None:
 
 
 def _tabs(c: SimpleNamespace) -> None:
-    with gr.Tabs():
+    with gr.Tabs() as c.tabs:  # the first tab is light: the others draw when opened
+        with gr.Tab("How to read it"):
+            gr.Markdown(READING_GUIDE)
         with gr.Tab("Similarity"):
             _similarity_tab(c)
         with gr.Tab("Probe"):
@@ -244,18 +246,17 @@ def _tabs(c: SimpleNamespace) -> None:
             )
             c.export_btn = gr.Button("Export", interactive=False, elem_id="export")
             c.files = gr.File(label="Files", file_count="multiple", elem_id="files")
-        with gr.Tab("How to read it"):
-            gr.Markdown(READING_GUIDE)
 
 
 def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
     """Compress (on upload, on an example, on the button), then every live redraw."""
-    frame_outputs = [c.tau_graph, c.matrix, c.probe_image, c.step, c.scrub_image, c.scrub_note]
-    frame_figures = dict(
-        fn=on.frame_figures, inputs=[c.state, c.frame], outputs=[c.tau_graph, c.matrix], **LIVE
-    )
-    video_figures = dict(
-        fn=on.video_figures, inputs=[c.state], outputs=[c.temporal, c.curve, c.per_frame], **LIVE
+    graph = dict(fn=on.tau_graph, inputs=[c.state, c.frame], outputs=[c.tau_graph], **LIVE)
+    tab = dict(
+        fn=on.tab_views,
+        inputs=[c.state, c.frame, c.view, c.open_tab],
+        outputs=[c.matrix, c.temporal, c.curve, c.per_frame, c.probe_image, c.step]
+        + [c.scrub_image, c.scrub_note],
+        **LIVE,
     )
     redraw = [c.state, c.numbers, c.regions, c.view_caption]
     at_retention = dict(
@@ -283,28 +284,27 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
         loaded = loaded.success(
             on.after_load, [c.state], [c.frame, *buttons, c.answers_why, c.choice]
         )
-        loaded = loaded.success(**at_retention).success(**video_figures)
-        loaded = loaded.success(on.frame_views, [c.state, c.frame, c.view], frame_outputs, **LIVE)
-        loaded.success(**answers)
+        loaded.success(**at_retention).success(**graph).success(**tab).success(**answers)
     # While the slider moves: the regions, the numbers and the frame's graph; when it is let
-    # go: the video-wide figures and the model's answer.
-    c.retention.change(**at_retention).success(**frame_figures).success(
+    # go: the open tab and the model's answer.
+    c.retention.change(**at_retention).success(**graph).success(
         on.answer_hint, [c.state], [c.answer_md], **LIGHT
     )
-    c.retention.release(**video_figures).success(**answers)
+    c.retention.release(**tab).success(**answers)
     by_tau = [
         (c.tau.submit, on.apply_tau, [c.state, c.tau, c.view, c.fill]),
         (c.use_tau.input, on.refresh_tau, [c.state, c.tau, c.use_tau, c.retention, c.view, c.fill]),
     ]
     for trigger, fn, inputs in by_tau:
-        redrawn = trigger(fn, inputs, [*redraw, c.use_tau], **LIVE).success(**frame_figures)
-        redrawn.success(**video_figures).success(**answers)
+        redrawn = trigger(fn, inputs, [*redraw, c.use_tau], **LIVE).success(**graph)
+        redrawn.success(**tab).success(**answers)
     for colouring in (c.view, c.fill):
         colouring.change(
             on.recolour, [c.state, c.view, c.fill], [c.regions, c.view_caption], **LIVE
         )
     c.regions.select(on.pick_frame, None, [c.frame], **LIGHT)
-    c.frame.change(on.frame_views, [c.state, c.frame, c.view], frame_outputs, **LIVE)
+    c.frame.change(**graph).success(**tab)
+    c.tabs.select(on.open_tab, None, [c.open_tab], **LIGHT).success(**tab)
     c.ask.click(**answers)
 
 
@@ -361,7 +361,7 @@ def build_demo(
     with gr.Blocks(
         title="scissor-viz: LLaVA-Scissor, visualised", delete_cache=(3600, 3600)
     ) as demo:
-        c = SimpleNamespace(state=gr.State(None, time_to_live=SESSION_TTL))
+        c = SimpleNamespace(state=gr.State(None, time_to_live=SESSION_TTL), open_tab=gr.State(""))
         gr.Markdown(INTRO)
         c.status = gr.Markdown(served.default_status(), elem_id="backend-status")
         with gr.Row():

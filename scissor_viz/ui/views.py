@@ -242,15 +242,22 @@ def answers_markdown(compressed, full, retention: float) -> str:
     )
 
 
-def frame_figures(session: Session, frame: int):
-    """The similarity tab's figures of one frame: its tau-graph and its similarity matrix."""
+def tau_graph(session: Session, frame: int):
+    """The selected frame's τ-graph: its spanning tree, the links above τ in region colours."""
     analysis, comp = session.analysis, session.comp
     frame = clamp_frame(session, frame)
     sim = analysis.index.frame_similarity[frame].cpu().numpy()
     labels = comp.spatial_labels[frame].cpu().numpy()
-    return (
-        graphs.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame]),
-        figures.similarity_matrix_figure(sim, labels, title=f"Frame {frame}: similarity by region"),
+    return graphs.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame])
+
+
+def matrix_figure(session: Session, frame: int):
+    """The selected frame's similarity matrix, ordered by region."""
+    frame = clamp_frame(session, frame)
+    sim = session.analysis.index.frame_similarity[frame].cpu().numpy()
+    labels = session.comp.spatial_labels[frame].cpu().numpy()
+    return figures.similarity_matrix_figure(
+        sim, labels, title=f"Frame {frame}: similarity by region"
     )
 
 
