@@ -150,3 +150,12 @@ def test_old_exports_are_deleted(tmp_path):
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     new = export_folder(tmp_path, keep_s=600)
     assert not old.exists() and new.exists()
+
+
+def test_whoever_launches_gets_the_upload_cap_and_stylesheet(app):
+    demo, url = app
+    from scissor_viz.ui.checks import MAX_UPLOAD_BYTES
+
+    assert demo.max_file_size == MAX_UPLOAD_BYTES
+    config = httpx.get(url + "config").json()
+    assert config["max_file_size"] == MAX_UPLOAD_BYTES and "frames-grid" in config["css"]

@@ -358,9 +358,7 @@ def build_demo(
     $SCISSOR_VIZ_ALLOW_ANY_CHECKPOINT=1)."""
     backends = Backends(backend, checkpoint, allow_any_checkpoint)
     served = on.Served(backends)
-    with gr.Blocks(
-        title="scissor-viz: LLaVA-Scissor, visualised", delete_cache=(3600, 3600)
-    ) as demo:
+    with Page(title="scissor-viz: LLaVA-Scissor, visualised", delete_cache=(3600, 3600)) as demo:
         c = SimpleNamespace(state=gr.State(None, time_to_live=SESSION_TTL), open_tab=gr.State(""))
         gr.Markdown(INTRO)
         c.status = gr.Markdown(served.default_status(), elem_id="backend-status")
