@@ -154,7 +154,7 @@ def tau_graph_figure(
         f"{plural(regions, 'region')}",
         "column",
         "row",
-        note="solid: links above τ, one colour per region · faint: the next joins as τ falls",
+        note="solid: above τ (a colour per region) · faint: joins at a lower τ",
         showlegend=False,
     )
     if frame is not None:

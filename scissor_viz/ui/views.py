@@ -248,7 +248,10 @@ def tau_graph(session: Session, frame: int):
     frame = clamp_frame(session, frame)
     sim = analysis.index.frame_similarity[frame].cpu().numpy()
     labels = comp.spatial_labels[frame].cpu().numpy()
-    return graphs.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame])
+    title = (
+        f"Frame {frame} · τ = {comp.tau:.3f} · {regions.plural(int(labels.max()) + 1, 'region')}"
+    )
+    return graphs.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame], title=title)
 
 
 def matrix_figure(session: Session, frame: int):
