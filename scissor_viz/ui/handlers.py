@@ -178,7 +178,7 @@ def scrub_next(session, frame, step):
 def toggle_play(playing):
     """Play or pause the τ scrubber."""
     playing = not playing
-    return playing, gr.Timer(active=playing), gr.update(value="⏸ Pause" if playing else "▶ Play")
+    return playing, gr.Timer(active=playing), gr.update(value="❚❚ Pause" if playing else "▶ Play")
 
 
 @user_errors

@@ -55,14 +55,13 @@ CSS = """
   gap: 6px; }
 #regions figure { margin: 0; cursor: pointer; }
 #regions figure img { width: 100%; height: auto; display: block; border-radius: 4px; }
-#regions figcaption { font-size: 12px; text-align: center; white-space: nowrap;
+#regions figcaption { font-size: 11px; text-align: center; white-space: nowrap;
   overflow: hidden; }
 .frames .thumbnail-item { aspect-ratio: auto; height: auto; display: flex;
   flex-direction: column; }
 .frames .thumbnail-item img { object-fit: contain !important; height: auto; }
 .frames .caption-label { position: static; max-width: 100%; border: none; opacity: 0.85;
   white-space: nowrap; text-overflow: clip; font-size: 12px; padding: 1px 4px; }
-.table th, .table th span { word-break: normal !important; overflow-wrap: normal !important; }
 #numbers { min-height: 2.5em; }
 """
 COMPARE_HELP = (
@@ -217,6 +216,7 @@ def _compare_tab(c: SimpleNamespace) -> None:
         headers=["method", "tokens", "kept", "coverage", "redundancy", "seconds", "note"],
         label="Numbers",
         wrap=True,
+        column_widths=["22%", "8%", "8%", "11%", "12%", "10%", "29%"],
     )
     c.curves_plot = gr.Plot(label="Metrics against retention", elem_id="curves-plot")
     c.answers_note = gr.Markdown()
@@ -224,6 +224,7 @@ def _compare_tab(c: SimpleNamespace) -> None:
         headers=["method", "tokens", "exact", "F1", "KL", "prefill s", "answer"],
         label="Answers against the full-token answer",
         wrap=True,
+        column_widths=["20%", "9%", "8%", "7%", "7%", "11%", "38%"],
     )
 
 
