@@ -10,9 +10,7 @@ its metrics) are shared by the app and the sweep.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,14 +18,19 @@ import numpy as np
 import torch
 
 from scissor_viz.methods import Reduction, reduce, runnable_methods
+from scissor_viz.methods import forget as forget_linkages
 from scissor_viz.metrics import answer_fidelity, coverage, redundancy
 from scissor_viz.models import Answer, Backend
+from scissor_viz.models.cache import BoundedCache
 from scissor_viz.progress import ProgressFn, report, scaled
-from scissor_viz.scc import Compression, ScissorIndex
+from scissor_viz.scc import Compression, ScissorIndex, scissor_index, share_index
+from scissor_viz.scc import forget as forget_indexes
 from scissor_viz.video import VideoClip, load_video
 
 MAX_ANSWERS = 32  # answers kept per video (question x method x retention)
+MAX_ANSWER_BYTES = 64 << 20  # 64 MiB: an answer holds 2 x vocab floats (1.2 MB for Qwen2)
 MAX_REDUCTIONS = 128  # other methods' results kept per video (method x retention)
+MAX_REDUCTION_BYTES = 256 << 20  # 256 MiB: a reduction holds K x d tokens (+ labels)
 DEFAULT_FASTV_QUESTION = "Describe the video."  # FastV's attention needs a prompt
 
 
@@ -93,9 +96,12 @@ class VideoAnalysis:
     backend: Backend
     tokens: torch.Tensor  # (frames, 196, d)
     index: ScissorIndex
-    _answers: OrderedDict = field(default_factory=OrderedDict, repr=False)
-    _reductions: OrderedDict = field(default_factory=OrderedDict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _answers: BoundedCache = field(
+        default_factory=lambda: BoundedCache(MAX_ANSWERS, MAX_ANSWER_BYTES), repr=False
+    )
+    _reductions: BoundedCache = field(
+        default_factory=lambda: BoundedCache(MAX_REDUCTIONS, MAX_REDUCTION_BYTES), repr=False
+    )
 
     @classmethod
     def open(
@@ -121,7 +127,7 @@ class VideoAnalysis:
     ) -> VideoAnalysis:
         tokens = backend.encode(clip.frames, key=clip.key, progress=progress)
         report(progress, 1.0, "tokens ready")
-        return cls(clip, backend, tokens, ScissorIndex(tokens, epsilon=epsilon))
+        return cls(clip, backend, tokens, scissor_index(tokens, epsilon))  # shared with methods
 
     @property
     def num_tokens(self) -> int:
@@ -180,15 +186,10 @@ class VideoAnalysis:
             source = (getattr(reduced, "method", "scc"), reduced.retention, reduced.num_tokens,
                       getattr(reduced, "tau", None))  # fmt: skip
         key = (question, max_new_tokens, source)
-        with self._lock:
-            if key in self._answers:
-                self._answers.move_to_end(key)
-                return self._answers[key]
-        answer = self.backend.answer(question, tokens, max_new_tokens=max_new_tokens)
-        with self._lock:
-            self._answers[key] = answer
-            while len(self._answers) > MAX_ANSWERS:
-                self._answers.popitem(last=False)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self.backend.answer(question, tokens, max_new_tokens=max_new_tokens)
+            self._answers.put(key, answer)
         return answer
 
     def answer_fidelity(self, question: str, reduced: Compression | Reduction) -> dict:
@@ -226,13 +227,37 @@ class VideoAnalysis:
     ) -> tuple[Reduction, dict]:
         """One method at one retention: its reduction and metrics (cached per video)."""
         key = (method, float(retention), question if method == "fastv" else None)
-        with self._lock:
-            if key in self._reductions:
-                self._reductions.move_to_end(key)
-                return self._reductions[key]
-        result = run_method(self.method_tokens(question, method), method, retention)
-        with self._lock:
-            self._reductions[key] = result
-            while len(self._reductions) > MAX_REDUCTIONS:
-                self._reductions.popitem(last=False)
+        result = self._reductions.get(key)
+        if result is None:
+            share_index(self.index)  # the SCC methods use this index, also after release()
+            result = run_method(self.method_tokens(question, method), method, retention)
+            self._reductions.put(key, result)
         return result
+
+    # --- memory
+
+    def nbytes(self) -> dict[str, int]:
+        """Bytes this analysis holds, by part, and their ``total``: the decoded ``frames``,
+        the ``tokens`` (shared with the backend's token cache), the ``index`` (frame
+        similarities, and the Gram matrix and its workspace while built), cached ``answers``
+        and ``reductions`` (each cache at most MAX_ANSWER_BYTES / MAX_REDUCTION_BYTES)."""
+        parts = {
+            "frames": self.clip.frames.nbytes,
+            "tokens": self.tokens.untyped_storage().nbytes(),
+            "index": self.index.nbytes,
+            "answers": self._answers.nbytes,
+            "reductions": self._reductions.nbytes,
+        }
+        return dict(parts, total=sum(parts.values()))
+
+    def release(self) -> None:
+        """Free what can be computed again (for a session gone idle or ended): the index's
+        Gram matrix and workspace, the cached answers and reductions, and what the engine and
+        the methods keep for these tokens (so nothing module-level pins them). The analysis
+        stays usable: the next call recomputes what it needs, with this same index. What
+        stays: frames, tokens, the frame similarities (``nbytes()`` after it)."""
+        self.index.release()
+        self._answers.clear()
+        self._reductions.clear()
+        forget_indexes(self.tokens)
+        forget_linkages(self.tokens)

@@ -149,6 +149,11 @@ def _condensed_distance(x: torch.Tensor) -> np.ndarray:
 _LINKAGES = TensorCache()  # single linkage per video: a sweep asks for many retentions of one
 
 
+def forget(tokens: torch.Tensor) -> None:
+    """Drop what this module keeps for ``tokens`` (their single linkage)."""
+    _LINKAGES.discard(tokens)
+
+
 def _merge(method: str, tokens: torch.Tensor, finals: torch.Tensor, **kw) -> Reduction:
     """LLaVA-Scissor's merge step on any set of final tokens: every original token goes to its
     most similar final token, and each final becomes (itself + its tokens) / (1 + count)."""

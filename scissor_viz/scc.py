@@ -331,6 +331,7 @@ class ScissorIndex:
         self.frame_similarity.diagonal(dim1=1, dim2=2).fill_(-math.inf)
         self._gram_mode = gram
         self._gram: torch.Tensor | None = None
+        self._work: torch.Tensor | None = None  # (2, N, N) scratch for the Gram path
         self._counts: dict[float, int] = {}
         self._lock = threading.RLock()  # the workspace is shared by every call on this index
         self._heights: np.ndarray | None = None
@@ -353,6 +354,21 @@ class ScissorIndex:
             self._gram = self.flat @ self.flat.T
             self._work = torch.empty(2, *self._gram.shape, device=self.flat.device)
         return self._gram
+
+    def release(self) -> None:
+        """Free the Gram matrix and its workspace (3 x N^2 float32); a later tau that needs
+        them builds them again. Counts and frame similarities stay."""
+        with self._lock:
+            self._gram, self._work = None, None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this index holds beyond the tokens it was given."""
+        held = [self.frame_similarity, self._gram, self._work]
+        if self.flat.untyped_storage().data_ptr() != self.tokens.untyped_storage().data_ptr():
+            held.append(self.flat)  # a float32 copy of tokens in another dtype
+        total = sum(t.untyped_storage().nbytes() for t in held if t is not None)
+        return total + (self._heights.nbytes if self._heights is not None else 0)
 
     def spatial_merge_heights(self) -> np.ndarray:
         """:func:`spatial_merge_heights` of this video's frames (computed once)."""
@@ -486,11 +502,20 @@ class ScissorIndex:
 
 class TensorCache:
     """Values computed from a tensor, remembered while the tensor lives and is not modified
-    (keyed by the tensor's identity and version, plus an extra key); at most ``size`` entries,
-    oldest dropped first; safe to use from several threads."""
+    (keyed by the tensor's identity and version, plus an extra key); at most ``size`` entries
+    and, with ``size_of``, at most ``max_bytes`` of values (measured when an entry is added, so
+    a value that grows later counts as it is then), oldest dropped first; safe to use from
+    several threads. A value that holds its own tensor keeps it alive until it is dropped."""
 
-    def __init__(self, size: int = 8):
+    def __init__(
+        self,
+        size: int = 8,
+        max_bytes: int | None = None,
+        size_of: Callable[[object], int] | None = None,
+    ):
         self.size = size
+        self.max_bytes = max_bytes
+        self.size_of = size_of
         self._entries: dict[tuple, tuple[weakref.ref, object]] = {}
         self._lock = threading.Lock()
 
@@ -501,6 +526,18 @@ class TensorCache:
             if hit is not None and hit[0]() is tensor:
                 return hit[1]
         value = compute()  # outside the lock: other tensors need not wait
+        self.put(tensor, extra, value)
+        return value
+
+    def peek(self, tensor: torch.Tensor, extra: Hashable) -> object | None:
+        """The value kept for (tensor, extra), or None; computes nothing."""
+        with self._lock:
+            hit = self._entries.get((id(tensor), tensor._version, extra))
+            return hit[1] if hit is not None and hit[0]() is tensor else None
+
+    def put(self, tensor: torch.Tensor, extra: Hashable, value: object) -> None:
+        """Keep ``value`` for (tensor, extra), replacing what was kept for them."""
+        key = (id(tensor), tensor._version, extra)
         with self._lock:
             dead = [k for k, (ref, _) in self._entries.items() if ref() is None]
             for k in dead + [k for k in self._entries if k[0] == id(tensor) and k[2] == extra]:
@@ -508,16 +545,45 @@ class TensorCache:
             while len(self._entries) >= self.size:
                 del self._entries[next(iter(self._entries))]
             self._entries[key] = (weakref.ref(tensor), value)
-        return value
+            if self.max_bytes is not None and self.size_of is not None:
+                sizes = {k: self.size_of(v) for k, (_, v) in self._entries.items()}
+                total = sum(sizes.values())
+                for k in list(self._entries)[:-1]:  # the newest stays, whatever its size
+                    if total <= self.max_bytes:
+                        break
+                    del self._entries[k]
+                    total -= sizes[k]
+
+    def discard(self, tensor: torch.Tensor) -> None:
+        """Forget every value computed from ``tensor``."""
+        with self._lock:
+            for key in [k for k, (ref, _) in self._entries.items() if ref() is tensor]:
+                del self._entries[key]
 
 
-_INDEXES = TensorCache()
+INDEX_CACHE_BYTES = 512 << 20  # what scissor_index keeps, beyond the tokens themselves
+_INDEXES = TensorCache(8, INDEX_CACHE_BYTES, lambda index: index.nbytes)
 
 
 def scissor_index(tokens: torch.Tensor, epsilon: float = 0.05, seed: int = 0) -> ScissorIndex:
     """The ScissorIndex of this tensor, reused while the tensor lives and is not modified."""
     extra = (float(epsilon), int(seed))
     return _INDEXES.get(tokens, extra, lambda: ScissorIndex(tokens, epsilon, seed))
+
+
+def share_index(index: ScissorIndex) -> None:
+    """Let :func:`scissor_index` give ``index`` for its tokens (and epsilon and seed) again,
+    e.g. after :func:`forget`, instead of building a second one."""
+    extra = (float(index.epsilon), int(index.seed))
+    if _INDEXES.peek(index.tokens, extra) is not index:
+        _INDEXES.put(index.tokens, extra, index)
+
+
+def forget(tokens: torch.Tensor) -> None:
+    """Drop the indexes :func:`scissor_index` keeps for ``tokens`` (each holds the tokens, their
+    frame similarities and maybe a Gram matrix, until newer videos push it out: at most 8
+    indexes and ``INDEX_CACHE_BYTES``)."""
+    _INDEXES.discard(tokens)
 
 
 def scissor_compress(

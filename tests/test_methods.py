@@ -398,3 +398,25 @@ def test_fastv_end_to_end_on_the_tiny_model(tiny_llava):
     assert torch.equal(reduction.kept, fastv_select(attention_fn(tokens), 0.25))
     with pytest.raises(ValueError, match="layer"):
         fastv_scores(tiny_llava, text, None, slice(0, 4), layer=3)
+
+
+def test_module_caches_are_safe_to_share_between_threads():
+    """The engine's index cache and the methods' linkage cache, used from six threads on more
+    videos than they hold (8), give what one thread gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scissor_viz import scc
+
+    videos = [video_tokens(frames=2, side=6, dim=8, seed=s) for s in range(12)]
+
+    def run_both(tokens):
+        return reduce("scc", tokens, 0.2).tokens, reduce("scc_temporal", tokens, 0.2).tokens
+
+    expected = [run_both(v) for v in videos]
+    for v in videos:
+        scc.forget(v)
+        methods.forget(v)
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(run_both, videos * 3))
+    for k, (a, b) in enumerate(got):
+        assert torch.equal(a, expected[k % 12][0]) and torch.equal(b, expected[k % 12][1])

@@ -26,6 +26,7 @@ from scissor_viz.models import (
     DEFAULT_CHECKPOINT,
     MAX_BACKENDS_ENV,
     REFUSED,
+    Answer,
     AnswerUnavailable,
     BackendRegistry,
     CheckpointPolicy,
@@ -245,6 +246,24 @@ def test_token_cache_is_bounded():
     assert "big" in cache and cache.nbytes <= 1000
     cache.put("huge", torch.zeros(1000))  # larger than the bound: not kept
     assert "huge" not in cache
+
+
+def test_nbytes_counts_what_a_value_holds_once():
+    from dataclasses import dataclass
+
+    from scissor_viz.models.cache import nbytes
+
+    @dataclass
+    class Held:
+        a: torch.Tensor
+        b: object
+
+    base = torch.zeros(100)  # 400 bytes
+    array = np.zeros(50)  # 400 bytes
+    assert nbytes(base) == 400 and nbytes(base[:10]) == 400  # a view keeps its storage alive
+    assert nbytes(Held(base, [base[5:], {"x": (array, array[::2])}])) == 800
+    assert nbytes((torch.zeros(3), "text", 7, None)) == 12
+    assert nbytes(Answer("t", 1, 0.1, 0.2, 1, [0], torch.zeros(10), torch.zeros(10))) == 80
 
 
 # ----------------------------------------------------------------------------- answering

@@ -291,6 +291,33 @@ def test_functional_api_reuses_the_index(tokens):
     assert scc.scissor_index(other) is not index
 
 
+def test_tensor_cache_is_bounded_in_bytes_and_keeps_the_newest():
+    cache = scc.TensorCache(8, max_bytes=100, size_of=lambda v: v)
+    tensors = [torch.zeros(1) for _ in range(4)]
+    for t, size in zip(tensors, (40, 40, 40, 500)):
+        cache.put(t, "x", size)
+    assert cache.peek(tensors[3], "x") == 500  # over the bound alone: kept, the others go
+    assert all(cache.peek(t, "x") is None for t in tensors[:3])
+    cache.put(tensors[0], "x", 40)
+    cache.put(tensors[1], "x", 40)
+    assert cache.peek(tensors[3], "x") is None  # the oldest goes first
+    assert cache.get(tensors[0], "x", lambda: 1 / 0) == 40  # kept: not computed again
+    cache.discard(tensors[0])
+    assert cache.peek(tensors[0], "x") is None and cache.peek(tensors[1], "x") == 40
+
+
+def test_share_index_and_forget(tokens):
+    index = scc.ScissorIndex(tokens)
+    scc.forget(tokens)
+    scc.share_index(index)
+    assert scc.scissor_index(tokens) is index
+    scc.forget(tokens)
+    assert scc.scissor_index(tokens) is not index
+    scc.share_index(index)  # replaces the one built meanwhile
+    assert scc.scissor_index(tokens) is index
+    assert scc.scissor_index(tokens, epsilon=0.1) is not index  # another epsilon, another index
+
+
 # ----------------------------------------------------------------------------- bad arguments
 
 

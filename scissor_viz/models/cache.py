@@ -1,4 +1,5 @@
-"""A small bounded LRU for encoded video tokens, and the keys it files them under.
+"""Bounded LRU caches (by entries and by bytes) for encoded video tokens and other results,
+and the keys tokens are filed under.
 
 Encoding a clip with a real vision tower takes seconds per frame on a CPU; moving a retention
 slider or asking a second question must never pay that again. Backends file their ``encode``
@@ -12,6 +13,7 @@ output under ``(backend identity, clip key, frame fingerprint)``:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
@@ -44,12 +46,33 @@ def frames_fingerprint(frames: np.ndarray, stride: int = 7) -> str:
     return h.hexdigest()
 
 
-def _nbytes(value: object) -> int:
-    if isinstance(value, torch.Tensor):
-        return value.numel() * value.element_size()
-    if isinstance(value, np.ndarray):
-        return value.nbytes
-    return 0
+def nbytes(value: object) -> int:
+    """Bytes of the tensors and arrays ``value`` holds: itself, or inside dataclasses, tuples,
+    lists and dicts (at any depth). A storage shared by several of them counts once, whole
+    (a view keeps its whole storage alive)."""
+    seen: set[int] = set()
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            key = storage.data_ptr() or id(storage)
+            if key not in seen:
+                seen.add(key)
+                total += storage.nbytes()
+        elif isinstance(item, np.ndarray):
+            base = item if item.base is None else item.base
+            if id(base) not in seen:
+                seen.add(id(base))
+                total += base.nbytes if isinstance(base, np.ndarray) else item.nbytes
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return total
 
 
 @dataclass
@@ -59,19 +82,20 @@ class CacheStats:
     evictions: int = 0
 
 
-class TokenCache:
-    """Thread-safe LRU bounded by entry count and by total tensor bytes.
+class BoundedCache:
+    """Thread-safe LRU bounded by entry count and by the bytes of what it holds (:func:`nbytes`).
 
-    Values are returned as stored (no copy): treat them as read-only.
+    Values are returned as stored (no copy): treat them as read-only. A value bigger than
+    ``max_bytes`` on its own is not kept.
     """
 
-    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, max_entries: int, max_bytes: int):
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.stats = CacheStats()
-        self._data: OrderedDict[Hashable, object] = OrderedDict()
+        self._data: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -91,25 +115,32 @@ class TokenCache:
             if key in self._data:
                 self._data.move_to_end(key)
                 self.stats.hits += 1
-                return self._data[key]
+                return self._data[key][0]
             self.stats.misses += 1
             return None
 
     def put(self, key: Hashable, value: object) -> None:
-        size = _nbytes(value)
+        size = nbytes(value)
         with self._lock:
             if key in self._data:
-                self._bytes -= _nbytes(self._data.pop(key))
+                self._bytes -= self._data.pop(key)[1]
             if size > self.max_bytes:  # would evict everything and still not fit: do not keep it
                 return
-            self._data[key] = value
+            self._data[key] = (value, size)
             self._bytes += size
             while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
-                _, old = self._data.popitem(last=False)
-                self._bytes -= _nbytes(old)
+                _, (_, old) = self._data.popitem(last=False)
+                self._bytes -= old
                 self.stats.evictions += 1
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
             self._bytes = 0
+
+
+class TokenCache(BoundedCache):
+    """The backends' cache of encoded tokens (and vision attention), per clip."""
+
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES, max_bytes: int = DEFAULT_MAX_BYTES):
+        super().__init__(max_entries, max_bytes)
