@@ -144,6 +144,14 @@ def tab_views(session, frame, view, tab):
     return tuple(out)
 
 
+def release_session(session) -> None:
+    """A session expired (idle for SESSION_TTL, or its page closed): free its heavy parts now,
+    whoever still holds a reference."""
+    if isinstance(session, Session):
+        session.analysis.release()
+        session.scrubs.clear()
+
+
 def open_tab(evt: gr.SelectData):
     """The tab a person opened (its label)."""
     return evt.value

@@ -28,7 +28,7 @@ from scissor_viz.ui.views import (
 )
 from scissor_viz.video import MAX_FRAMES, example_videos
 
-SESSION_TTL = 3600  # seconds a session's video stays in memory after its last use
+SESSION_TTL = 600  # seconds a session's video stays in memory after its last change
 PLAY_SECONDS = 0.7  # the τ scrubber's pace when playing
 # The queue's concurrency groups, so light work never waits behind heavy work: redraws; decoding
 # and encoding a video (the page's load and both API calls: the model's own lock serialises its
@@ -360,7 +360,10 @@ def build_demo(
     backends = Backends(backend, checkpoint, allow_any_checkpoint)
     served = on.Served(backends)
     with Page(title="scissor-viz: LLaVA-Scissor, visualised", delete_cache=(3600, 3600)) as demo:
-        c = SimpleNamespace(state=gr.State(None, time_to_live=SESSION_TTL), open_tab=gr.State(""))
+        c = SimpleNamespace(
+            state=gr.State(None, time_to_live=SESSION_TTL, delete_callback=on.release_session),
+            open_tab=gr.State(""),
+        )
         gr.Markdown(INTRO)
         c.status = gr.Markdown(served.default_status(), elem_id="backend-status")
         with gr.Row():

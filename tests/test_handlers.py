@@ -1,0 +1,68 @@
+"""The page's handlers as plain functions (no server, no browser): what each returns for a
+session, quiet no-ops before a video, the open tab alone drawn, a session's release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from scissor_viz.analysis import VideoAnalysis
+from scissor_viz.models import PixelBackend
+from scissor_viz.ui import handlers as on
+from scissor_viz.ui.views import Session
+
+CLIP = Path(__file__).resolve().parents[1] / "assets" / "bigbuckbunny.mp4"
+SKIP = gr.skip()
+
+
+def skipped(x) -> bool:
+    return isinstance(x, dict) and x == SKIP
+
+
+@pytest.fixture(scope="module")
+def session() -> Session:
+    analysis = VideoAnalysis.open(str(CLIP), PixelBackend(), num_frames=6)
+    s = Session(analysis)
+    s.comp = analysis.compress(retention=0.35)
+    return s
+
+
+def test_live_controls_before_a_video_do_nothing():
+    assert on.refresh(None, 0.3, "Temporal step", False) == SKIP
+    assert on.tau_graph(None, 0) == SKIP
+    assert on.tab_views(None, 0, "Temporal step", "Similarity") == SKIP
+    assert on.recolour(None, "Spatial step", True) == SKIP
+
+
+def test_refresh_redraws_every_frame(session):
+    state, numbers, html, caption, tau, use_tau = on.refresh(session, 0.2, "Temporal step", False)
+    assert state is session and use_tau is False and tau == round(session.comp.tau, 4)
+    assert html.count("<figure") == 6 and "→" in numbers and caption
+    assert abs(session.comp.num_tokens - 0.2 * 6 * 196) <= 3
+
+
+def test_only_the_open_tab_is_drawn(session):
+    similarity = on.tab_views(session, 2, "Temporal step", "Similarity")
+    assert not any(map(skipped, similarity[:4])) and all(map(skipped, similarity[4:]))
+    teach = on.tab_views(session, 2, "Temporal step", "Teach")
+    assert all(map(skipped, teach[:5])) and teach[6].shape[2] == 3 and "τ" in teach[7]
+    assert all(map(skipped, on.tab_views(session, 2, "Temporal step", "Export")))
+
+
+def test_play_toggles_and_scrubbing_wraps(session):
+    playing, timer, button = on.toggle_play(False)
+    assert playing and timer.active and "Pause" in button["value"]
+    steps = on.tab_views(session, 0, "Temporal step", "Teach")[5]["maximum"] + 1
+    step, image, note = on.scrub_next(session, 0, steps - 1)
+    assert step == 0 and f"Step 1 of {steps}" in note
+
+
+def test_release_session_frees_the_heavy_parts(session):
+    on.tab_views(session, 0, "Temporal step", "Teach")
+    before = session.analysis.nbytes()["total"]
+    on.release_session(session)
+    assert session.analysis.nbytes()["total"] <= before and not session.scrubs
+    on.release_session(None)  # an empty session's expiry is harmless
+    assert on.refresh(session, 0.5, "Spatial step", False)[2].count("<figure") == 6  # usable
