@@ -1,7 +1,10 @@
 """The package's dependency direction: which module may import which.
 
-    ui -> analysis -> (video, models, scc, methods, metrics); sweep -> analysis;
-    methods -> scc; metrics -> scc; models -> progress; scc -> (torch, scipy)
+    ui -> (analysis, pictures, export); sweep -> (analysis, figures);
+    analysis -> (video, models, scc, methods, metrics); models -> (patch, progress);
+    patch -> scc; pictures -> scc; methods -> scc; metrics -> scc; scc -> (torch, scipy)
+
+(the pictures: grid, overlay, regions, figures, graphs, scrub, export)
 
 Read statically from every import statement (function-level ones too), and checked at run time
 for the heavy third-party packages a light module must never pull in.
@@ -19,6 +22,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "scissor_viz"
 
+PICTURES = {
+    f"scissor_viz.{name}"
+    for name in ("grid", "overlay", "regions", "figures", "graphs", "scrub", "export")
+}
 # what each layer may import from the package (a prefix allows its submodules)
 ALLOWED = {
     "scissor_viz.scc": set(),
@@ -27,7 +34,8 @@ ALLOWED = {
     "scissor_viz.synthetic": set(),
     "scissor_viz.metrics": {"scissor_viz.scc"},
     "scissor_viz.methods": {"scissor_viz.scc"},
-    "scissor_viz.models": {"scissor_viz.models", "scissor_viz.progress"},
+    "scissor_viz.patch": {"scissor_viz.patch", "scissor_viz.scc"},
+    "scissor_viz.models": {"scissor_viz.models", "scissor_viz.patch", "scissor_viz.progress"},
     "scissor_viz.analysis": {
         "scissor_viz.video",
         "scissor_viz.models",
@@ -35,6 +43,16 @@ ALLOWED = {
         "scissor_viz.methods",
         "scissor_viz.metrics",
         "scissor_viz.progress",
+    },
+    **{picture: PICTURES | {"scissor_viz.scc"} for picture in PICTURES},
+    "scissor_viz.ui": {
+        "scissor_viz.ui",
+        "scissor_viz.analysis",
+        "scissor_viz.methods",
+        "scissor_viz.models",
+        "scissor_viz.scc",
+        "scissor_viz.video",
+        *PICTURES,
     },
 }
 
@@ -45,6 +63,8 @@ NEVER = {
     "scissor_viz.metrics": ("gradio", "transformers", "plotly", "decord"),
     "scissor_viz.analysis": ("gradio", "plotly", "decord"),
     "scissor_viz.models": ("gradio", "plotly", "decord"),
+    "scissor_viz.patch": ("gradio", "plotly", "decord"),
+    **{picture: ("gradio", "transformers", "decord") for picture in PICTURES},
 }
 
 
