@@ -15,7 +15,7 @@ import os
 # a busy 2-core machine). Set before torch is imported; the environment can override it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from scissor_viz.ui import build_demo  # noqa: E402
+from scissor_viz.ui import build_demo
 
 
 def main() -> None:
