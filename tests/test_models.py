@@ -47,6 +47,7 @@ from scissor_viz.models.llava_onevision import (
     load_preprocessing,
 )
 from scissor_viz.models.pixels import DESCRIPTOR_SIZE, PixelBackend, frame_descriptors
+from scissor_viz.patch import ScissorState
 from tests.tiny_llava import IMAGE_MEAN, IMAGE_STD, random_frames
 
 QUESTION = "What is happening in this video?"
@@ -290,12 +291,12 @@ def test_full_tokens_answer_equals_stock_generate(backend, frames):
     assert ans.token_ids == stock_ids and ans.new_tokens == n
     assert ans.text == backend.tokenizer.decode(stock_ids, skip_special_tokens=True).strip()
     assert torch.equal(ans.first_logits, stock_logits[0].float())
-    # every step's logits: rerun with our inputs_embeds and compare all steps
-    inputs, mask, _ = backend.build_inputs_embeds(QUESTION, full)
+    # every step's logits: rerun answer's own call (the patched generate, the tokens given as
+    # video_tokens=) and compare all steps
     with torch.inference_mode():
         ours = backend.model.generate(
-            inputs_embeds=inputs,
-            attention_mask=mask,
+            **backend.video_inputs(QUESTION),
+            video_tokens=[full],
             **backend.generation_kwargs(n, min_new_tokens=n),
         )
     for a, b in zip(ours.logits, stock_logits, strict=True):
@@ -307,6 +308,54 @@ def test_full_tokens_answer_equals_stock_generate(backend, frames):
     assert ans2.token_ids == stock_ids
     torch.testing.assert_close(ans2.first_logits, stock_logits[0].float())
     assert ans2.visual_tokens == len(frames) * 196 and ans2.newline
+
+
+def test_answers_go_through_the_patch(backend, frames):
+    """The backend's model is patched once at load (retention 1: stock with pixels), and an
+    answer is the patched generate fed the tokens: its record says so."""
+    assert isinstance(backend.model.scissor, ScissorState) and backend.model.scissor.identity
+    assert type(backend.model).__name__ == "LlavaOnevisionForConditionalGeneration"
+    assert not hasattr(backend, "build_inputs_embeds")  # no second splice
+    tokens = backend.encode(frames).reshape(-1, backend.hidden_size)[:40]
+    ans = backend.answer(QUESTION, tokens, max_new_tokens=2)
+    record = backend.model.scissor.last[0]
+    assert record.videos[0].grid is None and record.videos[0].kept == 40  # tokens were given
+    assert record.tokens_after == 41 and record.length_after == ans.prompt_tokens
+
+
+@pytest.mark.parametrize("retention", [0.3, 0.05])
+def test_scc_answer_is_the_patched_models_answer(backend, frames, retention):
+    """App and library are one path: the backend's answer from SCC's compression of its
+    encode() equals apply_patch(model, tau=...) + the model's generate from pixels (the
+    stock prompt, the processor's placeholders): same ids, same first logits, same prompt."""
+    from scissor_viz import apply_patch
+    from scissor_viz.scc import scissor_compress, tau_for_retention
+
+    n = 5
+    grid = backend.encode(frames)  # (T, 196, d), the cached tokens the app compresses
+    tau = tau_for_retention(grid, retention)
+    comp = scissor_compress(grid, tau)
+    assert comp.num_tokens < grid.shape[0] * grid.shape[1]
+    ans = backend.answer(QUESTION, comp.tokens, max_new_tokens=n, min_new_tokens=n)
+
+    ids = backend.stock_input_ids(QUESTION, len(frames))
+    apply_patch(backend.model, tau=tau)
+    try:
+        with torch.inference_mode():
+            out = backend.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                pixel_values_videos=backend.preprocess(frames)[None],
+                **backend.generation_kwargs(n, min_new_tokens=n),
+            )
+        record = backend.model.scissor.last[0]
+    finally:
+        apply_patch(backend.model, retention=1.0)  # the backend's own setting
+    assert record.videos[0].kept == comp.num_tokens and record.tau == tau
+    assert record.length_after == ans.prompt_tokens
+    assert ans.token_ids == out.sequences[0, ids.shape[1] :].tolist()
+    torch.testing.assert_close(ans.first_logits, out.logits[0][0].float(), rtol=1e-5, atol=1e-5)
+    assert ans.visual_tokens == comp.num_tokens
 
 
 def capture_llm_inputs(backend):

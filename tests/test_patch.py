@@ -132,6 +132,45 @@ def test_remove_and_double_patch(twin):
     assert torch.equal(out.logits[0], stock.logits[0])
 
 
+def test_top_level_two_line_api(twin):
+    """docs/patch.md's two lines, from the package's top level: ``scissor_viz.apply_patch``
+    then the model's own generate compresses; ``scissor_viz.remove_patch`` is stock again."""
+    import scissor_viz
+    import scissor_viz.patch
+
+    assert {"apply_patch", "remove_patch"} <= set(scissor_viz.__all__)
+    assert scissor_viz.apply_patch is scissor_viz.patch.apply_patch
+    assert scissor_viz.remove_patch is scissor_viz.patch.remove_patch
+    model, inputs = twin.model, twin.inputs(QUESTIONS[:1], [1])
+    stock = model.generate(**inputs, **GREEDY, **LOGITS)
+
+    assert scissor_viz.apply_patch(model, retention=0.1) is model
+    out = model.generate(**inputs, max_new_tokens=4)
+    record = model.scissor.last[0]
+    assert record.tokens_after < record.tokens_before and record.tau is not None
+    assert torch.equal(out[:, : inputs["input_ids"].shape[1]], inputs["input_ids"])
+
+    assert scissor_viz.remove_patch(model) is model and not hasattr(model, "scissor")
+    again = model.generate(**inputs, **GREEDY, **LOGITS)
+    assert torch.equal(again.sequences, stock.sequences)
+
+
+def test_generate_under_inference_mode(twin):
+    """``torch.inference_mode()`` around generate (as serving code does) compresses exactly as
+    ``no_grad``: SCC runs on the inference-mode features (tau search included)."""
+    model, inputs = twin.model, twin.inputs(QUESTIONS, [0, 1])
+    with patched(model, retention=0.2) as scissor:
+        with torch.no_grad():
+            plain = model.generate(**inputs, **GREEDY, **LOGITS)
+        kept = [r.tokens_after for r in scissor.last]
+        with torch.inference_mode():
+            inference = model.generate(**inputs, **GREEDY, **LOGITS)
+        assert [r.tokens_after for r in scissor.last] == kept
+        assert all(r.tokens_after < r.tokens_before for r in scissor.last)
+    assert torch.equal(inference.sequences, plain.sequences)
+    torch.testing.assert_close(inference.logits[0], plain.logits[0], rtol=1e-5, atol=1e-5)
+
+
 def test_unsupported_model_names_the_supported_classes(twins):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -427,6 +466,37 @@ def test_video_tokens_from_any_compression(twins):
     at = len(twin.tokenizer.encode(PREFIX))
     assert torch.equal(prompt[at : at + len(tokens)], tokens)
     assert prompt.shape[0] == short_ids.shape[1] - 1 + len(tokens)  # no newline
+
+
+def test_splice_is_what_generate_prefills(twins):
+    """``model.scissor.splice`` (the app's FastV reads attention from it) returns the very
+    inputs_embeds / attention_mask the patched generate prefills with the same video_tokens,
+    and the rows of each video's K tokens in them; it leaves ``last`` alone."""
+    twin = twins["llava_onevision"]
+    model = twin.model
+    full = twin.inputs(QUESTIONS, [0, 1])
+    grids = full_tokens(model, full)
+    given = [grids[0].tokens[::5], VideoTokens(grids[1].tokens[::9], tail=False)]
+    short = twin.inputs(QUESTIONS, [0, 1])  # the stock placeholders: any run length works
+    ids, mask = short["input_ids"], short["attention_mask"]
+    with patched(model, retention=1.0) as scissor, Capture(model) as capture:
+        model.generate(input_ids=ids, attention_mask=mask, video_tokens=given, **GREEDY)
+        last = scissor.last
+        inputs, rows = scissor.splice(given, input_ids=ids, attention_mask=mask)
+        assert scissor.last is last
+        with pytest.raises(ValueError, match="video_tokens for"):
+            scissor.splice(given[:1], input_ids=ids, attention_mask=mask)
+    prefill = capture.calls[0]
+    assert torch.equal(inputs["inputs_embeds"], prefill["inputs_embeds"])
+    assert torch.equal(inputs["attention_mask"], prefill["attention_mask"])
+    assert "pixel_values_videos" not in inputs
+    for b, (video, where) in enumerate(zip(given, rows)):
+        tokens = video.tokens if isinstance(video, VideoTokens) else video
+        assert where.shape == (len(tokens), 2) and bool((where[:, 0] == b).all())
+        assert bool((where[1:, 1] == where[:-1, 1] + 1).all())  # one run, in order
+        assert torch.equal(inputs["inputs_embeds"][b, where[:, 1]], tokens)
+    after = rows[0][-1, 1] + 1  # the first video's newline follows its tokens
+    assert torch.equal(inputs["inputs_embeds"][0, after], model.model.image_newline)
 
 
 def test_a_new_family_is_one_adapter(twins):

@@ -3,8 +3,11 @@
 
 :meth:`LlavaOnevisionBackend.encode` returns the (T, 196, d) tokens the stock model feeds its LLM
 (SigLIP -> projector -> bilinear 27->14 pooling, without the image_newline);
-:meth:`LlavaOnevisionBackend.answer` splices K given tokens + the image_newline where the prompt's
-``<video>`` was and generates. docs/models.md describes the stock pipeline this reproduces.
+:meth:`LlavaOnevisionBackend.answer` generates with the model patched by
+:func:`scissor_viz.apply_patch` (at load, retention 1: stock unless tokens are given), passing K
+given tokens as ``video_tokens=``: the patch puts them + the image_newline where the prompt's
+``<video>`` was. The app's answers are thus the library's. docs/models.md describes the stock
+pipeline this reproduces; docs/patch.md the patch.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from scissor_viz.models.attention import (
 )
 from scissor_viz.models.base import Answer, Backend, BackendLoadError, check_frames
 from scissor_viz.models.cache import TokenCache
+from scissor_viz.patch import ScissorState, VideoTokens, apply_patch
 from scissor_viz.progress import ProgressFn, report
 
 DEFAULT_CHECKPOINT = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
@@ -316,6 +320,8 @@ class LlavaOnevisionBackend(Backend):
         cache: TokenCache | None = None,
     ):
         super().__init__(cache)
+        if not isinstance(getattr(model, "scissor", None), ScissorState):
+            apply_patch(model, retention=1.0)  # stock unless tokens are given (video_tokens=)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.preprocessing = preprocessing
@@ -570,31 +576,24 @@ class LlavaOnevisionBackend(Backend):
             prompt.replace(self.video_token, self.video_token * count), return_tensors="pt"
         ).input_ids
 
-    def build_inputs_embeds(
-        self, question: str, tokens: torch.Tensor, newline: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor, slice]:
-        """(1, L, d) inputs_embeds with ``tokens`` (K, d) [+ image_newline] where the prompt's
-        video placeholder was, its attention mask, and the slice of the K visual rows."""
-        ids, at = self.prompt_ids(question)
-        ids = ids.to(self.device)
-        embed = self.model.get_input_embeddings()
-        text = embed(ids[None])  # (1, L0, d)
-        visual = [tokens.to(self.device, text.dtype)]
-        if newline:
-            visual.append(self.model.model.image_newline[None].to(text.dtype))
-        inputs = torch.cat([text[:, :at], torch.cat(visual)[None], text[:, at + 1 :]], dim=1)
-        mask = torch.ones(inputs.shape[:2], dtype=torch.long, device=self.device)
-        return inputs, mask, slice(at, at + tokens.shape[0])
+    def video_inputs(self, question: str) -> dict[str, torch.Tensor]:
+        """The prompt with its one video placeholder as the patched model takes it:
+        ``input_ids`` (1, L) and ``attention_mask``, on the model's device."""
+        ids, _ = self.prompt_ids(question)
+        ids = ids[None].to(self.device)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
     def llm_attention(self, question: str, tokens: torch.Tensor, layer: int = 2) -> torch.Tensor:
         """FastV's ranking of ``tokens`` ((T, P, d) or (K, d)): the attention each receives from
         the prompt's last token in decoder layer ``layer``, averaged over heads -> (K,) float32
-        on the CPU (:func:`~scissor_viz.models.attention.fastv_scores` on this model's own prompt
-        with the tokens spliced in)."""
+        on the CPU (:func:`~scissor_viz.models.attention.fastv_scores` on the language model's
+        input that :meth:`answer` prefills: the patch's splice of the tokens + image_newline)."""
         flat = tokens.reshape(-1, tokens.shape[-1])
         with self._lock, torch.inference_mode():
-            inputs, mask, where = self.build_inputs_embeds(question, flat)
-            scores = fastv_scores(self.model, inputs, mask, where, layer=layer)
+            inputs, rows = self.model.scissor.splice([flat], **self.video_inputs(question))
+            where = rows[0][:, 1]  # one prompt: the K tokens' positions
+            embeds, mask = inputs["inputs_embeds"], inputs["attention_mask"]
+            scores = fastv_scores(self.model, embeds, mask, where, layer=layer)
         return scores.float().cpu()
 
     def generation_kwargs(self, max_new_tokens: int, min_new_tokens: int = 0) -> dict:
@@ -616,9 +615,9 @@ class LlavaOnevisionBackend(Backend):
             "output_logits": True,
         }
 
-    def _timed_generate(self, inputs, mask, max_new_tokens: int, min_new_tokens: int):
-        """Greedy ``generate`` from inputs_embeds: (output, prefill seconds, total seconds); the
-        prefill is the first forward pass, timed by hooks on the model."""
+    def _timed_generate(self, inputs: dict, max_new_tokens: int, min_new_tokens: int, **kwargs):
+        """Greedy ``generate`` of the patched model: (output, prefill seconds, total seconds);
+        the prefill is the first forward pass (the prompt's), timed by hooks on the model."""
         stamps: list[float] = []
 
         def tick(*_args, **_kwargs):
@@ -631,9 +630,7 @@ class LlavaOnevisionBackend(Backend):
         try:
             started = time.perf_counter()
             out = self.model.generate(
-                inputs_embeds=inputs,
-                attention_mask=mask,
-                **self.generation_kwargs(max_new_tokens, min_new_tokens),
+                **inputs, **kwargs, **self.generation_kwargs(max_new_tokens, min_new_tokens)
             )
             tick()
             total = stamps[-1] - started
@@ -654,7 +651,9 @@ class LlavaOnevisionBackend(Backend):
     ) -> Answer:
         """Greedy answer to ``question`` from visual ``tokens`` ((K, d), or (T, 196, d) = full).
 
-        The LLM receives exactly these K embeddings in place of the video placeholder, followed
+        The patched model's own ``generate(input_ids, attention_mask, video_tokens=[tokens])``
+        -- what a researcher using :func:`scissor_viz.apply_patch` runs: the LLM receives
+        exactly these K embeddings in place of the prompt's one video placeholder, followed
         (``newline=True``, as the stock model does) by the model's ``image_newline``."""
         if tokens.ndim == 3:
             tokens = tokens.reshape(-1, tokens.shape[-1])
@@ -663,10 +662,14 @@ class LlavaOnevisionBackend(Backend):
                 f"tokens must be (K, {self.hidden_size}) with K >= 1, got {tuple(tokens.shape)}"
             )
         report(progress, 0.0, f"answering from {tokens.shape[0]} visual tokens")
+        video = VideoTokens(tokens, tail=newline)
         with self._lock, torch.inference_mode():
-            inputs, mask, _ = self.build_inputs_embeds(question, tokens, newline=newline)
-            out, prefill, total = self._timed_generate(inputs, mask, max_new_tokens, min_new_tokens)
-        ids = out.sequences[0].tolist()
+            inputs = self.video_inputs(question)
+            out, prefill, total = self._timed_generate(
+                inputs, max_new_tokens, min_new_tokens, video_tokens=[video]
+            )
+            prompt_tokens = self.model.scissor.last[0].length_after
+        ids = out.sequences[0, inputs["input_ids"].shape[1] :].tolist()
         first = out.logits[0][0].float().cpu()
         probs = first.softmax(-1)
         top = probs.topk(min(5, probs.numel()))
@@ -685,7 +688,7 @@ class LlavaOnevisionBackend(Backend):
                 for p, i in zip(top.values.tolist(), top.indices.tolist())
             ],
             newline=newline,
-            prompt_tokens=int(inputs.shape[1]),
+            prompt_tokens=prompt_tokens,
             backend=self.name,
             pretrained=self.pretrained,
         )

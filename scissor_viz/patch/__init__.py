@@ -142,6 +142,9 @@ class ScissorState:
         """SCC on one (T, P, d) grid at the current setting: the tokens to splice, and a record."""
         start = time.perf_counter()
         work = grid.detach()
+        if work.is_inference():  # generate under torch.inference_mode: SCC's index cache keys
+            with torch.inference_mode(False):  # on a tensor's version, which these lack
+                work = work.clone()
         tau = self._tau
         if tau is None:
             tau = tau_for_retention(work, self._retention, self.epsilon, self.seed)
@@ -180,21 +183,50 @@ class ScissorState:
         if given is None and self.identity:
             self.last = _stock_records(input_ids, inputs.get("attention_mask"), self.adapter)
             return None
-        token = self.adapter.video_token_id
         if given is not None:
-            videos = [_as_video_tokens(v) for v in given]
+            videos, runs = self._given(input_ids, given)
             records = [VideoRecord(None, len(v.tokens), None, 0.0, None, v.source) for v in videos]
-            runs = runs_contiguous(input_ids, token)
-            if len(runs) != len(videos):
-                raise ValueError(f"{len(videos)} video_tokens for {len(runs)} placeholder runs")
         else:
             grids = self.adapter.grids(inputs)
             tail = len(self.adapter.tail())
-            runs = runs_by_length(input_ids, token, [g.shape[0] * g.shape[1] + tail for g in grids])
+            lengths = [g.shape[0] * g.shape[1] + tail for g in grids]
+            runs = runs_by_length(input_ids, self.adapter.video_token_id, lengths)
             videos, records = map(list, zip(*(self.compress(g) for g in grids)))
         new, lay = splice(self.adapter, inputs, runs, videos, generate)
         self.last = _records(runs, records, lay, inputs.get("attention_mask"), input_ids)
         return new
+
+    def _given(
+        self, input_ids: torch.Tensor, given: list[VideoTokens | Compression | torch.Tensor]
+    ) -> tuple[list[VideoTokens], list[Run]]:
+        videos = [_as_video_tokens(v) for v in given]
+        runs = runs_contiguous(input_ids, self.adapter.video_token_id)
+        if len(runs) != len(videos):
+            raise ValueError(f"{len(videos)} video_tokens for {len(runs)} placeholder runs")
+        return videos, runs
+
+    def splice(
+        self,
+        video_tokens: list[VideoTokens | Compression | torch.Tensor],
+        generate: bool = False,
+        **inputs: Any,
+    ) -> tuple[dict[str, Any], list[torch.Tensor]]:
+        """What ``forward`` / ``generate`` do with ``video_tokens=`` before the stock method
+        runs, without running it: the inputs the stock method then gets (``inputs_embeds``,
+        ``attention_mask``, ...) and, per video in prompt order, the (sample, position) rows
+        of its K given tokens in them (its tail, e.g. OneVision's newline, excluded). For
+        callers that need the language model's input itself, e.g. to read its attention
+        (FastV). ``last`` is left as it is."""
+        input_ids = inputs.get("input_ids")
+        if input_ids is None:
+            raise ValueError("the SCC patch finds videos by their placeholders: pass input_ids")
+        videos, runs = self._given(input_ids, video_tokens)
+        new, lay = splice(self.adapter, inputs, runs, videos, generate)
+        where, rows = lay.slot.nonzero().cpu(), []
+        for video in videos:  # row-major, as the slots were filled
+            rows.append(where[: len(video.tokens)])
+            where = where[len(video.tokens) + (len(self.adapter.tail()) if video.tail else 0) :]
+        return new, rows
 
 
 def _as_video_tokens(value: VideoTokens | Compression | torch.Tensor) -> VideoTokens:
