@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,9 +47,18 @@ from scissor_viz.models.llava_onevision import (
     hub_reachable,
     load_preprocessing,
 )
-from scissor_viz.models.pixels import DESCRIPTOR_SIZE, PixelBackend, frame_descriptors
+from scissor_viz.models.pixels import (
+    DESCRIPTOR_SIZE,
+    PixelBackend,
+    clip_descriptors,
+    frame_descriptors,
+)
 from scissor_viz.patch import ScissorState
+from scissor_viz.scc import scissor_compress, scissor_index
+from scissor_viz.video import load_video
 from tests.tiny_llava import IMAGE_MEAN, IMAGE_STD, random_frames
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "assets" / "bigbuckbunny.mp4"
 
 QUESTION = "What is happening in this video?"
 
@@ -583,6 +593,50 @@ def test_pixel_descriptors_tell_images_and_cells_apart():
     s = frame_descriptors(stripes).reshape(14, 14, -1)
     hist = s[7, 7, -8:]
     assert hist.argmax() == 0  # orientation bin of angle ~0 (gradient along x)
+
+
+def noisy_surfaces(frames: int = 3, seed: int = 0) -> np.ndarray:
+    """Frames of two flat surfaces (green left, grey right) under camera noise, and a striped
+    patch on the grey: three regions a person sees."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((frames, 384, 384, 3), np.uint8)
+    for t in range(frames):
+        image = np.zeros((384, 384, 3), np.float32)
+        image[:, :192] = (40, 150, 60)
+        image[:, 192:] = (128, 128, 128)
+        image[96:192, 250:340:4] = 20  # stripes
+        out[t] = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+    return out
+
+
+def test_clip_descriptors_make_a_surface_one_region():
+    """The clip's descriptors (texture of flat cells faded, standardised over the clip,
+    edge-preserving smoothing) keep a noisy flat surface one region, apart from its neighbour."""
+    frames = noisy_surfaces()
+    raw = np.stack([frame_descriptors(f) for f in frames])
+    tokens = clip_descriptors(raw)
+    assert tokens.shape == raw.shape and np.isfinite(tokens).all()
+    flat = tokens.reshape(-1, DESCRIPTOR_SIZE)
+    assert np.abs(flat.mean(0)).max() < 0.05  # centred over the clip (smoothing moves it little)
+    comp = scissor_compress(torch.from_numpy(tokens), tau=0.9)
+    counts = comp.spatial_counts.tolist()
+    assert all(2 <= c <= 6 for c in counts), counts
+    labels = comp.spatial_labels[0].reshape(14, 14)
+    assert labels[0, 0] != labels[0, -1]  # green and grey stay apart
+    assert len(set(labels[:, :6].flatten().tolist())) == 1  # the green surface: one region
+
+
+def test_clip_descriptors_group_the_example_at_the_default_retention():
+    """On the example clip at 35 %, per-frame descriptors at fixed scales (similarities bunched
+    near 1) leave the spatial step almost nothing to merge; the clip's descriptors do merge."""
+    clip = load_video(EXAMPLE, 16)
+    raw = np.stack([frame_descriptors(f) for f in clip.frames])
+    per_frame = {}
+    for name, tokens in (("raw", raw), ("clip", clip_descriptors(raw))):
+        index = scissor_index(torch.from_numpy(np.ascontiguousarray(tokens)))
+        comp = index.compress(index.tau_for_retention(0.35))
+        per_frame[name] = comp.spatial_counts.float().mean().item()
+    assert per_frame["raw"] > 185 and per_frame["clip"] < 160, per_frame
 
 
 # ----------------------------------------------------------------------------- CUDA (skipped here)

@@ -2,7 +2,8 @@
 
 When no LLaVA-OneVision checkpoint can be loaded, the app still shows how SCC groups a video's
 regions -- on colour/texture descriptors of each token cell, not on model features (what each
-of the 19 numbers is: docs/models.md). ``answer`` is unavailable: nothing is ever made up.
+of the 19 numbers is, and how a clip's descriptors are made comparable: docs/models.md).
+``answer`` is unavailable: nothing is ever made up.
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ GRID = 14  # cells per side: 14 x 14 = 196 = TOKENS_PER_FRAME
 SIZE = 384  # frames are squashed to SIZE x SIZE first, as the model's preprocessing does
 ORIENTATION_BINS = 8
 DESCRIPTOR_SIZE = 3 + 3 + 4 + 1 + ORIENTATION_BINS  # 19
+# the parts of a descriptor (slices of its 19 numbers) and their weights in a clip's similarity:
+# colour decides what is one surface, texture refines it
+PARTS = {
+    "colour": slice(0, 3),
+    "spread": slice(3, 6),
+    "layout": slice(6, 10),
+    "edges": slice(10, 19),
+}
+WEIGHTS = {"colour": 1.0, "spread": 0.5, "layout": 0.5, "edges": 0.5}
+FLAT = 0.15  # edge strength (scaled) at which a cell's texture counts half: flatter cells' is noise
+SMOOTHING_PASSES = 4  # edge-preserving passes over each frame's 4-neighbour grid
 
 _RGB_TO_XYZ = np.array(
     [
@@ -101,6 +113,41 @@ def frame_descriptors(frame: np.ndarray, size: int = SIZE, grid: int = GRID) -> 
     return out.reshape(grid * grid, DESCRIPTOR_SIZE)
 
 
+def clip_descriptors(raw: np.ndarray, passes: int = SMOOTHING_PASSES) -> np.ndarray:
+    """(frames, 196, 19) :func:`frame_descriptors` of one clip -> the tokens SCC compares.
+
+    Fixed scales leave every cosine similarity near 1, so nothing stands out. Here (1) a flat
+    cell's texture numbers, mostly noise, fade towards zero; (2) each number is standardised
+    over the clip and each part weighted (:data:`WEIGHTS`), so similarity compares cells with
+    the clip's own spread; (3) each cell is averaged with those of its 4 neighbours that look
+    alike (weights fall off with distance), so one surface becomes one region and edges stay.
+    """
+    x = raw.astype(np.float32).copy()
+    strength = x[..., PARTS["edges"].start : PARTS["edges"].start + 1]
+    texture = slice(PARTS["spread"].start, DESCRIPTOR_SIZE)
+    x[..., texture] *= strength / (strength + FLAT)
+    flat = x.reshape(-1, DESCRIPTOR_SIZE)
+    x = (x - flat.mean(0)) / np.maximum(flat.std(0), 1e-6)
+    for part, where in PARTS.items():
+        x[..., where] *= WEIGHTS[part] / np.sqrt(where.stop - where.start)
+    grid = x.reshape(len(x), GRID, GRID, DESCRIPTOR_SIZE)
+    for _ in range(passes):
+        grid = _smooth(grid)
+    return grid.reshape(x.shape)
+
+
+def _smooth(grid: np.ndarray) -> np.ndarray:
+    """One edge-preserving pass: each cell averaged with its 4 neighbours, each weighted by
+    exp(-distance² / median neighbour distance²) (a neighbour across an edge counts little)."""
+    pad = np.pad(grid, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    shifts = [pad[:, :-2, 1:-1], pad[:, 2:, 1:-1], pad[:, 1:-1, :-2], pad[:, 1:-1, 2:]]
+    dist = np.stack([((s - grid) ** 2).sum(-1) for s in shifts])  # (4, T, g, g)
+    scale = max(float(np.median(dist[dist > 0])) if (dist > 0).any() else 1.0, 1e-12)
+    weight = np.exp(-dist / scale)[..., None]
+    total = grid + sum(w * s for w, s in zip(weight, shifts, strict=True))
+    return total / (1.0 + weight.sum(0))
+
+
 class PixelBackend(Backend):
     """Weight-free per-cell pixel descriptors; cannot answer."""
 
@@ -123,7 +170,7 @@ class PixelBackend(Backend):
 
     @property
     def cache_id(self):
-        return ("pixels", DESCRIPTOR_SIZE, GRID, SIZE)
+        return ("pixels", DESCRIPTOR_SIZE, GRID, SIZE, SMOOTHING_PASSES)
 
     def _encode(self, frames: np.ndarray, progress: ProgressFn | None) -> torch.Tensor:
         out = np.empty((len(frames), TOKENS_PER_FRAME, DESCRIPTOR_SIZE), dtype=np.float32)
@@ -132,4 +179,4 @@ class PixelBackend(Backend):
             report(
                 progress, (t + 1) / len(frames), f"pixel descriptors: frame {t + 1}/{len(frames)}"
             )
-        return torch.from_numpy(out)
+        return torch.from_numpy(clip_descriptors(out))
