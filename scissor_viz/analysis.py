@@ -31,6 +31,7 @@ MAX_ANSWERS = 32  # answers kept per video (question x method x retention)
 MAX_ANSWER_BYTES = 64 << 20  # 64 MiB: an answer holds 2 x vocab floats (1.2 MB for Qwen2)
 MAX_REDUCTIONS = 128  # other methods' results kept per video (method x retention)
 MAX_REDUCTION_BYTES = 256 << 20  # 256 MiB: a reduction holds K x d tokens (+ labels)
+CURVE_GAP_FLOOR = 1e-6  # the retention curve's smallest 1 - tau (the figure's axis floor)
 DEFAULT_FASTV_QUESTION = "Describe the video."  # FastV's attention needs a prompt
 
 
@@ -142,12 +143,17 @@ class VideoAnalysis:
         return self.index.compress(tau)
 
     def retention_curve(self, points: int = 40) -> tuple[np.ndarray, np.ndarray]:
-        """(taus, retention) on a grid of taus spread over the upper half of the frames'
-        similarities, where the retention changes (evaluations are cached by the index)."""
+        """(taus, retention) at ``points`` taus spaced evenly in log(1 - tau), from the frames'
+        median similarity to their highest one: the figure's axis, so the points are spread
+        where the retention changes, near 1 (evaluations are cached by the index)."""
         sim = self.index.frame_similarity
         values = sim[torch.isfinite(sim)].cpu().numpy()
         sample = values[:: max(1, len(values) // 200_000)]
-        taus = np.unique(np.quantile(sample, np.linspace(0.5, 1.0, points)).astype(np.float32))
+        low, high = float(np.median(sample)), float(sample.max())
+        gaps = np.geomspace(
+            max(1.0 - high, CURVE_GAP_FLOOR), max(1.0 - low, 2 * CURVE_GAP_FLOOR), points
+        )
+        taus = np.unique((1.0 - gaps).astype(np.float32))
         retention = np.array([self.index.count(float(t)) for t in taus]) / self.num_tokens
         return taus, retention
 

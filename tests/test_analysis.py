@@ -94,3 +94,16 @@ def test_after_release_the_methods_use_the_analysis_index_again():
     again, _ = analysis.reduce("scc", 0.35)  # recomputed, with the same index, same result
     assert scc.scissor_index(analysis.tokens) is analysis.index
     assert torch.equal(again.tokens, first.tokens) and again.tau == first.tau
+
+
+def test_retention_curve_is_dense_where_the_retention_changes():
+    """Points spaced evenly in log(1 - tau): no jump between neighbours is large, the curve
+    rises monotonically from a few tokens to nearly all, and each point is the index's count."""
+    analysis = VideoAnalysis.from_clip(clip(16), Talking())
+    taus, retention = analysis.retention_curve(points=40)
+    assert len(taus) >= 30 and (np.diff(taus) > 0).all()
+    assert (np.diff(retention) >= 0).all()
+    assert retention[0] < 0.2 and retention[-1] > 0.8
+    assert np.diff(retention).max() < 0.15, np.diff(retention).max()
+    for t, r in zip(taus[::7], retention[::7], strict=True):
+        assert r == analysis.index.count(float(t)) / analysis.num_tokens
