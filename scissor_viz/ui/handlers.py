@@ -19,6 +19,7 @@ from scissor_viz.models import AnswerUnavailable, BackendLoadError
 from scissor_viz.scc import check_retention
 from scissor_viz.ui import checks, views
 from scissor_viz.ui.backends import MODEL_CHOICE, Backends, gpu
+from scissor_viz.ui.memory import frees_memory
 from scissor_viz.ui.views import DEFAULT_FRAMES, NoSession, Session, live_session, need_session
 from scissor_viz.video import VideoError
 
@@ -144,6 +145,7 @@ def tab_views(session, frame, view, tab):
     return tuple(out)
 
 
+@frees_memory
 def release_session(session) -> None:
     """A session expired (idle for SESSION_TTL, or its page closed): free its heavy parts now,
     whoever still holds a reference."""
@@ -227,12 +229,14 @@ def show_answers(session, question, retention, use_tau, tau, progress=gr.Progres
     return warning + views.answers_markdown(compressed, full, comp.retention)
 
 
+@frees_memory
 @user_errors
 def compare(session, methods, retention, frame, question):
     question = checks.question_text(question)
     return views.compare_views(need_session(session), methods, float(retention), frame, question)
 
 
+@frees_memory
 @user_errors
 def curves(session, methods, question, progress=gr.Progress()):
     question = checks.question_text(question)
@@ -240,12 +244,14 @@ def curves(session, methods, question, progress=gr.Progress()):
     return figures.metric_curves_figure(rows, views.METHOD_LABELS)
 
 
+@frees_memory
 @user_errors
 def compare_answers(session, methods, retention, question, progress=gr.Progress()):
     session, question = need_session(session), checks.question_text(question)
     return views.answer_rows(session, methods, float(retention), question, progress)
 
 
+@frees_memory
 @user_errors
 def export_files(session, view, fill, progress=gr.Progress()):
     """The overlays as a GIF and an MP4, and the partition as JSON."""
@@ -277,6 +283,7 @@ class Served:
     def __init__(self, backends: Backends):
         self.backends = backends
 
+    @frees_memory
     @user_errors
     def load(self, video, frames, choice, ckpt, epsilon, progress=gr.Progress()):
         """Decode and encode the chosen video: the session's analysis."""
@@ -314,6 +321,7 @@ class Served:
         chosen = self.backends.get(MODEL_CHOICE, None)
         return VideoAnalysis.open(path, chosen, frames)  # load_video checks the file
 
+    @frees_memory
     @user_errors
     def compress_api(
         self, video: gr.FileData, retention: float, frames: int = DEFAULT_FRAMES
@@ -323,6 +331,7 @@ class Served:
         analysis = self._api_analysis(video, frames)
         return analysis.summary(analysis.compress(retention=float(retention)))
 
+    @frees_memory
     @user_errors
     def answer_api(
         self, video: gr.FileData, question: str, retention: float, frames: int = DEFAULT_FRAMES
