@@ -134,12 +134,15 @@ class VideoAnalysis:
     def num_tokens(self) -> int:
         return self.index.num_total
 
-    def compress(self, retention: float | None = None, tau: float | None = None) -> Compression:
-        """SCC at a retention ratio (tau searched) or at a given tau."""
+    def compress(
+        self, retention: float | None = None, tau: float | None = None, tolerance: float = 0.0
+    ) -> Compression:
+        """SCC at a retention ratio (tau searched: the closest K, or any K within ``tolerance``
+        of all tokens of it) or at a given tau."""
         if (retention is None) == (tau is None):
             raise ValueError("give either a retention ratio or a tau")
         if tau is None:
-            tau = self.index.tau_for_retention(retention)
+            tau = self.index.tau_for_retention(retention, tolerance)
         return self.index.compress(tau)
 
     def retention_curve(self, points: int = 40) -> tuple[np.ndarray, np.ndarray]:

@@ -462,19 +462,23 @@ class ScissorIndex:
             exact=steps.exact,
         )
 
-    def tau_for_retention(self, retention: float) -> float:
+    def tau_for_retention(self, retention: float, tolerance: float = 0.0) -> float:
         """The tau whose K comes closest to retention * N (ties to the larger retention).
 
         K rises with tau, so this is a bracketed search in tau (interpolating, with bisection
         steps to guarantee progress) that stops once no count lies strictly between the
-        bracket's two counts, or its ends are within ``TAU_RESOLUTION``. Every evaluation is
-        cached, so later targets on the same video start from a tight bracket.
+        bracket's two counts, or its ends are within ``TAU_RESOLUTION``; with ``tolerance``
+        > 0, as soon as a count within ``tolerance * N`` tokens of the target is known (a
+        slider needs no more, and each evaluation is a graph). Every evaluation is cached, so
+        later targets on the same video start from a tight bracket.
         """
         target = max(check_retention(retention) * self.num_total, 1.0)  # K is at least 1
+        if not (_is_real(tolerance) and 0.0 <= tolerance < 1.0):
+            raise ValueError(f"tolerance must be in [0, 1), got {tolerance!r}")
         with self._lock:
-            return self._search(target)
+            return self._search(target, tolerance * self.num_total)
 
-    def _search(self, target: float) -> float:
+    def _search(self, target: float, slack: float = 0.0) -> float:
         lo, hi = float(np.nextafter(np.float32(-1), np.float32(-2))), 1.0  # K = 1 .. K = N
         self._counts.setdefault(lo, 1)
         self._counts.setdefault(hi, self.num_total)
@@ -484,6 +488,8 @@ class ScissorIndex:
             lo, hi = max(below), min(above)
             k_lo, k_hi = self._counts[lo], self._counts[hi]
             if k_hi - k_lo <= 1 or hi - lo <= TAU_RESOLUTION:  # no K left between the two
+                break
+            if min(target - k_lo, k_hi - target) <= slack:  # close enough for the caller
                 break
             mid = float(np.float32((lo + hi) / 2))
             if step % 2 == 0:  # interpolate where K should cross the target

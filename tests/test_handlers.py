@@ -3,15 +3,19 @@ session, quiet no-ops before a video, the open tab alone drawn, a session's rele
 
 from __future__ import annotations
 
+import base64
+import io
+import re
 from pathlib import Path
 
 import gradio as gr
 import pytest
+from PIL import Image
 
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import PixelBackend
 from scissor_viz.ui import handlers as on
-from scissor_viz.ui.views import Session
+from scissor_viz.ui.views import THUMB_WIDTH, Session
 
 CLIP = Path(__file__).resolve().parents[1] / "assets" / "bigbuckbunny.mp4"
 SKIP = gr.skip()
@@ -59,10 +63,26 @@ def test_play_toggles_and_scrubbing_wraps(session):
     assert step == 0 and f"Step 1 of {steps}" in note
 
 
+def test_grid_is_drawn_on_thumbnails_and_exports_at_full_size(session, tmp_path, monkeypatch):
+    """The grid's pictures are made from THUMB_WIDTH-wide frames (cheap under the slider);
+    the exported GIF keeps the video's resolution."""
+    html = on.refresh(session, 0.3, "Spatial step", False)[2]
+    first = re.search(r'src="data:image/jpeg;base64,([^"]+)"', html).group(1)
+    thumb = Image.open(io.BytesIO(base64.b64decode(first)))
+    height, width = session.analysis.clip.frames.shape[1:3]
+    assert width > THUMB_WIDTH and thumb.size == (THUMB_WIDTH, round(height * THUMB_WIDTH / width))
+    monkeypatch.setattr(on, "export_folder", lambda: tmp_path)
+    gif, _, _ = on.export_files.__wrapped__(
+        session, "Spatial step", False, progress=lambda *a, **k: None
+    )
+    assert Image.open(gif).size == (width, height)
+
+
 def test_release_session_frees_the_heavy_parts(session):
     on.tab_views(session, 0, "Temporal step", "Teach")
     before = session.analysis.nbytes()["total"]
     on.release_session(session)
     assert session.analysis.nbytes()["total"] <= before and not session.scrubs
+    assert session._thumbnails is None
     on.release_session(None)  # an empty session's expiry is harmless
     assert on.refresh(session, 0.5, "Spatial step", False)[2].count("<figure") == 6  # usable

@@ -282,6 +282,24 @@ def test_tau_for_retention_on_video_sized_tokens():
     assert index.count(index.tau_for_retention(0.1 / n)) == 1  # below one token: one token
 
 
+def test_tau_for_retention_with_a_tolerance_stops_early_within_it():
+    """A slider's search: any K within tolerance * N of the target, found with fewer graphs
+    than the exact search; tolerance 0 is the exact search; a bad tolerance is refused."""
+    x = video_tokens(frames=8, dim=64, seed=3)
+    n = x.shape[0] * x.shape[1]
+    exact, loose = ScissorIndex(x), ScissorIndex(x)
+    for retention in (0.35, 0.3, 0.12, 0.5, 0.2):
+        tau = exact.tau_for_retention(retention)
+        assert exact.tau_for_retention(retention, 0.0) == tau
+        near = loose.tau_for_retention(retention, tolerance=0.01)
+        assert abs(loose.count(near) - retention * n) <= 0.01 * n
+        assert abs(loose.count(near) - retention * n) >= abs(exact.count(tau) - retention * n)
+    assert len(loose._counts) < len(exact._counts)
+    for bad in (-0.1, 1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="tolerance"):
+            loose.tau_for_retention(0.3, bad)
+
+
 def test_functional_api_reuses_the_index(tokens):
     assert scc.scissor_index(tokens) is scc.scissor_index(tokens)
     other = tokens.clone()

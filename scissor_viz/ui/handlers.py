@@ -150,8 +150,7 @@ def release_session(session) -> None:
     """A session expired (idle for SESSION_TTL, or its page closed): free its heavy parts now,
     whoever still holds a reference."""
     if isinstance(session, Session):
-        session.analysis.release()
-        session.scrubs.clear()
+        session.release()
 
 
 def open_tab(evt: gr.SelectData):
@@ -257,7 +256,7 @@ def export_files(session, view, fill, progress=gr.Progress()):
     """The overlays as a GIF and an MP4, and the partition as JSON."""
     session = need_session(session)
     progress(0.1, desc="drawing overlays")
-    images = [image for image, _ in views.region_images(session, view, fill)]
+    images = [image for image, _ in views.region_images(session, view, fill, full_size=True)]
     folder = export_folder()
     progress(0.4, desc="writing GIF and MP4")
     gif = export.save_gif(images, folder / "scissor-regions.gif")

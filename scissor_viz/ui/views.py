@@ -25,6 +25,9 @@ DEFAULT_RETENTION = 0.35
 DEFAULT_FRAMES = 16
 VIEWS = {"Temporal step": "temporal", "Spatial step": "spatial", "Merge assignment": "merge"}
 THUMB_WIDTH = 480  # pixels: frames in the grid are sent at most this wide
+# The slider's search for tau stops within this share of all tokens of its retention (16 frames:
+# 7 tokens; the numbers line says the retention reached): fewer graphs per move.
+SLIDER_TOLERANCE = 0.0025
 DEFAULT_VIEW = "Temporal step"
 NO_VIDEO = "Pick a video first (upload one or click an example), then Compress."
 READING_GUIDE = """
@@ -63,12 +66,37 @@ class Session:
     comp: Compression | None = None  # set by the first refresh after loading
     curve: tuple[np.ndarray, np.ndarray] | None = None  # (taus, retention) for the plot
     scrubs: dict = field(default_factory=dict)  # frame -> the τ scrubber's steps
+    _thumbnails: np.ndarray | None = field(default=None, repr=False)
+
+    def thumbnails(self) -> np.ndarray:
+        """The frames at most THUMB_WIDTH wide (made once): the grid is drawn on these, so a
+        redraw under the slider costs what the page shows, not the video's resolution."""
+        if self._thumbnails is None:
+            self._thumbnails = shrink(self.analysis.clip.frames, THUMB_WIDTH)
+        return self._thumbnails
+
+    def release(self) -> None:
+        """Free the heavy parts (the analysis's tokens and caches, the pictures' frames)."""
+        self.analysis.release()
+        self.scrubs.clear()
+        self._thumbnails = None
 
     def compress_at(self, retention: float, use_tau: bool, tau: float) -> Compression:
         """SCC at the slider's retention, or at the advanced panel's tau."""
         if use_tau:
             return self.analysis.compress(tau=float(tau))
-        return self.analysis.compress(retention=float(retention))
+        return self.analysis.compress(retention=float(retention), tolerance=SLIDER_TOLERANCE)
+
+
+def shrink(frames: np.ndarray, width: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames resized (area-averaged) to at most ``width`` pixels wide."""
+    h, w = frames.shape[1:3]
+    if w <= width:
+        return frames
+    size = (width, max(1, round(h * width / w)))
+    return np.stack(
+        [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BOX)) for f in frames]
+    )
 
 
 def need_session(session: Session | None) -> Session:
@@ -99,11 +127,18 @@ def view_key(view: str) -> str:
 
 
 def region_images(
-    session: Session, view: str, fill: bool, probe: tuple[int, int] | None = None
+    session: Session,
+    view: str,
+    fill: bool,
+    probe: tuple[int, int] | None = None,
+    *,
+    full_size: bool = False,
 ) -> list[tuple[np.ndarray, str]]:
-    """Every frame drawn for the view, with its caption (``probe``: one token's region lit)."""
+    """Every frame drawn for the view, with its caption (``probe``: one token's region lit);
+    on the grid's thumbnails unless ``full_size`` (exports)."""
     analysis, comp, key = session.analysis, session.comp, view_key(view)
-    images = regions.view_overlays(analysis.clip.frames, comp, key, fill=fill, probe=probe)
+    frames = analysis.clip.frames if full_size else session.thumbnails()
+    images = regions.view_overlays(frames, comp, key, fill=fill, probe=probe)
     captions = regions.view_captions(comp, key, analysis.clip.timestamps)
     return list(zip(images, captions))
 
