@@ -235,38 +235,51 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+@lru_cache(maxsize=256)
+def _mark(frame: int, size: int) -> Image.Image:
+    """The RGBA label '→ f<frame>' (white, black edge) for a picture whose cells are about
+    ``size`` * 10 / g pixels: drawn once, pasted wherever it is needed."""
+    font, edge = _font(size), max(1, size // 10)
+    text, arrow, gap = f"f{frame}", 0.8 * size, 0.12 * size
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    width = round(arrow + gap + probe.textlength(text, font=font) + 4 * edge)
+    height = round(size * 1.4 + 2 * edge)
+    stamp = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(stamp)
+    x0, y = 2 * edge, height / 2
+    head = [
+        (x0 + arrow, y),
+        (x0 + arrow - 0.38 * size, y - 0.28 * size),
+        (x0 + arrow - 0.38 * size, y + 0.28 * size),
+    ]
+    shaft = [(x0, y), (x0 + arrow - 0.3 * size, y)]
+    draw.line(shaft, fill=(0, 0, 0, 255), width=max(2, size // 8) + 2 * edge)
+    draw.polygon(head, fill=(255, 255, 255, 255), outline=(0, 0, 0, 255), width=edge)
+    draw.line(shaft, fill=(255, 255, 255, 255), width=max(2, size // 8))
+    draw.text(
+        (x0 + arrow + gap, y),
+        text,
+        font=font,
+        anchor="lm",
+        fill=(255, 255, 255, 255),
+        stroke_width=edge,
+        stroke_fill=(0, 0, 0, 255),
+    )
+    return stamp
+
+
 def _source_marks(image: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """'→ f<s>' labels (arrow drawn, white with a black edge) where cells went to frame s."""
+    """'→ f<s>' labels, centred on a cell where cells went to frame s (:func:`_mark_places`)."""
     h, w = image.shape[:2]
     g = grid_side(len(source))
     ys, xs = cell_edges(h, g), cell_edges(w, g)
     size = max(10, round(min(h, w) / 10))
-    font, edge = _font(size), max(1, size // 10)
     canvas = Image.fromarray(image)
-    draw = ImageDraw.Draw(canvas)
     for cell, s in _mark_places(source):
         r, c = divmod(cell, g)
+        stamp = _mark(s, size)
         y, x = (ys[r] + ys[r + 1]) / 2, (xs[c] + xs[c + 1]) / 2
-        text, arrow, gap = f"f{s}", 0.8 * size, 0.12 * size
-        x0 = x - (arrow + gap + draw.textlength(text, font=font)) / 2
-        head = [
-            (x0 + arrow, y),
-            (x0 + arrow - 0.38 * size, y - 0.28 * size),
-            (x0 + arrow - 0.38 * size, y + 0.28 * size),
-        ]
-        shaft = [(x0, y), (x0 + arrow - 0.3 * size, y)]
-        draw.line(shaft, fill=(0, 0, 0), width=max(2, size // 8) + 2 * edge)
-        draw.polygon(head, fill=(255, 255, 255), outline=(0, 0, 0), width=edge)
-        draw.line(shaft, fill=(255, 255, 255), width=max(2, size // 8))
-        draw.text(
-            (x0 + arrow + gap, y),
-            text,
-            font=font,
-            anchor="lm",
-            fill=(255, 255, 255),
-            stroke_width=edge,
-            stroke_fill=(0, 0, 0),
-        )
+        canvas.paste(stamp, (round(x - stamp.width / 2), round(y - stamp.height / 2)), stamp)
     return np.asarray(canvas)
 
 
