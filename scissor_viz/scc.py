@@ -572,7 +572,10 @@ _INDEXES = TensorCache(8, INDEX_CACHE_BYTES, lambda index: index.nbytes)
 
 
 def scissor_index(tokens: torch.Tensor, epsilon: float = 0.05, seed: int = 0) -> ScissorIndex:
-    """The ScissorIndex of this tensor, reused while the tensor lives and is not modified."""
+    """The ScissorIndex of this tensor, reused while the tensor lives and is not modified
+    (an inference-mode tensor keeps no version counter, so its index is built afresh)."""
+    if tokens.is_inference():
+        return ScissorIndex(tokens, epsilon, seed)
     extra = (float(epsilon), int(seed))
     return _INDEXES.get(tokens, extra, lambda: ScissorIndex(tokens, epsilon, seed))
 

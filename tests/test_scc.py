@@ -309,6 +309,21 @@ def test_functional_api_reuses_the_index(tokens):
     assert scc.scissor_index(other) is not index
 
 
+def test_inference_mode_tensors_are_compressed_without_the_cache(tokens):
+    """Tokens made under torch.inference_mode (a model's features) keep no version counter:
+    the functional API builds their index afresh and gives the same result."""
+    with torch.inference_mode():
+        frozen = tokens.clone()
+        comp = scissor_compress(frozen, 0.9)
+        tau = tau_for_retention(frozen, 0.3)
+    expected = scissor_compress(tokens, 0.9)
+    assert torch.equal(comp.temporal_labels, expected.temporal_labels)
+    assert torch.equal(comp.tokens, expected.tokens)
+    k = scissor_compress(tokens, tau).num_tokens  # the same K (a search's tau is any in its run)
+    assert k == scissor_compress(tokens, tau_for_retention(tokens, 0.3)).num_tokens
+    assert scissor_compress(frozen, 0.9).num_tokens == comp.num_tokens  # outside the mode too
+
+
 def test_tensor_cache_is_bounded_in_bytes_and_keeps_the_newest():
     cache = scc.TensorCache(8, max_bytes=100, size_of=lambda v: v)
     tensors = [torch.zeros(1) for _ in range(4)]

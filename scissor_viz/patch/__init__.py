@@ -142,9 +142,9 @@ class ScissorState:
         """SCC on one (T, P, d) grid at the current setting: the tokens to splice, and a record."""
         start = time.perf_counter()
         work = grid.detach()
-        if work.is_inference():  # generate under torch.inference_mode: SCC's index cache keys
-            with torch.inference_mode(False):  # on a tensor's version, which these lack
-                work = work.clone()
+        if work.is_inference():  # under torch.inference_mode tensors keep no version, so SCC
+            with torch.inference_mode(False):  # would not cache their index: a normal copy lets
+                work = work.clone()  # the tau search and the compression share one
         tau = self._tau
         if tau is None:
             tau = tau_for_retention(work, self._retention, self.epsilon, self.seed)
