@@ -129,22 +129,26 @@ class Sampler:
 
 def page_events(frames: int, retention: float, methods: list[str], choice: str, handle_file):
     """(api name, arguments) of what a visitor does: load, what the page fires after a load,
-    then every tab. Session state is kept by the client between calls."""
+    then every tab (what opening it draws, then its buttons). Session state is kept by the
+    client between calls."""
     last, mid = frames - 1, frames // 2
     return [
         ("/load", (handle_file(str(CLIP)), frames, choice, "", 0.05)),
         ("/after_load", ()),
-        ("/refresh", (retention, VIEW, True)),
-        ("/video_figures", ()),
-        ("/frame_views", (0, VIEW)),
+        ("/refresh", (retention, VIEW, False)),
+        ("/tau_graph", (0,)),
         ("/show_answers", (QUESTION, retention, False, 0.9)),
-        ("/frame_figures", (last,)),
-        ("/frame_views", (mid, VIEW)),
+        ("/tau_graph", (last,)),
         ("/recolour", ("Spatial step", True)),
         ("/recolour", ("Merge assignment", False)),
+        ("/tab_views", (0, VIEW, "Similarity")),
+        ("/tab_views", (last, VIEW, "Similarity")),
+        ("/tab_views", (mid, VIEW, "Probe")),
+        ("/tab_views", (mid, VIEW, "Teach")),
         ("/scrub_to", (mid, 2)),
         ("/compare", (methods, retention, mid, QUESTION)),
         ("/curves", (methods, QUESTION)),
+        ("/tab_views", (mid, VIEW, "Export")),
         ("/export_files", (VIEW, True)),
     ]
 

@@ -128,6 +128,7 @@ def tau_graph(session, frame):
     return views.tau_graph(live_session(session), frame)
 
 
+@frees_memory  # opening the Similarity tab of a long video takes (and frees) 100s of MiB
 @user_errors
 def tab_views(session, frame, view, tab):
     """What the open tab shows; the other tabs are drawn when they are opened. Outputs: the

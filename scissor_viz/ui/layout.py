@@ -362,7 +362,8 @@ def build_demo(
     with Page(title="scissor-viz: LLaVA-Scissor, visualised", delete_cache=(3600, 3600)) as demo:
         c = SimpleNamespace(
             state=gr.State(None, time_to_live=SESSION_TTL, delete_callback=on.release_session),
-            open_tab=gr.State(""),
+            # the open tab's label: a hidden box, not a State, so API clients can name it too
+            open_tab=gr.Textbox("", visible=False, elem_id="open-tab"),
         )
         gr.Markdown(INTRO)
         c.status = gr.Markdown(served.default_status(), elem_id="backend-status")

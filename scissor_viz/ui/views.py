@@ -19,6 +19,7 @@ from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.methods import METHODS
 from scissor_viz.scc import Compression
 from scissor_viz.ui.backends import gpu
+from scissor_viz.ui.memory import return_free_memory
 
 DEFAULT_QUESTION = "What is happening in this video?"
 DEFAULT_RETENTION = 0.35
@@ -328,6 +329,7 @@ def compare_views(session: Session, methods: list[str], retention: float, frame:
             gr.Warning(f"{METHOD_LABELS[method]} needs a loaded model; skipped.")
             continue
         reduction, row = analysis.reduce(method, retention, question)
+        return_free_memory()  # one method's scratch memory back before the next one's
         means = overlay.region_means(analysis.clip.frames, reduction.assignment)
         image = overlay.overlay(
             analysis.clip.frames[frame], reduction.assignment[frame], means, 1.0, mode="paint"
@@ -362,6 +364,8 @@ def compare_curves(session: Session, methods: list[str], question, progress) -> 
         progress(i / max(len(runs), 1), desc=f"{METHOD_LABELS[method]} at {retention:.0%}")
         row = dict(analysis.reduce(method, retention, question)[1], backend=analysis.backend.name)
         rows.append(row)
+        if retention == CURVE_RETENTIONS[-1]:  # one method done: its scratch memory goes back
+            return_free_memory()  # before the next one's is taken (the peak is one method's)
     return rows
 
 
