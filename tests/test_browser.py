@@ -242,12 +242,14 @@ def test_probe_click(page):
     page.get_by_role("tab", name="Probe").click()
     image = page.locator("#probe-image img")
     image.wait_for(state="visible")
+    image.scroll_into_view_if_needed()  # as a person scrolls to it: the mouse clicks on screen
     box = image.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
     wait_for(lambda: "Token" in page.locator("#probe-note").inner_text(), SLOW, "probe note")
     note = page.locator("#probe-note").inner_text()
     assert re.search(r"row [67], column [67]\)", note), note  # the middle of the frame
-    assert len(overlays(page, "#probe-gallery img")) == FRAMES
+    lit = lambda: len(overlays(page, "#probe-gallery img")) == FRAMES  # noqa: E731
+    wait_for(lit, 30_000, f"the clicked token's region in all {FRAMES} frames")
 
 
 def test_teach_plays_and_scrubs(page):
