@@ -136,6 +136,8 @@ def postprocess(block_fn, outputs) -> float:
     """Seconds Gradio's components take to turn the outputs into a response (gallery images
     written as image files, plotly figures to JSON, markdown)."""
     t0 = time.perf_counter()
+    if len(block_fn.outputs) == 1:
+        outputs = (outputs,)  # one output: the handler returns it bare
     for component, value in zip(block_fn.outputs, outputs):
         if component.__class__.__name__ == "State" or isinstance(value, dict):
             continue  # state stays in the server; gr.update dicts are not postprocessed
