@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import io
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -94,6 +99,49 @@ def compress_example(page, frames: int = 16) -> tuple[int, int]:
     counts = wait_for(lambda: token_counts(page), SLOW, "the numbers after the example")
     wait_for(lambda: len(overlays(page)) == frames, SLOW, f"{frames} overlays in #regions")
     return counts
+
+
+def compress_upload(page, video: str | Path, frames: int = 16) -> tuple[int, int]:
+    """Upload a video (that alone compresses it); wait for the numbers and overlays."""
+    page.locator("#video input[type=file]").set_input_files(str(video))
+    counts = wait_for(lambda: token_counts(page), SLOW, "the numbers after the upload")
+    wait_for(lambda: len(overlays(page)) == frames, SLOW, f"{frames} overlays in #regions")
+    return counts
+
+
+def image_of(page, src: str) -> np.ndarray:
+    """The picture an <img> shows (a data URI, or a file the page fetches)."""
+    from PIL import Image
+
+    if src.startswith("data:"):
+        data = base64.b64decode(src.split(",", 1)[1])
+    else:
+        data = page.request.get(src).body()
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def plot_has_data(page, elem_id: str) -> bool:
+    plot = page.locator(f"#{elem_id} .js-plotly-plot")
+    return plot.count() > 0 and plot.first.evaluate("el => (el.data || []).length") > 0
+
+
+def first_screen(page) -> dict[str, dict | None]:
+    """Where the first overlay, the frame's τ-graph and the answer panel are on the page."""
+    selectors = ("#regions img >> nth=0", "#tau-graph .js-plotly-plot", "#answer")
+    return {s: page.locator(s).bounding_box() for s in selectors}
+
+
+def luminance_correlation(page, video: str | Path, frames: int) -> float:
+    """How much the first overlay on screen follows its frame's luminance (1: the video shows
+    through the regions, about 0: it is hidden)."""
+    from PIL import Image
+
+    from scissor_viz.video import load_video
+
+    shown = image_of(page, overlays(page)[0]).astype(float).mean(axis=2)
+    frame = load_video(str(video), frames).frames[0].astype(float).mean(axis=2)
+    frame = Image.fromarray(frame.astype(np.uint8)).resize(shown.shape[::-1])
+    return float(np.corrcoef(np.asarray(frame, float).ravel(), shown.ravel())[0, 1])
 
 
 def slider_track(page, elem_id: str):

@@ -17,7 +17,6 @@ runs with ``SCISSOR_VIZ_SCREENSHOT=1``::
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -28,7 +27,6 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import numpy as np
 import pytest
 
 from tests.browser import (
@@ -40,8 +38,11 @@ from tests.browser import (
     compress_example,
     drag_slider,
     error_toasts,
+    first_screen,
+    luminance_correlation,
     open_page,
     overlays,
+    plot_has_data,
     settle,
     slider_track,
     token_counts,
@@ -109,22 +110,6 @@ def numbers(page) -> str:
     return page.locator("#numbers").inner_text()
 
 
-def image_of(page, src: str) -> np.ndarray:
-    """The picture an <img> shows (a data URI, or a file the page fetches)."""
-    from PIL import Image
-
-    if src.startswith("data:"):
-        data = base64.b64decode(src.split(",", 1)[1])
-    else:
-        data = page.request.get(src).body()
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-def plot_has_data(page, elem_id: str) -> bool:
-    plot = page.locator(f"#{elem_id} .js-plotly-plot")
-    return plot.count() > 0 and plot.first.evaluate("el => (el.data || []).length") > 0
-
-
 # ----------------------------------------------------------------------------- the visit
 
 
@@ -155,18 +140,9 @@ def test_one_screen_regions_graph_and_answer(page):
     wait_for(lambda: "visual token" in page.locator("#answer").inner_text(), SLOW, "answer panel")
     answer = page.locator("#answer").inner_text()
     assert "No answer" in answer and f"of {before:,}" in answer, answer
-    for selector in ("#regions img >> nth=0", "#tau-graph .js-plotly-plot", "#answer"):
-        box = page.locator(selector).bounding_box()
+    for selector, box in first_screen(page).items():
         assert box and box["y"] + 20 < 1000 and box["width"] > 100, (selector, box)
-
-    from scissor_viz.video import load_video
-
-    frame = load_video(str(CLIP), FRAMES).frames[0].astype(float).mean(axis=2)
-    shown = image_of(page, overlays(page)[0]).astype(float).mean(axis=2)
-    from PIL import Image
-
-    frame = np.asarray(Image.fromarray(frame.astype(np.uint8)).resize(shown.shape[::-1]), float)
-    r = np.corrcoef(frame.ravel(), shown.ravel())[0, 1]
+    r = luminance_correlation(page, CLIP, FRAMES)
     assert r > 0.8, f"the overlay hides the video (luminance correlation {r:.2f})"
 
 

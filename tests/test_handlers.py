@@ -9,13 +9,14 @@ import re
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 from PIL import Image
 
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import PixelBackend
 from scissor_viz.ui import handlers as on
-from scissor_viz.ui.views import THUMB_WIDTH, Session
+from scissor_viz.ui.views import THUMB_WIDTH, Session, fit_width
 
 CLIP = Path(__file__).resolve().parents[1] / "assets" / "bigbuckbunny.mp4"
 SKIP = gr.skip()
@@ -76,6 +77,19 @@ def test_grid_is_drawn_on_thumbnails_and_exports_at_full_size(session, tmp_path,
         session, "Spatial step", False, progress=lambda *a, **k: None
     )
     assert Image.open(gif).size == (width, height)
+
+
+def test_small_frames_are_enlarged_by_a_whole_factor_for_the_grid():
+    """A 176 x 144 video is drawn on frames repeated 2x (thin outlines beside 13-pixel cells);
+    frames within a factor of 2 of the width stay as they are, wider ones are shrunk."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (2, 144, 176, 3), dtype=np.uint8)
+    big = fit_width(small, 480)
+    assert big.shape == (2, 288, 352, 3) and (big[:, ::2, ::2] == small).all()
+    assert (big[:, 1::2, 1::2] == small).all()
+    middle = small[:, :, :170].repeat(2, axis=2)  # 340 wide
+    assert fit_width(middle, 480) is middle
+    assert fit_width(big, 176).shape == (2, 144, 176, 3)
 
 
 def test_release_session_frees_the_heavy_parts(session):

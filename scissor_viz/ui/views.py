@@ -71,10 +71,10 @@ class Session:
     _thumbnails: np.ndarray | None = field(default=None, repr=False)
 
     def thumbnails(self) -> np.ndarray:
-        """The frames at most THUMB_WIDTH wide (made once): the grid is drawn on these, so a
-        redraw under the slider costs what the page shows, not the video's resolution."""
+        """The frames fitted to THUMB_WIDTH (made once): the grid is drawn on these, so a redraw
+        under the slider costs what the page shows, not the video's resolution."""
         if self._thumbnails is None:
-            self._thumbnails = shrink(self.analysis.clip.frames, THUMB_WIDTH)
+            self._thumbnails = fit_width(self.analysis.clip.frames, THUMB_WIDTH)
         return self._thumbnails
 
     def release(self) -> None:
@@ -91,11 +91,15 @@ class Session:
         return self.analysis.compress(retention=float(retention), tolerance=tolerance)
 
 
-def shrink(frames: np.ndarray, width: int) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames resized (area-averaged) to at most ``width`` pixels wide."""
+def fit_width(frames: np.ndarray, width: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames at most ``width`` pixels wide: wider ones area-averaged down;
+    ones under half of it repeated by a whole factor (nearest), so that the region outlines,
+    a pixel or two each, stay thin beside the cells of a small video (176 x 144: 13-pixel
+    cells)."""
     h, w = frames.shape[1:3]
     if w <= width:
-        return frames
+        k = width // w
+        return frames if k < 2 else frames.repeat(k, axis=1).repeat(k, axis=2)
     size = (width, max(1, round(h * width / w)))
     return np.stack(
         [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BOX)) for f in frames]
