@@ -172,7 +172,7 @@ def _probe_message(name: str, result: dict) -> str:
     if result.get("error") == "start":
         return f"Could not start the video reader: {result['message']} (a server problem)."
     return (
-        f"Cannot read {name!r} as a video ({_without_paths(result.get('message', ''))}). If it "
+        f"Cannot read {name!r} as a video ({without_paths(result.get('message', ''))}). If it "
         f"came from a download, it may be incomplete; otherwise re-encode it, e.g. `{REENCODE}`."
     )
 
@@ -444,7 +444,7 @@ def _decode_message(name: str, result: dict) -> str:
     if result.get("error") == "start":
         return f"Could not start the video decoder: {result['message']} (a server problem)."
     detail = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", result.get("message", ""))
-    detail = _without_paths(detail).strip()
+    detail = without_paths(detail).strip()
     detail = f" (details: {detail[:300]})" if detail else ""
     what = (
         "The video decoder crashed on"
@@ -554,7 +554,7 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _without_paths(text: str) -> str:
+def without_paths(text: str) -> str:
     """``text`` with every absolute file path shortened to its last part (error messages
     must not show the server's folders)."""
     path = r"(?<![\w.])(?:/[^\s'\"/:,;()]+)+"

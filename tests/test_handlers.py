@@ -17,6 +17,7 @@ from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import PixelBackend
 from scissor_viz.ui import handlers as on
 from scissor_viz.ui.views import THUMB_WIDTH, Session, fit_width
+from scissor_viz.video import VideoError
 
 CLIP = Path(__file__).resolve().parents[1] / "assets" / "bigbuckbunny.mp4"
 SKIP = gr.skip()
@@ -100,3 +101,26 @@ def test_release_session_frees_the_heavy_parts(session):
     assert session._thumbnails is None
     on.release_session(None)  # an empty session's expiry is harmless
     assert on.refresh(session, 0.5, "Spatial step", False)[2].count("<figure") == 6  # usable
+
+
+def test_errors_hide_server_paths_and_are_logged(caplog):
+    """Whatever a handler raises, the message shown names no server folder, and errors that
+    are not the video's or the model's own are logged with their traceback."""
+
+    @on.user_errors
+    def failing(err):
+        raise err
+
+    for err in (
+        ValueError("bad value in /srv/app/secret/config.json"),
+        KeyError("/root/.cache/huggingface/hub/models--x"),
+        VideoError("Could not decode /tmp/gradio/ab12/clip.mp4"),
+    ):
+        caplog.clear()
+        with pytest.raises(gr.Error) as shown:
+            failing(err)
+        message = shown.value.message
+        assert "/" not in message, message
+        assert ("config.json" in message) or ("models--x" in message) or ("clip.mp4" in message)
+        logged = [r for r in caplog.records if r.name == on.log.name and r.exc_info]
+        assert bool(logged) == (not isinstance(err, VideoError)), (err, caplog.records)

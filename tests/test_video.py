@@ -419,7 +419,7 @@ def test_decoded_frame_size_is_checked_too(clips, monkeypatch):
 
 def test_paths_are_cut_to_their_last_part():
     text = "Error reading /tmp/gradio/ab12/clip.mp4; cache '/root/.cache/hub' at 1/2"
-    assert video._without_paths(text) == "Error reading clip.mp4; cache 'hub' at 1/2"
+    assert video.without_paths(text) == "Error reading clip.mp4; cache 'hub' at 1/2"
 
 
 def _gone(pid: int) -> bool:

@@ -21,7 +21,7 @@ from scissor_viz.ui import checks, views
 from scissor_viz.ui.backends import MODEL_CHOICE, Backends, gpu
 from scissor_viz.ui.memory import frees_memory
 from scissor_viz.ui.views import DEFAULT_FRAMES, NoSession, Session, live_session, need_session
-from scissor_viz.video import VideoError
+from scissor_viz.video import VideoError, without_paths
 
 log = logging.getLogger(__name__)
 EXPORTS = Path(tempfile.gettempdir()) / "scissor-viz-exports"
@@ -43,13 +43,17 @@ def user_errors(fn):
             raise
         except NoSession:  # a live control moved before any video ran: nothing to redraw
             return gr.skip()
-        except (VideoError, BackendLoadError, AnswerUnavailable, ValueError) as err:
-            raise gr.Error(str(err)) from err
+        except (VideoError, BackendLoadError, AnswerUnavailable) as err:
+            raise gr.Error(without_paths(str(err))) from err
+        except ValueError as err:  # mostly a refused argument; logged in case it is a bug
+            log.warning("%s refused its arguments", fn.__name__, exc_info=True)
+            raise gr.Error(without_paths(str(err))) from err
         except MemoryError as err:
             raise gr.Error("Out of memory: try fewer frames or a smaller video.") from err
         except Exception as err:
             log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"Something went wrong ({type(err).__name__}: {err}).") from err
+            why = without_paths(f"{type(err).__name__}: {err}")
+            raise gr.Error(f"Something went wrong ({why}).") from err
 
     return wrapper
 
