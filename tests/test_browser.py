@@ -282,6 +282,24 @@ def test_export_files_download_and_decode(page, tmp_path):
     assert json.loads(paths[".json"].read_text())["num_frames"] == FRAMES
 
 
+def test_frames_typed_then_compress(page):
+    """A new number of frames typed (Enter) and Compress pressed: the video is sampled again
+    and every view follows; the question box is a plain text box; Ask stays disabled without
+    a model."""
+    frames = 6
+    box = page.locator("#frames input[type=number]")
+    box.scroll_into_view_if_needed()
+    box.fill(str(frames))
+    box.press("Enter")
+    page.locator("#run").click()
+    wait_for(lambda: f"{frames} frames × 196" in numbers(page), SLOW, f"{frames} frames")
+    wait_for(lambda: len(overlays(page)) == frames, SLOW, f"{frames} overlays")
+    assert slider_track(page, "frame").get_attribute("max") == str(frames - 1)
+    question = page.locator("#question textarea")
+    question.fill("What does the bunny do?")
+    assert page.locator("#ask").is_disabled()  # no model: nothing to ask
+
+
 # ----------------------------------------------------------------------------- the screenshot
 
 

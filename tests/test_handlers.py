@@ -124,3 +124,16 @@ def test_errors_hide_server_paths_and_are_logged(caplog):
         assert ("config.json" in message) or ("models--x" in message) or ("clip.mp4" in message)
         logged = [r for r in caplog.records if r.name == on.log.name and r.exc_info]
         assert bool(logged) == (not isinstance(err, VideoError)), (err, caplog.records)
+
+
+def test_ask_and_compare_answers_wake_up_only_with_a_model(session, monkeypatch):
+    """After a load the buttons that need a video wake up; Ask and Compare answers only when
+    the backend can answer (else the page says why beside them)."""
+    out = on.after_load(session)
+    ask, play, compare, curves, export, answers, why = out[1:8]
+    assert not ask["interactive"] and not answers["interactive"] and "needs a model" in why
+    assert play["interactive"] and compare["interactive"] and curves["interactive"]
+    assert export["interactive"]
+    monkeypatch.setattr(type(session.analysis.backend), "can_answer", True)
+    out = on.after_load(session)
+    assert out[1]["interactive"] and out[6]["interactive"] and out[7] == ""

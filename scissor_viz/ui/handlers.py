@@ -94,9 +94,9 @@ def after_load(session):
     )
     return (
         gr.update(maximum=max(count - 1, 1), value=0, interactive=count > 1),
-        *[gr.update(interactive=True)] * 2,  # ask, play
-        *[gr.update(interactive=True)] * 3,  # compare, curves, export
-        gr.update(interactive=backend.can_answer),
+        gr.update(interactive=backend.can_answer),  # ask: the answer panel says why not
+        *[gr.update(interactive=True)] * 4,  # play, compare, curves, export
+        gr.update(interactive=backend.can_answer),  # compare answers
         why,
         gr.update(info=in_use),
     )
