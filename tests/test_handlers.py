@@ -111,17 +111,16 @@ def test_errors_hide_server_paths_and_are_logged(caplog):
     def failing(err):
         raise err
 
-    for err in (
-        ValueError("bad value in /srv/app/secret/config.json"),
-        KeyError("/root/.cache/huggingface/hub/models--x"),
-        VideoError("Could not decode /tmp/gradio/ab12/clip.mp4"),
+    for err, name in (
+        (ValueError("bad value in /srv/app/secret/config.json"), "config.json"),
+        (KeyError("/root/.cache/huggingface/hub/models--x"), "models--x"),
+        (VideoError("Could not decode /tmp/gradio/ab12/clip.mp4"), "clip.mp4"),
     ):
         caplog.clear()
         with pytest.raises(gr.Error) as shown:
             failing(err)
         message = shown.value.message
-        assert "/" not in message, message
-        assert ("config.json" in message) or ("models--x" in message) or ("clip.mp4" in message)
+        assert "/" not in message and name in message, message
         logged = [r for r in caplog.records if r.name == on.log.name and r.exc_info]
         assert bool(logged) == (not isinstance(err, VideoError)), (err, caplog.records)
 

@@ -84,6 +84,7 @@ def after_load(session):
     session = live_session(session, compressed=False)
     count = len(session.analysis.clip.frames)
     backend = session.analysis.backend
+    with_model = gr.update(interactive=backend.can_answer)  # Ask, Compare answers
     why = (
         ""
         if backend.can_answer
@@ -94,9 +95,9 @@ def after_load(session):
     )
     return (
         gr.update(maximum=max(count - 1, 1), value=0, interactive=count > 1),
-        gr.update(interactive=backend.can_answer),  # ask: the answer panel says why not
+        with_model,  # ask: the answer panel says why not
         *[gr.update(interactive=True)] * 4,  # play, compare, curves, export
-        gr.update(interactive=backend.can_answer),  # compare answers
+        with_model,  # compare answers: `why` says why not
         why,
         gr.update(info=in_use),
     )
