@@ -449,7 +449,7 @@ def test_a_child_dies_with_its_parent(tmp_path):
         "s = u.spec_from_file_location('v', sys.argv[1]); v = u.module_from_spec(s)\n"
         "sys.modules['v'] = v; s.loader.exec_module(v)\n"
         "job = {'kind': 'probe', 'path': sys.argv[2], 'max_pixels': 1, 'out': sys.argv[3],\n"
-        "       'parent': os.getpid()}\n"
+        "       'parent': os.getpid(), 'memory': v.CHILD_MEMORY}\n"
         "print(subprocess.Popen(v._child_command(job)).pid, flush=True)\n"
         "time.sleep(120)\n"
     )
