@@ -181,8 +181,6 @@ def _probe(path: str | os.PathLike, timeout: float = PROBE_TIMEOUT) -> tuple[Vid
 def _probe_message(name: str, result: dict) -> str:
     if result.get("error") == "video":  # the child's VideoError, already in words
         return result["message"]
-    if _out_of_memory(result):
-        return _memory_message(name)
     if result.get("timeout"):
         return (
             f"Reading {name!r} took longer than {result['timeout']:g} s and was stopped: the "
@@ -196,14 +194,9 @@ def _probe_message(name: str, result: dict) -> str:
     )
 
 
-def _out_of_memory(result: dict) -> bool:
-    message = result.get("message", "")
-    return bool(re.search(r"MemoryError|Cannot allocate memory", message))
-
-
-def _memory_message(name: str) -> str:
+def _memory_message(name: str, limit: int) -> str:
     return (
-        f"Reading {name!r} needed more than the {CHILD_MEMORY >> 30} GiB of memory a video may "
+        f"Reading {name!r} needed more than the {limit / 2**30:g} GiB of memory a video may "
         f"use, and was stopped. Try a smaller or shorter video (e.g. `{REENCODE}`)."
     )
 
@@ -479,8 +472,6 @@ def load_video(
     if backend == "auto" and not trusted:
         backend = "pyav"
     result = _decode_isolated(info, n, width, height, backend, timeout)
-    if result.get("crashed") and backend == "auto":
-        result = _decode_isolated(info, n, width, height, "decord", timeout)
     if "error" in result:
         raise VideoError(_decode_message(info.path.name, result))
     frames, indices = result["frames"], np.asarray(result["indices"], dtype=np.int64)
@@ -527,8 +518,6 @@ def _clip_key(path: Path, indices: np.ndarray, width: int, height: int) -> str:
 def _decode_message(name: str, result: dict) -> str:
     if result.get("error") == "video":  # refused by the child (a format, a frame's size)
         return result["message"]
-    if _out_of_memory(result):
-        return _memory_message(name)
     if result.get("timeout"):
         return (
             f"Decoding {name!r} took longer than {result['timeout']:g} s and was stopped. "
@@ -724,6 +713,8 @@ def _probe_job(job: dict) -> dict:
         info, trusted = _probe_file(Path(job["path"]), job["max_pixels"])
     except VideoError as e:
         return {"error": "video", "message": str(e)}
+    except MemoryError:  # FFmpeg's ENOMEM too: past the child's CHILD_MEMORY
+        return {"error": "video", "message": _memory_message(Path(job["path"]).name, job["memory"])}
     except Exception as e:  # a damaged file may trip anything in PyAV
         return {"error": "probe", "message": f"{type(e).__name__}: {e}"}
     fields = {k: v for k, v in vars(info).items() if k != "path"}
@@ -731,20 +722,28 @@ def _probe_job(job: dict) -> dict:
 
 
 def _decode_job(job: dict, out: Path) -> dict:
-    path, max_pixels = Path(job["path"]), job["max_pixels"]
-    args = job["path"], job["n"], job["width"], job["height"], max_pixels
+    """PyAV first, always: it opens allowed containers only and holds every frame to the cap,
+    so decord (which cannot be told either) only gets files PyAV did not refuse, when PyAV
+    failed on them ("auto") or as the decoder asked for by name ("decord")."""
+    path, wanted = Path(job["path"]), job["backend"]
+    args = job["path"], job["n"], job["width"], job["height"], job["max_pixels"]
     errors = []
-    for backend in ("pyav", "decord") if job["backend"] == "auto" else (job["backend"],):
+    for backend in ("pyav",) if wanted == "pyav" else ("pyav", "decord"):
         try:
-            with _open_container(path) as container:  # decord opens what PyAV accepts, only
-                _moving_picture_stream(container, path.name)
+            if backend == "decord":  # decord opens what PyAV accepts, only
+                with _open_container(path) as container:
+                    _moving_picture_stream(container, path.name)
             decode = _decode_decord if backend == "decord" else _decode_pyav
             frames, indices, timestamps, total = decode(*args)
         except VideoError as e:  # refused: no other decoder may try
             return {"error": "video", "message": str(e)}
+        except MemoryError:  # FFmpeg's ENOMEM too: past the child's CHILD_MEMORY
+            return {"error": "video", "message": _memory_message(path.name, job["memory"])}
         except Exception as e:
             message = str(e).strip().splitlines()
             errors.append(f"{backend}: {message[-1] if message else type(e).__name__}")
+            continue
+        if backend != wanted != "auto":  # PyAV's pass was decord's check
             continue
         np.save(out / "frames.npy", np.ascontiguousarray(frames, dtype=np.uint8))
         return {
@@ -758,8 +757,7 @@ def _decode_job(job: dict, out: Path) -> dict:
 
 
 def _decode_decord(path: str, n: int, width: int, height: int, max_pixels: int = MAX_PIXELS):
-    """decord's sampling (it cannot be told ``max_pixels``: PyAV has decoded the file first, or
-    the caller asked for decord by name)."""
+    """decord's sampling (it cannot be told ``max_pixels``: PyAV has decoded the file first)."""
     import decord
 
     reader = decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height)
