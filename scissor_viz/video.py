@@ -428,7 +428,7 @@ def _checked_frames(decoded, name: str, max_pixels: int):
         for frame in decoded:
             _check_pixels(name, frame.width, frame.height, max_pixels, ": a frame")
             yield frame
-    except av.error.ArgumentError:  # EINVAL: FFmpeg refused a picture size (damage is EINVALDATA)
+    except av.error.ArgumentError:  # EINVAL: a picture size refused (damage is INVALIDDATA)
         raise VideoError(
             f"{name!r} has a frame larger than {MAX_PIXELS // 10**6} megapixels (or of an "
             "invalid size): frames up to 8192x8192 are supported. Re-encode it "
