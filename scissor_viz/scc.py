@@ -728,10 +728,46 @@ def forget(tokens: torch.Tensor) -> None:
 
 
 def scissor_compress(
-    tokens: torch.Tensor, tau: float, epsilon: float = 0.05, seed: int = 0
+    tokens: torch.Tensor,
+    tau: float | None = None,
+    epsilon: float = 0.05,
+    seed: int = 0,
+    *,
+    retention: float | None = None,
+    reuse: bool = False,
 ) -> Compression:
-    """LLaVA-Scissor on (frames, tokens_per_frame, d) tokens: spatial, temporal, merge."""
-    return scissor_index(tokens, epsilon, seed).compress(tau)
+    """LLaVA-Scissor on (frames, tokens_per_frame, d) tokens: spatial, temporal, merge, at a
+    fixed ``tau`` or at the tau whose K comes closest to ``retention`` * N (give one).
+
+    How it is called decides what it computes:
+
+    * one-shot (the default): a video asked once (a patched ``generate``, the sweep, an API
+      call) gets only its floor's work: per-frame similarities, the representatives'
+      similarities and the final assignment, nothing kept afterwards. With ``retention`` the
+      search evaluates its taus from the dot products of the regions at one bracketing tau
+      (:class:`ScissorIndex`), so it costs about one compression more. If :func:`scissor_index`
+      already keeps an index for ``tokens`` (e.g. after :func:`tau_for_retention`), it is used;
+    * ``reuse=True``: the index :func:`scissor_index` keeps for ``tokens`` (built if needed)
+      serves this and later calls: frame similarities, every (tau -> K) seen, and the token Gram
+      matrix when many taus make it pay. A caller that asks many taus may keep a
+      :class:`ScissorIndex` itself (the app does).
+
+    ``Compression.representatives`` gives, for each kept token, the original token (flat index
+    frame * P + i) SCC ordered it by: the spatial component of highest degree in the temporal
+    graph, then that component's token of highest degree in its frame's graph (ties to the lower
+    index); strictly increasing.
+    """
+    if (tau is None) == (retention is None):
+        raise ValueError("give exactly one of tau= or retention=")
+    if reuse:
+        index = scissor_index(tokens, epsilon, seed)
+    else:
+        _check_tokens(tokens, 3, "tokens")
+        kept = None if tokens.is_inference() else _INDEXES.peek(tokens, (float(epsilon), int(seed)))
+        index = kept if kept is not None else ScissorIndex(tokens, epsilon, seed, gram=False)
+    if retention is not None:
+        tau = index.tau_for_retention(retention)
+    return index.compress(tau)
 
 
 def tau_for_retention(

@@ -35,7 +35,7 @@ from scissor_viz.patch.llava_next_video import LlavaNextVideoAdapter
 from scissor_viz.patch.llava_onevision import LlavaOnevisionAdapter
 from scissor_viz.patch.qwen2_5_vl import Qwen2_5_VLAdapter
 from scissor_viz.patch.representatives import merge, representatives
-from scissor_viz.scc import Compression, check_retention, scissor_compress, tau_for_retention
+from scissor_viz.scc import Compression, check_retention, scissor_compress
 
 ADAPTERS: list[type[Adapter]] = [LlavaOnevisionAdapter, LlavaNextVideoAdapter, Qwen2_5_VLAdapter]
 
@@ -141,16 +141,12 @@ class ScissorState:
     def compress(self, grid: torch.Tensor) -> tuple[VideoTokens, VideoRecord]:
         """SCC on one (T, P, d) grid at the current setting: the tokens to splice, and a record."""
         start = time.perf_counter()
-        work = grid.detach()
-        if work.is_inference():  # under torch.inference_mode tensors keep no version, so SCC
-            with torch.inference_mode(False):  # would not cache their index: a normal copy lets
-                work = work.clone()  # the tau search and the compression share one
-        tau = self._tau
-        if tau is None:
-            tau = tau_for_retention(work, self._retention, self.epsilon, self.seed)
-        comp = scissor_compress(work, tau, self.epsilon, self.seed)
+        # one call: the engine's one-shot path (the search shares its work with the compression)
+        comp = scissor_compress(
+            grid.detach(), self._tau, self.epsilon, self.seed, retention=self._retention
+        )
         tokens = merge(grid, comp) if grid.requires_grad else comp.tokens  # gradients flow
-        source = representatives(work, comp) if self.adapter.mrope else None
+        source = comp.representatives if self.adapter.mrope else None
         if grid.is_cuda:
             torch.cuda.synchronize(grid.device)
         seconds = time.perf_counter() - start
