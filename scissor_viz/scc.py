@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 EXACT_LIMIT = 16_384  # token sets up to this size get exact components, whatever epsilon says
 GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (3 x 64 MiB)
-SEARCH_LIMIT = 1 << 25  # region dot products a retention search may hold (128 MiB float32)
+SEARCH_LIMIT = 1 << 26  # region dot products a retention search may hold (256 MiB float32)
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
 TAU_RESOLUTION = 2e-6  # tau search stops here: float32 similarities of d-dim tokens differ by
 # about this much between devices and matmul kernels, so finer tau are not reproducible
@@ -270,21 +270,34 @@ def merge_forest(similarity: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.
     return np.stack([tree.row, tree.col], axis=1)[order].astype(np.int64), heights[order]
 
 
-def spatial_merge_heights(frame_similarity: torch.Tensor | np.ndarray) -> np.ndarray:
-    """(T, P-1) similarities of each frame's maximum-spanning-tree edges, descending: the taus
-    at which the spatial step joins two regions (single linkage). Prim's algorithm on all
-    frames at once (P - 1 vector steps); the diagonal is ignored."""
-    sim = torch.as_tensor(frame_similarity, dtype=torch.float32)
+def _spanning_forest(frame_similarity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each frame's maximum spanning tree by Prim's algorithm on all frames at once (P - 1
+    vector steps; the diagonal is ignored): (T, P-1, 2) token pairs and (T, P-1) similarities,
+    in the order added. At any tau the components of "similarity > tau" are those of the tree
+    edges above tau (single linkage), so one tree gives the spatial step at every tau."""
+    sim = frame_similarity
     frames, per_frame, _ = sim.shape
     rows = torch.arange(frames, device=sim.device)
     link = sim[:, 0].clone()  # each token's strongest edge into the tree (token 0 first)
+    source = torch.zeros(frames, per_frame, dtype=torch.long, device=sim.device)
     done = torch.zeros(frames, per_frame, dtype=torch.bool, device=sim.device)
     done[:, 0] = True
+    edges = torch.empty(frames, max(per_frame - 1, 0), 2, dtype=torch.long, device=sim.device)
     heights = torch.empty(frames, max(per_frame - 1, 0), device=sim.device)
     for k in range(per_frame - 1):
         heights[:, k], v = link.masked_fill(done, -math.inf).max(dim=1)
+        edges[:, k, 0], edges[:, k, 1] = source[rows, v], v
         done[rows, v] = True
-        link = torch.maximum(link, sim[rows, v])
+        closer = sim[rows, v] > link
+        link = torch.where(closer, sim[rows, v], link)
+        source = torch.where(closer, v[:, None], source)
+    return edges, heights
+
+
+def spatial_merge_heights(frame_similarity: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(T, P-1) similarities of each frame's maximum-spanning-tree edges, descending: the taus
+    at which the spatial step joins two regions (single linkage)."""
+    _, heights = _spanning_forest(torch.as_tensor(frame_similarity, dtype=torch.float32))
     return heights.sort(dim=1, descending=True).values.cpu().numpy()
 
 
@@ -406,6 +419,7 @@ class ScissorIndex:
         self._counts: dict[float, int] = {}
         self._lock = threading.RLock()  # the workspace is shared by every call on this index
         self._heights: np.ndarray | None = None
+        self._forest: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # --- the Gram matrix, built the first time a step is cheaper with it
 
@@ -435,7 +449,7 @@ class ScissorIndex:
     @property
     def nbytes(self) -> int:
         """Bytes this index holds beyond the tokens it was given."""
-        held = [self.frame_similarity, self._gram, self._work]
+        held = [self.frame_similarity, self._gram, self._work, *(self._forest or ())]
         if self._regions is not None:
             held.append(self._regions.gram)
         if self.flat.untyped_storage().data_ptr() != self.tokens.untyped_storage().data_ptr():
@@ -443,11 +457,19 @@ class ScissorIndex:
         total = sum(t.untyped_storage().nbytes() for t in held if t is not None)
         return total + (self._heights.nbytes if self._heights is not None else 0)
 
+    @property
+    def forest(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each frame's maximum spanning tree (:func:`_spanning_forest`), computed once."""
+        with self._lock:
+            if self._forest is None:
+                self._forest = _spanning_forest(self.frame_similarity)
+            return self._forest
+
     def spatial_merge_heights(self) -> np.ndarray:
         """:func:`spatial_merge_heights` of this video's frames (computed once)."""
         with self._lock:
             if self._heights is None:
-                self._heights = spatial_merge_heights(self.frame_similarity)
+                self._heights = self.forest[1].sort(dim=1, descending=True).values.cpu().numpy()
             return self._heights
 
     # --- the two steps
@@ -462,7 +484,12 @@ class ScissorIndex:
         frames, per_frame, _ = self.frame_similarity.shape
         adjacency = self.frame_similarity > tau
         degree = adjacency.sum(-1).flatten() + 1
-        f, i, j = adjacency.triu_(1).nonzero(as_tuple=True)
+        if self._forest is not None:  # a search built it: its edges above tau suffice
+            edges, heights = self._forest
+            f, e = (heights > tau).nonzero(as_tuple=True)
+            i, j = edges[f, e].unbind(-1)
+        else:
+            f, i, j = adjacency.triu_(1).nonzero(as_tuple=True)
         num, labels = _components(self.num_total, f * per_frame + i, f * per_frame + j)
         # Representatives are ordered by index, so each frame's ids are one contiguous run.
         ordered, reps = _order_labels(labels, num, degree)
@@ -580,29 +607,31 @@ class ScissorIndex:
     def _bracket(self, target: float) -> None:
         """Region dot products at a tau whose K reaches ``target``, so that the search below it
         needs no d-dimensional work; the spatial counts (K <= spatial count) choose the tau:
-        twice the target's spatial count, doubled until K reaches the target."""
+        first a spatial count twice the target, then scaled by target / K until K reaches it."""
         heights = torch.from_numpy(self.spatial_merge_heights()).flatten()
         heights = heights.sort(descending=True).values  # spatial count at tau: N - #(h > tau)
         n, merges = self.num_total, len(heights)
         if merges == 0:
             return
-        want = target
-        while want < n:
-            want = min(2 * want, n)
+        want = min(2 * target, n)
+        while True:
             tau = float(heights[min(int(n - want), merges - 1)])  # spatial count >= want
-            covered = self._regions is not None and self._regions.tau >= tau
-            if covered and self.count(tau) >= target:
-                return
-            spatial, reps = self._spatial(tau)
-            if len(reps) ** 2 > SEARCH_LIMIT:
-                return  # too many regions to hold their dot products: plain evaluations
-            sums = torch.zeros(len(reps), self.flat.shape[1], device=self.flat.device)
-            sums.index_add_(0, video_labels(spatial), self.flat)
-            self._regions = _Regions(tau, reps, sums @ sums.T)
-            self._counts = {t: k for t, k in self._counts.items() if t > tau}  # one source
-            self._last = None
-            if self.count(tau) >= target:
+            if self._regions is None or self._regions.tau < tau:
+                spatial, reps = self._spatial(tau)
+                if len(reps) ** 2 > SEARCH_LIMIT:
+                    return  # too many regions to hold their dot products: plain evaluations
+                sums = torch.zeros(len(reps), self.flat.shape[1], device=self.flat.device)
+                sums.index_add_(0, video_labels(spatial), self.flat)
+                self._regions = _Regions(tau, reps, sums @ sums.T)
+                self._counts = {t: k for t, k in self._counts.items() if t > tau}  # one source
+                self._last = None
+            k = self.count(tau)
+            if k >= target or want >= n:
                 break
+            # K / spatial count rises with tau, so scaling by target / K is enough (often more:
+            # at most doubled, as each try costs its count squared)
+            spatial_count = n - int((heights > tau).sum())
+            want = min(n, 2 * spatial_count, max(1.25 * spatial_count, spatial_count * target / k))
         below = math.ceil(n - target)  # merges that bring the spatial count to the target
         if self._regions is not None and 0 < below <= merges:  # just under that height, the
             # spatial count, so K, is at most the target: the bracket's lower end, cheaply
