@@ -272,26 +272,30 @@ def merge_forest(similarity: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.
 
 def _spanning_forest(frame_similarity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each frame's maximum spanning tree by Prim's algorithm on all frames at once (P - 1
-    vector steps; the diagonal is ignored): (T, P-1, 2) token pairs and (T, P-1) similarities,
-    in the order added. At any tau the components of "similarity > tau" are those of the tree
-    edges above tau (single linkage), so one tree gives the spatial step at every tau."""
-    sim = frame_similarity
+    vector steps, in numpy: steps this small cost more as torch ops on a busy thread pool; the
+    diagonal is ignored): (T, P-1, 2) token pairs and (T, P-1) similarities, in the order
+    added, on the input's device. At any tau the components of "similarity > tau" are those of
+    the tree edges above tau (single linkage), so one tree gives the spatial step at every tau."""
+    sim = frame_similarity.detach().float().cpu().numpy()
     frames, per_frame, _ = sim.shape
-    rows = torch.arange(frames, device=sim.device)
-    link = sim[:, 0].clone()  # each token's strongest edge into the tree (token 0 first)
-    source = torch.zeros(frames, per_frame, dtype=torch.long, device=sim.device)
-    done = torch.zeros(frames, per_frame, dtype=torch.bool, device=sim.device)
+    rows = np.arange(frames)
+    link = sim[:, 0].copy()  # each token's strongest edge into the tree (token 0 first)
+    source = np.zeros((frames, per_frame), dtype=np.int64)
+    done = np.zeros((frames, per_frame), dtype=bool)
     done[:, 0] = True
-    edges = torch.empty(frames, max(per_frame - 1, 0), 2, dtype=torch.long, device=sim.device)
-    heights = torch.empty(frames, max(per_frame - 1, 0), device=sim.device)
+    edges = np.empty((frames, max(per_frame - 1, 0), 2), dtype=np.int64)
+    heights = np.empty((frames, max(per_frame - 1, 0)), dtype=np.float32)
     for k in range(per_frame - 1):
-        heights[:, k], v = link.masked_fill(done, -math.inf).max(dim=1)
+        v = np.where(done, -np.inf, link).argmax(axis=1)
+        heights[:, k] = link[rows, v]
         edges[:, k, 0], edges[:, k, 1] = source[rows, v], v
         done[rows, v] = True
-        closer = sim[rows, v] > link
-        link = torch.where(closer, sim[rows, v], link)
-        source = torch.where(closer, v[:, None], source)
-    return edges, heights
+        new = sim[rows, v]
+        closer = new > link
+        link = np.where(closer, new, link)
+        source = np.where(closer, v[:, None], source)
+    device = frame_similarity.device
+    return torch.from_numpy(edges).to(device), torch.from_numpy(heights).to(device)
 
 
 def spatial_merge_heights(frame_similarity: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -791,8 +795,9 @@ def scissor_compress(
     if reuse:
         index = scissor_index(tokens, epsilon, seed)
     else:
-        _check_tokens(tokens, 3, "tokens")
-        kept = None if tokens.is_inference() else _INDEXES.peek(tokens, (float(epsilon), int(seed)))
+        kept = None  # a kept index was built from checked tokens; a new one checks them
+        if isinstance(tokens, torch.Tensor) and not tokens.is_inference():
+            kept = _INDEXES.peek(tokens, (float(epsilon), int(seed)))
         index = kept if kept is not None else ScissorIndex(tokens, epsilon, seed, gram=False)
     if retention is not None:
         tau = index.tau_for_retention(retention)
