@@ -13,7 +13,15 @@ original token to its most similar surviving token and averages it in (merge ste
 Similarities are computed in float32 and clamped to [-1, 1]; the graph on ``n`` tokens is
 defined by the upper triangle of the similarity matrix, computed in row blocks, so no dense
 all-token matrix is ever held. Components are exact up to ``EXACT_LIMIT`` tokens; above it the
-paper's epsilon-sampled approximation is used, seeded so that runs repeat.
+paper's epsilon-sampled approximation is used, seeded so that runs repeat. They run on the
+tokens' device: scipy for CPU tensors, torch label propagation (:func:`device_components`)
+elsewhere (``DEVICE_COMPONENTS`` forces either).
+
+How a call is made decides what is computed: :func:`scissor_compress` is one-shot (only the
+floor's work, nothing kept; ``retention=`` searches and compresses in one call), while a kept
+:class:`ScissorIndex` (:func:`scissor_index`, ``reuse=True``, :func:`tau_for_retention`)
+caches what many taus on one video share. ``Compression.representatives`` names the original
+token each kept token is ordered by.
 """
 
 from __future__ import annotations
