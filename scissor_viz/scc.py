@@ -13,7 +13,15 @@ original token to its most similar surviving token and averages it in (merge ste
 Similarities are computed in float32 and clamped to [-1, 1]; the graph on ``n`` tokens is
 defined by the upper triangle of the similarity matrix, computed in row blocks, so no dense
 all-token matrix is ever held. Components are exact up to ``EXACT_LIMIT`` tokens; above it the
-paper's epsilon-sampled approximation is used, seeded so that runs repeat.
+paper's epsilon-sampled approximation is used, seeded so that runs repeat. They run on the
+tokens' device: scipy for CPU tensors, torch label propagation (:func:`device_components`)
+elsewhere (``DEVICE_COMPONENTS`` forces either).
+
+How a call is made decides what is computed: :func:`scissor_compress` is one-shot (only the
+floor's work, nothing kept; ``retention=`` searches and compresses in one call), while a kept
+:class:`ScissorIndex` (:func:`scissor_index`, ``reuse=True``, :func:`tau_for_retention`)
+caches what many taus on one video share. ``Compression.representatives`` names the original
+token each kept token is ordered by.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ T = TypeVar("T")
 
 EXACT_LIMIT = 16_384  # token sets up to this size get exact components, whatever epsilon says
 GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (3 x 64 MiB)
+SEARCH_LIMIT = 1 << 26  # region dot products a retention search may hold (256 MiB float32)
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
 TAU_RESOLUTION = 2e-6  # tau search stops here: float32 similarities of d-dim tokens differ by
 # about this much between devices and matmul kernels, so finer tau are not reproducible
@@ -52,6 +61,7 @@ class Compression:
     tau: float
     retention: float  # K / (frames * tokens_per_frame)
     exact: bool  # False when the temporal step used the epsilon-sampled approximation
+    representatives: torch.Tensor  # (K,) flat index (frame * P + i) of each token's representative
 
     @property
     def num_tokens(self) -> int:
@@ -115,6 +125,10 @@ def _check_tokens(x: torch.Tensor, rank: int, what: str) -> None:
 
 # ----------------------------------------------------------------------------- graph pieces
 
+# Connected components: scipy on the CPU (measured faster there), torch label propagation
+# where the tensors are (an accelerator). None: by device; True / False force either path.
+DEVICE_COMPONENTS: bool | None = None
+
 
 def unit_rows(x: torch.Tensor) -> torch.Tensor:
     """x in float32 with every row (last dimension) scaled to length 1 (zero rows stay zero)."""
@@ -132,16 +146,48 @@ def components(n: int, i: np.ndarray, j: np.ndarray) -> tuple[int, np.ndarray]:
     return connected_components(graph, directed=False)
 
 
-def _order_labels(labels: np.ndarray, num: int, degree: np.ndarray) -> np.ndarray:
+def device_components(n: int, i: torch.Tensor, j: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """:func:`components` in torch, on the edges' device: each round hooks every edge's larger
+    root under its smaller one, then pointer jumping flattens the forest (log2 n gathers); one
+    host check per round, not per step. Labels 0..num-1 in the order of each component's root."""
+    parent = torch.arange(n, device=i.device)
+    jumps = max(1, math.ceil(math.log2(max(n, 2))))
+    while len(i):
+        pi, pj = parent[i], parent[j]  # roots: the forest is flat between rounds
+        if bool((pi == pj).all()):
+            break
+        parent.scatter_reduce_(0, torch.maximum(pi, pj), torch.minimum(pi, pj), reduce="amin")
+        for _ in range(jumps):  # parent[x] <= x always, so no cycle can form
+            parent = parent[parent]
+    roots, labels = torch.unique(parent, return_inverse=True)
+    return len(roots), labels
+
+
+def _components(n: int, i: torch.Tensor, j: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """Components of edges given as tensors, labels as a tensor on their device."""
+    on_device = i.device.type != "cpu" if DEVICE_COMPONENTS is None else DEVICE_COMPONENTS
+    if on_device:
+        return device_components(n, i, j)
+    num, labels = components(n, i.cpu().numpy(), j.cpu().numpy())
+    return num, torch.from_numpy(labels.astype(np.int64)).to(i.device)
+
+
+def _order_labels(
+    labels: torch.Tensor, num: int, degree: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Renumber components by the index of their representative: the member of highest
-    degree, ties to the lowest index (the order of the paper's code)."""
+    degree, ties to the lowest index (the order of the paper's code). Returns the new labels
+    and the (num,) representatives in that order (increasing)."""
     n = len(labels)
-    key = degree.astype(np.int64) * n + (n - 1 - np.arange(n))
-    best = np.full(num, -1, dtype=np.int64)
-    np.maximum.at(best, labels, key)
-    rank = np.empty(num, dtype=np.int64)
-    rank[np.argsort((n - 1) - best % n)] = np.arange(num)
-    return rank[labels]
+    index = torch.arange(n, device=labels.device)
+    key = degree.long() * n + (n - 1 - index)
+    best = torch.full((num,), -1, dtype=torch.long, device=labels.device)
+    best.scatter_reduce_(0, labels, key, reduce="amax")
+    member = (n - 1) - best % n
+    order = torch.argsort(member)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(num, device=labels.device)
+    return rank[labels], member[order]
 
 
 SimilarityRows = Callable[[torch.Tensor, int], torch.Tensor]
@@ -149,7 +195,7 @@ SimilarityRows = Callable[[torch.Tensor, int], torch.Tensor]
 
 def _graph_labels(
     n: int, tau: float, rows_of: SimilarityRows, rows: torch.Tensor | None, device: torch.device
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Component of each of n nodes in the graph "similarity > tau", and each node's degree.
 
     ``rows_of(src, c0)`` gives the similarities of nodes ``src`` (a slice or an index tensor)
@@ -157,14 +203,14 @@ def _graph_labels(
     merged into the running labels, so memory is bounded by one block whatever the number of
     edges. With ``rows`` (sampled nodes) only the edges incident to those nodes are used.
     """
-    labels, num = np.arange(n), n
-    degree = np.ones(n, dtype=np.int64)  # the diagonal is always in the graph
-    sampled = np.zeros(n, dtype=bool)
+    labels, num = torch.arange(n, device=device), n
+    degree = torch.ones(n, dtype=torch.long, device=device)  # the diagonal is always in the graph
+    sampled = torch.zeros(n, dtype=torch.bool, device=device)
     step = max(1, BLOCK_ELEMENTS // n)
     if rows is None:  # upper triangle: each block of rows against the columns after it
         blocks = [(slice(r0, min(r0 + step, n)), r0) for r0 in range(0, n, step)]
     else:
-        sampled[rows.cpu().numpy()] = True
+        sampled[rows] = True
         blocks = [(rows[r0 : r0 + step], 0) for r0 in range(0, len(rows), step)]
     for src, c0 in blocks:
         mask = rows_of(src, c0) > tau
@@ -172,14 +218,14 @@ def _graph_labels(
             mask.triu_(1)
         else:
             mask[torch.arange(len(src), device=device), src] = False
-        r, c = (t.cpu().numpy() for t in mask.nonzero(as_tuple=True))
+        r, c = mask.nonzero(as_tuple=True)
         if len(r) == 0:
             continue
-        i = r + src.start if rows is None else rows.cpu().numpy()[r]
+        i = r + src.start if rows is None else src[r]
         j = c + c0
-        degree += np.bincount(i, minlength=n)
-        degree += np.bincount(j[~sampled[j]], minlength=n)  # a sampled row counts its own edges
-        num, merged = components(num, labels[i], labels[j])
+        degree += torch.bincount(i, minlength=n)
+        degree += torch.bincount(j[~sampled[j]], minlength=n)  # a sampled row counts its own
+        num, merged = _components(num, labels[i], labels[j])
         labels = merged[labels]
     return labels, degree
 
@@ -197,12 +243,13 @@ def _sample_rows(n: int, epsilon: float, seed: int, device: torch.device) -> tor
 
 def _ordered_components(
     n: int, tau: float, rows_of: SimilarityRows, epsilon: float, seed: int, device: torch.device
-) -> tuple[torch.Tensor, bool]:
-    """Ordered component ids of n nodes, and whether they are exact (not sampled)."""
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Ordered component ids of n nodes, each component's representative node (increasing),
+    and whether they are exact (not sampled)."""
     rows = _sample_rows(n, epsilon, seed, device)
     labels, degree = _graph_labels(n, tau, rows_of, rows, device)
-    ordered = _order_labels(labels, int(labels.max()) + 1, degree)
-    return torch.from_numpy(ordered).to(device), rows is None
+    ordered, reps = _order_labels(labels, int(labels.max()) + 1, degree)
+    return ordered, reps, rows is None
 
 
 def _direct_rows(x: torch.Tensor) -> SimilarityRows:
@@ -240,10 +287,39 @@ def merge_forest(similarity: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.
     return np.stack([tree.row, tree.col], axis=1)[order].astype(np.int64), heights[order]
 
 
+def _spanning_forest(frame_similarity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each frame's maximum spanning tree by Prim's algorithm on all frames at once (P - 1
+    vector steps, in numpy: steps this small cost more as torch ops on a busy thread pool; the
+    diagonal is ignored): (T, P-1, 2) token pairs and (T, P-1) similarities, in the order
+    added, on the input's device. At any tau the components of "similarity > tau" are those of
+    the tree edges above tau (single linkage), so one tree gives the spatial step at every tau."""
+    sim = frame_similarity.detach().float().cpu().numpy()
+    frames, per_frame, _ = sim.shape
+    rows = np.arange(frames)
+    link = sim[:, 0].copy()  # each token's strongest edge into the tree (token 0 first)
+    source = np.zeros((frames, per_frame), dtype=np.int64)
+    done = np.zeros((frames, per_frame), dtype=bool)
+    done[:, 0] = True
+    edges = np.empty((frames, max(per_frame - 1, 0), 2), dtype=np.int64)
+    heights = np.empty((frames, max(per_frame - 1, 0)), dtype=np.float32)
+    for k in range(per_frame - 1):
+        v = np.where(done, -np.inf, link).argmax(axis=1)
+        heights[:, k] = link[rows, v]
+        edges[:, k, 0], edges[:, k, 1] = source[rows, v], v
+        done[rows, v] = True
+        new = sim[rows, v]
+        closer = new > link
+        link = np.where(closer, new, link)
+        source = np.where(closer, v[:, None], source)
+    device = frame_similarity.device
+    return torch.from_numpy(edges).to(device), torch.from_numpy(heights).to(device)
+
+
 def spatial_merge_heights(frame_similarity: torch.Tensor | np.ndarray) -> np.ndarray:
     """(T, P-1) similarities of each frame's maximum-spanning-tree edges, descending: the taus
     at which the spatial step joins two regions (single linkage)."""
-    return np.stack([merge_forest(s)[1] for s in frame_similarity])
+    _, heights = _spanning_forest(torch.as_tensor(frame_similarity, dtype=torch.float32))
+    return heights.sort(dim=1, descending=True).values.cpu().numpy()
 
 
 def video_labels(frame_labels: torch.Tensor) -> torch.Tensor:
@@ -303,10 +379,22 @@ class _Steps:
 
     spatial: torch.Tensor  # (frames, P) component within the frame
     regions: torch.Tensor  # (N,) spatial component of each token, numbered across the video
+    region_reps: torch.Tensor  # (M,) flat index of each spatial component's representative
     reps: torch.Tensor | None  # (M, d) spatial representatives, float32 (None: not needed yet)
     temporal: torch.Tensor  # (M,) final token of each spatial representative
+    final_reps: torch.Tensor  # (K,) spatial component each final token is ordered by
     rep_gram: torch.Tensor | None  # (M, N) rep_a . x_j when the index holds the Gram matrix
     exact: bool
+
+
+@dataclass
+class _Regions:
+    """Dot products of the token sums of the spatial regions at ``tau``; the regions at any
+    lower tau are unions of these, so their similarities follow without touching d."""
+
+    tau: float
+    reps: torch.Tensor  # (M,) flat index of each region's representative token
+    gram: torch.Tensor  # (M, M)
 
 
 class ScissorIndex:
@@ -318,6 +406,12 @@ class ScissorIndex:
     built the first time a tau leaves so many spatial representatives that the temporal and
     merge similarities are cheaper from it (O(N^2) per tau instead of O(M^2 d)).
     ``gram=True/False`` forces either path (both give the same partitions up to float ties).
+
+    Without the token Gram matrix (``gram=False``, or above ``GRAM_LIMIT`` tokens) a retention
+    search brackets K from the spatial step's counts at every tau (each frame's maximum
+    spanning tree: K <= spatial count), computes the dot products of the regions at one tau
+    whose K is above the target (``SEARCH_LIMIT``), and evaluates every lower tau from them
+    (O(M^2) per tau): a search costs about one compression.
     """
 
     def __init__(
@@ -341,9 +435,12 @@ class ScissorIndex:
         self._gram_mode = gram
         self._gram: torch.Tensor | None = None
         self._work: torch.Tensor | None = None  # (2, N, N) scratch for the Gram path
+        self._regions: _Regions | None = None  # the search's region dot products
+        self._last: tuple[float, _Steps] | None = None  # the latest tau's steps, for compress
         self._counts: dict[float, int] = {}
         self._lock = threading.RLock()  # the workspace is shared by every call on this index
         self._heights: np.ndarray | None = None
+        self._forest: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # --- the Gram matrix, built the first time a step is cheaper with it
 
@@ -365,47 +462,84 @@ class ScissorIndex:
         return self._gram
 
     def release(self) -> None:
-        """Free the Gram matrix and its workspace (3 x N^2 float32); a later tau that needs
-        them builds them again. Counts and frame similarities stay."""
+        """Free the Gram matrices and their workspace (up to 3 x N^2 float32); a later tau
+        that needs them builds them again. Counts and frame similarities stay."""
         with self._lock:
-            self._gram, self._work = None, None
+            self._gram, self._work, self._regions, self._last = None, None, None, None
 
     @property
     def nbytes(self) -> int:
         """Bytes this index holds beyond the tokens it was given."""
-        held = [self.frame_similarity, self._gram, self._work]
+        held = [self.frame_similarity, self._gram, self._work, *(self._forest or ())]
+        if self._regions is not None:
+            held.append(self._regions.gram)
         if self.flat.untyped_storage().data_ptr() != self.tokens.untyped_storage().data_ptr():
             held.append(self.flat)  # a float32 copy of tokens in another dtype
         total = sum(t.untyped_storage().nbytes() for t in held if t is not None)
         return total + (self._heights.nbytes if self._heights is not None else 0)
 
+    @property
+    def forest(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each frame's maximum spanning tree (:func:`_spanning_forest`), computed once."""
+        with self._lock:
+            if self._forest is None:
+                self._forest = _spanning_forest(self.frame_similarity)
+            return self._forest
+
     def spatial_merge_heights(self) -> np.ndarray:
         """:func:`spatial_merge_heights` of this video's frames (computed once)."""
         with self._lock:
             if self._heights is None:
-                self._heights = spatial_merge_heights(self.frame_similarity)
+                self._heights = self.forest[1].sort(dim=1, descending=True).values.cpu().numpy()
             return self._heights
 
     # --- the two steps
 
     def spatial(self, tau: float) -> torch.Tensor:
         """Spatial step: (frames, P) component of each token within its frame."""
+        return self._spatial(tau)[0]
+
+    def _spatial(self, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The spatial step, and each component's representative token (flat index), in the
+        video's order of components."""
         frames, per_frame, _ = self.frame_similarity.shape
         adjacency = self.frame_similarity > tau
-        degree = adjacency.sum(-1).flatten().cpu().numpy() + 1
-        f, i, j = (t.cpu().numpy() for t in adjacency.triu(1).nonzero(as_tuple=True))
-        num, labels = components(self.num_total, f * per_frame + i, f * per_frame + j)
+        degree = adjacency.sum(-1).flatten() + 1
+        if self._forest is not None:  # a search built it: its edges above tau suffice
+            edges, heights = self._forest
+            f, e = (heights > tau).nonzero(as_tuple=True)
+            i, j = edges[f, e].unbind(-1)
+        else:
+            f, i, j = adjacency.triu_(1).nonzero(as_tuple=True)
+        num, labels = _components(self.num_total, f * per_frame + i, f * per_frame + j)
         # Representatives are ordered by index, so each frame's ids are one contiguous run.
-        ordered = _order_labels(labels, num, degree).reshape(frames, per_frame)
-        local = ordered - ordered.min(axis=1, keepdims=True)
-        return torch.from_numpy(local).to(self.tokens.device)
+        ordered, reps = _order_labels(labels, num, degree)
+        ordered = ordered.reshape(frames, per_frame)
+        return ordered - ordered.amin(dim=1, keepdim=True), reps
+
+    def _region_similarity(self, regions: torch.Tensor, num: int) -> torch.Tensor:
+        """(num, num) cosine similarity of the spatial representatives ``regions`` defines,
+        summed from the search's finer regions (their unions)."""
+        fine = self._regions
+        coarse = regions[fine.reps]  # a fine region lies inside the coarse region of its rep
+        dots = fine.gram
+        if num < len(coarse):
+            dots = torch.zeros(num, len(coarse), device=dots.device).index_add_(0, coarse, dots)
+            dots = torch.zeros(num, num, device=dots.device).index_add_(1, coarse, dots)
+        norm = dots.diagonal().clamp(min=1e-24).rsqrt()
+        return (dots * norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
 
     def _steps(self, tau: float) -> _Steps:
-        spatial = self.spatial(tau)
+        if self._last is not None and self._last[0] == tau:
+            return self._last[1]
+        spatial, region_reps = self._spatial(tau)
         regions = video_labels(spatial)
-        num_reps = int(regions.max()) + 1
+        num_reps = len(region_reps)
         reps, rep_gram = None, None
-        if not self._use_gram(num_reps):
+        if self._regions is not None and tau <= self._regions.tau:
+            rep_sim = self._region_similarity(regions, num_reps)
+            rows_of = lambda src, c0: rep_sim[src, c0:]  # noqa: E731
+        elif not self._use_gram(num_reps):
             reps = segment_mean(self.flat, regions, num_reps)
             rows_of = _direct_rows(reps)
         else:  # rep_a . x_j, then rep_a . rep_b, from the token Gram matrix, in place
@@ -416,11 +550,14 @@ class ScissorIndex:
             norm = rep_sim.diagonal().clamp(min=1e-24).rsqrt()
             rep_sim.mul_(norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
             rows_of = lambda src, c0: rep_sim[src, c0:]  # noqa: E731
-        temporal, exact = _ordered_components(
+        temporal, final_reps, exact = _ordered_components(
             num_reps, tau, rows_of, self.epsilon, self.seed, self.tokens.device
         )
-        self._counts[tau] = int(temporal.max()) + 1
-        return _Steps(spatial, regions, reps, temporal, rep_gram, exact)
+        self._counts[tau] = len(final_reps)
+        steps = _Steps(spatial, regions, region_reps, reps, temporal, final_reps, rep_gram, exact)
+        if rep_gram is None:  # the Gram path's workspace is overwritten by the next tau
+            self._last = (tau, steps)
+        return steps
 
     def count(self, tau: float) -> int:
         """K: the number of tokens LLaVA-Scissor keeps at this tau (cached)."""
@@ -457,7 +594,7 @@ class ScissorIndex:
             reps = steps.reps
             if reps is None:
                 reps = segment_mean(self.flat, steps.regions, len(steps.temporal))
-            finals = segment_mean(reps, steps.temporal, self._counts[tau])
+            finals = segment_mean(reps, steps.temporal, len(steps.final_reps))
             assignment = self._assign(steps, finals)
         merged = merge_step(finals, self.flat, assignment)
         shape = steps.spatial.shape
@@ -469,6 +606,7 @@ class ScissorIndex:
             tau=tau,
             retention=len(finals) / self.num_total,
             exact=steps.exact,
+            representatives=steps.region_reps[steps.final_reps],
         )
 
     def tau_for_retention(self, retention: float, tolerance: float = 0.0) -> float:
@@ -487,7 +625,42 @@ class ScissorIndex:
         with self._lock:
             return self._search(target, tolerance * self.num_total)
 
+    def _bracket(self, target: float) -> None:
+        """Region dot products at a tau whose K reaches ``target``, so that the search below it
+        needs no d-dimensional work; the spatial counts (K <= spatial count) choose the tau:
+        first a spatial count twice the target, then scaled by target / K until K reaches it."""
+        heights = torch.from_numpy(self.spatial_merge_heights()).flatten()
+        heights = heights.sort(descending=True).values  # spatial count at tau: N - #(h > tau)
+        n, merges = self.num_total, len(heights)
+        if merges == 0:
+            return
+        want = min(2 * target, n)
+        while True:
+            tau = float(heights[min(int(n - want), merges - 1)])  # spatial count >= want
+            if self._regions is None or self._regions.tau < tau:
+                spatial, reps = self._spatial(tau)
+                if len(reps) ** 2 > SEARCH_LIMIT:
+                    return  # too many regions to hold their dot products: plain evaluations
+                sums = torch.zeros(len(reps), self.flat.shape[1], device=self.flat.device)
+                sums.index_add_(0, video_labels(spatial), self.flat)
+                self._regions = _Regions(tau, reps, sums @ sums.T)
+                self._counts = {t: k for t, k in self._counts.items() if t > tau}  # one source
+                self._last = None
+            k = self.count(tau)
+            if k >= target or want >= n:
+                break
+            # K / spatial count rises with tau, so scaling by target / K is enough (often more:
+            # at most doubled, as each try costs its count squared)
+            spatial_count = n - int((heights > tau).sum())
+            want = min(n, 2 * spatial_count, max(1.25 * spatial_count, spatial_count * target / k))
+        below = math.ceil(n - target)  # merges that bring the spatial count to the target
+        if self._regions is not None and 0 < below <= merges:  # just under that height, the
+            # spatial count, so K, is at most the target: the bracket's lower end, cheaply
+            self.count(float(np.nextafter(np.float32(heights[below - 1]), np.float32(-2))))
+
     def _search(self, target: float, slack: float = 0.0) -> float:
+        if self._gram is None and (self._gram_mode is False or self.num_total > GRAM_LIMIT):
+            self._bracket(target)
         lo, hi = float(np.nextafter(np.float32(-1), np.float32(-2))), 1.0  # K = 1 .. K = N
         self._counts.setdefault(lo, 1)
         self._counts.setdefault(hi, self.num_total)
@@ -605,10 +778,47 @@ def forget(tokens: torch.Tensor) -> None:
 
 
 def scissor_compress(
-    tokens: torch.Tensor, tau: float, epsilon: float = 0.05, seed: int = 0
+    tokens: torch.Tensor,
+    tau: float | None = None,
+    epsilon: float = 0.05,
+    seed: int = 0,
+    *,
+    retention: float | None = None,
+    reuse: bool = False,
 ) -> Compression:
-    """LLaVA-Scissor on (frames, tokens_per_frame, d) tokens: spatial, temporal, merge."""
-    return scissor_index(tokens, epsilon, seed).compress(tau)
+    """LLaVA-Scissor on (frames, tokens_per_frame, d) tokens: spatial, temporal, merge, at a
+    fixed ``tau`` or at the tau whose K comes closest to ``retention`` * N (give one).
+
+    How it is called decides what it computes:
+
+    * one-shot (the default): a video asked once (a patched ``generate``, the sweep, an API
+      call) gets only its floor's work: per-frame similarities, the representatives'
+      similarities and the final assignment, nothing kept afterwards. With ``retention`` the
+      search evaluates its taus from the dot products of the regions at one bracketing tau
+      (:class:`ScissorIndex`), so it costs about one compression more. If :func:`scissor_index`
+      already keeps an index for ``tokens`` (e.g. after :func:`tau_for_retention`), it is used;
+    * ``reuse=True``: the index :func:`scissor_index` keeps for ``tokens`` (built if needed)
+      serves this and later calls: frame similarities, every (tau -> K) seen, and the token Gram
+      matrix when many taus make it pay. A caller that asks many taus may keep a
+      :class:`ScissorIndex` itself (the app does).
+
+    ``Compression.representatives`` gives, for each kept token, the original token (flat index
+    frame * P + i) SCC ordered it by: the spatial component of highest degree in the temporal
+    graph, then that component's token of highest degree in its frame's graph (ties to the lower
+    index); strictly increasing.
+    """
+    if (tau is None) == (retention is None):
+        raise ValueError("give exactly one of tau= or retention=")
+    if reuse:
+        index = scissor_index(tokens, epsilon, seed)
+    else:
+        kept = None  # a kept index was built from checked tokens; a new one checks them
+        if isinstance(tokens, torch.Tensor) and not tokens.is_inference():
+            kept = _INDEXES.peek(tokens, (float(epsilon), int(seed)))
+        index = kept if kept is not None else ScissorIndex(tokens, epsilon, seed, gram=False)
+    if retention is not None:
+        tau = index.tau_for_retention(retention)
+    return index.compress(tau)
 
 
 def tau_for_retention(

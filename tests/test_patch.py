@@ -222,7 +222,7 @@ def test_settings(twins):
 
 def test_language_model_reads_scc_tokens(twin):
     """At retention < 1 the embeddings at each prompt's video positions are exactly
-    scissor_compress(the model's own video features, tau).tokens, in order (+ OneVision's
+    scissor_compress(the model's own video features, retention=r).tokens, in order (+ OneVision's
     newline), the text around them is the stock text, and each prompt is shorter by exactly
     the removed count."""
     model, inputs = twin.model, twin.inputs(QUESTIONS, [0, 1])
@@ -237,9 +237,10 @@ def test_language_model_reads_scc_tokens(twin):
     tail = 1 if twin.family == "llava_onevision" else 0
     stock_valid = inputs["attention_mask"].sum(1)
     for b, (grid, record) in enumerate(zip(grids, records)):
-        tau = tau_for_retention(grid.clone(), 0.25)
-        assert record.tau == tau
-        expected = scissor_compress(grid.clone(), tau).tokens  # (K, d)
+        comp = scissor_compress(grid.clone(), retention=0.25)  # the engine's one-shot call
+        assert record.tau == comp.tau
+        expected = comp.tokens  # (K, d)
+        assert torch.equal(scissor_compress(grid.clone(), comp.tau).tokens, expected)
         k, n = len(expected), grid.shape[0] * grid.shape[1]
         assert k < n and record.videos[0].kept == k
         valid = int(mask[b].sum())

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scissor_viz import scc
 from scissor_viz.scc import ScissorIndex, scissor_compress, semantic_components, tau_for_retention
 from scissor_viz.synthetic import video_tokens
-from tests.conftest import networkx_partition, partition
+from tests.conftest import graph_partition, networkx_partition, partition
 
 # ----------------------------------------------------------------------------- references
 
@@ -269,6 +269,12 @@ def test_tau_for_retention_finds_nearest_achievable(seed):
         k = scissor_compress(x, tau).num_tokens
         best = min(abs(kk - retention * n) for kk in reference.values())
         assert abs(k - retention * n) <= best + 1e-9, (retention, k, best)
+        # the one-shot search (region dot products at a bracketing tau, no token Gram matrix)
+        comp = scissor_compress(x.clone(), retention=retention)
+        assert abs(comp.num_tokens - retention * n) <= best + 1e-9, (retention, comp, best)
+        again = scissor_compress(x.clone(), comp.tau)  # its tau gives the same compression
+        assert torch.equal(again.temporal_labels, comp.temporal_labels)
+        assert torch.equal(again.assignment, comp.assignment)
 
 
 def test_tau_for_retention_on_video_sized_tokens():
@@ -378,3 +384,122 @@ def test_share_index_and_forget(tokens):
 def test_bad_arguments_raise_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------- one-shot calls
+
+
+def test_one_shot_search_without_region_products_agrees(monkeypatch):
+    """The counts from region dot products are the plain path's counts at the same tau; both
+    searches land within two tokens of the target (K is not strictly monotone in tau: the
+    spatial means move with it, so two searches may stop on neighbouring counts)."""
+    x = video_tokens(frames=4, dim=32, seed=8)
+    n = x.shape[0] * x.shape[1]
+    for r in (0.05, 0.2, 0.4):
+        comp = scissor_compress(x, retention=r)
+        assert ScissorIndex(x, gram=False).count(comp.tau) == comp.num_tokens
+        assert abs(comp.num_tokens - r * n) <= 2
+    monkeypatch.setattr(scc, "SEARCH_LIMIT", 0)  # too many regions: plain evaluations
+    for r in (0.05, 0.2, 0.4):
+        assert abs(scissor_compress(x, retention=r).num_tokens - r * n) <= 2
+
+
+def test_one_shot_keeps_nothing_and_reuse_keeps_the_index(tokens):
+    x = tokens.clone()
+    comp = scissor_compress(x, 0.85)
+    assert scc._INDEXES.peek(x, (0.05, 0)) is None
+    kept = scissor_compress(x, 0.85, reuse=True)
+    index = scc._INDEXES.peek(x, (0.05, 0))
+    assert index is not None and 0.85 in {round(t, 6) for t in index._counts}
+    assert torch.equal(kept.temporal_labels, comp.temporal_labels)
+    assert torch.equal(kept.representatives, comp.representatives)
+    torch.testing.assert_close(kept.tokens, comp.tokens)
+    with pytest.raises(ValueError, match="exactly one"):
+        scissor_compress(x)
+    with pytest.raises(ValueError, match="exactly one"):
+        scissor_compress(x, 0.5, retention=0.2)
+
+
+# ----------------------------------------------------------------------------- representatives
+
+
+def rule_representatives(x: torch.Tensor, comp) -> list[int]:
+    """Each final token's representative by the documented rule, by brute force: the spatial
+    component of highest degree in the temporal graph (ties: lowest), then its token of
+    highest degree in its frame's graph (ties: lowest index)."""
+    frames, per_frame, dim = x.shape
+    tau = np.float32(comp.tau)
+    region_rep, region_tokens = [], []
+    for t in range(frames):
+        sim = engine_similarity(x[t])
+        np.fill_diagonal(sim, -2)
+        degree = (sim > tau).sum(1)
+        for k in range(int(comp.spatial_counts[t])):
+            members = np.flatnonzero(comp.spatial_labels[t].numpy() == k)
+            region_rep.append(t * per_frame + min(members, key=lambda i: (-degree[i], i)))
+            region_tokens.append(t * per_frame + members)
+    flat = x.reshape(-1, dim).double()
+    reps = torch.stack([flat[m].mean(0) for m in region_tokens]).float()
+    sim = engine_similarity(reps)
+    np.fill_diagonal(sim, -2)
+    degree = (sim > tau).sum(1)
+    final_of = [int(comp.temporal_labels.flatten()[m[0]]) for m in region_tokens]
+    out = []
+    for k in range(comp.num_tokens):
+        regions = [a for a in range(len(reps)) if final_of[a] == k]
+        out.append(region_rep[min(regions, key=lambda a: (-degree[a], a))])
+    return out
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.8, 0.9, 0.97])
+def test_representatives_follow_the_rule(tokens, tau):
+    comp = scissor_compress(tokens, tau)
+    reps = comp.representatives
+    assert reps.tolist() == rule_representatives(tokens, comp)
+    assert bool((reps[1:] > reps[:-1]).all())  # the order of the compressed tokens
+    assert torch.equal(comp.temporal_labels.flatten()[reps], torch.arange(comp.num_tokens))
+    gram = ScissorIndex(tokens, gram=True).compress(tau)  # every path finds the same ones
+    assert torch.equal(gram.representatives, reps)
+
+
+# ----------------------------------------------------------------------------- device path
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 60), edges=st.integers(0, 120), seed=st.integers(0, 10_000))
+def test_device_components_match_networkx(n, edges, seed):
+    g = torch.Generator().manual_seed(seed)
+    i, j = torch.randint(0, n, (edges,), generator=g), torch.randint(0, n, (edges,), generator=g)
+    num, labels = scc.device_components(n, i, j)
+    assert partition(labels) == graph_partition(n, i.numpy(), j.numpy())
+    assert num == len(partition(labels)) and labels.max().item() + 1 == num
+
+
+def test_long_chain_needs_several_rounds():
+    n = 1000  # a path numbered against the hooking order: many rounds of label propagation
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    num, labels = scc.device_components(n, order[:-1], order[1:])
+    assert num == 1 and (labels == 0).all()
+
+
+@pytest.mark.parametrize("tau", [0.3, 0.8, 0.9, 0.97])
+def test_forced_device_path_matches_scipy_and_networkx(monkeypatch, tokens, tau):
+    """The torch components (as on an accelerator), run here on CPU tensors: the same
+    partitions, order, representatives and tokens as the scipy path."""
+    expected = scissor_compress(tokens, tau)
+    monkeypatch.setattr(scc, "DEVICE_COMPONENTS", True)
+    assert_exact_components(tokens.reshape(-1, tokens.shape[-1]), tau)
+    comp = scissor_compress(tokens, tau)
+    for field in ("spatial_labels", "temporal_labels", "assignment", "representatives"):
+        assert torch.equal(getattr(comp, field), getattr(expected, field)), field
+    torch.testing.assert_close(comp.tokens, expected.tokens)
+    assert scissor_compress(tokens, retention=0.2).num_tokens == (
+        ScissorIndex(tokens).compress(ScissorIndex(tokens).tau_for_retention(0.2)).num_tokens
+    )
+
+
+def test_spatial_merge_heights_are_the_spanning_trees():
+    index = ScissorIndex(video_tokens(frames=3, dim=24, seed=9))
+    heights = scc.spatial_merge_heights(index.frame_similarity)
+    for t in range(3):
+        np.testing.assert_array_equal(heights[t], scc.merge_forest(index.frame_similarity[t])[1])

@@ -44,7 +44,6 @@ from scissor_viz.scc import (
     check_seed,
     check_tau,
     scissor_compress,
-    tau_for_retention,
 )
 
 ADAPTERS: list[type[Adapter]] = [LlavaOnevisionAdapter, LlavaNextVideoAdapter, Qwen2_5_VLAdapter]
@@ -193,16 +192,12 @@ class ScissorState:
         splice, and a record."""
         setting = setting or self.setting
         start = time.perf_counter()
-        work = grid.detach()
-        if work.is_inference():  # under torch.inference_mode tensors keep no version, so SCC
-            with torch.inference_mode(False):  # would not cache their index: a normal copy lets
-                work = work.clone()  # the tau search and the compression share one
-        tau = setting.tau
-        if tau is None:
-            tau = tau_for_retention(work, setting.retention, setting.epsilon, setting.seed)
-        comp = scissor_compress(work, tau, setting.epsilon, setting.seed)
+        # one call: the engine's one-shot path (the search shares its work with the compression)
+        comp = scissor_compress(
+            grid.detach(), setting.tau, setting.epsilon, setting.seed, retention=setting.retention
+        )
         tokens = merge(grid, comp) if grid.requires_grad else comp.tokens  # gradients flow
-        source = representatives(work, comp) if self.adapter.mrope else None
+        source = comp.representatives if self.adapter.mrope else None
         if grid.is_cuda:
             torch.cuda.synchronize(grid.device)
         seconds = time.perf_counter() - start
