@@ -80,7 +80,8 @@ def _is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_tau(tau: float) -> float:
+def check_tau(tau: float) -> float:
+    """The similarity threshold as a float32-exact float, or a ValueError unless it is finite."""
     if isinstance(tau, torch.Tensor) and tau.numel() == 1:
         tau = tau.item()
     if not _is_real(tau):
@@ -88,10 +89,18 @@ def _check_tau(tau: float) -> float:
     return float(np.float32(tau))  # similarities are float32; compare against the same number
 
 
-def _check_epsilon(epsilon: float) -> float:
+def check_epsilon(epsilon: float) -> float:
+    """The sampling tolerance as a float, or a ValueError unless it is in [0, 1)."""
     if not _is_real(epsilon) or not 0 <= epsilon < 1:
         raise ValueError(f"epsilon must be in [0, 1), got {epsilon!r}")
     return float(epsilon)
+
+
+def check_seed(seed: int) -> int:
+    """The sampling seed as an int, or a ValueError unless it is a whole number in [0, 2**63)."""
+    if not _is_real(seed) or not float(seed).is_integer() or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
+    return int(seed)
 
 
 def check_retention(retention: float) -> float:
@@ -258,7 +267,7 @@ def semantic_components(
     ceil(ln n / epsilon^2) sampled nodes (seeded) are used and unreached nodes stay alone.
     """
     _check_tokens(x, 2, "x")
-    tau, epsilon = _check_tau(tau), _check_epsilon(epsilon)
+    tau, epsilon = check_tau(tau), check_epsilon(epsilon)
     return _ordered_components(len(x), tau, _direct_rows(x), epsilon, seed, x.device)[0]
 
 
@@ -410,8 +419,8 @@ class ScissorIndex:
     ):
         _check_tokens(tokens, 3, "tokens")
         self.tokens = tokens
-        self.epsilon = _check_epsilon(epsilon)
-        self.seed = int(seed)
+        self.epsilon = check_epsilon(epsilon)
+        self.seed = check_seed(seed)
         frames, per_frame, _ = tokens.shape
         self.num_total = frames * per_frame
         self.flat = tokens.reshape(self.num_total, -1).float()  # a view when already float32
@@ -552,7 +561,7 @@ class ScissorIndex:
 
     def count(self, tau: float) -> int:
         """K: the number of tokens LLaVA-Scissor keeps at this tau (cached)."""
-        tau = _check_tau(tau)
+        tau = check_tau(tau)
         with self._lock:
             if tau not in self._counts:
                 self._steps(tau)
@@ -579,7 +588,7 @@ class ScissorIndex:
 
     def compress(self, tau: float) -> Compression:
         """Spatial step, temporal step and merge step at this tau."""
-        tau = _check_tau(tau)
+        tau = check_tau(tau)
         with self._lock:
             steps = self._steps(tau)
             reps = steps.reps

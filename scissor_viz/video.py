@@ -8,10 +8,13 @@ Three calls::
 
 Frames are spread evenly over the video, first and last included (:func:`sample_indices`),
 never repeated, with the source's aspect ratio and display rotation, decoded straight to at most
-``max_side`` pixels. Probing and decoding (decord, else PyAV) run in child processes with time
-limits that die with this one, so a damaged file's crash or hang costs a child, never the app;
-this process never imports decord. Messages name a file by its base name only. How decord fails
-on bad input, and why it is isolated like this: docs/decoding.md.
+``max_side`` pixels. Probing and decoding (PyAV, else decord) run in child processes with time
+and memory limits that die with this one, so a damaged file's crash or hang costs a child, never
+the app; this process never imports decord. Only plain single-file containers are opened
+(:data:`VIDEO_FORMATS`, by the demuxer FFmpeg picks, not the file's name): playlists and lists
+that name other files are refused before anything they name is read. Every decoded frame is held
+to :data:`MAX_PIXELS`. Messages name a file by its base name only. How decord fails on bad
+input, and why it is isolated like this: docs/decoding.md.
 """
 
 from __future__ import annotations
@@ -49,6 +52,20 @@ STALE_AFTER = 2 * DECODE_TIMEOUT  # a work folder this old belongs to no running
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 REENCODE = "ffmpeg -i input -c:v libx264 -pix_fmt yuv420p output.mp4"
 PR_SET_PDEATHSIG = 1  # prctl option (Linux): the signal a process gets when its parent dies
+# Demuxers whose files are decoded: single-file containers that never open another file or URL
+# (mov's external references stay off, FFmpeg's default). HLS playlists, concat lists, image
+# sequences and every other demuxer are refused by FFmpeg before it reads their header.
+VIDEO_FORMATS = ("mov", "mp4", "matroska", "webm", "avi", "mpegts", "gif")
+# Single-file formats FFmpeg may also open, only to tell the visitor what the file holds.
+NAMED_FORMATS = ("png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "wav", "mp3")
+ACCEPTED = "MP4, MOV, MKV, WebM, AVI, MPEG-TS or animated GIF"
+OPEN_OPTIONS = {
+    "format_whitelist": ",".join(VIDEO_FORMATS + NAMED_FORMATS),
+    "protocol_whitelist": "file",
+}
+# Address space (RLIMIT_AS) a probe or decode child may map: an 8192 x 8192 H.264 clip peaks at
+# 1.1 GiB on 2 cores (frame threads add frames); beyond it a hostile file fails, not the server.
+CHILD_MEMORY = 4 << 30
 
 
 class VideoError(ValueError):
@@ -177,23 +194,37 @@ def _probe_message(name: str, result: dict) -> str:
     )
 
 
-def _check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
+def _memory_message(name: str, limit: int) -> str:
+    return (
+        f"Reading {name!r} needed more than the {limit / 2**30:g} GiB of memory a video may "
+        f"use, and was stopped. Try a smaller or shorter video (e.g. `{REENCODE}`)."
+    )
+
+
+def _check_pixels(name: str, width: int, height: int, max_pixels: int, what: str = "") -> None:
     if width * height > max_pixels:
-        raise VideoError(
-            f"{name!r} is {width}x{height} pixels; frames up to "
-            f"{max_pixels // 10**6} megapixels (e.g. 8192x8192) are supported. "
-            "Scale it down first, e.g. `ffmpeg -i input -vf scale=1920:-2 "
-            "output.mp4`."
-        )
+        raise VideoError(_pixels_message(name, width, height, what))
+
+
+def _pixels_message(name: str, width: int, height: int, what: str = "") -> str:
+    return (
+        f"{name!r}{what} is {width}x{height} pixels; frames up to "
+        f"{MAX_PIXELS // 10**6} megapixels (e.g. 8192x8192) are supported. "
+        "Scale it down first, e.g. `ffmpeg -i input -vf scale=1920:-2 output.mp4`."
+    )
 
 
 def _open_container(path: Path) -> av.container.InputContainer:
-    """The file opened by PyAV, or a :class:`VideoError` that says why it cannot be."""
+    """The file opened by PyAV with one of the allowed demuxers, or a :class:`VideoError` that
+    says why it cannot be. A refused demuxer (an HLS playlist, say) fails before its header is
+    read, so nothing it names is opened."""
     name = path.name
     try:
-        return av.open(str(path), metadata_errors="replace")
+        return av.open(str(path), metadata_errors="replace", options=dict(OPEN_OPTIONS))
     except av.error.InvalidDataError:
         raise VideoError(_unreadable_message(path)) from None
+    except av.error.ArgumentError:  # FFmpeg recognised a format that is not on the allow-list
+        raise VideoError(_refused_message(name, _head(path))) from None
     except EOFError:  # matroska/webm header with nothing after it
         raise VideoError(
             f"{name!r} ends before any video data: it is incomplete (a cut-off "
@@ -218,8 +249,7 @@ def _moving_picture_stream(container: av.container.InputContainer, name: str) ->
     ):
         kind = fmt.removesuffix("_pipe").upper() if fmt != "image2" else "image sequence"
         raise VideoError(
-            f"{name!r} is a still image ({kind}), not a video. Upload a video "
-            "(MP4, WebM, MOV, MKV or AVI)."
+            f"{name!r} is a still image ({kind}), not a video. Upload a video ({ACCEPTED})."
         )
     if stream is None:
         audio = [s.codec_context.name for s in container.streams.audio if s.codec_context]
@@ -228,12 +258,39 @@ def _moving_picture_stream(container: av.container.InputContainer, name: str) ->
             f"{name!r} has {what}: there are no pictures to look at. Upload a "
             "video file; if this was a download, it may be incomplete."
         )
+    if not _is_video_format(fmt):  # an MP3's cover picture, say
+        raise VideoError(_refused_message(name, b""))
     if stream.codec_context is None:
         raise VideoError(
             f"{name!r} uses a video codec this app cannot decode. Re-encode it "
             f"to H.264, e.g. `{REENCODE}`."
         )
     return stream
+
+
+def _is_video_format(name: str) -> bool:
+    """Whether FFmpeg's demuxer ``name`` (e.g. "mov,mp4,m4a,3gp,3g2,mj2") is one we decode."""
+    return not set(name.split(",")).isdisjoint(VIDEO_FORMATS)
+
+
+def _head(path: Path, size: int = 512) -> bytes:
+    with path.open("rb") as f:
+        return f.read(size)
+
+
+def _refused_message(name: str, head: bytes) -> str:
+    """Why a file FFmpeg could open in a format that is not accepted is refused."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"#EXTM3U"):
+        what = "an HLS playlist, which names other files or addresses to read"
+    elif text.startswith(b"ffconcat"):
+        what = "a concat list, which names other files to read"
+    else:
+        what = "not a video format this app accepts"
+    return (
+        f"{name!r} is {what}: only video files are accepted ({ACCEPTED}). Upload the video "
+        f"file itself, or re-encode it, e.g. `{REENCODE}`."
+    )
 
 
 def _probe_file(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[VideoInfo, bool]:
@@ -250,7 +307,7 @@ def _probe_file(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[VideoInfo, bo
             duration = float(stream.duration * stream.time_base)
         else:
             duration = (container.duration or 0) / av.time_base
-        first = _first_frame(container, stream, name)
+        first = _first_frame(container, stream, name, max_pixels)
         _check_pixels(name, first.width, first.height, max_pixels)
         if width * height == 0:
             width, height = first.width, first.height
@@ -298,8 +355,9 @@ def _check_path(path: str | os.PathLike) -> Path:
 def _unreadable_message(path: Path) -> str:
     """Why FFmpeg found no known format, guessed from the first bytes."""
     name = path.name
-    with path.open("rb") as f:
-        head = f.read(512)
+    head = _head(path)
+    if head.lstrip().startswith((b"#EXTM3U", b"ffconcat")):  # a list FFmpeg did not recognise
+        return _refused_message(name, head)
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html")):
         return (
@@ -318,7 +376,7 @@ def _unreadable_message(path: Path) -> str:
     except UnicodeDecodeError:
         is_text = False
     if is_text:
-        return f"{name!r} contains text, not video. Upload a video file (MP4, WebM, MOV, MKV, AVI)."
+        return f"{name!r} contains text, not video. Upload a video file ({ACCEPTED})."
     return (
         f"{name!r} is not a video format this app can read, or it is damaged. Re-encode it "
         f"to MP4 (H.264), e.g. `{REENCODE}`."
@@ -334,10 +392,11 @@ def _video_stream(container: av.container.InputContainer) -> av.VideoStream | No
         return container.streams.video[0]
 
 
-def _first_frame(container, stream, name: str) -> av.VideoFrame:
+def _first_frame(container, stream, name: str, max_pixels: int = MAX_PIXELS) -> av.VideoFrame:
     """Decode the first frame, proving the stream holds pictures this FFmpeg can decode."""
     try:
-        for frame in container.decode(stream):
+        decoded = container.decode(_limit(stream, max_pixels))
+        for frame in _checked_frames(decoded, name, max_pixels):
             return frame
     except av.error.DecoderNotFoundError:
         raise VideoError(
@@ -353,6 +412,28 @@ def _first_frame(container, stream, name: str) -> av.VideoFrame:
     raise VideoError(
         f"{name!r} has a video track without any frames. Export or download the video again."
     )
+
+
+def _limit(stream: av.VideoStream, max_pixels: int) -> av.VideoStream:
+    """``stream`` with its decoder told the largest picture it may allocate (FFmpeg refuses a
+    bigger one before allocating it; a stream may change size at any frame)."""
+    stream.codec_context.options = dict(stream.codec_context.options, max_pixels=str(max_pixels))
+    return stream
+
+
+def _checked_frames(decoded, name: str, max_pixels: int):
+    """The frames of ``decoded`` (from a :func:`_limit`-ed decoder), each held to
+    ``max_pixels``: a :class:`VideoError` at the first larger one, found by FFmpeg or here."""
+    try:
+        for frame in decoded:
+            _check_pixels(name, frame.width, frame.height, max_pixels, ": a frame")
+            yield frame
+    except av.error.ArgumentError:  # EINVAL: a picture size refused (damage is INVALIDDATA)
+        raise VideoError(
+            f"{name!r} has a frame larger than {MAX_PIXELS // 10**6} megapixels (or of an "
+            "invalid size): frames up to 8192x8192 are supported. Re-encode it "
+            "at one size, e.g. `ffmpeg -i input -vf scale=1920:-2 output.mp4`."
+        ) from None
 
 
 def _rotation(frame: av.VideoFrame) -> int:
@@ -373,8 +454,9 @@ def load_video(
 ) -> VideoClip:
     """Sample ``num_frames`` RGB frames evenly over a video, the long side at most ``max_side``.
 
-    ``backend``: "auto" (decord, then PyAV if decord fails), "decord" or "pyav". Decoding runs in
-    a child process killed after ``timeout`` seconds. Raises :class:`VideoError`."""
+    ``backend``: "auto" (PyAV, then decord if PyAV fails on a file it does not refuse), "pyav"
+    or "decord". Decoding runs in a child process killed after ``timeout`` seconds. Raises
+    :class:`VideoError`."""
     n = _check_num_frames(num_frames)
     if max_side is not None and not (_is_whole(max_side) and 16 <= max_side <= 16384):
         raise VideoError(
@@ -390,8 +472,6 @@ def load_video(
     if backend == "auto" and not trusted:
         backend = "pyav"
     result = _decode_isolated(info, n, width, height, backend, timeout)
-    if result.get("crashed") and backend == "auto":
-        result = _decode_isolated(info, n, width, height, "pyav", timeout)
     if "error" in result:
         raise VideoError(_decode_message(info.path.name, result))
     frames, indices = result["frames"], np.asarray(result["indices"], dtype=np.int64)
@@ -436,6 +516,8 @@ def _clip_key(path: Path, indices: np.ndarray, width: int, height: int) -> str:
 
 
 def _decode_message(name: str, result: dict) -> str:
+    if result.get("error") == "video":  # refused by the child (a format, a frame's size)
+        return result["message"]
     if result.get("timeout"):
         return (
             f"Decoding {name!r} took longer than {result['timeout']:g} s and was stopped. "
@@ -481,6 +563,7 @@ def _decode_isolated(
         "width": width,
         "height": height,
         "backend": backend,
+        "max_pixels": MAX_PIXELS,
     }
     return _run_child(job, timeout)
 
@@ -495,7 +578,7 @@ def _run_child(job: dict, timeout: float) -> dict:
     "timeout" when the child died or was stopped)."""
     _clean_stale_folders()
     with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
-        job = dict(job, out=tmp, parent=os.getpid())
+        job = dict(job, out=tmp, parent=os.getpid(), memory=CHILD_MEMORY)
         log = Path(tmp) / "stderr.txt"
         try:
             with log.open("wb") as stderr:
@@ -579,6 +662,7 @@ def _worker(job_json: str) -> None:
     """Child side of :func:`_run_child`: probe (result.json) or decode (frames.npy too)."""
     job = json.loads(job_json)
     _die_with_parent(job["parent"])
+    _limit_memory(job["memory"])
     out = Path(job["out"])
     if job["kind"] == "probe":
         result = _probe_job(job)
@@ -589,6 +673,19 @@ def _worker(job_json: str) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # skip interpreter teardown: decoder threads have nothing left to say
+
+
+def _limit_memory(limit: int) -> None:
+    """Cap this child's address space at ``limit`` bytes (where the OS allows it): a hostile
+    file then fails an allocation here instead of taking the server's memory."""
+    try:
+        import resource
+    except ImportError:  # not Unix
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(
+        resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard)
+    )
 
 
 def _die_with_parent(parent: int) -> None:
@@ -616,6 +713,8 @@ def _probe_job(job: dict) -> dict:
         info, trusted = _probe_file(Path(job["path"]), job["max_pixels"])
     except VideoError as e:
         return {"error": "video", "message": str(e)}
+    except MemoryError:  # FFmpeg's ENOMEM too: past the child's CHILD_MEMORY
+        return {"error": "video", "message": _memory_message(Path(job["path"]).name, job["memory"])}
     except Exception as e:  # a damaged file may trip anything in PyAV
         return {"error": "probe", "message": f"{type(e).__name__}: {e}"}
     fields = {k: v for k, v in vars(info).items() if k != "path"}
@@ -623,15 +722,28 @@ def _probe_job(job: dict) -> dict:
 
 
 def _decode_job(job: dict, out: Path) -> dict:
-    args = job["path"], job["n"], job["width"], job["height"]
+    """PyAV first, always: it opens allowed containers only and holds every frame to the cap,
+    so decord (which cannot be told either) only gets files PyAV did not refuse, when PyAV
+    failed on them ("auto") or as the decoder asked for by name ("decord")."""
+    path, wanted = Path(job["path"]), job["backend"]
+    args = job["path"], job["n"], job["width"], job["height"], job["max_pixels"]
     errors = []
-    for backend in ("decord", "pyav") if job["backend"] == "auto" else (job["backend"],):
+    for backend in ("pyav",) if wanted == "pyav" else ("pyav", "decord"):
         try:
+            if backend == "decord":  # decord opens what PyAV accepts, only
+                with _open_container(path) as container:
+                    _moving_picture_stream(container, path.name)
             decode = _decode_decord if backend == "decord" else _decode_pyav
             frames, indices, timestamps, total = decode(*args)
+        except VideoError as e:  # refused: no other decoder may try
+            return {"error": "video", "message": str(e)}
+        except MemoryError:  # FFmpeg's ENOMEM too: past the child's CHILD_MEMORY
+            return {"error": "video", "message": _memory_message(path.name, job["memory"])}
         except Exception as e:
             message = str(e).strip().splitlines()
             errors.append(f"{backend}: {message[-1] if message else type(e).__name__}")
+            continue
+        if backend != wanted != "auto":  # PyAV's pass was decord's check
             continue
         np.save(out / "frames.npy", np.ascontiguousarray(frames, dtype=np.uint8))
         return {
@@ -644,7 +756,8 @@ def _decode_job(job: dict, out: Path) -> dict:
     return {"error": "decode", "message": "; ".join(errors)}
 
 
-def _decode_decord(path: str, n: int, width: int, height: int):
+def _decode_decord(path: str, n: int, width: int, height: int, max_pixels: int = MAX_PIXELS):
+    """decord's sampling (it cannot be told ``max_pixels``: PyAV has decoded the file first)."""
     import decord
 
     reader = decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height)
@@ -655,11 +768,13 @@ def _decode_decord(path: str, n: int, width: int, height: int):
     return frames, indices, timestamps, total
 
 
-def _decode_pyav(path: str, n: int, width: int, height: int):
+def _decode_pyav(path: str, n: int, width: int, height: int, max_pixels: int = MAX_PIXELS):
     """The same sampling with PyAV: index the packets, then seek to the keyframe before each
-    wanted frame (or keep decoding when it lies ahead in the same group of pictures)."""
-    with av.open(path, metadata_errors="replace") as container:
-        stream = _video_stream(container)
+    wanted frame (or keep decoding when it lies ahead in the same group of pictures). Every
+    decoded frame is held to ``max_pixels``."""
+    name = Path(path).name
+    with _open_container(Path(path)) as container:
+        stream = _limit(_video_stream(container), max_pixels)
         stream.thread_type = "AUTO"
         pts, keys = [], []
         for packet in container.demux(stream):
@@ -680,10 +795,10 @@ def _decode_pyav(path: str, n: int, width: int, height: int):
         for target in (pts[i] for i in indices):
             key = keys[max(0, bisect.bisect_right(keys, target) - 1)]
             if decoded is None or last is None or last >= target or key > last:
-                decoded, last = _seek(container, stream, key), None
+                decoded, last = _seek(container, stream, key, name, max_pixels), None
             frame = _decode_until(decoded, target)
             if frame is not None and frame.pts > target and last is None and key > pts[0]:
-                decoded = _seek(container, stream, pts[0])  # the seek overshot: start over
+                decoded = _seek(container, stream, pts[0], name, max_pixels)  # overshot: again
                 frame = _decode_until(decoded, target)
             if frame is None:
                 raise RuntimeError(f"frame at pts {target} could not be decoded")
@@ -696,9 +811,9 @@ def _decode_pyav(path: str, n: int, width: int, height: int):
         return np.stack(frames), indices, np.array(timestamps), len(pts)
 
 
-def _seek(container, stream, pts: int):
+def _seek(container, stream, pts: int, name: str, max_pixels: int):
     container.seek(pts, stream=stream, backward=True)
-    return container.decode(stream)
+    return _checked_frames(container.decode(stream), name, max_pixels)
 
 
 def _decode_until(decoded, target: int):

@@ -5,6 +5,8 @@ positions) entering the language model when something is, and the generate / for
 
 from __future__ import annotations
 
+import copy
+import pickle
 import threading
 from contextlib import contextmanager
 
@@ -532,3 +534,103 @@ def test_a_new_family_is_one_adapter(twins):
     finally:
         ADAPTERS.remove(MyVideoLlmAdapter)
         model.__class__ = stock_class
+
+
+# ----------------------------------------------------------------------------- settings, pickling
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("tau", NAN, "tau must be a finite number"),
+        ("tau", INF, "tau must be a finite number"),
+        ("tau", "0.9", "tau must be a finite number"),
+        ("retention", NAN, "retention must be a ratio"),
+        ("epsilon", 7, "epsilon must be in"),
+        ("epsilon", NAN, "epsilon must be in"),
+        ("seed", 1e30, "seed must be a whole number"),
+        ("seed", -1, "seed must be a whole number"),
+        ("seed", 0.5, "seed must be a whole number"),
+    ],
+)
+def test_settings_are_checked_when_set(twins, name, value, words):
+    """Refused at once, with the engine's rules, whether given to apply_patch or set on
+    model.scissor; a refusal leaves the settings as they were."""
+    model = twins["llava_next_video"].model
+    settings = {name: value} if name in ("tau", "retention") else {"retention": 0.5, name: value}
+    with pytest.raises(ValueError, match=words):
+        apply_patch(model, **settings)
+    assert not hasattr(model, "scissor") and type(model).__dict__.get("_scissor_base") is None
+    with patched(model, retention=0.5, epsilon=0.1, seed=3) as scissor:
+        before = scissor.setting
+        with pytest.raises(ValueError, match=words):
+            apply_patch(model, **settings)
+        with pytest.raises(ValueError, match=words):
+            setattr(scissor, name, value)
+        assert scissor.setting == before
+
+
+def test_non_finite_features_run_the_stock_model(twin):
+    """NaN pixels give NaN features: stock generate still answers, and so does the patched one
+    (the same ids, uncompressed), with a warning instead of the engine's error."""
+    model, inputs = twin.model, twin.inputs(QUESTIONS[:1], [0])
+    inputs["pixel_values_videos"] = torch.full_like(inputs["pixel_values_videos"], NAN)
+    assert not all(torch.isfinite(g).all() for g in adapter_for(model).grids(inputs))
+    stock = model.generate(**inputs, **GREEDY)
+    with patched(model, retention=0.2) as scissor:
+        with pytest.warns(RuntimeWarning, match="NaN or infinite"):
+            out = model.generate(**inputs, **GREEDY)
+        assert [r.tokens_after for r in scissor.last] == [r.tokens_before for r in scissor.last]
+    assert torch.equal(out, stock)
+
+
+def test_a_setting_changed_mid_call_applies_to_the_next_call(twins):
+    """Another thread sets retention 1 while a call at 0.1 computes its features: that call
+    still compresses at 0.1; the next one runs at 1."""
+    twin = twins["llava_next_video"]
+    model, inputs = twin.model, twin.inputs(QUESTIONS[:1], [0])
+    with patched(model, retention=0.1) as scissor:
+        started, changed = threading.Event(), threading.Event()
+        grids = scissor.adapter.grids
+
+        def held_grids(inputs):  # the call in flight waits here, its setting already read
+            started.set()
+            assert changed.wait(60)
+            return grids(inputs)
+
+        scissor.adapter.grids = held_grids
+        out = {}
+        call = threading.Thread(target=lambda: out.update(ids=model.generate(**inputs, **GREEDY)))
+        call.start()
+        assert started.wait(60)
+        scissor.retention = 1.0  # from this thread, during the call
+        changed.set()
+        call.join(120)
+        assert "ids" in out
+        during = scissor.last[0]
+        assert during.tokens_after < 0.2 * during.tokens_before  # compressed at 0.1
+        del scissor.adapter.grids
+        model.generate(**inputs, **GREEDY)
+        after = scissor.last[0]
+        assert after.tokens_after == after.tokens_before  # the next call: retention 1
+
+
+def test_a_patched_model_pickles(twin):
+    """pickle.loads(pickle.dumps(model)) is a patched model with the same settings that
+    generates the same ids; the original stays patched, and copy.deepcopy works the same way.
+    (A transformers 5 LLaVA model that has run once holds hooks that do not pickle, stock or
+    patched: a fresh one is pickled.)"""
+    model, inputs = build_twins()[twin.family].model, twin.inputs(QUESTIONS[:1], [1])
+    with patched(model, retention=0.3, epsilon=0.1, seed=7) as scissor:
+        copies = [pickle.loads(pickle.dumps(model)), copy.deepcopy(model)]
+        want = model.generate(**inputs, **GREEDY)
+        for twin_copy in copies:
+            assert type(twin_copy) is type(model) and twin_copy is not model
+            assert twin_copy.scissor is not scissor and twin_copy.scissor.setting == scissor.setting
+            assert twin_copy.scissor.adapter.model is twin_copy
+            assert torch.equal(twin_copy.generate(**inputs, **GREEDY), want)
+            assert twin_copy.scissor.last[0].tokens_after == scissor.last[0].tokens_after
+            assert remove_patch(twin_copy).__class__ is type(model).__mro__[1]
+        assert model.scissor is scissor

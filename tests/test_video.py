@@ -177,8 +177,7 @@ def test_each_container_and_codec_loads(clips, kind):
     assert clip.info.num_frames == 24 and clip.info.fps == FPS
     assert clip.info.duration == pytest.approx(2.0, abs=0.1)
     assert clip.timestamps[-1] < clip.info.duration
-    # decord's FFmpeg 4.1 has no AV1 decoder: PyAV takes over
-    assert clip.backend == ("pyav" if kind == "mp4-av1" else "decord")
+    assert clip.backend == "pyav"  # the decoder that checks every frame goes first
 
 
 @pytest.mark.parametrize("kind", ["bframes-long", "webm-vp9", "faststart", "avi-mjpeg", "mkv-h264"])
@@ -384,16 +383,26 @@ def test_decoder_crash_is_contained(clips):
     """decord aborts on an inflated sample table; the child dies, this process goes on."""
     with pytest.raises(VideoError, match="crashed.*SIGABRT"):
         load_video(clips["abort"], backend="decord")
-    clip = load_video(clips["abort"])  # the probe distrusts the header: PyAV reads it fine
+    clip = load_video(clips["abort"])  # PyAV reads it fine
     assert clip.backend == "pyav" and clip.info.num_frames == 48
     assert codes(clip.frames) == clip.indices.tolist() == sample_indices(48, 16).tolist()
 
 
-def test_crash_falls_back_to_pyav(clips, monkeypatch):
-    probe = video._probe
-    monkeypatch.setattr(video, "_probe", lambda path: (probe(path)[0], True))  # trust it anyway
-    clip = load_video(clips["abort"], num_frames=4)
-    assert clip.backend == "pyav" and codes(clip.frames) == [0, 16, 31, 47]
+def test_decord_takes_over_when_pyav_fails(clips, monkeypatch):
+    """A file PyAV opens but cannot decode goes to decord (in the same child), unless the
+    probe distrusted its header."""
+    monkeypatch.setattr(video, "_child_command", _failing_pyav_child)
+    clip = load_video(clips["faststart"], num_frames=4)
+    assert clip.backend == "decord" and codes(clip.frames) == [0, 16, 31, 47]
+    with pytest.raises(VideoError, match="Could not decode.*pyav: no luck"):
+        load_video(clips["abort"], num_frames=4)  # distrusted: decord never sees it
+
+
+def _failing_pyav_child(job: dict) -> list[str]:
+    """A child in which PyAV's decoding raises (as on a damaged file)."""
+    fail = "m._decode_pyav = lambda *a: (_ for _ in ()).throw(OSError('no luck')); "
+    boot = video._BOOT.replace("m._worker(", fail + "m._worker(")
+    return [sys.executable, "-c", boot, video.__file__, json.dumps(job)]
 
 
 def test_timeout(clips):
@@ -440,7 +449,7 @@ def test_a_child_dies_with_its_parent(tmp_path):
         "s = u.spec_from_file_location('v', sys.argv[1]); v = u.module_from_spec(s)\n"
         "sys.modules['v'] = v; s.loader.exec_module(v)\n"
         "job = {'kind': 'probe', 'path': sys.argv[2], 'max_pixels': 1, 'out': sys.argv[3],\n"
-        "       'parent': os.getpid()}\n"
+        "       'parent': os.getpid(), 'memory': v.CHILD_MEMORY}\n"
         "print(subprocess.Popen(v._child_command(job)).pid, flush=True)\n"
         "time.sleep(120)\n"
     )

@@ -180,3 +180,49 @@ def inflate_frame_count(src: Path, dst: Path, count: int = 2**31 - 1) -> Path:
     data[stts + 12 : stts + 16] = struct.pack(">I", count)  # entry 0: sample_count
     dst.write_bytes(bytes(data))
     return dst
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+
+def write_playlist(path: Path, segments: list[str], *, live: bool = False) -> Path:
+    """An HLS playlist (.m3u8) naming ``segments`` (paths or URLs); without its end tag when
+    ``live`` (a player, or FFmpeg, then waits for more segments)."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:10", "#EXT-X-MEDIA-SEQUENCE:0"]
+    for segment in segments:
+        lines += ["#EXTINF:10.0,", segment]
+    if not live:
+        lines.append("#EXT-X-ENDLIST")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_concat_list(path: Path, files: list[str]) -> Path:
+    """An FFmpeg concat list ("ffconcat version 1.0") naming ``files``."""
+    path.write_text("ffconcat version 1.0\n" + "".join(f"file '{f}'\n" for f in files))
+    return path
+
+
+def write_mixed_size_mjpeg(
+    path: Path, small: int = 64, large: int = 16000, frames: int = 4, fps: int = 12
+) -> Path:
+    """An MJPEG AVI whose header and frame 0 are ``small`` x ``small`` pixels and whose later
+    frames are ``large`` x ``large`` (grey: a few MB as JPEG, ``large``**2 bytes in memory)."""
+    from PIL import Image
+
+    def jpeg(side: int, mode: str) -> bytes:
+        buf = io.BytesIO()
+        Image.new(mode, (side, side), 128).save(buf, format="JPEG", quality=50)
+        return buf.getvalue()
+
+    first, later = jpeg(small, "RGB"), jpeg(large, "L")
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = small, small, "yuvj420p"
+        for i in range(frames):
+            packet = av.Packet(first if i == 0 else later)
+            packet.stream, packet.pts, packet.dts = stream, i, i
+            packet.time_base = fractions.Fraction(1, fps)
+            packet.is_keyframe = True
+            out.mux(packet)
+    return path

@@ -6,8 +6,9 @@
 The patched model computes each video's features with its own code, compresses them with
 :func:`~scissor_viz.scc.scissor_compress`, splices the K tokens where the video's placeholders
 were (the run shrinks; text and images are untouched) and runs the stock ``forward`` /
-``generate`` on the result. ``model.scissor`` holds the settings and the last call's statistics;
-:func:`remove_patch` restores the stock model. One small adapter per model family
+``generate`` on the result. ``model.scissor`` holds the settings (checked when set, read once
+at the start of each call) and the last call's statistics; :func:`remove_patch` restores the
+stock model, and a patched model pickles (and copies) as one. One small adapter per model family
 (:mod:`.llava_onevision`, :mod:`.llava_next_video`, :mod:`.qwen2_5_vl`).
 """
 
@@ -16,7 +17,8 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from typing import Any
+import warnings
+from typing import Any, NamedTuple
 
 import torch
 
@@ -35,7 +37,14 @@ from scissor_viz.patch.llava_next_video import LlavaNextVideoAdapter
 from scissor_viz.patch.llava_onevision import LlavaOnevisionAdapter
 from scissor_viz.patch.qwen2_5_vl import Qwen2_5_VLAdapter
 from scissor_viz.patch.representatives import merge, representatives
-from scissor_viz.scc import Compression, check_retention, scissor_compress
+from scissor_viz.scc import (
+    Compression,
+    check_epsilon,
+    check_retention,
+    check_seed,
+    check_tau,
+    scissor_compress,
+)
 
 ADAPTERS: list[type[Adapter]] = [LlavaOnevisionAdapter, LlavaNextVideoAdapter, Qwen2_5_VLAdapter]
 
@@ -79,19 +88,37 @@ def adapter_for(model: Any) -> Adapter:
 # ----------------------------------------------------------------------------- state
 
 
+class Setting(NamedTuple):
+    """The settings one call runs with, read once at its start (another thread may change
+    ``model.scissor`` meanwhile: that changes the next call)."""
+
+    retention: float | None
+    tau: float | None
+    epsilon: float
+    seed: int
+
+    @property
+    def identity(self) -> bool:
+        """Whether videos pass through unchanged (retention 1)."""
+        return self.tau is None and self.retention == 1.0
+
+
 class ScissorState:
     """``model.scissor``: how much to keep, and what the last call with a video did.
 
     Set ``retention`` (a ratio in (0, 1]; each video keeps the K closest to retention * N) or
     ``tau`` (a fixed similarity threshold); setting one clears the other. Retention 1 runs the
-    stock model unchanged. ``last`` is one :class:`SampleRecord` per prompt of the last call
-    that carried a video.
+    stock model unchanged. Each setting is checked with the engine's own rules when it is set.
+    ``last`` is one :class:`SampleRecord` per prompt of the last call that carried a video.
+
+    A video whose features hold NaN or infinity is passed through uncompressed, with a
+    warning, as the stock model would take it (SCC's similarities are undefined there).
     """
 
     def __init__(self, adapter: Adapter, retention: float | None, tau: float | None, **scc: Any):
         self.adapter = adapter
-        self.epsilon = float(scc.get("epsilon", 0.05))
-        self.seed = int(scc.get("seed", 0))
+        self.epsilon = scc.get("epsilon", 0.05)
+        self.seed = scc.get("seed", 0)
         self.last: list[SampleRecord] = []
         self.configure(retention, tau)
 
@@ -117,14 +144,34 @@ class ScissorState:
 
     @tau.setter
     def tau(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"tau must be a number, got {value!r}")
+        check_tau(value)  # the engine's rule (it rounds to float32 itself: keep the caller's)
         self._tau, self._retention = float(value), None
+
+    @property
+    def epsilon(self) -> float:
+        return self._epsilon
+
+    @epsilon.setter
+    def epsilon(self, value: float) -> None:
+        self._epsilon = check_epsilon(value)
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self._seed = check_seed(value)
+
+    @property
+    def setting(self) -> Setting:
+        """The current settings, as one value."""
+        return Setting(self._retention, self._tau, self._epsilon, self._seed)
 
     @property
     def identity(self) -> bool:
         """Whether videos pass through unchanged (retention 1)."""
-        return self._tau is None and self._retention == 1.0
+        return self.setting.identity
 
     def __repr__(self) -> str:
         what = f"tau={self._tau}" if self._tau is not None else f"retention={self._retention}"
@@ -138,12 +185,20 @@ class ScissorState:
         with torch.no_grad():
             return self.adapter.grids(inputs)
 
-    def compress(self, grid: torch.Tensor) -> tuple[VideoTokens, VideoRecord]:
-        """SCC on one (T, P, d) grid at the current setting: the tokens to splice, and a record."""
+    def compress(
+        self, grid: torch.Tensor, setting: Setting | None = None
+    ) -> tuple[VideoTokens, VideoRecord]:
+        """SCC on one (T, P, d) grid at ``setting`` (the current one by default): the tokens to
+        splice, and a record."""
+        setting = setting or self.setting
         start = time.perf_counter()
         # one call: the engine's one-shot path (the search shares its work with the compression)
         comp = scissor_compress(
-            grid.detach(), self._tau, self.epsilon, self.seed, retention=self._retention
+            grid.detach(),
+            setting.tau,
+            setting.epsilon,
+            setting.seed,
+            retention=None if setting.tau is not None else setting.retention,
         )
         tokens = merge(grid, comp) if grid.requires_grad else comp.tokens  # gradients flow
         source = comp.representatives if self.adapter.mrope else None
@@ -165,6 +220,7 @@ class ScissorState:
 
     def prepare(self, inputs: dict[str, Any], generate: bool) -> dict[str, Any] | None:
         """The inputs for the stock method, or None to run it on ``inputs`` unchanged."""
+        setting = self.setting  # once: a change during this call applies to the next one
         given = inputs.pop("video_tokens", None)
         if given is None and inputs.get("pixel_values_videos") is None:
             return None
@@ -176,7 +232,7 @@ class ScissorState:
         input_ids = inputs.get("input_ids")
         if input_ids is None:
             raise ValueError("the SCC patch finds videos by their placeholders: pass input_ids")
-        if given is None and self.identity:
+        if given is None and setting.identity:
             self.last = _stock_records(input_ids, inputs.get("attention_mask"), self.adapter)
             return None
         if given is not None:
@@ -184,10 +240,14 @@ class ScissorState:
             records = [VideoRecord(None, len(v.tokens), None, 0.0, None, v.source) for v in videos]
         else:
             grids = self.adapter.grids(inputs)
+            if not all(torch.isfinite(g).all() for g in grids):
+                warnings.warn(NON_FINITE, RuntimeWarning, stacklevel=4)
+                self.last = _stock_records(input_ids, inputs.get("attention_mask"), self.adapter)
+                return None
             tail = len(self.adapter.tail())
             lengths = [g.shape[0] * g.shape[1] + tail for g in grids]
             runs = runs_by_length(input_ids, self.adapter.video_token_id, lengths)
-            videos, records = map(list, zip(*(self.compress(g) for g in grids)))
+            videos, records = map(list, zip(*(self.compress(g, setting) for g in grids)))
         new, lay = splice(self.adapter, inputs, runs, videos, generate)
         self.last = _records(runs, records, lay, inputs.get("attention_mask"), input_ids)
         return new
@@ -223,6 +283,12 @@ class ScissorState:
             rows.append(where[: len(video.tokens)])
             where = where[len(video.tokens) + (len(self.adapter.tail()) if video.tail else 0) :]
         return new, rows
+
+
+NON_FINITE = (
+    "a video's features contain NaN or infinite values: SCC cannot compare them, so this call "
+    "runs the stock model on the uncompressed video (check the pixel values)"
+)
 
 
 def _as_video_tokens(value: VideoTokens | Compression | torch.Tensor) -> VideoTokens:
@@ -299,10 +365,29 @@ def _patched_class(base: type) -> type:
         out = base.generate(self, **new)
         return _restore_prompt(out, kwargs["input_ids"], new["input_ids"].shape[1])
 
-    namespace = {"forward": forward, "generate": generate, "_scissor_base": base}
+    def __reduce_ex__(self, protocol):
+        """Pickle (and copy) as the stock model plus the settings, patched again on load."""
+        stock = base.__new__(base)
+        stock.__dict__.update(self.__dict__)
+        del stock.__dict__["scissor"]  # it refers to the model through its adapter
+        return _repatch, (stock, self.scissor.setting)
+
+    namespace = {
+        "forward": forward,
+        "generate": generate,
+        "__reduce_ex__": __reduce_ex__,
+        "_scissor_base": base,
+    }
     namespace.update(__module__=base.__module__, __qualname__=base.__qualname__)
     _PATCHED[base] = type(base.__name__, (base,), namespace)
     return _PATCHED[base]
+
+
+def _repatch(model: Any, setting: Setting) -> Any:
+    """Unpickling a patched model: the stock model, patched with the same settings."""
+    return apply_patch(
+        model, setting.retention, tau=setting.tau, epsilon=setting.epsilon, seed=setting.seed
+    )
 
 
 def apply_patch(
@@ -315,13 +400,16 @@ def apply_patch(
 ) -> Any:
     """Make ``model`` compress its video tokens with SCC; returns the model (patched in place).
 
-    Give ``retention`` (a ratio in (0, 1]) or ``tau``; ``epsilon``/``seed`` go to the engine.
-    Patching a patched model only changes its settings.
+    Give ``retention`` (a ratio in (0, 1]) or ``tau`` (a finite number); ``epsilon`` (in
+    [0, 1)) and ``seed`` (a whole number in [0, 2**63)) go to the engine. Each is checked
+    here, with the engine's rules: a ValueError leaves the model as it was. Patching a patched
+    model only changes its settings.
     """
+    epsilon, seed = check_epsilon(epsilon), check_seed(seed)
     state = getattr(model, "scissor", None)
     if isinstance(state, ScissorState):
         state.configure(retention, tau)
-        state.epsilon, state.seed = float(epsilon), int(seed)
+        state.epsilon, state.seed = epsilon, seed
         return model
     adapter = adapter_for(model)
     state = ScissorState(adapter, retention, tau, epsilon=epsilon, seed=seed)
