@@ -194,7 +194,11 @@ class ScissorState:
         start = time.perf_counter()
         # one call: the engine's one-shot path (the search shares its work with the compression)
         comp = scissor_compress(
-            grid.detach(), setting.tau, setting.epsilon, setting.seed, retention=setting.retention
+            grid.detach(),
+            setting.tau,
+            setting.epsilon,
+            setting.seed,
+            retention=None if setting.tau is not None else setting.retention,
         )
         tokens = merge(grid, comp) if grid.requires_grad else comp.tokens  # gradients flow
         source = comp.representatives if self.adapter.mrope else None
