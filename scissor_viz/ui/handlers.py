@@ -17,9 +17,9 @@ from scissor_viz import export, figures, grid, scrub
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import AnswerUnavailable, BackendLoadError
 from scissor_viz.scc import check_retention
-from scissor_viz.ui import checks, views
+from scissor_viz.ui import checks, fairness, views
 from scissor_viz.ui.backends import MODEL_CHOICE, Backends, gpu
-from scissor_viz.ui.memory import frees_memory
+from scissor_viz.ui.memory import RELEASED, SESSIONS, Released, frees_memory
 from scissor_viz.ui.views import DEFAULT_FRAMES, NoSession, Session, live_session, need_session
 from scissor_viz.video import VideoError, without_paths
 
@@ -37,10 +37,17 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        session = next((a for a in args if isinstance(a, Session)), None)
         try:
-            return fn(*args, **kwargs)
+            if session is None:
+                return fn(*args, **kwargs)
+            # the memory budget's clock, and one big video at a time in the quick groups
+            with SESSIONS.use(session), fairness.costly(session):
+                return fn(*args, **kwargs)
         except gr.Error:
             raise
+        except Released as err:
+            raise gr.Error(RELEASED) from err
         except NoSession:  # a live control moved before any video ran: nothing to redraw
             return gr.skip()
         except (VideoError, BackendLoadError, AnswerUnavailable) as err:
@@ -156,7 +163,9 @@ def release_session(session) -> None:
     """A session expired (idle for SESSION_TTL, or its page closed): free its heavy parts now,
     whoever still holds a reference."""
     if isinstance(session, Session):
-        session.release()
+        SESSIONS.forget(session)
+        if session.analysis is not None:
+            session.release()
 
 
 def open_tab(evt: gr.SelectData):
@@ -298,7 +307,9 @@ class Served:
         report = progress_callback(progress)
         chosen = self.backends.get(choice, ckpt, report)
         analysis = open_video(path, chosen, int(frames), float(epsilon or 0.0), report)
-        return Session(analysis), self.backends.status(choice, ckpt)
+        session = Session(analysis)
+        with SESSIONS.use(session):  # counted in the memory budget from now on
+            return session, self.backends.status(choice, ckpt)
 
     def load_new(self, video, frames, choice, ckpt, epsilon, progress=gr.Progress()):
         """A video picked (uploaded, or an example clicked): compress it at once; a cleared
@@ -324,7 +335,7 @@ class Served:
     def _api_analysis(self, video, frames: int) -> VideoAnalysis:
         path = checks.uploaded_video(video)
         chosen = self.backends.get(MODEL_CHOICE, None)
-        return VideoAnalysis.open(path, chosen, frames)  # load_video checks the file
+        return open_video(path, chosen, frames)  # load_video checks the file
 
     @frees_memory
     @user_errors
@@ -351,7 +362,7 @@ class Served:
                 "No model is loaded, so there is no answer: "
                 f"{analysis.backend.unavailable_reason or analysis.backend.load_error}"
             )
-        result = analysis.answer(question, comp)
+        result = ask_model(analysis, question, comp)
         return dict(
             answer=result.text,
             visual_tokens=result.visual_tokens,
