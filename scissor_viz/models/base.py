@@ -119,8 +119,9 @@ class Backend(ABC):
         frames = check_frames(frames)
         ckey = self.cache_key(frames, key)
         hit = self.cache.get(ckey)
-        if hit is not None:
-            report(progress, 1.0, "tokens from cache")
+        if hit is not None:  # reported as an encode, frame by frame: a hit tells no history
+            for t in range(len(frames)):
+                report(progress, (t + 1) / len(frames), f"frame {t + 1}/{len(frames)}")
             return hit
         tokens = self._encode(frames, progress)
         self.cache.put(ckey, tokens)

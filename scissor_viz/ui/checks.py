@@ -4,6 +4,7 @@ Space lets anyone call every event with any arguments."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -39,3 +40,28 @@ def question_text(question) -> str:
     if len(text) > MAX_QUESTION_CHARS:
         raise gr.Error(f"Ask in at most {MAX_QUESTION_CHARS} characters.")
     return text
+
+
+MAX_ECHO_CHARS = 80  # what an error message repeats of one word a visitor sent
+MAX_MESSAGE_CHARS = 400
+
+
+def brief(message: str) -> str:
+    """An error message with every long run of text (a visitor's argument echoed back) cut to
+    MAX_ECHO_CHARS, and the whole to MAX_MESSAGE_CHARS."""
+    cut = re.sub(
+        rf"\S{{{MAX_ECHO_CHARS + 1},}}", lambda m: m.group(0)[:MAX_ECHO_CHARS] + "…", message
+    )
+    return cut if len(cut) <= MAX_MESSAGE_CHARS else cut[:MAX_MESSAGE_CHARS] + "…"
+
+
+def click_at(index, height: int, width: int) -> tuple[int, int]:
+    """The (y, x) pixel a select event's ``index`` ([x, y]) names on a height x width picture;
+    anything else is refused with a message."""
+    try:
+        x, y = (int(v) for v in index)
+    except (TypeError, ValueError, OverflowError):
+        raise gr.Error("Click a point on the picture.") from None
+    if not (0 <= y < height and 0 <= x < width):
+        raise gr.Error(f"Click inside the picture ({width} × {height} pixels).")
+    return y, x

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
+import os
 import tempfile
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -24,8 +23,9 @@ from scissor_viz.ui.views import DEFAULT_FRAMES, NoSession, Session, live_sessio
 from scissor_viz.video import VideoError, without_paths
 
 log = logging.getLogger(__name__)
-EXPORTS = Path(tempfile.gettempdir()) / "scissor-viz-exports"
-EXPORT_KEEP_S = 600  # seconds an export's own folder is kept
+# This server's exports (deleted on a timer and at exit; Gradio serves its own copies).
+EXPORTS = Path(tempfile.gettempdir()) / f"scissor-viz-exports-{os.getpid()}"
+EXPORT_KEEP_S = float(os.environ.get("SCISSOR_VIZ_EXPORT_KEEP_S", 600))  # seconds one is kept
 
 # The model's work, wrapped once at import (ZeroGPU registers functions when they are decorated).
 open_video = gpu(VideoAnalysis.open)
@@ -51,32 +51,46 @@ def user_errors(fn):
         except NoSession:  # a live control moved before any video ran: nothing to redraw
             return gr.skip()
         except (VideoError, BackendLoadError, AnswerUnavailable) as err:
-            raise gr.Error(without_paths(str(err))) from err
+            raise gr.Error(checks.brief(without_paths(str(err)))) from err
         except ValueError as err:  # mostly a refused argument; logged in case it is a bug
             log.warning("%s refused its arguments", fn.__name__, exc_info=True)
-            raise gr.Error(without_paths(str(err))) from err
+            raise gr.Error(checks.brief(without_paths(str(err)))) from err
         except MemoryError as err:
             raise gr.Error("Out of memory: try fewer frames or a smaller video.") from err
         except Exception as err:
             log.exception("unexpected error in %s", fn.__name__)
-            why = without_paths(f"{type(err).__name__}: {err}")
+            why = checks.brief(without_paths(f"{type(err).__name__}: {err}"))
             raise gr.Error(f"Something went wrong ({why}).") from err
 
     return wrapper
 
 
-def progress_callback(progress: gr.Progress):
-    """The library's (fraction, message) progress reports, shown on Gradio's progress bar."""
-    return lambda fraction, message: progress(fraction, desc=message)
+STAGES = ("decoding frames", "tokens ready")  # a load's own words; the rest is "encoding frames"
+
+
+def progress_callback(progress: gr.Progress, stage: str | None = None):
+    """The library's (fraction, message) progress reports on Gradio's progress bar, by stage
+    (``stage``, else the message's) and in every 10 % step, whichever steps the library
+    reported: tokens another visitor's request left in the cache, and the model's files, show
+    no progress of their own."""
+    last: dict[str, int] = {}
+
+    def show(fraction: float, message: str) -> None:
+        label = stage or (message if message in STAGES else "encoding frames")
+        step, done = int(fraction * 10 + 1e-9), last.get(label, -1)
+        for k in range(done + 1, step + 1):
+            progress(k / 10, desc=label)
+        last[label] = max(step, done)
+
+    return show
 
 
 def export_folder(root: Path = EXPORTS, keep_s: float = EXPORT_KEEP_S) -> Path:
-    """A new folder for one export; older exports' folders are deleted (Gradio serves its own
-    copies of the files, so disk use stays bounded)."""
+    """A new folder for one export; exports' folders older than ``keep_s`` are deleted now,
+    on a timer and at exit (Gradio serves its own copies of the files)."""
     root.mkdir(parents=True, exist_ok=True)
-    for old in root.iterdir():
-        if time.time() - old.stat().st_mtime > keep_s:
-            shutil.rmtree(old, ignore_errors=True)
+    export.sweep_folders(root, keep_s)
+    export.sweep_on_timer(root, keep_s)
     return Path(tempfile.mkdtemp(dir=root))
 
 
@@ -211,8 +225,8 @@ def probe(session, frame, view, fill, evt: gr.SelectData):
     session = need_session(session)
     frame = views.clamp_frame(session, frame)
     image = session.analysis.clip.frames[frame]
-    x, y = evt.index
-    token = grid.token_at(int(y), int(x), image.shape[0], image.shape[1])
+    y, x = checks.click_at(evt.index, *image.shape[:2])
+    token = grid.token_at(y, x, image.shape[0], image.shape[1])
     return views.probe_views(session, frame, token, view, fill)
 
 
@@ -305,7 +319,7 @@ class Served:
             raise gr.Error("Upload a video or click one of the examples.")
         path = checks.uploaded_video(video)
         report = progress_callback(progress)
-        chosen = self.backends.get(choice, ckpt, report)
+        chosen = self.backends.get(choice, ckpt, progress_callback(progress, "loading the model"))
         analysis = open_video(path, chosen, int(frames), float(epsilon or 0.0), report)
         session = Session(analysis)
         with SESSIONS.use(session):  # counted in the memory budget from now on
