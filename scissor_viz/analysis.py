@@ -245,6 +245,13 @@ class VideoAnalysis:
 
     # --- memory
 
+    def check_fits(self, methods: list[str], question: str | None = None) -> None:
+        """Refuse (ValueError), before any of ``methods`` runs, one whose memory could not fit:
+        FastV's eager attention over every token of this video."""
+        if "fastv" in methods and self.backend.has_llm_attention:
+            text = (question or "").strip() or DEFAULT_FASTV_QUESTION
+            self.backend.check_llm_attention(text, self.num_tokens)
+
     def nbytes(self) -> dict[str, int]:
         """Bytes this analysis holds, by part, and their ``total``: the decoded ``frames``,
         the ``tokens`` (shared with the backend's token cache), the ``index`` (frame

@@ -152,6 +152,11 @@ class Backend(ABC):
         when asked ``question`` (where ``has_llm_attention``)."""
         raise AbilityUnavailable(f"{self.name} has no language model attention")
 
+    def check_llm_attention(self, question: str, num_tokens: int) -> None:
+        """Raise ValueError when :meth:`llm_attention` over ``num_tokens`` tokens could not fit
+        this server's memory (checked before a comparison runs anything)."""
+        return None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {self.description}>"
 

@@ -261,14 +261,16 @@ def show_answers(session, question, retention, use_tau, tau, progress=gr.Progres
 @user_errors
 def compare(session, methods, retention, frame, question):
     question = checks.question_text(question)
-    return views.compare_views(need_session(session), methods, float(retention), frame, question)
+    need_session(session).analysis.check_fits(methods, question)  # before any method runs
+    return views.compare_views(session, methods, float(retention), frame, question)
 
 
 @frees_memory
 @user_errors
 def curves(session, methods, question, progress=gr.Progress()):
     question = checks.question_text(question)
-    rows = views.compare_curves(need_session(session), methods, question, progress)
+    need_session(session).analysis.check_fits(methods, question)  # before any method runs
+    rows = views.compare_curves(session, methods, question, progress)
     return figures.metric_curves_figure(rows, views.METHOD_LABELS)
 
 
@@ -276,6 +278,7 @@ def curves(session, methods, question, progress=gr.Progress()):
 @user_errors
 def compare_answers(session, methods, retention, question, progress=gr.Progress()):
     session, question = need_session(session), checks.question_text(question)
+    session.analysis.check_fits(methods, question)  # before any method runs
     return views.answer_rows(session, methods, float(retention), question, progress)
 
 
