@@ -3,12 +3,16 @@ Space lets anyone call every event with any arguments."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import re
 from pathlib import Path
 
 import gradio as gr
 from gradio.utils import get_upload_folder
+
+from scissor_viz.video import example_videos
 
 MAX_UPLOAD_BYTES = 500 * 2**20  # also the upload limit the server sets (launch's max_file_size)
 MAX_QUESTION_CHARS = 500
@@ -30,6 +34,22 @@ def uploaded_video(video) -> str:
     if real.stat().st_size > MAX_UPLOAD_BYTES:
         raise gr.Error(f"The video is larger than {MAX_UPLOAD_BYTES >> 20} MB.")
     return str(real)
+
+
+@functools.cache
+def _examples() -> frozenset[tuple[int, str]]:
+    return frozenset(_fingerprint(p) for p in example_videos())
+
+
+def _fingerprint(path) -> tuple[int, str]:
+    data = Path(path).read_bytes()
+    return len(data), hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def is_example(path: str) -> bool:
+    """Whether an upload is one of the page's examples (public: anyone may know it was seen)."""
+    size = Path(path).stat().st_size
+    return any(size == n for n, _ in _examples()) and _fingerprint(path) in _examples()
 
 
 def question_text(question) -> str:

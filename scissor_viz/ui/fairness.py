@@ -24,7 +24,7 @@ LIGHT_GROUPS = ("light",)  # outside the shared cap
 PER_SESSION = {"light": 4, "figures": 2, "decode": 1, "heavy": 1, "model": 2}
 PER_CLIENT = {"light": 6, "figures": 2, "decode": 2, "heavy": 1, "model": 2}
 SHARED = 48  # events queued or running in all heavy groups together
-BIG_TOKENS = 32 * 196  # videos above 32 frames' tokens take turns in the quick groups
+BIG_TOKENS = 16 * 196  # videos above the page's 16 frames take turns in the quick groups
 BUSY = "You already have {n} requests waiting for {what}; wait for one to finish."
 FULL = "The server is busy; try again in a minute."
 

@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -30,6 +31,8 @@ EXPORT_KEEP_S = float(os.environ.get("SCISSOR_VIZ_EXPORT_KEEP_S", 600))  # secon
 # The model's work, wrapped once at import (ZeroGPU registers functions when they are decorated).
 open_video = gpu(VideoAnalysis.open)
 ask_model = gpu(VideoAnalysis.answer)
+compare_methods = gpu(views.compare_views)  # FastV and VisionZip run the model
+method_curves = gpu(views.compare_curves)
 
 
 def user_errors(fn):
@@ -73,14 +76,15 @@ def progress_callback(progress: gr.Progress, stage: str | None = None):
     (``stage``, else the message's) and in every 10 % step, whichever steps the library
     reported: tokens another visitor's request left in the cache, and the model's files, show
     no progress of their own."""
-    last: dict[str, int] = {}
+    shown = {"step": -1, "label": None}
 
     def show(fraction: float, message: str) -> None:
         label = stage or (message if message in STAGES else "encoding frames")
-        step, done = int(fraction * 10 + 1e-9), last.get(label, -1)
-        for k in range(done + 1, step + 1):
+        step, last = int(fraction * 10 + 1e-9), shown["step"]
+        steps = range(last + 1, step + 1) if step > last else [step] * (label != shown["label"])
+        for k in steps:
             progress(k / 10, desc=label)
-        last[label] = max(step, done)
+        shown.update(step=max(step, last), label=label)
 
     return show
 
@@ -262,7 +266,7 @@ def show_answers(session, question, retention, use_tau, tau, progress=gr.Progres
 def compare(session, methods, retention, frame, question):
     question = checks.question_text(question)
     need_session(session).analysis.check_fits(methods, question)  # before any method runs
-    return views.compare_views(session, methods, float(retention), frame, question)
+    return compare_methods(session, methods, float(retention), frame, question)
 
 
 @frees_memory
@@ -270,7 +274,7 @@ def compare(session, methods, retention, frame, question):
 def curves(session, methods, question, progress=gr.Progress()):
     question = checks.question_text(question)
     need_session(session).analysis.check_fits(methods, question)  # before any method runs
-    rows = views.compare_curves(session, methods, question, progress)
+    rows = method_curves(session, methods, question, progress)
     return figures.metric_curves_figure(rows, views.METHOD_LABELS)
 
 
@@ -316,24 +320,30 @@ class Served:
 
     @frees_memory
     @user_errors
-    def load(self, video, frames, choice, ckpt, epsilon, progress=gr.Progress()):
-        """Decode and encode the chosen video: the session's analysis."""
+    def load(
+        self, video, frames, choice, ckpt, epsilon, request: gr.Request, progress=gr.Progress()
+    ):
+        """Decode and encode the chosen video: the session's analysis (an upload's tokens are
+        this session's own: another visitor's load of the same file never finds them)."""
         if not video:
             raise gr.Error("Upload a video or click one of the examples.")
         path = checks.uploaded_video(video)
+        private = None if checks.is_example(path) else getattr(request, "session_hash", "")
         report = progress_callback(progress)
         chosen = self.backends.get(choice, ckpt, progress_callback(progress, "loading the model"))
-        analysis = open_video(path, chosen, int(frames), float(epsilon or 0.0), report)
+        analysis = open_video(path, chosen, int(frames), float(epsilon or 0.0), report, private)
         session = Session(analysis)
         with SESSIONS.use(session):  # counted in the memory budget from now on
             return session, self.backends.status(choice, ckpt)
 
-    def load_new(self, video, frames, choice, ckpt, epsilon, progress=gr.Progress()):
+    def load_new(
+        self, video, frames, choice, ckpt, epsilon, request: gr.Request, progress=gr.Progress()
+    ):
         """A video picked (uploaded, or an example clicked): compress it at once; a cleared
         player does nothing."""
         if not video:
             return gr.skip()
-        return self.load(video, frames, choice, ckpt, epsilon, progress)
+        return self.load(video, frames, choice, ckpt, epsilon, request, progress)
 
     def status(self, choice, ckpt):
         return self.backends.status(choice, (ckpt or "").strip() or None)
@@ -352,7 +362,8 @@ class Served:
     def _api_analysis(self, video, frames: int) -> VideoAnalysis:
         path = checks.uploaded_video(video)
         chosen = self.backends.get(MODEL_CHOICE, None)
-        return open_video(path, chosen, frames)  # load_video checks the file
+        private = None if checks.is_example(path) else uuid.uuid4().hex  # no one else's
+        return open_video(path, chosen, frames, private=private)  # load_video checks the file
 
     @frees_memory
     @user_errors

@@ -119,7 +119,7 @@ def _controls(c: SimpleNamespace, backends: Backends) -> None:
         c.ckpt = gr.Textbox(  # free-form checkpoints only where the operator allows them
             "",
             label="Another checkpoint (hub id or local folder)",
-            placeholder=backends.checkpoint,
+            placeholder=public_name(backends.checkpoint),
             visible=backends.allow_any,
         )
 
@@ -351,6 +351,13 @@ class Page(gr.Blocks):
             if kwargs.get(key) is None:
                 kwargs[key] = value
         return super().launch(**kwargs)
+
+    async def process_api(self, *args, **kwargs):
+        try:
+            return await super().process_api(*args, **kwargs)
+        except gr.Error as err:  # Gradio's own checks repeat the whole value they refused
+            err.message = checks.brief(str(err.message))
+            raise
 
 
 def build_demo(
