@@ -20,9 +20,10 @@ import threading
 
 LIGHT_GROUPS = ("light",)  # outside the shared cap
 # Each cap is below its group's concurrency limit (layout.py), so a client at its cap leaves
-# a slot free for the others: light 16, figures 3, decode 3, heavy 2, model 1 (FIFO after it).
-PER_SESSION = {"light": 4, "figures": 2, "decode": 1, "heavy": 1, "model": 2}
-PER_CLIENT = {"light": 6, "figures": 2, "decode": 2, "heavy": 1, "model": 2}
+# a slot free for the others: light 16, figures 6, decode 3, heavy 2, model 1 (FIFO after it).
+# A page chains several events of a group (each listener: one running, one pending).
+PER_SESSION = {"light": 8, "figures": 4, "decode": 1, "heavy": 1, "model": 3}
+PER_CLIENT = {"light": 12, "figures": 4, "decode": 2, "heavy": 1, "model": 3}
 SHARED = 48  # events queued or running in all heavy groups together
 BIG_TOKENS = 16 * 196  # videos above the page's 16 frames take turns in the quick groups
 BUSY = "You already have {n} requests waiting for {what}; wait for one to finish."

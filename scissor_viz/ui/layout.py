@@ -37,7 +37,7 @@ PLAY_SECONDS = 0.7  # the τ scrubber's pace when playing
 # client may hold in it (fairness.PER_CLIENT), so one client never takes every slot.
 PAGE = dict(api_visibility="undocumented")  # the page's events; the documented API is gr.api
 LIGHT = dict(concurrency_id="light", concurrency_limit=16, **PAGE)
-FIGURES = dict(concurrency_id="figures", concurrency_limit=3, **PAGE)
+FIGURES = dict(concurrency_id="figures", concurrency_limit=6, **PAGE)
 DECODE = dict(concurrency_id="decode", concurrency_limit=3)  # the API's too
 HEAVY = dict(concurrency_id="heavy", concurrency_limit=2, **PAGE)
 MODEL = dict(concurrency_id="model", concurrency_limit=1, **PAGE)
