@@ -7,7 +7,7 @@ session's large video may not slow everyone's small redraws.
   client address at most ``PER_CLIENT[group]``, and all heavy groups together at most
   ``SHARED``; the light group is outside the shared cap (a flood of heavy calls never turns
   a slider move away). A refused event gets HTTP 503 with a readable reason.
-* ``costly(session)`` lets one event at a time work on a video above ``BIG_TOKENS`` in the
+* ``takes_turns`` lets one event at a time work on a video above ``BIG_TOKENS`` in the
   page's quick groups: four sessions looping on 128-frame redraws take one core between them,
   and a small video's slider move runs beside them in its own slot.
 """
@@ -15,6 +15,7 @@ session's large video may not slow everyone's small redraws.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import threading
 
@@ -86,13 +87,17 @@ def guard_queue(demo) -> None:
     queue.push = fair_push
 
 
-@contextlib.contextmanager
-def costly(session):
-    """Take the one big-video turn while working on a session above BIG_TOKENS."""
-    analysis = getattr(session, "analysis", None)
-    big = analysis is not None and analysis.num_tokens > BIG_TOKENS
-    if not big:
-        yield
-        return
-    with _big:
-        yield
+def takes_turns(fn):
+    """For the page's quick events (redraws, figures): work on a video above BIG_TOKENS waits
+    for the one big-video turn, so four such sessions take one core between them and a small
+    video's event runs beside them in its own slot."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        analysis = getattr(args[0] if args else None, "analysis", None)
+        if analysis is None or analysis.num_tokens <= BIG_TOKENS:
+            return fn(*args, **kwargs)
+        with _big:
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -44,8 +44,7 @@ def user_errors(fn):
         try:
             if session is None:
                 return fn(*args, **kwargs)
-            # the memory budget's clock, and one big video at a time in the quick groups
-            with SESSIONS.use(session), fairness.costly(session):
+            with SESSIONS.use(session):  # the memory budget's clock
                 return fn(*args, **kwargs)
         except gr.Error:
             raise
@@ -129,6 +128,7 @@ def after_load(session):
 
 
 @user_errors
+@fairness.takes_turns
 def refresh(session, retention, view, fill):
     """Compress at the slider's retention and redraw the numbers and the regions."""
     session = live_session(session, compressed=False)
@@ -137,6 +137,7 @@ def refresh(session, retention, view, fill):
 
 
 @user_errors
+@fairness.takes_turns
 def apply_tau(session, tau, view, fill):
     """A τ typed and confirmed with Enter: compress at it (and say τ now rules)."""
     session = live_session(session, compressed=False)
@@ -145,6 +146,7 @@ def apply_tau(session, tau, view, fill):
 
 
 @user_errors
+@fairness.takes_turns
 def refresh_tau(session, tau, use_tau, retention, view, fill):
     """The "set τ directly" box ticked or unticked: compress by τ or by retention."""
     session = live_session(session, compressed=False)
@@ -153,6 +155,7 @@ def refresh_tau(session, tau, use_tau, retention, view, fill):
 
 
 @user_errors
+@fairness.takes_turns
 def tau_graph(session, frame):
     """The selected frame's τ-graph at the current compression (always on screen)."""
     return views.tau_graph(live_session(session), frame)
@@ -160,6 +163,7 @@ def tau_graph(session, frame):
 
 @frees_memory  # opening the Similarity tab of a long video takes (and frees) 100s of MiB
 @user_errors
+@fairness.takes_turns
 def tab_views(session, frame, view, tab):
     """What the open tab shows; the other tabs are drawn when they are opened. Outputs: the
     Similarity tab's four figures, the probe's picture, the τ scrubber's step, picture, note."""
@@ -192,6 +196,7 @@ def open_tab(evt: gr.SelectData):
 
 
 @user_errors
+@fairness.takes_turns
 def recolour(session, view, fill):
     session = live_session(session)
     return views.region_html(session, view, fill), views.view_caption(view)
@@ -203,6 +208,7 @@ def pick_frame(evt: gr.SelectData):
 
 
 @user_errors
+@fairness.takes_turns
 def scrub_to(session, frame, step):
     """The τ scrubber dragged to a step."""
     steps = views.scrub_steps(live_session(session), views.clamp_frame(session, frame))
@@ -210,6 +216,7 @@ def scrub_to(session, frame, step):
 
 
 @user_errors
+@fairness.takes_turns
 def scrub_next(session, frame, step):
     """One tick of Play: the next step, from the first again after the last."""
     steps = views.scrub_steps(live_session(session), views.clamp_frame(session, frame))
@@ -224,6 +231,7 @@ def toggle_play(playing):
 
 
 @user_errors
+@fairness.takes_turns
 def probe(session, frame, view, fill, evt: gr.SelectData):
     """A clicked token: its region in every frame, its similarity to every token, the cell."""
     session = need_session(session)
@@ -235,6 +243,7 @@ def probe(session, frame, view, fill, evt: gr.SelectData):
 
 
 @user_errors
+@fairness.takes_turns
 def answer_hint(session):
     """While the slider moves: what the model would see (answers come on release)."""
     return views.answer_hint(live_session(session))
