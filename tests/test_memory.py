@@ -133,6 +133,7 @@ def test_the_budget_releases_the_least_recently_used_idle_session():
 
     budget = SessionBudget(250 * MIB)
     a, b, c = FakeSession(100), FakeSession(100), FakeSession(100)
+    b_analysis = b.analysis
     for s in (a, b):
         with budget.use(s):
             pass
@@ -140,6 +141,7 @@ def test_the_budget_releases_the_least_recently_used_idle_session():
         with budget.use(c):  # 300 MiB > 250: b goes, a is busy anyway
             pass
     assert b.analysis is None and a.analysis is not None and c.analysis is not None
+    assert b_analysis.released and not a.analysis.released
     assert budget.held() == 200 * MIB
     with pytest.raises(Released, match=RELEASED), budget.use(b):
         pass

@@ -100,10 +100,10 @@ class SessionBudget:
             self._lru[id(session)] = weakref.ref(session)
             self._lru.move_to_end(id(session))
             self._busy[id(session)] = self._busy.get(id(session), 0) + 1
-            victims = self._over_budget()
-        for victim in victims:
-            drop(victim)
-        if victims:
+            released = [detach(victim) for victim in self._over_budget()]
+        for analysis in released:  # no event can reach these any more
+            analysis.release()
+        if released:
             return_free_memory()
         try:
             yield session
@@ -144,11 +144,13 @@ class SessionBudget:
         return victims
 
 
-def drop(session) -> None:
-    """Release a session's video entirely (its page is told on its next event)."""
-    session.release()
-    session.analysis = session.comp = session.curve = None
-    session._thumbnails = None
+def detach(session):
+    """Take a session's video from it (its page is told on its next event); the analysis, to
+    release."""
+    analysis = session.analysis
+    session.analysis = session.comp = session.curve = session._thumbnails = None
+    session.scrubs = {}
+    return analysis
 
 
 SESSIONS = SessionBudget(budget_from_env())
