@@ -9,6 +9,8 @@ The page is served at once; the model loads in the background.
 
 import argparse
 import os
+import signal
+import sys
 
 # A server's threads share few cores: OpenMP threads that sleep instead of spinning while they
 # wait keep one visitor's small redraws from slowing down behind another's work (measured 2-4x on
@@ -31,6 +33,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = parser.parse_args()
     demo = build_demo(checkpoint=args.checkpoint, allow_any_checkpoint=args.allow_any_checkpoint)
+    # Stopped by SIGTERM (a supervisor, Spaces): exit cleanly so the exit hooks delete exports.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     demo.launch(server_name=args.host, server_port=args.port)
 
 

@@ -73,7 +73,8 @@ def main() -> None:
         def visitor(k: int, kind: str) -> None:
             t0 = time.perf_counter()
             try:
-                r = Client(url, verbose=False, download_files=False).predict(
+                address = {"X-Forwarded-For": f"10.8.0.{k + 1}"}  # each visitor its own address
+                r = Client(url, verbose=False, download_files=False, headers=address).predict(
                     handle_file(str(clips[kind])), 0.35, 16, api_name="/compress"
                 )
                 results[f"{k} {kind}"] = (time.perf_counter() - t0, f"served, {r['frames']} frames")

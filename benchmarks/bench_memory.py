@@ -153,24 +153,44 @@ def page_events(frames: int, retention: float, methods: list[str], choice: str, 
     ]
 
 
-def visit(url: str, frames: int, retention: float, methods: list[str], choice: str, on_event):
-    """Run a visitor's events on a fresh client; ``on_event(name, seconds)`` after each."""
+def light_events(frames: int, retention: float, methods, choice: str, handle_file):
+    """What a visitor who only looks does: load, the slider, the Similarity tab."""
+    return page_events(frames, retention, methods, choice, handle_file)[:4] + [
+        ("/tab_views", (0, VIEW, "Similarity"))
+    ]
+
+
+def visit(
+    url: str,
+    frames: int,
+    retention: float,
+    methods: list[str],
+    choice: str,
+    on_event,
+    k=0,
+    light=False,
+):
+    """Run a visitor's events on a fresh client; ``on_event(name, seconds)`` after each.
+    Visitor ``k`` comes from its own address (the server caps each address's share)."""
     from gradio_client import Client, handle_file
 
-    client = Client(url, verbose=False)
-    for name, args in page_events(frames, retention, methods, choice, handle_file):
+    client = Client(
+        url, verbose=False, headers={"X-Forwarded-For": f"10.9.{k // 250}.{k % 250 + 1}"}
+    )
+    events = light_events if light else page_events
+    for name, args in events(frames, retention, methods, choice, handle_file):
         start = time.perf_counter()
         client.predict(*args, api_name=name)
         on_event(name, time.perf_counter() - start)
     return client
 
 
-def serve(log: Path):
+def serve(log: Path, checkpoint: str | None = None, **env: str):
     from tests.serving import serve_app
 
     missing = Path(tempfile.gettempdir()) / "scissor-viz-bench-no-checkpoint"
     assert not missing.exists(), f"{missing} must not exist (the app must fall back to pixels)"
-    return serve_app(log, SCISSOR_VIZ_CHECKPOINT=str(missing))
+    return serve_app(log, SCISSOR_VIZ_CHECKPOINT=checkpoint or str(missing), **env)
 
 
 def server_pid(url: str) -> int:
@@ -210,9 +230,9 @@ def mib(n: float) -> str:
     return f"{n / MIB:,.0f}"
 
 
-def one_visitor(args, methods: list[str]) -> int:
+def one_visitor(args, methods: list[str], checkpoint: str | None = None) -> int:
     print(f"## One visitor: {args.frames} frames, retention {args.retention}, every tab\n")
-    with serve(Path(args.log)) as url:
+    with serve(Path(args.log), checkpoint) as url:
         pid = server_pid(url)
         idle = settle(pid)
         print(f"idle server (tree RSS): {mib(idle)} MiB\n")
@@ -245,8 +265,11 @@ def one_visitor(args, methods: list[str]) -> int:
 
 def many_visitors(args, methods: list[str]) -> int:
     n, frames = args.visitors, args.visitor_frames
-    print(f"\n## {n} visitors at once: {frames} frames each, retention {args.retention}\n")
-    with serve(Path(args.log)) as url:
+    what = "load, slider, Similarity tab" if args.light else "every tab"
+    print(f"\n## {n} visitors at once: {frames} frames each, retention {args.retention}, {what}")
+    budget = {"SCISSOR_VIZ_MEMORY_BUDGET_MIB": str(args.budget)} if args.budget else {}
+    print(f"sessions' memory budget: {args.budget or 'default'} MiB\n")
+    with serve(Path(args.log), **budget) as url:
         pid = server_pid(url)
         idle = settle(pid)
         with Sampler(pid) as sampler:
@@ -255,9 +278,17 @@ def many_visitors(args, methods: list[str]) -> int:
             with ThreadPoolExecutor(n) as pool:
                 jobs = [
                     pool.submit(
-                        visit, url, frames, args.retention, methods, args.choice, lambda *a: None
+                        visit,
+                        url,
+                        frames,
+                        args.retention,
+                        methods,
+                        args.choice,
+                        lambda *a: None,
+                        k,
+                        args.light,
                     )
-                    for _ in range(n)
+                    for k in range(n)
                 ]
                 for job in jobs:
                     job.result()
@@ -273,6 +304,27 @@ def many_visitors(args, methods: list[str]) -> int:
     )
     print(f"\nMiB (tree RSS); answers afterwards: {'yes' if answers else 'NO'}")
     return 0 if answers else 1
+
+
+def fastv_visitor(args, methods: list[str]) -> int:
+    """One visitor at the most frames FastV's budget allows, with FastV among the methods, on
+    the tiny random LLaVA-OneVision (4 heads): the budget bounds heads x tokens^2 whatever the
+    model, so the peak is what a real model's FastV may take at its own largest frames."""
+    from scissor_viz.models import load_backend
+    from tests.tiny_llava import build_tiny_llava_folder
+
+    folder = build_tiny_llava_folder(Path(tempfile.mkdtemp(prefix="bench-fastv-")) / "tiny")
+    backend = load_backend(str(folder), fallback=False)
+    frames = 128
+    while frames > 1:  # the largest number of frames FastV is not refused at
+        try:
+            backend.check_llm_attention(QUESTION, frames * 196)
+            break
+        except ValueError:
+            frames -= 1
+    print(f"FastV's largest frames under its budget (tiny model): {frames}")
+    args.frames = frames
+    return one_visitor(args, methods + ["fastv"], str(folder))
 
 
 # ----------------------------------------------------------------------------- --held
@@ -330,11 +382,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--choice", default=MODEL_CHOICE, help="the page's backend choice")
     parser.add_argument("--methods", default=",".join(runnable_methods(llm_attention=False)))
     parser.add_argument("--held", action="store_true", help="VideoAnalysis.nbytes() instead")
+    parser.add_argument("--light", action="store_true", help="visitors only load and look")
+    parser.add_argument("--budget", type=int, default=0, help="sessions' budget, MiB")
+    parser.add_argument(
+        "--fastv",
+        action="store_true",
+        help="one visitor with FastV (tiny model) at the most frames",
+    )
     parser.add_argument("--log", default=str(Path(tempfile.gettempdir()) / "bench_memory.log"))
     args = parser.parse_args(argv)
     methods = args.methods.split(",")
     if args.held:
         return held(args.frames or [16, 128], methods)
+    if args.fastv:
+        return fastv_visitor(args, methods)
     args.frames = (args.frames or [128])[0]
     code = 0 if args.skip_one else one_visitor(args, methods)
     if args.visitors:

@@ -11,7 +11,7 @@ its metrics) are shared by the app and the sweep.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,11 +112,14 @@ class VideoAnalysis:
         num_frames: int = 16,
         epsilon: float = 0.05,
         progress: ProgressFn | None = None,
+        private: Hashable | None = None,
     ) -> VideoAnalysis:
-        """Decode ``num_frames`` frames of ``path`` and encode them (raises VideoError)."""
+        """Decode ``num_frames`` frames of ``path`` and encode them (raises VideoError).
+        ``private`` files the tokens apart from others' (a server's visitor: no one else's
+        request finds them in the backend's cache)."""
         report(progress, 0.0, "decoding frames")
         clip = load_video(path, num_frames)
-        return cls.from_clip(clip, backend, epsilon, scaled(progress, 0.1, 1.0))
+        return cls.from_clip(clip, backend, epsilon, scaled(progress, 0.1, 1.0), private)
 
     @classmethod
     def from_clip(
@@ -125,8 +128,10 @@ class VideoAnalysis:
         backend: Backend,
         epsilon: float = 0.05,
         progress: ProgressFn | None = None,
+        private: Hashable | None = None,
     ) -> VideoAnalysis:
-        tokens = backend.encode(clip.frames, key=clip.key, progress=progress)
+        key = clip.key if private is None else (clip.key, private)
+        tokens = backend.encode(clip.frames, key=key, progress=progress)
         report(progress, 1.0, "tokens ready")
         return cls(clip, backend, tokens, scissor_index(tokens, epsilon))  # shared with methods
 
@@ -244,6 +249,13 @@ class VideoAnalysis:
         return result
 
     # --- memory
+
+    def check_fits(self, methods: list[str], question: str | None = None) -> None:
+        """Refuse (ValueError), before any of ``methods`` runs, one whose memory could not fit:
+        FastV's eager attention over every token of this video."""
+        if "fastv" in methods and self.backend.has_llm_attention:
+            text = (question or "").strip() or DEFAULT_FASTV_QUESTION
+            self.backend.check_llm_attention(text, self.num_tokens)
 
     def nbytes(self) -> dict[str, int]:
         """Bytes this analysis holds, by part, and their ``total``: the decoded ``frames``,

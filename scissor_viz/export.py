@@ -13,7 +13,12 @@ must match the labels) and/or ``frame_indices`` (each sampled frame's number in 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import shutil
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -271,3 +276,36 @@ def save_partition(
 def load_partition(path: str | Path) -> Partition:
     """Read a partition written by :func:`save_partition`."""
     return Partition.from_dict(json.loads(Path(path).read_text()))
+
+
+# ----------------------------------------------------------------------------- a server's folders
+
+_swept: set[Path] = set()
+_swept_lock = threading.Lock()
+
+
+def sweep_folders(root: Path, keep_s: float) -> None:
+    """Delete the folders in ``root`` last changed more than ``keep_s`` seconds ago."""
+    for old in Path(root).iterdir() if Path(root).is_dir() else ():
+        with contextlib.suppress(OSError):
+            if time.time() - old.stat().st_mtime > keep_s:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def sweep_on_timer(root: Path, keep_s: float) -> None:
+    """Sweep ``root`` every ``keep_s / 2`` seconds (at most a minute) from now on, and delete it
+    when the process exits (once per root, however often it is called)."""
+    root = Path(root)
+    with _swept_lock:
+        if root in _swept:
+            return
+        _swept.add(root)
+    every = max(min(keep_s / 2, 60.0), 0.5)
+
+    def sweep() -> None:
+        while True:
+            time.sleep(every)
+            sweep_folders(root, keep_s)
+
+    threading.Thread(target=sweep, name="sweep-exports", daemon=True).start()
+    atexit.register(shutil.rmtree, root, ignore_errors=True)

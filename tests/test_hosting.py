@@ -159,3 +159,39 @@ def test_whoever_launches_gets_the_upload_cap_and_stylesheet(app):
     assert demo.max_file_size == MAX_UPLOAD_BYTES
     config = httpx.get(url + "config").json()
     assert config["max_file_size"] == MAX_UPLOAD_BYTES and "frames-grid" in config["css"]
+
+
+def test_the_queue_caps_each_session_and_address_below_each_group(monkeypatch):
+    from types import SimpleNamespace
+
+    from scissor_viz.ui import fairness
+
+    def ask(events, group="decode", session="s1", client="a"):
+        return fairness.refusal(events, group, session, client)
+
+    mine = [("decode", "s1", "a")]
+    assert ask([]) is None and ask(mine, session="s2") is None  # a second session, same address
+    assert "wait for one to finish" in ask(mine)  # one decode per session
+    two = [("decode", "s1", "a"), ("decode", "s2", "a")]
+    assert "wait for one to finish" in ask(two, session="s3")  # two per address
+    assert ask(two, session="s3", client="b") is None  # another visitor gets the third slot
+    monkeypatch.setattr(fairness, "SHARED", 3)
+    crowd = [("heavy", f"s{k}", f"c{k}") for k in range(3)]
+    assert ask(crowd, client="new") == fairness.FULL
+    assert ask(crowd, "light", client="new") is None  # redraws are outside the shared cap
+    from scissor_viz.ui import layout
+
+    groups = (layout.LIGHT, layout.FIGURES, layout.DECODE, layout.HEAVY, layout.MODEL)
+    width = {g["concurrency_id"]: g["concurrency_limit"] for g in groups}
+    assert set(width) == set(fairness.PER_CLIENT) == set(fairness.PER_SESSION)
+    for group, limit in fairness.PER_CLIENT.items():  # one address never takes every slot
+        assert limit < width[group] or width[group] == 1, group
+
+    def request(peer, forwarded=""):
+        return SimpleNamespace(
+            client=SimpleNamespace(host=peer), headers={"x-forwarded-for": forwarded}
+        )
+
+    assert fairness.client_of(request("127.0.0.1", "6.6.6.6, 10.0.0.7")) == "10.0.0.7"
+    assert fairness.client_of(request("8.8.8.8", "10.0.0.7")) == "8.8.8.8"  # not our proxy
+    assert fairness.client_of(request("127.0.0.1")) == "127.0.0.1"

@@ -7,8 +7,9 @@
 
 Both go through :func:`capture_attention`: it hooks one attention module, switches its model to
 eager attention (the only implementation that returns weights) and restores everything after.
-Eager attention holds heads x queries x keys weights per layer, so both check what that costs
-against a budget first (:func:`check_attention_budget`) and refuse, in words, above it.
+Eager attention holds heads x queries x keys weights per layer, several times over (the
+scores, the masked scores, the softmax), so both check what that costs against a budget first
+(:func:`check_attention_budget`) and refuse, in words, above it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from contextlib import contextmanager
 import torch
 
 ATTENTION_BUDGET_ENV = "SCISSOR_VIZ_ATTENTION_BUDGET_MB"
-DEFAULT_ATTENTION_BUDGET = 1 << 30  # bytes of one layer's eager attention weights (1 GiB)
+DEFAULT_ATTENTION_BUDGET = 1 << 30  # bytes one layer's eager attention may take (1 GiB)
 WEIGHT_BYTES = 4  # eager attention's softmax runs in float32, whatever the model's dtype
+# Maps of heads x L^2 x WEIGHT_BYTES alive at once in one eager layer: measured 2.2-2.4 (peak
+# RSS over the map's size, float32, 8-24 frames, tests/test_memory.py checks it stays below).
+EAGER_COPIES = 3
 
 
 class _Stop(Exception):
@@ -29,8 +33,8 @@ class _Stop(Exception):
 
 
 def attention_budget() -> int:
-    """Bytes one layer's eager attention weights may take: ``$SCISSOR_VIZ_ATTENTION_BUDGET_MB``
-    (MiB), else :data:`DEFAULT_ATTENTION_BUDGET`."""
+    """Bytes one layer's eager attention (all its copies) may take:
+    ``$SCISSOR_VIZ_ATTENTION_BUDGET_MB`` (MiB), else :data:`DEFAULT_ATTENTION_BUDGET`."""
     text = os.environ.get(ATTENTION_BUDGET_ENV, "").strip()
     if not text:
         return DEFAULT_ATTENTION_BUDGET
@@ -44,22 +48,24 @@ def attention_budget() -> int:
 
 
 def attention_bytes(heads: int, length: int, batch: int = 1) -> int:
-    """Bytes of eager attention weights for ``batch`` sequences of ``length`` tokens."""
-    return batch * heads * length * length * WEIGHT_BYTES
+    """Bytes eager attention takes at its peak for ``batch`` sequences of ``length`` tokens:
+    EAGER_COPIES maps of heads x length^2 weights each."""
+    return EAGER_COPIES * batch * heads * length * length * WEIGHT_BYTES
 
 
 def check_attention_budget(
     what: str, heads: int, length: int, batch: int = 1, budget: int | None = None
 ) -> None:
     """A ValueError that says why, when ``what`` would need more eager attention memory
-    (heads x length^2 x 4 bytes per sequence) than the budget allows."""
+    (EAGER_COPIES x heads x length^2 x 4 bytes per sequence) than the budget allows."""
     budget = attention_budget() if budget is None else budget
     need = attention_bytes(heads, length, batch)
     if need > budget:
-        fits = int((budget / (batch * heads * WEIGHT_BYTES)) ** 0.5)
+        fits = int((budget / attention_bytes(heads, 1, batch)) ** 0.5)
         raise ValueError(
-            f"{what} needs the attention map over {length:,} tokens: {heads} heads x "
-            f"{length:,}^2 x {WEIGHT_BYTES} bytes = {need / 2**30:.2f} GiB, over this server's "
+            f"{what} needs the attention map over {length:,} tokens: {EAGER_COPIES} copies of "
+            f"{heads} heads x {length:,}^2 x {WEIGHT_BYTES} bytes = {need / 2**30:.2f} GiB at "
+            "once, over this server's "
             f"budget of {budget / 2**30:.2f} GiB (about {fits:,} tokens; {ATTENTION_BUDGET_ENV} "
             "sets it). Use fewer frames."
         )

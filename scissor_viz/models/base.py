@@ -119,8 +119,9 @@ class Backend(ABC):
         frames = check_frames(frames)
         ckey = self.cache_key(frames, key)
         hit = self.cache.get(ckey)
-        if hit is not None:
-            report(progress, 1.0, "tokens from cache")
+        if hit is not None:  # reported as an encode, frame by frame: a hit tells no history
+            for t in range(len(frames)):
+                report(progress, (t + 1) / len(frames), f"frame {t + 1}/{len(frames)}")
             return hit
         tokens = self._encode(frames, progress)
         self.cache.put(ckey, tokens)
@@ -150,6 +151,11 @@ class Backend(ABC):
         """(K,) float32: the attention each of ``tokens`` receives inside the language model
         when asked ``question`` (where ``has_llm_attention``)."""
         raise AbilityUnavailable(f"{self.name} has no language model attention")
+
+    def check_llm_attention(self, question: str, num_tokens: int) -> None:
+        """Raise ValueError when :meth:`llm_attention` over ``num_tokens`` tokens could not fit
+        this server's memory (checked before a comparison runs anything)."""
+        return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {self.description}>"

@@ -31,6 +31,8 @@ from PIL import Image
 from scissor_viz.models.attention import (
     batch_within_budget,
     capture_attention,
+    check_attention_budget,
+    decoder_of,
     fastv_scores,
     last_vision_attention,
 )
@@ -582,6 +584,13 @@ class LlavaOnevisionBackend(Backend):
         ids, _ = self.prompt_ids(question)
         ids = ids[None].to(self.device)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def check_llm_attention(self, question: str, num_tokens: int) -> None:
+        """Refuse (ValueError) before any work a :meth:`llm_attention` over ``num_tokens``
+        tokens whose eager attention would not fit the budget."""
+        ids, _ = self.prompt_ids(question)  # the placeholder becomes the tokens + a newline
+        heads = decoder_of(self.model).config.num_attention_heads
+        check_attention_budget("FastV", heads, len(ids) + num_tokens)
 
     def llm_attention(self, question: str, tokens: torch.Tensor, layer: int = 2) -> torch.Tensor:
         """FastV's ranking of ``tokens`` ((T, P, d) or (K, d)): the attention each receives from

@@ -5,15 +5,35 @@ widget, decides what may load."""
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+
 from scissor_viz.models import (
     REFUSED,
     Backend,
+    BackendLoadError,
     BackendRegistry,
     CheckpointPolicy,
+    CheckpointRefused,
     PixelBackend,
 )
 
+log = logging.getLogger(__name__)
 MODEL_CHOICE, PIXEL_CHOICE = "LLaVA-OneVision", "Pixel descriptors (no model)"
+# What visitors read when the model did not load (the server's log has the path and the error).
+NOT_LOADED = "The configured model could not be loaded; the server's log says why."
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def public_name(checkpoint: str | None) -> str:
+    """The checkpoint as visitors may read it: a hub id as it is; a folder on this server (or
+    anything else) as "the configured model"."""
+    name = (checkpoint or "").strip()
+    if HUB_ID.fullmatch(name) and not name.startswith(".") and not os.path.exists(name):
+        return name
+    return "the configured model"
+
 
 try:  # ZeroGPU on Hugging Face Spaces; a no-op everywhere else
     import spaces
@@ -64,7 +84,28 @@ class Backends:
         name = self._model(choice, checkpoint)
         if name is None:
             return self.pixels if choice == PIXEL_CHOICE else self.injected
-        return self.registry.get(name, progress=progress)
+        try:
+            return self._public(self.registry.get(name, progress=progress))
+        except CheckpointRefused:
+            raise
+        except BackendLoadError as err:
+            log.error("the model %s did not load: %s", name, err)
+            raise BackendLoadError(NOT_LOADED) from err
+
+    def _public(self, backend: Backend) -> Backend:
+        """The backend as visitors see it: a fallback's reason and a folder's path stay in the
+        server's log (the fallback is replaced by pixels that say only NOT_LOADED)."""
+        if backend.load_error and backend.load_error != NOT_LOADED:
+            if getattr(backend, "shown", None) is None:
+                log.error("the model did not load, pixels stand in: %s", backend.load_error)
+                backend.shown = PixelBackend(load_error=NOT_LOADED, cache=backend.cache)
+            return backend.shown
+        private = backend.checkpoint or ""
+        if private and public_name(private) != private and private in backend.name:
+            shown = public_name(private)
+            backend.name = backend.name.replace(private, shown)
+            backend.description = backend.description.replace(private, shown)
+        return backend
 
     def loading(self, choice: str, checkpoint: str | None) -> bool:
         """Whether the chosen model is loading now."""
@@ -77,15 +118,15 @@ class Backends:
         if name is None:
             return describe(self.pixels if choice == PIXEL_CHOICE else self.injected)
         status = self.registry.status(name)
+        shown = public_name(status.checkpoint)
         if status.state == "refused":
             return f"⚠️ {REFUSED}"
         if status.state in ("idle", "loading"):
-            what = f"{status.message} ({status.fraction:.0%})" if status.message else "starting"
-            return f"⏳ Loading `{status.checkpoint}`: {what}"
+            return f"⏳ Loading `{shown}`: {status.fraction:.0%}"  # messages may name files
         if status.state == "failed":
             later = f" It is tried again in {status.retry_in:.0f} s." if status.retry_in else ""
-            return f"⚠️ Could not load `{status.checkpoint}`: {status.message}{later}"
-        return describe(status.backend)
+            return f"⚠️ {NOT_LOADED}{later}"
+        return describe(self._public(status.backend))
 
 
 def describe(backend: Backend) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
+import os
 import tempfile
-import time
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -17,19 +17,22 @@ from scissor_viz import export, figures, grid, scrub
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import AnswerUnavailable, BackendLoadError
 from scissor_viz.scc import check_retention
-from scissor_viz.ui import checks, views
+from scissor_viz.ui import checks, fairness, views
 from scissor_viz.ui.backends import MODEL_CHOICE, Backends, gpu
-from scissor_viz.ui.memory import frees_memory
+from scissor_viz.ui.memory import RELEASED, SESSIONS, Released, frees_memory
 from scissor_viz.ui.views import DEFAULT_FRAMES, NoSession, Session, live_session, need_session
 from scissor_viz.video import VideoError, without_paths
 
 log = logging.getLogger(__name__)
-EXPORTS = Path(tempfile.gettempdir()) / "scissor-viz-exports"
-EXPORT_KEEP_S = 600  # seconds an export's own folder is kept
+# This server's exports (deleted on a timer and at exit; Gradio serves its own copies).
+EXPORTS = Path(tempfile.gettempdir()) / f"scissor-viz-exports-{os.getpid()}"
+EXPORT_KEEP_S = float(os.environ.get("SCISSOR_VIZ_EXPORT_KEEP_S", 600))  # seconds one is kept
 
 # The model's work, wrapped once at import (ZeroGPU registers functions when they are decorated).
 open_video = gpu(VideoAnalysis.open)
 ask_model = gpu(VideoAnalysis.answer)
+compare_methods = gpu(views.compare_views)  # FastV and VisionZip run the model
+method_curves = gpu(views.compare_curves)
 
 
 def user_errors(fn):
@@ -37,39 +40,60 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        session = next((a for a in args if isinstance(a, Session)), None)
         try:
-            return fn(*args, **kwargs)
+            if session is None:
+                return fn(*args, **kwargs)
+            with SESSIONS.use(session):  # the memory budget's clock
+                return fn(*args, **kwargs)
         except gr.Error:
             raise
+        except Released as err:
+            raise gr.Error(RELEASED) from err
         except NoSession:  # a live control moved before any video ran: nothing to redraw
             return gr.skip()
         except (VideoError, BackendLoadError, AnswerUnavailable) as err:
-            raise gr.Error(without_paths(str(err))) from err
+            raise gr.Error(checks.brief(without_paths(str(err)))) from err
         except ValueError as err:  # mostly a refused argument; logged in case it is a bug
             log.warning("%s refused its arguments", fn.__name__, exc_info=True)
-            raise gr.Error(without_paths(str(err))) from err
+            raise gr.Error(checks.brief(without_paths(str(err)))) from err
         except MemoryError as err:
             raise gr.Error("Out of memory: try fewer frames or a smaller video.") from err
         except Exception as err:
             log.exception("unexpected error in %s", fn.__name__)
-            why = without_paths(f"{type(err).__name__}: {err}")
+            why = checks.brief(without_paths(f"{type(err).__name__}: {err}"))
             raise gr.Error(f"Something went wrong ({why}).") from err
 
     return wrapper
 
 
-def progress_callback(progress: gr.Progress):
-    """The library's (fraction, message) progress reports, shown on Gradio's progress bar."""
-    return lambda fraction, message: progress(fraction, desc=message)
+STAGES = ("decoding frames", "tokens ready")  # a load's own words; the rest is "encoding frames"
+
+
+def progress_callback(progress: gr.Progress, stage: str | None = None):
+    """The library's (fraction, message) progress reports on Gradio's progress bar, by stage
+    (``stage``, else the message's) and in every 10 % step, whichever steps the library
+    reported: tokens another visitor's request left in the cache, and the model's files, show
+    no progress of their own."""
+    shown = {"step": -1, "label": None}
+
+    def show(fraction: float, message: str) -> None:
+        label = stage or (message if message in STAGES else "encoding frames")
+        step, last = int(fraction * 10 + 1e-9), shown["step"]
+        steps = range(last + 1, step + 1) if step > last else [step] * (label != shown["label"])
+        for k in steps:
+            progress(k / 10, desc=label)
+        shown.update(step=max(step, last), label=label)
+
+    return show
 
 
 def export_folder(root: Path = EXPORTS, keep_s: float = EXPORT_KEEP_S) -> Path:
-    """A new folder for one export; older exports' folders are deleted (Gradio serves its own
-    copies of the files, so disk use stays bounded)."""
+    """A new folder for one export; exports' folders older than ``keep_s`` are deleted now,
+    on a timer and at exit (Gradio serves its own copies of the files)."""
     root.mkdir(parents=True, exist_ok=True)
-    for old in root.iterdir():
-        if time.time() - old.stat().st_mtime > keep_s:
-            shutil.rmtree(old, ignore_errors=True)
+    export.sweep_folders(root, keep_s)
+    export.sweep_on_timer(root, keep_s)
     return Path(tempfile.mkdtemp(dir=root))
 
 
@@ -104,6 +128,7 @@ def after_load(session):
 
 
 @user_errors
+@fairness.takes_turns
 def refresh(session, retention, view, fill):
     """Compress at the slider's retention and redraw the numbers and the regions."""
     session = live_session(session, compressed=False)
@@ -112,6 +137,7 @@ def refresh(session, retention, view, fill):
 
 
 @user_errors
+@fairness.takes_turns
 def apply_tau(session, tau, view, fill):
     """A τ typed and confirmed with Enter: compress at it (and say τ now rules)."""
     session = live_session(session, compressed=False)
@@ -120,6 +146,7 @@ def apply_tau(session, tau, view, fill):
 
 
 @user_errors
+@fairness.takes_turns
 def refresh_tau(session, tau, use_tau, retention, view, fill):
     """The "set τ directly" box ticked or unticked: compress by τ or by retention."""
     session = live_session(session, compressed=False)
@@ -128,6 +155,7 @@ def refresh_tau(session, tau, use_tau, retention, view, fill):
 
 
 @user_errors
+@fairness.takes_turns
 def tau_graph(session, frame):
     """The selected frame's τ-graph at the current compression (always on screen)."""
     return views.tau_graph(live_session(session), frame)
@@ -135,6 +163,7 @@ def tau_graph(session, frame):
 
 @frees_memory  # opening the Similarity tab of a long video takes (and frees) 100s of MiB
 @user_errors
+@fairness.takes_turns
 def tab_views(session, frame, view, tab):
     """What the open tab shows; the other tabs are drawn when they are opened. Outputs: the
     Similarity tab's four figures, the probe's picture, the τ scrubber's step, picture, note."""
@@ -156,7 +185,9 @@ def release_session(session) -> None:
     """A session expired (idle for SESSION_TTL, or its page closed): free its heavy parts now,
     whoever still holds a reference."""
     if isinstance(session, Session):
-        session.release()
+        SESSIONS.forget(session)
+        if session.analysis is not None:
+            session.release()
 
 
 def open_tab(evt: gr.SelectData):
@@ -165,6 +196,7 @@ def open_tab(evt: gr.SelectData):
 
 
 @user_errors
+@fairness.takes_turns
 def recolour(session, view, fill):
     session = live_session(session)
     return views.region_html(session, view, fill), views.view_caption(view)
@@ -176,6 +208,7 @@ def pick_frame(evt: gr.SelectData):
 
 
 @user_errors
+@fairness.takes_turns
 def scrub_to(session, frame, step):
     """The τ scrubber dragged to a step."""
     steps = views.scrub_steps(live_session(session), views.clamp_frame(session, frame))
@@ -183,6 +216,7 @@ def scrub_to(session, frame, step):
 
 
 @user_errors
+@fairness.takes_turns
 def scrub_next(session, frame, step):
     """One tick of Play: the next step, from the first again after the last."""
     steps = views.scrub_steps(live_session(session), views.clamp_frame(session, frame))
@@ -197,17 +231,19 @@ def toggle_play(playing):
 
 
 @user_errors
+@fairness.takes_turns
 def probe(session, frame, view, fill, evt: gr.SelectData):
     """A clicked token: its region in every frame, its similarity to every token, the cell."""
     session = need_session(session)
     frame = views.clamp_frame(session, frame)
     image = session.analysis.clip.frames[frame]
-    x, y = evt.index
-    token = grid.token_at(int(y), int(x), image.shape[0], image.shape[1])
+    y, x = checks.click_at(evt.index, *image.shape[:2])
+    token = grid.token_at(y, x, image.shape[0], image.shape[1])
     return views.probe_views(session, frame, token, view, fill)
 
 
 @user_errors
+@fairness.takes_turns
 def answer_hint(session):
     """While the slider moves: what the model would see (answers come on release)."""
     return views.answer_hint(live_session(session))
@@ -238,14 +274,16 @@ def show_answers(session, question, retention, use_tau, tau, progress=gr.Progres
 @user_errors
 def compare(session, methods, retention, frame, question):
     question = checks.question_text(question)
-    return views.compare_views(need_session(session), methods, float(retention), frame, question)
+    need_session(session).analysis.check_fits(methods, question)  # before any method runs
+    return compare_methods(session, methods, float(retention), frame, question)
 
 
 @frees_memory
 @user_errors
 def curves(session, methods, question, progress=gr.Progress()):
     question = checks.question_text(question)
-    rows = views.compare_curves(need_session(session), methods, question, progress)
+    need_session(session).analysis.check_fits(methods, question)  # before any method runs
+    rows = method_curves(session, methods, question, progress)
     return figures.metric_curves_figure(rows, views.METHOD_LABELS)
 
 
@@ -253,6 +291,7 @@ def curves(session, methods, question, progress=gr.Progress()):
 @user_errors
 def compare_answers(session, methods, retention, question, progress=gr.Progress()):
     session, question = need_session(session), checks.question_text(question)
+    session.analysis.check_fits(methods, question)  # before any method runs
     return views.answer_rows(session, methods, float(retention), question, progress)
 
 
@@ -290,22 +329,30 @@ class Served:
 
     @frees_memory
     @user_errors
-    def load(self, video, frames, choice, ckpt, epsilon, progress=gr.Progress()):
-        """Decode and encode the chosen video: the session's analysis."""
+    def load(
+        self, video, frames, choice, ckpt, epsilon, request: gr.Request, progress=gr.Progress()
+    ):
+        """Decode and encode the chosen video: the session's analysis (an upload's tokens are
+        this session's own: another visitor's load of the same file never finds them)."""
         if not video:
             raise gr.Error("Upload a video or click one of the examples.")
         path = checks.uploaded_video(video)
+        private = None if checks.is_example(path) else getattr(request, "session_hash", "")
         report = progress_callback(progress)
-        chosen = self.backends.get(choice, ckpt, report)
-        analysis = open_video(path, chosen, int(frames), float(epsilon or 0.0), report)
-        return Session(analysis), self.backends.status(choice, ckpt)
+        chosen = self.backends.get(choice, ckpt, progress_callback(progress, "loading the model"))
+        analysis = open_video(path, chosen, int(frames), float(epsilon or 0.0), report, private)
+        session = Session(analysis)
+        with SESSIONS.use(session):  # counted in the memory budget from now on
+            return session, self.backends.status(choice, ckpt)
 
-    def load_new(self, video, frames, choice, ckpt, epsilon, progress=gr.Progress()):
+    def load_new(
+        self, video, frames, choice, ckpt, epsilon, request: gr.Request, progress=gr.Progress()
+    ):
         """A video picked (uploaded, or an example clicked): compress it at once; a cleared
         player does nothing."""
         if not video:
             return gr.skip()
-        return self.load(video, frames, choice, ckpt, epsilon, progress)
+        return self.load(video, frames, choice, ckpt, epsilon, request, progress)
 
     def status(self, choice, ckpt):
         return self.backends.status(choice, (ckpt or "").strip() or None)
@@ -324,7 +371,8 @@ class Served:
     def _api_analysis(self, video, frames: int) -> VideoAnalysis:
         path = checks.uploaded_video(video)
         chosen = self.backends.get(MODEL_CHOICE, None)
-        return VideoAnalysis.open(path, chosen, frames)  # load_video checks the file
+        private = None if checks.is_example(path) else uuid.uuid4().hex  # no one else's
+        return open_video(path, chosen, frames, private=private)  # load_video checks the file
 
     @frees_memory
     @user_errors
@@ -351,7 +399,7 @@ class Served:
                 "No model is loaded, so there is no answer: "
                 f"{analysis.backend.unavailable_reason or analysis.backend.load_error}"
             )
-        result = analysis.answer(question, comp)
+        result = ask_model(analysis, question, comp)
         return dict(
             answer=result.text,
             visual_tokens=result.visual_tokens,

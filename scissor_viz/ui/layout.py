@@ -13,9 +13,9 @@ import gradio as gr
 
 from scissor_viz import figures, regions, scrub
 from scissor_viz.models import Backend
-from scissor_viz.ui import checks
+from scissor_viz.ui import checks, fairness, memory
 from scissor_viz.ui import handlers as on
-from scissor_viz.ui.backends import MODEL_CHOICE, PIXEL_CHOICE, Backends
+from scissor_viz.ui.backends import MODEL_CHOICE, PIXEL_CHOICE, Backends, public_name
 from scissor_viz.ui.views import (
     DEFAULT_FRAMES,
     DEFAULT_METHODS,
@@ -30,13 +30,15 @@ from scissor_viz.video import MAX_FRAMES, example_videos
 
 SESSION_TTL = 600  # seconds a session's video stays in memory after its last change
 PLAY_SECONDS = 0.7  # the τ scrubber's pace when playing
-# The queue's concurrency groups, so light work never waits behind heavy work: redraws; decoding
-# and encoding a video (the page's load and both API calls: the model's own lock serialises its
-# use, so a long decode never holds the answer slot); the comparison and exports; the page's
-# answers.
+# The queue's concurrency groups, so light work never waits behind heavy work: redraws; the
+# O(tokens²) figures (Similarity tab, probe); decoding and encoding a video (the page's load and
+# both API calls: the model's own lock serialises its use, so a long decode never holds the
+# answer slot); the comparison and exports; the page's answers. Each is wider than what one
+# client may hold in it (fairness.PER_CLIENT), so one client never takes every slot.
 PAGE = dict(api_visibility="undocumented")  # the page's events; the documented API is gr.api
-LIGHT = dict(concurrency_id="light", concurrency_limit=4, **PAGE)
-DECODE = dict(concurrency_id="decode", concurrency_limit=2)  # the API's too
+LIGHT = dict(concurrency_id="light", concurrency_limit=16, **PAGE)
+FIGURES = dict(concurrency_id="figures", concurrency_limit=6, **PAGE)
+DECODE = dict(concurrency_id="decode", concurrency_limit=3)  # the API's too
 HEAVY = dict(concurrency_id="heavy", concurrency_limit=2, **PAGE)
 MODEL = dict(concurrency_id="model", concurrency_limit=1, **PAGE)
 # A click on a frame of the grid is a select event with that frame's index.
@@ -108,7 +110,8 @@ def _controls(c: SimpleNamespace, backends: Backends) -> None:
             label="ε (error bound of the sampled components, used above 16,384 tokens)",
         )
         c.choice = gr.Radio(
-            [(f"Model: {backends.checkpoint}", MODEL_CHOICE), (PIXEL_CHOICE, PIXEL_CHOICE)],
+            [(f"Model: {public_name(backends.checkpoint)}", MODEL_CHOICE)]
+            + [(PIXEL_CHOICE, PIXEL_CHOICE)],
             value=MODEL_CHOICE,
             label="Features",
             info="without weights the model falls back to pixel descriptors",
@@ -116,7 +119,7 @@ def _controls(c: SimpleNamespace, backends: Backends) -> None:
         c.ckpt = gr.Textbox(  # free-form checkpoints only where the operator allows them
             "",
             label="Another checkpoint (hub id or local folder)",
-            placeholder=backends.checkpoint,
+            placeholder=public_name(backends.checkpoint),
             visible=backends.allow_any,
         )
 
@@ -257,7 +260,9 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
         inputs=[c.state, c.frame, c.view, c.open_tab],
         outputs=[c.matrix, c.temporal, c.curve, c.per_frame, c.probe_image, c.step]
         + [c.scrub_image, c.scrub_note],
-        **LIVE,
+        show_progress="hidden",
+        trigger_mode="always_last",
+        **FIGURES,
     )
     redraw = [c.state, c.numbers, c.regions, c.view_caption]
     at_retention = dict(
@@ -283,7 +288,7 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
             **PAGE,
         )
         loaded = loaded.success(
-            on.after_load, [c.state], [c.frame, *buttons, c.answers_why, c.choice]
+            on.after_load, [c.state], [c.frame, *buttons, c.answers_why, c.choice], **LIGHT
         )
         loaded.success(**at_retention).success(**graph).success(**tab).success(**answers)
     # While the slider moves: the regions, the numbers and the frame's graph; when it is let
@@ -315,7 +320,7 @@ def _wire_tabs(c: SimpleNamespace) -> None:
         on.probe,
         [c.state, c.frame, c.view, c.fill],
         [c.probe_gallery, c.probe_plot, c.probe_note, c.probe_image],
-        **LIGHT,
+        **FIGURES,
     )
     scrub_out = [c.step, c.scrub_image, c.scrub_note]
     c.step.input(on.scrub_to, [c.state, c.frame, c.step], scrub_out, **LIVE)
@@ -346,6 +351,13 @@ class Page(gr.Blocks):
             if kwargs.get(key) is None:
                 kwargs[key] = value
         return super().launch(**kwargs)
+
+    async def process_api(self, *args, **kwargs):
+        try:
+            return await super().process_api(*args, **kwargs)
+        except gr.Error as err:  # Gradio's own checks repeat the whole value they refused
+            err.message = checks.brief(str(err.message))
+            raise
 
 
 def build_demo(
@@ -381,7 +393,9 @@ def build_demo(
         gr.api(served.compress_api, api_name="compress", **DECODE)
         gr.api(served.answer_api, api_name="answer", **DECODE)
         demo.load(served.default_status, None, [c.status], **PAGE)
+        memory.release_closed_pages(demo, SESSION_TTL)
     demo.backends = backends  # what the server holds (operators, tests)
     backends.start()
-    demo.queue(max_size=64, default_concurrency_limit=2)
+    demo.queue(default_concurrency_limit=2)
+    fairness.guard_queue(demo)  # caps per session, per client, and for heavy work together
     return demo
