@@ -13,7 +13,7 @@ def test_tau_text(tau, text):
 
 
 def test_near_one_values_that_four_decimals_merge_read_apart():
-    a, b = 1 - 3.2e-4, 1 - 4.1e-4
+    a, b = 1 - 3.2e-4, 1 - 2.6e-4
     assert f"{a:.4f}" == f"{b:.4f}"  # four decimals merge them
     assert tau_text(a) != tau_text(b)
 
