@@ -15,7 +15,7 @@ frame at once. Pixels map to token cells with :func:`scissor_viz.grid.cell_index
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -37,6 +37,7 @@ TINT = 0.55  # default strength of a region's tint (0: none, 1: the full chroma 
 DIM = 0.4  # brightness kept by dimmed cells
 DIM_LIFT = 18.0  # added to dimmed cells so dark frames stay readable
 LINE_ALPHA = 0.7  # lines between regions: this much of their colour over the picture
+RIM = 0.7  # brightness kept by the pixel either side of a line (a dark edge to the white)
 _LUMA = np.array([0.299, 0.587, 0.114])  # Rec. 601 luminance weights
 _VIRIDIS = (
     "#440154",
@@ -112,11 +113,13 @@ class CellStyle:
     scale: np.ndarray  # (P,) in [0, 1]
     offset: np.ndarray  # (P, 3), added after scaling
     outline: np.ndarray | None = None  # (P,) ids; None draws no lines
+    closed: bool = False  # also line the picture's edge beside cells of outline id >= 0
 
 
 def default_border_width(height: int, width: int) -> int:
-    """Line width (pixels to each side of a boundary): 1 up to 600-pixel frames, then more."""
-    return max(1, round(min(height, width) / 600))
+    """Line width (pixels to each side of a boundary), growing with the picture so lines stay
+    visible large and small: 1 up to 270-pixel sides, 2 at 360, 4 at 720."""
+    return max(1, round(min(height, width) / 180))
 
 
 def render(
@@ -128,7 +131,8 @@ def render(
     border_alpha: float = LINE_ALPHA,
 ) -> np.ndarray:
     """The frame drawn with ``style`` (uint8 (H, W, 3)), whole-frame integer arithmetic; lines
-    are ``border_color`` blended over the picture by ``border_alpha``."""
+    are ``border_color`` blended over the picture by ``border_alpha``, edged by a pixel
+    darkened to :data:`RIM` on each side (so white lines show on sky and snow too)."""
     image = check_frame(frame)
     h, w = image.shape[:2]
     expand = _expander(h, w, grid_side(len(style.scale)))
@@ -148,7 +152,14 @@ def render(
     out = out.astype(np.uint8)
     if style.outline is not None:
         width = default_border_width(h, w) if border_width is None else border_width
-        mask = _border_mask(expand(np.asarray(style.outline)), width)
+        ids = expand(np.asarray(style.outline))
+        if style.closed:  # a frame of "no outline" around the picture closes edge regions
+            ids = np.pad(ids, 1, constant_values=-1)
+        mask, rim = _border_mask(ids, width), _border_mask(ids, width + 1)
+        if style.closed:
+            mask, rim = mask[1:-1, 1:-1], rim[1:-1, 1:-1]
+        rim &= ~mask  # one pixel each side of a line, darkened: lines show on light pictures
+        out[rim] = out[rim] * np.float32(RIM) + np.float32(0.5)
         line = np.asarray(border_color, dtype=np.float32) * border_alpha
         out[mask] = out[mask] * np.float32(1 - border_alpha) + line + np.float32(0.5)
     return out
@@ -312,6 +323,7 @@ def overlay(
     mode: str = "tint",
     plain: Any = None,
     borders: bool = True,
+    closed: bool = False,
     border_width: int | None = None,
     border_color: tuple[int, int, int] = WHITE,
     border_alpha: float = LINE_ALPHA,
@@ -323,7 +335,8 @@ def overlay(
     ``colors``: (K, 3) colour per label (default :func:`palette`; :func:`region_means` with
     ``mode="paint", alpha=1`` gives the mean-colour fill). ``plain``: (K,) bool, labels left
     untinted (e.g. tokens left alone). ``borders`` draws lines ``border_width`` pixels to each
-    side of a boundary, ``border_color`` at ``border_alpha`` over the picture. ``highlight``:
+    side of a boundary, ``border_color`` at ``border_alpha`` over the picture; ``closed`` also
+    along the picture's edge beside every outlined (not plain) region. ``highlight``:
     only that label's cells keep their colour and lines; the rest are scaled by ``dim``.
     """
     image = check_frame(frame)
@@ -333,9 +346,9 @@ def overlay(
     style = label_style(lab, colors, alpha, mode=mode, plain=plain)
     if highlight is not None:
         keep = lab == highlight
-        style = CellStyle(np.where(keep, style.scale, dim), style.offset * keep[:, None], keep)
-    if not borders:
-        style = CellStyle(style.scale, style.offset, None)
+        outline = np.where(keep, 1, -1)
+        style = CellStyle(np.where(keep, style.scale, dim), style.offset * keep[:, None], outline)
+    style = replace(style, outline=style.outline if borders else None, closed=closed)
     return render(
         image,
         style,
