@@ -155,14 +155,28 @@ def render(
         ids = expand(np.asarray(style.outline))
         if style.closed:  # a frame of "no outline" around the picture closes edge regions
             ids = np.pad(ids, 1, constant_values=-1)
-        mask, rim = _border_mask(ids, width), _border_mask(ids, width + 1)
+        line, near = _border_masks(ids, width)
         if style.closed:
-            mask, rim = mask[1:-1, 1:-1], rim[1:-1, 1:-1]
-        rim &= ~mask  # one pixel each side of a line, darkened: lines show on light pictures
-        out[rim] = out[rim] * np.float32(RIM) + np.float32(0.5)
-        line = np.asarray(border_color, dtype=np.float32) * border_alpha
-        out[mask] = out[mask] * np.float32(1 - border_alpha) + line + np.float32(0.5)
+            line, near = line[1:-1, 1:-1], near[1:-1, 1:-1]
+        # the pixels near a line through a table: rim darkened (kind 1), line blended (kind 2)
+        kind = near.view(np.uint8) + line.view(np.uint8)
+        where = np.flatnonzero(kind)
+        flat = out.reshape(-1, 3)
+        table = _line_table(tuple(border_color), border_alpha)
+        flat[where] = table[np.arange(3), kind.ravel()[where][:, None], flat[where]]
     return out
+
+
+@lru_cache(maxsize=8)
+def _line_table(color: tuple[int, int, int], alpha: float) -> np.ndarray:
+    """(3, 3, 256) uint8: for each channel, a value as it is, on a line's rim (darkened to
+    :data:`RIM`) and on the line (``color`` blended over it by ``alpha``)."""
+    v = np.arange(256, dtype=np.float32)
+    rows = [
+        np.stack([v, v * np.float32(RIM) + 0.5, v * np.float32(1 - alpha) + c * alpha + 0.5])
+        for c in np.asarray(color, dtype=np.float32)
+    ]
+    return np.clip(np.stack(rows), 0, 255).astype(np.uint8)
 
 
 @lru_cache(maxsize=8)
@@ -187,16 +201,25 @@ def _expander(height: int, width: int, grid: int):
 def _border_mask(label_map: np.ndarray, width: int) -> np.ndarray:
     """Pixels within ``width`` of a boundary between two differently labelled pixels, on
     both sides of it."""
+    return _border_masks(label_map, width)[0]
+
+
+def _border_masks(label_map: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels within ``width`` of a boundary between two differently labelled pixels (both
+    sides of it), and pixels within ``width + 1`` (the line and its rim), in one pass."""
     mask = np.zeros(label_map.shape, dtype=bool)
     dx = label_map[:, 1:] != label_map[:, :-1]  # between column x and x + 1
     dy = label_map[1:] != label_map[:-1]
     w, h = dx.shape[1], dy.shape[0]
-    for k in range(min(width, max(w, h))):
+    line = mask
+    for k in range(min(width + 1, max(w, h))):
+        if k == width:
+            line = mask.copy()
         mask[:, : w - k] |= dx[:, k:]  # left side
         mask[:, 1 + k :] |= dx[:, : w - k]  # right side
         mask[: h - k] |= dy[k:]
         mask[1 + k :] |= dy[: h - k]
-    return mask
+    return line, mask
 
 
 @lru_cache(maxsize=8)
