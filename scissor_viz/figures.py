@@ -27,10 +27,12 @@ import torch
 from PIL import Image
 
 from scissor_viz.grid import as_numpy, grid_side
-from scissor_viz.overlay import hex_colors, palette
+from scissor_viz.numbers import tau_text
 from scissor_viz.regions import plural
 from scissor_viz.scc import unit_rows
 
+SPATIAL_BAR = "#c7d7ee"  # pale blue: the caption names these colours
+KEPT_BAR = "#f26b30"  # orange
 MAX_MATRIX = 512  # the similarity matrix shows at most this many rows (every k-th beyond)
 MAX_CURVE_POINTS = 2000  # the spatial-only retention curve is thinned to about this many steps
 GAP_FLOOR = 1e-6  # 1 - tau is drawn on a log axis; similarities of 1 sit at this gap
@@ -66,8 +68,8 @@ CAPTIONS: dict[str, str] = {
     "logarithmic) so the range where the count changes is spread out; x marks the tau in use.",
     "probe": "How similar the clicked token (red square) is to every token of every frame. White "
     "dots are above tau: joined to it directly; its region can reach further through neighbours.",
-    "tokens_per_frame": "Light bars: tokens each frame keeps after merging inside the frame. "
-    "Dark bars: tokens that frame still contributes after merging across frames.",
+    "tokens_per_frame": "Pale blue bars: tokens each frame keeps after merging inside the frame. "
+    "Orange bars: tokens that frame still contributes after merging across frames.",
     "metric_curves": "Each method's coverage, redundancy and reached retention against the "
     "retention asked for, on the same tokens.",
 }
@@ -225,18 +227,29 @@ def _mosaic(values: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray, n
     return mosaic, ys, xs
 
 
-def _label_tiles(fig: go.Figure, t_count: int, columns: int, g: int, timestamps) -> None:
-    """'f<t>' (and its time) in the two empty rows above each tile of a :func:`_mosaic`."""
+def _label_tiles(fig: go.Figure, t_count: int, columns: int, g: int) -> None:
+    """'f<t>' in the two empty rows above each tile of a :func:`_mosaic`: short, so labels
+    never run into their neighbours however narrow the tiles (times are in the hover)."""
     for t in range(t_count):
         tile_r, tile_c = divmod(t, columns)
-        when = "" if timestamps is None else f" · {timestamps[t]:.1f}s"
         fig.add_annotation(
             x=tile_c * (g + 1) + (g - 1) / 2,
             y=tile_r * (g + 2) + 0.5,
-            text=f"f{t}{when}",
+            text=f"f{t}",
             showarrow=False,
-            font={"size": 11},
+            font={"size": 10},
         )
+
+
+def _tile_hover(shape: tuple, ys, xs, p: int, timestamps) -> np.ndarray:
+    """Hover text of every mosaic cell: 'f3 · 1.0s · token 100' ('' between tiles)."""
+    text = np.full(shape, "", dtype=object)
+    frame, token = np.divmod(np.arange(len(ys)), p)
+    when = [""] * (frame.max() + 1 if len(frame) else 0)
+    if timestamps is not None:
+        when = [f" · {s:.1f}s" for s in timestamps]
+    text[ys, xs] = [f"f{f}{when[f]} · token {k}" for f, k in zip(frame, token)]
+    return text
 
 
 def _probe_marks(fig: go.Figure, xs, ys, above, frame: int | None, token: int | None, p: int):
@@ -288,7 +301,7 @@ def probe_figure(
         title or f"Similarity to {clicked}",
         "",
         "",
-        note="" if tau is None else f"{note} = {tau:.3f} (white dots)",
+        note="" if tau is None else f"{note} = {tau_text(tau)} (white dots)",
         showlegend=False,
     )
     fig.add_trace(
@@ -299,11 +312,12 @@ def probe_figure(
             zmax=1.0,
             colorbar={"title": "cos"},
             name="similarity",
-            hovertemplate="%{z:.3f}<extra></extra>",
+            text=_tile_hover(mosaic.shape, ys, xs, p, timestamps),
+            hovertemplate="%{text}: %{z:.4f}<extra></extra>",
         )
     )
     _probe_marks(fig, xs, ys, above if tau is not None else None, frame, token, p)
-    _label_tiles(fig, t_count, columns, g, timestamps)
+    _label_tiles(fig, t_count, columns, g)
     rows = mosaic.shape[0] / (g + 2)  # about 520 px of tiles across: no empty bands
     fig.update_layout(height=int(np.clip(120 + rows * 520 * (g + 2) / mosaic.shape[1], 260, 900)))
     fig.update_xaxes(visible=False, range=[-0.5, mosaic.shape[1] - 0.5])
@@ -332,14 +346,16 @@ def _spatial_curve(heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _current_point(tau: float, reached: float) -> go.Scatter:
-    """A red x at the compression on screen."""
+    """A red x at the compression on screen, labelled with its tau as the page writes it."""
     return go.Scatter(
         x=_gap([tau]),
         y=[reached],
-        mode="markers",
+        mode="markers+text",
         name="current",
+        text=[f"τ = {tau_text(tau)}"],
+        textposition="middle right" if reached < 0.5 else "middle left",
         marker={"size": 13, "symbol": "x", "color": "crimson"},
-        hovertemplate=f"τ = {tau:.4f}: %{{y:.1%}}<extra></extra>",
+        hovertemplate=f"τ = {tau!r}: %{{y:.1%}}<extra></extra>",
     )
 
 
@@ -383,7 +399,7 @@ def retention_figure(
             mode="lines+markers",
             name="spatial + temporal",
             customdata=taus,
-            hovertemplate="τ = %{customdata:.4f}: %{y:.1%}<extra></extra>",
+            hovertemplate="τ = %{customdata:.7f}: %{y:.1%}<extra></extra>",
         )
     )
     if spatial_heights is not None:
@@ -442,7 +458,7 @@ def tokens_per_frame_figure(
             y=counts,
             name="after the spatial step",
             customdata=when,
-            marker_color="#c7d7ee",
+            marker_color=SPATIAL_BAR,
             hovertemplate=hover + ": %{y} tokens<extra></extra>",
         )
     )
@@ -454,11 +470,17 @@ def tokens_per_frame_figure(
                 name="kept after the temporal step",
                 width=0.5,
                 customdata=when,
-                marker_color=hex_colors(palette(1))[0],
+                marker_color=KEPT_BAR,
                 hovertemplate=hover + ": %{y} kept<extra></extra>",
             )
         )
+    fig.update_xaxes(range=[-0.5, len(x) - 0.5], tickvals=_frame_ticks(len(x)))
     return fig
+
+
+def _frame_ticks(count: int, most: int = 16) -> list[int]:
+    """Whole frame numbers to tick, at most about ``most`` of them (never 0.5 of a frame)."""
+    return list(range(0, count, max(1, math.ceil(count / most))))
 
 
 # ----------------------------------------------------------------------------- comparison

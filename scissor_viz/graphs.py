@@ -24,11 +24,13 @@ from PIL import Image
 
 from scissor_viz.figures import as_tensor, cosine, image_uri, new_figure
 from scissor_viz.grid import as_numpy, check_frame, grid_side, label_grid
+from scissor_viz.numbers import tau_text
 from scissor_viz.overlay import hex_colors, palette
 from scissor_viz.regions import home_frames, plural
 from scissor_viz.scc import components, merge_forest, segment_mean, video_labels
 
-MAX_NODES = 16 * 196  # 16 frames are drawn whole; above, a sample: at most 38 MiB of similarity
+MAX_NODES = 16 * 196  # regions drawn at most (above, a sample): at most 38 MiB of similarity
+MAX_ROWS = 40  # tokens (rows) the temporal graph draws at most
 SINGLE = "#b0b0b0"  # tokens alone in their region
 
 
@@ -150,11 +152,11 @@ def tau_graph_figure(
     regions = len(np.unique(lab))
     fig = new_figure(
         title
-        or f"τ = {tau:.3f}: {int(above.sum())} of {p - 1} tree links above τ → "
+        or f"τ = {tau_text(tau)}: {int(above.sum())} of {p - 1} tree links above τ → "
         f"{plural(regions, 'region')}",
         "column",
         "row",
-        note="solid: above τ (a colour per region) · faint: joins at a lower τ",
+        note="solid: above τ (colour = region) · dotted: below",
         showlegend=False,
     )
     if frame is not None:
@@ -217,6 +219,8 @@ def strongest_links(sim: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray
     """Each node's most similar other node when that similarity is above tau, as unique
     undirected pairs (i < j); and how many pairs in all are above tau. ``sim`` (symmetric) has
     its diagonal overwritten."""
+    if not len(sim):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0
     np.fill_diagonal(sim, -np.inf)  # in place: the caller's fresh matrix, not copied
     total = int(np.count_nonzero(sim > np.float32(tau))) // 2
     best = sim.argmax(axis=1)
@@ -225,9 +229,26 @@ def strongest_links(sim: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray
     return pairs[:, 0], pairs[:, 1], total
 
 
+def chosen_tokens(regions: _Regions, home: np.ndarray, rows: int) -> tuple[np.ndarray, int]:
+    """The final tokens the temporal graph draws: those whose regions span two or more frames
+    (the only ones the temporal step made), at most ``rows`` of them, those spanning the most
+    frames first (ties: more tokens, then lower id), in order of the frame that keeps them; and
+    how many tokens span two or more frames in all."""
+    k = len(home)
+    pairs = np.unique(np.stack([regions.final, regions.frame], 1), axis=0)
+    span = np.bincount(pairs[:, 0], minlength=k)
+    tokens = np.bincount(regions.final, weights=regions.size, minlength=k)
+    multi = np.flatnonzero(span > 1)
+    best = multi[np.lexsort((multi, -tokens[multi], -span[multi]))][:rows]
+    return best[np.lexsort((best, home[best]))], len(multi)
+
+
 def _region_dots(fig: go.Figure, x, y, regions: _Regions, nodes, home, frames: int) -> None:
-    """A dot per drawn region, sized by its tokens, coloured by the frame that keeps its token."""
+    """A dot per drawn region, sized by its tokens (smaller when frames are many), coloured by
+    the frame that keeps its token."""
     final = regions.final[nodes]
+    biggest = float(np.clip(560 / max(frames, 1), 5, 16))
+    size = 3 + (biggest - 3) * np.sqrt(regions.size[nodes] / regions.glob.shape[1])
     fig.add_trace(
         go.Scatter(
             x=x,
@@ -235,12 +256,13 @@ def _region_dots(fig: go.Figure, x, y, regions: _Regions, nodes, home, frames: i
             mode="markers",
             name="regions",
             marker={
-                "size": 4 + np.sqrt(regions.size[nodes]),
+                "size": size,
                 "color": home[final],
                 "colorscale": "Viridis",
                 "cmin": 0,
                 "cmax": max(frames - 1, 1),
                 "colorbar": {"title": "kept by<br>frame"},
+                "line": {"color": "white", "width": 0.5},
             },
             customdata=np.stack([regions.frame[nodes], regions.size[nodes], final, home[final]], 1),
             hovertemplate="frame %{customdata[0]}: region of %{customdata[1]} tokens<br>final "
@@ -249,52 +271,71 @@ def _region_dots(fig: go.Figure, x, y, regions: _Regions, nodes, home, frames: i
     )
 
 
+def _frame_axis(fig: go.Figure, t_count: int, timestamps: Sequence[float] | None) -> None:
+    """x: one band per frame, ticked at most 16 times (with times when they fit)."""
+    ticks = np.arange(0, t_count, max(1, -(-t_count // 16)))
+    text = [f"{t}" if timestamps is None else f"{t}<br>{float(timestamps[t]):.1f}s" for t in ticks]
+    fig.update_xaxes(tickvals=ticks + 0.5, ticktext=text, range=[0, t_count], showgrid=False)
+
+
+def _temporal_note(shown: int, multi: int, tokens: int, nodes: int, m: int, seed: int) -> str:
+    """What the temporal graph shows and what it leaves out."""
+    if not multi:
+        return "no token spans two frames: nothing was merged across frames"
+    note = f"{shown:,} of {plural(multi, 'token')} that span 2+ frames"
+    if shown < multi:
+        note += ", most frames first"
+    note += f" · {tokens - multi:,} in one frame not drawn"
+    if nodes < m:
+        note += f" · {nodes:,} of {m:,} regions sampled (seed {seed})"
+    return note
+
+
 def temporal_graph_figure(
     tokens: Any,
     comp: Any,
     *,
     timestamps: Sequence[float] | None = None,
+    max_rows: int = MAX_ROWS,
     max_nodes: int = MAX_NODES,
     seed: int = 0,
     title: str | None = None,
 ) -> go.Figure:
-    """The temporal step's graph: a dot per spatial region, at x = its frame (offset by its
-    mean column) and y = the final token it joined, rows in order of the frame that keeps the
-    token, so a token kept across frames is a horizontal chain; a line links each region to
-    its most similar region when that is above tau. Above ``max_nodes`` regions a seeded
-    sample of ``max_nodes`` is drawn (the note says so). ``comp``: spatial_labels,
-    temporal_labels, tau."""
+    """The temporal step's graph, drawn where it did something: one row per final token whose
+    regions span two or more frames (at most ``max_rows``, :func:`chosen_tokens`), rows in
+    order of the frame that keeps the token; in it a dot per spatial region of that token, at
+    x = its frame (offset by its mean column), sized by its tokens; a line links each region
+    to its most similar drawn region when that is above tau, so a token kept across frames is
+    a horizontal chain. Tokens within one frame are counted in the note, not drawn. Above
+    ``max_nodes`` regions a seeded sample is drawn (the note says so). ``comp``:
+    spatial_labels, temporal_labels, tau."""
     regions = _Regions.of(comp)
-    t_count, p = regions.glob.shape
-    m = len(regions.final)
-    nodes = np.arange(m)
-    if m > max_nodes:
-        nodes = np.sort(np.random.default_rng(seed).choice(m, max_nodes, replace=False))
-    reps, _ = spatial_representatives(tokens, comp.spatial_labels, nodes)
-    i, j, total = strongest_links(cosine(torch.from_numpy(reps)), comp.tau)
+    t_count, _ = regions.glob.shape
     home = home_frames(comp.temporal_labels)  # final token -> the frame that keeps it
-    finals = np.unique(regions.final[nodes])
-    row = np.zeros(len(home), np.int64)
-    row[finals[np.lexsort((finals, home[finals]))]] = np.arange(len(finals))
-    x = regions.frame[nodes] + 0.1 + 0.8 * (regions.column[nodes] + 0.5) / grid_side(p)
+    rows, multi = chosen_tokens(regions, home, max_rows)
+    row = np.full(len(home), -1)
+    row[rows] = np.arange(len(rows))
+    nodes = np.flatnonzero(row[regions.final] >= 0)
+    everything = len(nodes)
+    if everything > max_nodes:
+        nodes = np.sort(np.random.default_rng(seed).choice(nodes, max_nodes, replace=False))
+    reps, _ = spatial_representatives(tokens, comp.spatial_labels, nodes)
+    i, j, _ = strongest_links(cosine(torch.from_numpy(reps)), comp.tau)
+    g = grid_side(regions.glob.shape[1])
+    x = regions.frame[nodes] + 0.1 + 0.8 * (regions.column[nodes] + 0.5) / g
     y = row[regions.final[nodes]]
-    note = f"drawn {len(i):,} of {total:,} links above τ (each region's strongest)"
-    if len(nodes) < m:
-        note += f" · {len(nodes):,} of {m:,} regions sampled (seed {seed})"
     fig = new_figure(
         title
-        or f"τ = {comp.tau:.3f}: {m:,} regions in {plural(t_count, 'frame')} → "
-        f"{plural(len(home), 'token')}",
+        or f"τ = {tau_text(comp.tau)}: {len(regions.final):,} regions in "
+        f"{plural(t_count, 'frame')} → {plural(len(home), 'token')}",
         "frame",
-        "final token (rows by the frame that keeps it)",
-        note=note,
+        "tokens kept across frames",
+        note=_temporal_note(len(rows), multi, len(home), len(nodes), everything, seed),
         showlegend=False,
+        height=int(np.clip(160 + 16 * len(rows), 360, 820)),
     )
-    _lines(fig, (x, y, i, j), name="links", color="rgba(60,60,60,0.45)", width=1)
+    _lines(fig, (x, y, i, j), name="links", color="rgba(60,60,60,0.55)", width=1)
     _region_dots(fig, x, y, regions, nodes, home, t_count)
-    ticks = [
-        f"{t}" if timestamps is None else f"{t}<br>{timestamps[t]:.1f}s" for t in range(t_count)
-    ]
-    fig.update_xaxes(tickvals=np.arange(t_count) + 0.5, ticktext=ticks, range=[0, t_count])
-    fig.update_yaxes(range=[len(finals) - 0.5, -0.5], showticklabels=False, showgrid=False)
+    _frame_axis(fig, t_count, timestamps)
+    fig.update_yaxes(range=[max(len(rows), 1) - 0.5, -0.5], showticklabels=False, showgrid=False)
     return fig

@@ -15,7 +15,7 @@ frame at once. Pixels map to token cells with :func:`scissor_viz.grid.cell_index
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -37,6 +37,7 @@ TINT = 0.55  # default strength of a region's tint (0: none, 1: the full chroma 
 DIM = 0.4  # brightness kept by dimmed cells
 DIM_LIFT = 18.0  # added to dimmed cells so dark frames stay readable
 LINE_ALPHA = 0.7  # lines between regions: this much of their colour over the picture
+RIM = 0.7  # brightness kept by the pixel either side of a line (a dark edge to the white)
 _LUMA = np.array([0.299, 0.587, 0.114])  # Rec. 601 luminance weights
 _VIRIDIS = (
     "#440154",
@@ -112,11 +113,13 @@ class CellStyle:
     scale: np.ndarray  # (P,) in [0, 1]
     offset: np.ndarray  # (P, 3), added after scaling
     outline: np.ndarray | None = None  # (P,) ids; None draws no lines
+    closed: bool = False  # also line the picture's edge beside cells of outline id >= 0
 
 
 def default_border_width(height: int, width: int) -> int:
-    """Line width (pixels to each side of a boundary): 1 up to 600-pixel frames, then more."""
-    return max(1, round(min(height, width) / 600))
+    """Line width (pixels to each side of a boundary), growing with the picture so lines stay
+    visible large and small: 1 up to 270-pixel sides, 2 at 360, 4 at 720."""
+    return max(1, round(min(height, width) / 180))
 
 
 def render(
@@ -128,7 +131,8 @@ def render(
     border_alpha: float = LINE_ALPHA,
 ) -> np.ndarray:
     """The frame drawn with ``style`` (uint8 (H, W, 3)), whole-frame integer arithmetic; lines
-    are ``border_color`` blended over the picture by ``border_alpha``."""
+    are ``border_color`` blended over the picture by ``border_alpha``, edged by a pixel
+    darkened to :data:`RIM` on each side (so white lines show on sky and snow too)."""
     image = check_frame(frame)
     h, w = image.shape[:2]
     expand = _expander(h, w, grid_side(len(style.scale)))
@@ -148,10 +152,31 @@ def render(
     out = out.astype(np.uint8)
     if style.outline is not None:
         width = default_border_width(h, w) if border_width is None else border_width
-        mask = _border_mask(expand(np.asarray(style.outline)), width)
-        line = np.asarray(border_color, dtype=np.float32) * border_alpha
-        out[mask] = out[mask] * np.float32(1 - border_alpha) + line + np.float32(0.5)
+        ids = expand(np.asarray(style.outline))
+        if style.closed:  # a frame of "no outline" around the picture closes edge regions
+            ids = np.pad(ids, 1, constant_values=-1)
+        line, near = _border_masks(ids, width)
+        if style.closed:
+            line, near = line[1:-1, 1:-1], near[1:-1, 1:-1]
+        # the pixels near a line through a table: rim darkened (kind 1), line blended (kind 2)
+        kind = near.view(np.uint8) + line.view(np.uint8)
+        where = np.flatnonzero(kind)
+        flat = out.reshape(-1, 3)
+        table = _line_table(tuple(border_color), border_alpha)
+        flat[where] = table[np.arange(3), kind.ravel()[where][:, None], flat[where]]
     return out
+
+
+@lru_cache(maxsize=8)
+def _line_table(color: tuple[int, int, int], alpha: float) -> np.ndarray:
+    """(3, 3, 256) uint8: for each channel, a value as it is, on a line's rim (darkened to
+    :data:`RIM`) and on the line (``color`` blended over it by ``alpha``)."""
+    v = np.arange(256, dtype=np.float32)
+    rows = [
+        np.stack([v, v * np.float32(RIM) + 0.5, v * np.float32(1 - alpha) + c * alpha + 0.5])
+        for c in np.asarray(color, dtype=np.float32)
+    ]
+    return np.clip(np.stack(rows), 0, 255).astype(np.uint8)
 
 
 @lru_cache(maxsize=8)
@@ -176,16 +201,25 @@ def _expander(height: int, width: int, grid: int):
 def _border_mask(label_map: np.ndarray, width: int) -> np.ndarray:
     """Pixels within ``width`` of a boundary between two differently labelled pixels, on
     both sides of it."""
+    return _border_masks(label_map, width)[0]
+
+
+def _border_masks(label_map: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels within ``width`` of a boundary between two differently labelled pixels (both
+    sides of it), and pixels within ``width + 1`` (the line and its rim), in one pass."""
     mask = np.zeros(label_map.shape, dtype=bool)
     dx = label_map[:, 1:] != label_map[:, :-1]  # between column x and x + 1
     dy = label_map[1:] != label_map[:-1]
     w, h = dx.shape[1], dy.shape[0]
-    for k in range(min(width, max(w, h))):
+    line = mask
+    for k in range(min(width + 1, max(w, h))):
+        if k == width:
+            line = mask.copy()
         mask[:, : w - k] |= dx[:, k:]  # left side
         mask[:, 1 + k :] |= dx[:, : w - k]  # right side
         mask[: h - k] |= dy[k:]
         mask[1 + k :] |= dy[: h - k]
-    return mask
+    return line, mask
 
 
 @lru_cache(maxsize=8)
@@ -312,6 +346,7 @@ def overlay(
     mode: str = "tint",
     plain: Any = None,
     borders: bool = True,
+    closed: bool = False,
     border_width: int | None = None,
     border_color: tuple[int, int, int] = WHITE,
     border_alpha: float = LINE_ALPHA,
@@ -323,7 +358,8 @@ def overlay(
     ``colors``: (K, 3) colour per label (default :func:`palette`; :func:`region_means` with
     ``mode="paint", alpha=1`` gives the mean-colour fill). ``plain``: (K,) bool, labels left
     untinted (e.g. tokens left alone). ``borders`` draws lines ``border_width`` pixels to each
-    side of a boundary, ``border_color`` at ``border_alpha`` over the picture. ``highlight``:
+    side of a boundary, ``border_color`` at ``border_alpha`` over the picture; ``closed`` also
+    along the picture's edge beside every outlined (not plain) region. ``highlight``:
     only that label's cells keep their colour and lines; the rest are scaled by ``dim``.
     """
     image = check_frame(frame)
@@ -333,9 +369,9 @@ def overlay(
     style = label_style(lab, colors, alpha, mode=mode, plain=plain)
     if highlight is not None:
         keep = lab == highlight
-        style = CellStyle(np.where(keep, style.scale, dim), style.offset * keep[:, None], keep)
-    if not borders:
-        style = CellStyle(style.scale, style.offset, None)
+        outline = np.where(keep, 1, -1)
+        style = CellStyle(np.where(keep, style.scale, dim), style.offset * keep[:, None], outline)
+    style = replace(style, outline=style.outline if borders else None, closed=closed)
     return render(
         image,
         style,

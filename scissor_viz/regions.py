@@ -4,7 +4,7 @@ what that view shows.
 Two-line API::
 
     images = view_overlays(frames, comp, "temporal")          # list of uint8 (H, W, 3)
-    captions = view_captions(comp, "temporal", timestamps)    # 'f3 · 2.1s · 41 kept · 150 merged'
+    captions = view_captions(comp, "temporal", timestamps)    # 'f3 · 46 cells kept as 29 tokens…'
 
 ``comp`` is a ``Compression`` or a loaded ``Partition`` (spatial_labels, temporal_labels,
 assignment). The views:
@@ -174,17 +174,17 @@ def view_overlays(
         home = home_frames(labels)[labels]
         merged = home < np.arange(len(labels))[:, None]
         source[merged] = home[merged]
-        if not fill:
-            scale[merged], offset[merged] = DIM, DIM_LIFT
+        scale[merged] *= DIM  # painted (fill): scale 0, so dimmed through its colour below
+        offset[merged] = (offset[merged] * DIM if fill else 0.0) + DIM_LIFT
         outline = np.where(merged, -1, outline)  # lines around the kept regions only
     if probe is not None:
         keep = labels == labels[probe]
         scale, offset = np.where(keep, scale, DIM), offset * keep[..., None]
-        outline = keep.astype(np.int64)
+        outline = np.where(keep, 1, -1)
     moved = as_numpy(comp.assignment) != as_numpy(comp.temporal_labels)
     out = []
     for t, frame in enumerate(frames):
-        image = render(frame, CellStyle(scale[t], offset[t], outline[t]))
+        image = render(frame, CellStyle(scale[t], offset[t], outline[t], closed=True))
         if view == "merge" and moved[t].any():
             image = mark_dots(image, moved[t])
         if (source[t] >= 0).any():
@@ -237,34 +237,26 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 @lru_cache(maxsize=256)
 def _mark(frame: int, size: int) -> Image.Image:
-    """The RGBA label '→ f<frame>' (white, black edge) for a picture whose cells are about
-    ``size`` * 10 / g pixels: drawn once, pasted wherever it is needed."""
-    font, edge = _font(size), max(1, size // 10)
-    text, arrow, gap = f"f{frame}", 0.8 * size, 0.12 * size
+    """The RGBA label '→ f<frame>', white on a dark rounded plate (readable on any picture and
+    at any size: no thin strokes to fill in when small), ``size`` pixels of text."""
+    font = _font(size)
+    text, arrow, gap, pad = f"f{frame}", 0.8 * size, 0.15 * size, max(2, round(0.25 * size))
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
-    width = round(arrow + gap + probe.textlength(text, font=font) + 4 * edge)
-    height = round(size * 1.4 + 2 * edge)
+    width = round(pad + arrow + gap + probe.textlength(text, font=font) + pad)
+    height = round(size * 1.25 + pad)
     stamp = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     draw = ImageDraw.Draw(stamp)
-    x0, y = 2 * edge, height / 2
+    draw.rounded_rectangle((0, 0, width - 1, height - 1), radius=height // 3, fill=(0, 0, 0, 185))
+    white = (255, 255, 255, 255)
+    x0, y = pad, height / 2
     head = [
         (x0 + arrow, y),
-        (x0 + arrow - 0.38 * size, y - 0.28 * size),
-        (x0 + arrow - 0.38 * size, y + 0.28 * size),
+        (x0 + arrow - 0.38 * size, y - 0.3 * size),
+        (x0 + arrow - 0.38 * size, y + 0.3 * size),
     ]
-    shaft = [(x0, y), (x0 + arrow - 0.3 * size, y)]
-    draw.line(shaft, fill=(0, 0, 0, 255), width=max(2, size // 8) + 2 * edge)
-    draw.polygon(head, fill=(255, 255, 255, 255), outline=(0, 0, 0, 255), width=edge)
-    draw.line(shaft, fill=(255, 255, 255, 255), width=max(2, size // 8))
-    draw.text(
-        (x0 + arrow + gap, y),
-        text,
-        font=font,
-        anchor="lm",
-        fill=(255, 255, 255, 255),
-        stroke_width=edge,
-        stroke_fill=(0, 0, 0, 255),
-    )
+    draw.line([(x0, y), (x0 + arrow - 0.3 * size, y)], fill=white, width=max(2, size // 7))
+    draw.polygon(head, fill=white)
+    draw.text((x0 + arrow + gap, y), text, font=font, anchor="lm", fill=white)
     return stamp
 
 
@@ -297,28 +289,47 @@ def probe_image(
 # ----------------------------------------------------------------------------- captions
 
 
+def view_counts(comp: Any, view: str) -> list[list[str]]:
+    """Each frame's facts for ``view``, one unit per word, so the views' numbers explain each
+    other (P tokens = P cells a frame):
+
+    * spatial: ``133 regions of 196 tokens`` (the tokens the spatial step leaves);
+    * temporal: ``46 cells kept as 29 tokens · 150 merged into earlier frames`` (cells: kept +
+      merged = P; the tokens kept add up to K over the frames);
+    * merge: ``129 tokens after merging · 24 cells moved`` (final tokens the frame's cells
+      point to; cells moved away from their temporal component's token)."""
+    labels = view_labels(comp, view)
+    p = labels.shape[1]
+    if view == "spatial":
+        return [[f"{plural(int(n), 'region')} of {plural(p, 'token')}"] for n in _distinct(labels)]
+    if view == "temporal":
+        merged = (home_frames(labels)[labels] < np.arange(len(labels))[:, None]).sum(1)
+        return [
+            [f"{plural(p - int(m), 'cell')} kept as {plural(int(k), 'token')}"]
+            + ([f"{m:,} merged into earlier frames"] if m else [])
+            for k, m in zip(kept_per_frame(labels), merged)
+        ]
+    moved = (labels != as_numpy(comp.temporal_labels)).sum(1)
+    return [
+        [f"{plural(int(n), 'token')} after merging"]
+        + ([plural(int(m), "cell") + " moved"] if m else [])
+        for n, m in zip(_distinct(labels), moved)
+    ]
+
+
+def _distinct(labels: np.ndarray) -> np.ndarray:
+    """(T,) how many different labels each frame's row holds."""
+    rows = np.sort(labels, axis=1)
+    return 1 + (np.diff(rows, axis=1) != 0).sum(1)
+
+
 def view_captions(
     comp: Any, view: str = "temporal", timestamps: Sequence[float] | None = None
 ) -> list[str]:
-    """One short caption per frame that says what ``view`` shows of it: regions after the
-    spatial step; tokens kept and cells merged into earlier frames after the temporal step;
-    tokens assigned and cells moved by the merge step."""
-    labels = view_labels(comp, view)
-    if view == "spatial":
-        facts = [[plural(int(n), "region")] for n in labels.max(1) - labels.min(1) + 1]
-    elif view == "temporal":
-        merged = (home_frames(labels)[labels] < np.arange(len(labels))[:, None]).sum(1)
-        facts = [
-            [f"{k} kept"] + ([f"{m} merged"] if m else [])
-            for k, m in zip(kept_per_frame(labels), merged)
-        ]
-    else:
-        moved = (labels != as_numpy(comp.temporal_labels)).sum(1)
-        facts = [
-            [plural(len(np.unique(row)), "token")] + ([f"{m} moved"] if m else [])
-            for row, m in zip(labels, moved)
-        ]
-    stamps = [None] * len(labels) if timestamps is None else [float(s) for s in timestamps]
+    """One caption per frame that says what ``view`` shows of it (:func:`view_counts`), e.g.
+    'f1 · 46 cells kept as 29 tokens · 150 merged into earlier frames'."""
+    facts = view_counts(comp, view)
+    stamps = [None] * len(facts) if timestamps is None else [float(s) for s in timestamps]
     return [frame_caption(t, stamps[t], counts=f) for t, f in enumerate(facts)]
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from scissor_viz.grid import as_numpy, check_frame
+from scissor_viz.numbers import tau_text
 from scissor_viz.overlay import TINT, palette, region_means
 from scissor_viz.overlay import overlay as draw_regions
 from scissor_viz.regions import plural
@@ -60,16 +61,16 @@ def forest_labels(edges: np.ndarray, heights: np.ndarray, tau: float) -> np.ndar
 def _sentence(tau: float, joins: int, regions: int, largest: int) -> str:
     if joins == 0:
         return (
-            f"τ = {tau:.3f}: no two tokens are similar enough to join, so each of the "
+            f"τ = {tau_text(tau)}: no two tokens are similar enough to join, so each of the "
             f"{regions} tokens is a region of its own."
         )
     if regions == 1:
         return (
-            f"τ = {tau:.3f}: every token is linked to the rest through similar neighbours, "
+            f"τ = {tau_text(tau)}: every token is linked to the rest through similar neighbours, "
             f"so the whole frame is 1 region."
         )
     return (
-        f"τ = {tau:.3f}: {plural(joins, 'pair')} of similar tokens have joined, leaving "
+        f"τ = {tau_text(tau)}: {plural(joins, 'pair')} of similar tokens have joined, leaving "
         f"{plural(regions, 'region')}; the largest holds {plural(largest, 'token')}."
     )
 
@@ -80,7 +81,10 @@ def _taus(heights: np.ndarray, steps: int, tau: float | None) -> list[tuple[floa
     ``tau`` itself (marked current)."""
     p = len(heights) + 1
     merges = np.unique(p - np.round(np.geomspace(p, 1, max(2, steps))).astype(np.int64))
-    last = np.nextafter(heights[-1], np.float32(-np.inf)) if p > 1 else np.float32(-1)
+    # the last step (one region): a tau clearly below the lowest merge height, so that its
+    # text differs from the step before it (tau_text writes 3 digits of the gap to 1)
+    low = heights[-1] - max(1e-4, 0.01 * (1.0 - heights[-1])) if p > 1 else -1.0
+    last = np.float32(low)
     taus = {float(t): False for t in np.append(heights, last)[merges].astype(np.float32)}
     if tau is not None:
         taus[float(np.float32(tau))] = True
@@ -104,9 +108,11 @@ def scrub_steps(
     max_side: int = MAX_SIDE,
 ) -> list[ScrubStep]:
     """One frame's regions at about ``steps`` taus as tau falls (every token alone ... one
-    region), and at ``tau`` if given (``current=True``). Each step's picture tints regions of
-    more than one token (a region keeps its colour as it grows; a token alone is left as it
-    is), or with ``fill`` paints every region its mean colour."""
+    region), and at ``tau`` if given (``current=True``). Each step's picture tints and outlines
+    every region of more than one token, the largest too (lines also along the picture's edge,
+    so one region filling the frame is still drawn as a region); a region keeps its colour as
+    it grows; a token alone is left as it is. With ``fill`` regions are painted their mean
+    colour instead of tinted."""
     image = _small(check_frame(frame), max_side)
     edges, heights = merge_forest(as_numpy(similarity))
     p = len(heights) + 1
@@ -120,7 +126,9 @@ def scrub_steps(
             colors = np.zeros((p, 3))
             colors[: labels.max() + 1] = region_means([image], labels[None])
         mode, alpha = ("paint", 1.0) if fill else ("tint", TINT)
-        picture = draw_regions(image, labels, colors, alpha, mode=mode, plain=sizes < 2)
+        picture = draw_regions(
+            image, labels, colors, alpha, mode=mode, plain=sizes < 2, closed=True
+        )
         joins = p - regions
         text = _sentence(t, joins, regions, largest)
         out.append(ScrubStep(t, regions, joins, largest, labels, picture, text, current))

@@ -12,9 +12,12 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scissor_viz import export, figures, graphs, grid, overlay, scc, scrub
 from scissor_viz import regions as region_views
+from scissor_viz.numbers import tau_text
 from scissor_viz.scc import ScissorIndex
 
 G, P = 14, 196
@@ -226,10 +229,15 @@ def test_highlight_keeps_one_region_and_dims_the_rest(video):
     )
     inside = regions[0].ravel()[grid.cell_index(84, 112)] == 2
     border = expected_borders(regions[0] == 2, 84, 112, 1)
-    np.testing.assert_array_equal(out[inside & ~border], plain[inside & ~border])
+    rim = expected_borders(regions[0] == 2, 84, 112, 2) & ~border  # a pixel each side, darker
+    away = ~border & ~rim
+    np.testing.assert_array_equal(out[inside & away], plain[inside & away])
     dimmed = np.clip(frame * np.float32(0.25) + 0.5, 0, 255).astype(np.uint8)
-    np.testing.assert_array_equal(out[~inside & ~border], dimmed[~inside & ~border])
+    np.testing.assert_array_equal(out[~inside & away], dimmed[~inside & away])
     assert (out[border] == 255).all()
+    base = np.where(inside[..., None], plain, dimmed)
+    darker = (base * np.float32(overlay.RIM) + np.float32(0.5)).astype(np.uint8)
+    np.testing.assert_array_equal(out[rim], darker[rim])
 
 
 def test_heat_overlay_orders_cells_by_value():
@@ -332,6 +340,67 @@ def test_temporal_view_keeps_frame_0_and_dims_what_went_there():
         assert images[t].mean() < 0.7 * images[0].mean()  # frame 0 kept, little else
 
 
+def test_mean_fill_keeps_the_temporal_dimming_and_the_marks():
+    comp = static_partition()
+    frames = np.random.default_rng(6).integers(40, 216, (4, 216, 384, 3), dtype=np.uint8)
+    images = region_views.view_overlays(frames, comp, "temporal", fill=True)
+    means = overlay.region_means(frames, comp.temporal_labels)
+    cells = grid.cell_index(216, 384)
+    labels = np.asarray(comp.temporal_labels)
+    for t in range(1, 4):
+        merged = (np.arange(P) >= 3)[cells]
+        want = means[labels[t]][cells] * overlay.DIM + overlay.DIM_LIFT  # painted, then dimmed
+        close = (np.abs(images[t].astype(float) - want) <= 1.5).all(-1)
+        assert close[merged].mean() > 0.85  # dimmed, except where lines and "→ f0" are drawn
+        assert (images[t][merged] == 255).all(-1).sum() > 20  # the label's white, readable
+    kept = (np.arange(P) < 3)[cells]
+    assert images[1][kept].mean() > 1.5 * images[1][~kept].mean()
+
+
+@pytest.mark.parametrize("width", [122, 640])
+def test_lines_and_marks_grow_with_the_picture(width):
+    comp = static_partition()
+    height = round(width * 9 / 16)
+    frames = np.full((4, height, width, 3), 128, dtype=np.uint8)
+    image = region_views.view_overlays(frames, comp, "temporal")[1]
+    line = overlay.default_border_width(height, width)
+    assert line == (1 if width == 122 else 2)
+    cells = grid.cell_index(height, width)
+    kept = np.isin(cells, [0, 1, 2])  # kept: cells 0 and 1 as one token (lined), 2 alone
+    x = grid.cell_edges(width)[2]  # between cells 1 and 2, on the first row
+    row = image[grid.cell_edges(height)[1] // 2]
+    lined = (row > 200).all(-1) & ~(row == 255).all(-1)
+    assert lined[x - line : x + line].all() and not lined[x + line + 1 : x + line + 4].any()
+    white = (image == 255).all(-1) & ~kept  # the "→ f0" label
+    rows = np.flatnonzero(white.any(1))
+    assert 0.06 * height <= np.ptp(rows) <= 0.3 * height  # its height follows the picture's
+
+
+def test_teach_draws_the_largest_region_like_any_other(video):
+    _, _, index = video
+    frame = textured_frames(1, 216, 384)[0]
+    steps = scrub.scrub_steps(frame, index.frame_similarity[0], steps=6)
+    first, last = steps[0].image.astype(int), steps[-1].image.astype(int)
+    assert steps[-1].regions == 1 and steps[-1].largest == P
+    np.testing.assert_array_equal(first, frame)  # every token alone: the frame as it is
+    inside = (slice(8, -8), slice(8, -8))
+    assert np.abs(last[inside] - first[inside]).mean() > 8  # tinted, like any region
+    for edge in (last[0], last[-1], last[:, 0], last[:, -1]):  # outlined along the frame
+        assert (edge.mean(-1) > 150).mean() > 0.9
+    before = steps[-2]  # a few regions: the largest lined where it meets the frame's edge
+    mine = (before.labels == np.bincount(before.labels).argmax()).reshape(G, G)
+    along = grid.cell_of(np.arange(384), 384, G), grid.cell_of(np.arange(216), 216, G)
+    image = before.image.astype(int).mean(-1)
+    edges = [  # (the region's cells on a side of the grid, the picture's pixels on that side)
+        (mine[0][along[0]], image[0]),
+        (mine[-1][along[0]], image[-1]),
+        (mine[:, 0][along[1]], image[:, 0]),
+        (mine[:, -1][along[1]], image[:, -1]),
+    ]
+    touching = np.concatenate([pixels[cells] for cells, pixels in edges])
+    assert touching.size and (touching > 150).mean() > 0.9
+
+
 def test_temporal_view_marks_the_frame_cells_went_to():
     comp = static_partition()
     temporal = np.array(comp.temporal_labels)
@@ -384,29 +453,70 @@ def test_probe_keeps_the_clicked_region_bright_in_every_frame():
     assert (images[2] == (220, 20, 60)).all(-1).sum() == 0
 
 
+def caption_numbers(caption: str) -> dict[str, int]:
+    """The counts a view caption states, by what they count."""
+    patterns = {
+        "regions": r"([\d,]+) regions? of",
+        "of": r"of ([\d,]+) tokens?",
+        "cells kept": r"([\d,]+) cells? kept",
+        "kept tokens": r"kept as ([\d,]+) tokens?",
+        "merged": r"([\d,]+) merged into earlier frames",
+        "after merging": r"([\d,]+) tokens? after merging",
+        "moved": r"([\d,]+) cells? moved",
+    }
+    found = {k: re.search(v, caption) for k, v in patterns.items()}
+    return {k: int(m.group(1).replace(",", "")) for k, m in found.items() if m}
+
+
+def check_captions_add_up(comp) -> None:
+    """Each view's per-frame counts are of one unit and add up: regions of P tokens (the
+    spatial counts); cells kept + cells merged = P, tokens kept summing to K; tokens after
+    merging (those the frame's cells point to) and cells moved."""
+    spatial_labels = np.asarray(comp.spatial_labels)
+    t_count, p = spatial_labels.shape
+    spatial = [caption_numbers(c) for c in region_views.view_captions(comp, "spatial")]
+    temporal = [caption_numbers(c) for c in region_views.view_captions(comp, "temporal")]
+    merge = [caption_numbers(c) for c in region_views.view_captions(comp, "merge")]
+    assert [c["regions"] for c in spatial] == [len(np.unique(r)) for r in spatial_labels]
+    assert all(c["of"] == p for c in spatial)
+    assert all(c["cells kept"] + c.get("merged", 0) == p for c in temporal)
+    assert temporal[0].get("merged", 0) == 0  # nothing earlier than frame 0
+    assert (
+        sum(c["kept tokens"] for c in temporal) == int(np.asarray(comp.temporal_labels).max()) + 1
+    )
+    assert all(c["kept tokens"] <= c["cells kept"] for c in temporal)
+    assignment, labels = np.asarray(comp.assignment), np.asarray(comp.temporal_labels)
+    assert [c["after merging"] for c in merge] == [len(np.unique(r)) for r in assignment]
+    assert [c.get("moved", 0) for c in merge] == (assignment != labels).sum(1).tolist()
+
+
 def test_captions_match_the_view(video):
     _, _, index = video
     comp = index.compress(0.8)
     stamps = [0.0, 0.5, 1.0, 1.5]
     spatial = region_views.view_captions(comp, "spatial", stamps)
-    assert [int(re.search(r"(\d+) regions?", c).group(1)) for c in spatial] == (
-        comp.spatial_counts.tolist()
-    )
+    assert spatial[0] == f"f0 · {comp.spatial_counts[0]} regions of 196 tokens"
     temporal = region_views.view_captions(comp, "temporal", stamps)
-    kept = region_views.kept_per_frame(comp.temporal_labels)
-    assert [int(re.search(r"(\d+) kept", c).group(1)) for c in temporal] == kept.tolist()
-    home = region_views.home_frames(comp.temporal_labels)[comp.temporal_labels.numpy()]
-    merged = (home < np.arange(4)[:, None]).sum(1)
-    for caption, m in zip(temporal, merged):
-        assert (f"{m} merged" in caption) == (m > 0)
     assert temporal != spatial  # the caption follows the view
-    merge = region_views.view_captions(comp, "merge", stamps)
-    for caption, row in zip(merge, comp.assignment.numpy()):
-        assert region_views.plural(len(np.unique(row)), "token") in caption
-    for caption in spatial + temporal + merge:
-        assert len(caption) <= region_views.CAPTION_CHARS
+    check_captions_add_up(comp)
     static = region_views.view_captions(static_partition(), "temporal", stamps)
-    assert static[0] == "f0 · 0.0s · 196 kept" and "2 kept · 193 merged" in static[1]
+    assert static[0] == "f0 · 196 cells kept as 196 tokens"
+    assert static[1] == "f1 · 3 cells kept as 2 tokens · 193 merged into earlier frames"
+    merge = region_views.view_captions(static_partition(), "merge")
+    assert merge[0] == "f0 · 195 tokens after merging · 1 cell moved"
+    assert merge[1] == "f1 · 195 tokens after merging"
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    frames=st.integers(1, 6),
+    tau=st.floats(0.0, 0.999),
+    seed=st.integers(0, 2**16),
+    noise=st.sampled_from([0.05, 0.35, 1.0]),
+)
+def test_captions_add_up_for_random_compressions(frames, tau, seed, noise):
+    tokens, _ = region_tokens(frames=frames, noise=noise, seed=seed)
+    check_captions_add_up(ScissorIndex(tokens).compress(tau))
 
 
 def test_probe_note_counts_with_the_right_plurals():
@@ -456,30 +566,65 @@ def test_temporal_graph_draws_each_regions_strongest_link(video):
     flat, g = tokens.reshape(-1, tokens.shape[-1]).numpy(), glob.ravel()
     want = np.stack([flat[g == k].mean(0) for k in range(g.max() + 1)])
     np.testing.assert_allclose(reps, want, rtol=1e-5, atol=1e-6)
-    normed = want / np.linalg.norm(want, axis=1, keepdims=True)
+    final = np.zeros(len(reps), np.int64)
+    final[g] = comp.temporal_labels.numpy().ravel()
+    temporal = comp.temporal_labels.numpy()
+    spans = {k: int((temporal == k).any(axis=1).sum()) for k in np.unique(temporal)}
+    multi = sorted(k for k, n in spans.items() if n > 1)
+    drawn = np.flatnonzero(np.isin(final, multi))  # regions of tokens that span 2+ frames
+    normed = want[drawn] / np.linalg.norm(want[drawn], axis=1, keepdims=True)
     sim = normed @ normed.T
     np.fill_diagonal(sim, -np.inf)
     above = sim > comp.tau
     fig = graphs.temporal_graph_figure(tokens, comp, timestamps=[0.0, 0.5, 1.0, 1.5])
     nodes = next(t for t in fig.data if t.name == "regions")
+    assert len(nodes.x) == len(drawn) > 0
+    assert sorted(nodes.customdata[:, 2].tolist()) == sorted(final[drawn].tolist())
     pairs = {tuple(sorted(p)) for p in drawn_edges(fig.data[0], nodes.x, nodes.y)}
-    assert len(nodes.x) == len(reps)
     best = {tuple(sorted((k, int(sim[k].argmax())))) for k in range(len(sim)) if above[k].any()}
-    assert pairs == best  # exactly each region's strongest link above tau
-    final = np.zeros(len(reps), np.int64)
-    final[g] = comp.temporal_labels.numpy().ravel()
-    assert all(final[a] == final[b] for a, b in pairs)  # links stay within a final token
-    rows = np.asarray(nodes.y)
-    assert all(((rows == rows[k]) == (final == final[k])).all() for k in range(len(rows)))
+    assert pairs == best  # exactly each drawn region's strongest link above tau
+    rows, ends = np.asarray(nodes.y), nodes.customdata[:, 2]
+    assert all(ends[a] == ends[b] for a, b in pairs)  # links stay within a final token
+    assert all(((rows == rows[k]) == (ends == ends[k])).all() for k in range(len(rows)))
     assert list(np.floor(nodes.x).astype(int)) == sorted(np.floor(nodes.x).astype(int))
-    assert f"drawn {len(pairs)} of {int(np.triu(above, 1).sum())} links" in (
+    singles = len(spans) - len(multi)
+    note = fig.layout.title.subtitle.text
+    assert f"{len(multi)} of {len(multi)} tokens that span 2+ frames" in note
+    assert f"{singles} in one frame not drawn" in note
+
+
+def test_temporal_graph_keeps_the_tokens_spanning_most_frames():
+    labels = np.tile(np.arange(P), (5, 1))  # every cell its own region and token in frame 0
+    for t in range(1, 5):  # token k lives in frames 0 .. k % 5 - 1: max(k % 5, 1) frames
+        labels[t] = np.where(np.arange(P) % 5 > t, np.arange(P), P * t + np.arange(P))
+    labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)  # ids 0 .. K - 1
+    spatial = np.tile(np.arange(P), (5, 1))
+    comp = SimpleNamespace(spatial_labels=spatial, temporal_labels=labels, tau=0.5)
+    tokens = torch.randn(5, P, 8, generator=torch.Generator().manual_seed(2))
+    fig = graphs.temporal_graph_figure(tokens, comp, max_rows=12)
+    nodes = next(t for t in fig.data if t.name == "regions")
+    kept = np.unique(nodes.customdata[:, 2])
+    assert len(kept) == 12 and all(k % 5 == 4 for k in kept)  # 4 frames: the longest chains
+    multi = int((np.arange(P) % 5 >= 2).sum())
+    k = int(labels.max()) + 1
+    assert f"12 of {multi} tokens that span 2+ frames, most frames first" in (
         fig.layout.title.subtitle.text
     )
+    assert f"{k - multi:,} in one frame not drawn" in fig.layout.title.subtitle.text
+    assert fig.layout.height <= 820
+    lonely = graphs.temporal_graph_figure(
+        tokens[:1], SimpleNamespace(spatial_labels=spatial[:1], temporal_labels=labels[:1], tau=0.5)
+    )
+    assert "no token spans two frames" in lonely.layout.title.subtitle.text
+    assert "1 frame →" in lonely.layout.title.text
 
 
-def test_temporal_graph_samples_and_stays_bounded(video, monkeypatch):
-    tokens = torch.randn(40, P, 8, generator=torch.Generator().manual_seed(1))
-    comp = ScissorIndex(tokens).compress(0.999)  # every token its own region: M = 7,840
+def test_temporal_graph_samples_and_stays_bounded(monkeypatch):
+    base = torch.randn(1, P, 8, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(40, P, 8, generator=torch.Generator().manual_seed(2))
+    tokens = base + 0.01 * noise  # 196 tokens, each the same place in all 40 frames
+    comp = ScissorIndex(tokens).compress(0.99)
+    assert comp.num_tokens == P and int(comp.spatial_counts.min()) == P  # M = 7,840 regions
     sizes = []
     real = graphs.cosine
     monkeypatch.setattr(graphs, "cosine", lambda x: sizes.append(len(x)) or real(x))
@@ -487,7 +632,7 @@ def test_temporal_graph_samples_and_stays_bounded(video, monkeypatch):
     assert sizes == [300]  # one 300 x 300 similarity, never M x M
     nodes = next(t for t in fig.data if t.name == "regions")
     assert len(nodes.x) == 300
-    assert "300 of 7,840 regions sampled (seed 3)" in fig.layout.title.subtitle.text
+    assert "300 of 1,600 regions sampled (seed 3)" in fig.layout.title.subtitle.text  # 40 x 40
     again = graphs.temporal_graph_figure(tokens, comp, max_nodes=300, seed=3)
     assert list(again.data[1].x) == list(nodes.x)  # seeded: the same sample
     chosen = np.array([0, 17, 4000, 7839])
@@ -592,10 +737,12 @@ def test_probe_mosaic_labels_sit_between_tiles(video):
     np.testing.assert_allclose(z[2:16, 30:44].ravel(), sim[2], rtol=1e-6)  # frame 2: row 0, tile 2
     np.testing.assert_allclose(z[18:32, 0:14].ravel(), sim[3], rtol=1e-6)  # frame 3: row 1, tile 0
     labels = {a.text: (a.x, a.y) for a in fig.layout.annotations}
-    assert set(labels) == {"f0 · 0.0s", "f1 · 0.5s", "f2 · 1.0s", "f3 · 1.5s"}
+    assert set(labels) == {"f0", "f1", "f2", "f3"}  # short: never wider than a tile
     for x, y in labels.values():  # on an empty row, above the tile it names
         assert np.isnan(z[int(np.floor(y)), :]).all() and np.isnan(z[int(np.ceil(y)), :]).all()
-    assert labels["f3 · 1.5s"][1] < 18 and labels["f3 · 1.5s"][1] > 15
+    assert labels["f3"][1] < 18 and labels["f3"][1] > 15
+    hover = np.asarray(fig.data[0].text, dtype=object)
+    assert hover[18, 3] == "f3 · 1.5s · token 3" and hover[0, 0] == ""  # the time is in the hover
     probe = next(t for t in fig.data if t.name == "probe")
     assert (probe.y[0], probe.x[0]) == (2 + 30 // G, 2 * 15 + 30 % G)
     assert probe.marker.symbol == "square-open"
@@ -615,6 +762,36 @@ def test_tokens_per_frame_bars(video):
     assert list(fig.data[1].y) == kept.tolist() and sum(fig.data[1].y) == comp.num_tokens
     assert fig.layout.xaxis.title.text == "frame"
     assert f"{comp.num_tokens:,} kept" in fig.layout.title.subtitle.text
+
+
+def test_figures_write_tau_with_the_digits_it_needs(video):
+    _, _, index = video
+    tau = 1 - 3.21e-4
+    comp = index.compress(tau)
+    sim = index.frame_similarity[0].numpy()
+    text = tau_text(tau)
+    assert text == "1 − 3.21·10⁻⁴"
+    assert graphs.tau_graph_figure(sim, tau).layout.title.text.startswith(f"τ = {text}:")
+    temporal = graphs.temporal_graph_figure(index.tokens, comp)
+    assert temporal.layout.title.text.startswith(f"τ = {text}:")
+    curve = figures.retention_figure([0.5, 0.9, tau], [0.1, 0.5, 0.9], tau, 0.9)
+    marker = next(t for t in curve.data if t.name == "current")
+    assert list(marker.text) == [f"τ = {text}"] and repr(tau) in marker.hovertemplate
+    probe = figures.probe_figure(sim[:1], 0, 3, tau)
+    assert f"= {text} (white dots)" in probe.layout.title.subtitle.text
+
+
+def test_small_figure_texts_fit_and_say_the_truth():
+    note = graphs.tau_graph_figure(np.eye(P, dtype=np.float32), 0.5).layout.title.subtitle.text
+    assert len(note) <= 50  # fits the τ-graph's column: "joins at a low…" was cut off
+    words = figures.CAPTIONS["tokens_per_frame"]
+    assert "Orange bars" in words and "Pale blue bars" in words and "Dark" not in words
+    bars = figures.tokens_per_frame_figure([120], [0.0], kept=[100])
+    assert [t.marker.color for t in bars.data] == [figures.SPATIAL_BAR, figures.KEPT_BAR]
+    assert tuple(bars.layout.xaxis.range) == (-0.5, 0.5) and list(bars.layout.xaxis.tickvals) == [0]
+    many = figures.tokens_per_frame_figure(np.full(64, 50), kept=np.full(64, 20))
+    ticks = list(many.layout.xaxis.tickvals)
+    assert ticks[0] == 0 and len(ticks) <= 16 and all(float(t).is_integer() for t in ticks)
 
 
 def test_metric_curve_titles_do_not_overlap():
@@ -646,7 +823,7 @@ def test_scrub_steps_grow_regions_exactly(video):
         assert partition(step.labels) == partition(index.spatial(step.tau)[0])
         assert step.joins == P - step.regions
         assert step.image.shape == (216, 384, 3)  # the longer side 384, the aspect kept
-        assert f"τ = {step.tau:.3f}" in step.text and step.text.count(".") <= 4
+        assert step.text.startswith(f"τ = {tau_text(step.tau)}: ")
     for before, after in itertools.pairwise(steps):  # regions only merge: each new one is a union
         for part in partition(before.labels):
             assert len(set(after.labels[list(part)])) == 1
@@ -659,7 +836,11 @@ def test_scrub_steps_grow_regions_exactly(video):
     small = np.asarray(scrub._small(frame, 384))
     np.testing.assert_array_equal(steps[0].image, small)  # every token alone: nothing drawn
     filled = scrub.scrub_steps(frame, index.frame_similarity[0], steps=3, fill=True)
-    assert np.abs(filled[-1].image - small.reshape(-1, 3).mean(0)).max() <= 1
+    inside = filled[-1].image[3:-3, 3:-3]  # one region: its mean colour, lined at the edge
+    assert np.abs(inside - small.reshape(-1, 3).mean(0)).max() <= 1
+    assert (filled[-1].image[0] > inside.max(axis=(0, 1))).all(-1).mean() > 0.9
+    texts = [s.text.split(":")[0] for s in steps]
+    assert len(set(texts)) == len(texts)  # every step names a different tau
 
 
 # ----------------------------------------------------------------------------- rules
