@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from scissor_viz.grid import TokenGrid
 from scissor_viz.models.attention import (
     batch_within_budget,
     capture_attention,
@@ -343,7 +344,7 @@ class LlavaOnevisionBackend(Backend):
                 f"vision tower expects {vision.image_size}x{vision.image_size}"
             )
         side = math.ceil((vision.image_size // vision.patch_size) / 2)
-        self.tokens_per_frame = side * side
+        self.grid = TokenGrid.square(side)
         self.hidden_size = config.text_config.hidden_size
         self.video_token = getattr(tokenizer, "video_token", None) or "<video>"
         self.video_token_id = config.video_token_id
