@@ -44,9 +44,9 @@ from scissor_viz.models.llava_onevision import (
     RANDOM_WEIGHTS_FLAG,
     LlavaOnevisionBackend,
     VideoPreprocessing,
-    hub_reachable,
     load_preprocessing,
 )
+from scissor_viz.models.loading import hub_reachable
 from scissor_viz.models.pixels import (
     DESCRIPTOR_SIZE,
     PixelBackend,
@@ -535,7 +535,7 @@ def test_fallback_for_a_folder_that_is_not_llava(tmp_path):
         tmp_path
     )
     b = load_backend(str(tmp_path))
-    assert isinstance(b, PixelBackend) and "not LLaVA-OneVision" in b.load_error
+    assert isinstance(b, PixelBackend) and "not a supported video LLM" in b.load_error
 
 
 def test_checkpoint_from_environment(monkeypatch, tiny_llava_folder):

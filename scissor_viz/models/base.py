@@ -19,6 +19,7 @@ from scissor_viz.models.cache import TokenCache, frames_digest, frames_fingerpri
 from scissor_viz.progress import ProgressFn, report
 
 TOKENS_PER_FRAME = 196  # 14 x 14 pooled tokens per 384 px frame (LLaVA-OneVision, the default)
+RANDOM_WEIGHTS_FLAG = "scissor_viz_random_weights"  # set in config.json by test/benchmark builders
 
 
 class AbilityUnavailable(RuntimeError):
