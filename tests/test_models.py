@@ -897,3 +897,23 @@ def test_video_analysis_runs_on_each_family(family):
     assert mine.prompt_tokens - full.prompt_tokens == comp.num_tokens - analysis.num_tokens
     reduction, _ = analysis.reduce("random", 0.3)
     assert analysis.answer("What is here?", reduction).visual_tokens == reduction.num_tokens
+
+
+def test_token_grid_helpers_take_rows_and_cols():
+    from scissor_viz.grid import TokenGrid, cell_index, grid_shape, label_grid, token_at
+
+    grid = TokenGrid(16, 22, 2)
+    assert grid.tokens_per_frame == 352 and grid.groups(16) == 8 and grid.groups(5) == 3
+    index = cell_index(448, 616, 16, 22)  # 28 x 28 px cells
+    assert index.shape == (448, 616) and index.max() == 351
+    assert index[27, 27] == 0 and index[28, 28] == 23 and index[447, 615] == 351
+    assert token_at(30, 600, 448, 616, 16, 22) == 1 * 22 + 21
+    assert cell_index(10, 10)[9, 9] == 195  # square 14 x 14 stays the default
+    assert grid_shape(352, 22) == (16, 22) and grid_shape(196) == (14, 14)
+    assert label_grid(np.arange(352), cols=22).shape == (16, 22)
+    with pytest.raises(ValueError, match="not a square"):
+        label_grid(np.arange(352))
+    with pytest.raises(ValueError, match="do not fill rows"):
+        grid_shape(352, 21)
+    with pytest.raises(ValueError, match="positive"):
+        TokenGrid(0, 4)
