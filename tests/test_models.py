@@ -796,7 +796,7 @@ def test_attention_maps_stay_within_the_memory_budget(backend, frames, monkeypat
 def twin_backend(family: str):
     """The family's backend on its tiny twin (tests/tiny_vlms.py), preprocessing as the twin's
     processor outputs are built (SigLIP-style mean/std 0.5, no resize for the twin's frames)."""
-    from scissor_viz.models import LlavaNextVideoBackend, Qwen2_5_VLBackend
+    from scissor_viz.models import LlavaNextVideoBackend, Qwen2_5_VLBackend, SmolVLMBackend
     from scissor_viz.models.qwen2_5_vl import QwenPreprocessing
     from tests.tiny_vlms import build_twins
 
@@ -805,6 +805,9 @@ def twin_backend(family: str):
     if family == "llava_next_video":
         pre = VideoPreprocessing(64, 64, half, half)
         return twin, LlavaNextVideoBackend(twin.model, twin.tokenizer, pre, pretrained=False)
+    if family == "smolvlm":
+        pre = VideoPreprocessing(64, 64, half, half)
+        return twin, SmolVLMBackend(twin.model, twin.tokenizer, pre, pretrained=False)
     pre = QwenPreprocessing(4, 2, 2, min_pixels=8 * 8, max_pixels=64 * 96, mean=half, std=half)
     return twin, Qwen2_5_VLBackend(twin.model, twin.tokenizer, pre, pretrained=False)
 
@@ -814,6 +817,7 @@ def twin_backend(family: str):
     [
         ("llava_next_video", (64, 64), (4, 8, 8, 1)),  # 4 frames of 8 x 8
         ("llava_next_video", (48, 90), (4, 8, 8, 1)),  # squashed to 64 x 64: still 8 x 8
+        ("smolvlm", (64, 64), (4, 8, 8, 1)),
         ("qwen2_5_vl", (64, 64), (4, 8, 8, 2)),  # 8 frames: 4 pairs of 8 x 8
         ("qwen2_5_vl", (48, 88), (4, 6, 11, 2)),  # a non-square 6 x 11 grid per pair
     ],
@@ -848,7 +852,7 @@ def test_qwen_preprocessing_equals_the_twins_processor_outputs():
     assert ours["video_grid_thw"].tolist() == [[3, 16, 16]]
 
 
-@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_5_vl", "smolvlm"])
 def test_each_familys_full_answer_equals_stock_generate(family):
     twin, backend = twin_backend(family)
     frames = random_frames(4, 64, 64, seed=7)
@@ -857,11 +861,13 @@ def test_each_familys_full_answer_equals_stock_generate(family):
     shape = (tokens.shape[0], 8, 8)  # Qwen's grid follows the frames: the shape is given
     ours = backend.answer(QUESTION, tokens, max_new_tokens=n, min_new_tokens=n, shape=shape)
     pixels = backend.pixel_inputs(frames)
-    count = tokens.shape[0] * tokens.shape[1]
-    prompt = backend.build_prompt(QUESTION).replace(
-        backend.video_token, backend.video_token * count
-    )
-    ids = backend.tokenizer(prompt, return_tensors="pt").input_ids
+    if family == "smolvlm":  # per-frame runs: the backend's own stock prompt
+        ids = backend.video_inputs(QUESTION, shape)["input_ids"]
+    else:
+        count = tokens.shape[0] * tokens.shape[1]
+        prompt = backend.build_prompt(QUESTION)
+        prompt = prompt.replace(backend.video_token, backend.video_token * count)
+        ids = backend.tokenizer(prompt, return_tensors="pt").input_ids
     stock_inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **pixels}
     if family == "qwen2_5_vl":
         stock_inputs["mm_token_type_ids"] = (ids == backend.video_token_id).long() * 2
@@ -873,7 +879,7 @@ def test_each_familys_full_answer_equals_stock_generate(family):
     torch.testing.assert_close(ours.first_logits, stock.logits[0][0].float(), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_5_vl", "smolvlm"])
 def test_video_analysis_runs_on_each_family(family):
     """The app's analysis end to end: tokens on the family's grid, SCC, the answers (full,
     SCC, a selection method) through the patched model; Qwen on a non-square grid."""

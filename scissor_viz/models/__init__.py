@@ -3,7 +3,8 @@
 * :class:`~scissor_viz.models.vlm.VideoLLMBackend`: a checkpoint of a supported video LLM
   family through transformers (the tokens its LLM reads, from the SCC patch's own feature
   extraction; answers through the patched model), one subclass per family:
-  ``LlavaOnevisionBackend``, ``LlavaNextVideoBackend``, ``Qwen2_5_VLBackend``;
+  ``LlavaOnevisionBackend``, ``LlavaNextVideoBackend``, ``Qwen2_5_VLBackend``,
+  ``SmolVLMBackend``;
 * :class:`~scissor_viz.models.pixels.PixelBackend`: no weights, per-cell colour/texture
   descriptors on the configured family's grid; it cannot answer.
 
@@ -46,6 +47,7 @@ from scissor_viz.models.loading import (
 )
 from scissor_viz.models.pixels import PixelBackend
 from scissor_viz.models.qwen2_5_vl import Qwen2_5_VLBackend
+from scissor_viz.models.smolvlm import SmolVLMBackend
 from scissor_viz.models.vlm import VideoLLMBackend
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "LlavaNextVideoBackend",
     "LlavaOnevisionBackend",
     "Qwen2_5_VLBackend",
+    "SmolVLMBackend",
     "VideoLLMBackend",
     "PixelBackend",
     "TokenCache",

@@ -37,6 +37,7 @@ from scissor_viz.models.llava_next_video import LlavaNextVideoBackend
 from scissor_viz.models.llava_onevision import LlavaOnevisionBackend
 from scissor_viz.models.pixels import PixelBackend
 from scissor_viz.models.qwen2_5_vl import Qwen2_5_VLBackend
+from scissor_viz.models.smolvlm import SmolVLMBackend
 from scissor_viz.models.vlm import VideoLLMBackend
 from scissor_viz.progress import ProgressFn, report
 
@@ -58,6 +59,7 @@ FAMILIES: list[type[VideoLLMBackend]] = [
     LlavaOnevisionBackend,
     LlavaNextVideoBackend,
     Qwen2_5_VLBackend,
+    SmolVLMBackend,
 ]
 PREPROCESSING_FILES = (
     "video_preprocessor_config.json",

@@ -64,13 +64,10 @@ class VideoLLMBackend(Backend):
         self.chat_template = chat_template or getattr(tokenizer, "chat_template", None)
         config = model.config
         self.hidden_size = getattr(config, "text_config", config).hidden_size
-        self.video_token = getattr(tokenizer, "video_token", None) or "<video>"
-        self.video_token_id = int(model.scissor.adapter.video_token_id)
+        self.video_token_id = int(model.scissor.adapter.video_token_id)  # InternVL/SmolVLM: image
+        self.video_token = tokenizer.convert_ids_to_tokens(self.video_token_id)
         if tokenizer.convert_tokens_to_ids(self.video_token) != self.video_token_id:
-            raise ValueError(
-                f"tokenizer's {self.video_token!r} is not the config's video_token_id "
-                f"{self.video_token_id}"
-            )
+            raise ValueError(f"the tokenizer has no token for id {self.video_token_id}")
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.batch_size = batch_size or (16 if self.device.type == "cuda" else 2)
