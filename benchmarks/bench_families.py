@@ -122,6 +122,26 @@ def qwen2_5_vl(layers: int):
     return model, encode, 352 / 2  # tokens per frame (352 per pair)
 
 
+def next_video(layers: int):
+    from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
+
+    config = LlavaNextVideoConfig(
+        vision_config=dict(model_type="clip_vision_model", hidden_size=1024,
+                           intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                           image_size=336, patch_size=14, projection_dim=768),  # fmt: skip
+        text_config=dict(model_type="llama", hidden_size=4096, intermediate_size=11008,
+                         num_hidden_layers=layers, num_attention_heads=32,
+                         num_key_value_heads=32, vocab_size=32064),  # fmt: skip
+    )
+    model = LlavaNextVideoForConditionalGeneration(config).eval()
+
+    def encode(n):
+        pixels = torch.randn(1, n, 3, 336, 336)
+        return model.model.get_video_features(pixel_values_videos=pixels).pooler_output
+
+    return model, encode, 144
+
+
 FAMILIES = {  # name: (checkpoint it stands for, builder, real text layers)
     "smolvlm2-256m": (
         "HuggingFaceTB/SmolVLM2-256M-Video-Instruct",
@@ -135,6 +155,7 @@ FAMILIES = {  # name: (checkpoint it stands for, builder, real text layers)
     ),  # fmt: skip
     "llava-onevision-0.5b": ("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", onevision, 24),
     "qwen2.5-vl-3b": ("Qwen/Qwen2.5-VL-3B-Instruct", qwen2_5_vl, 36),
+    "llava-next-video-7b": ("llava-hf/LLaVA-NeXT-Video-7B-hf", next_video, 32),
 }
 
 
@@ -169,9 +190,26 @@ def measure(name: str, frames: int, text_layers: int, repeat: int) -> dict:
         prefill = best_of(lambda: lm(inputs_embeds=embeds), repeat) * real_layers / text_layers
     tokens16 = 16 * per_frame + 30
     overlays = 16 * enc
+    per_step = 2 * per_frame if name.startswith("qwen") else per_frame  # Qwen: per pair
+    scc = scc_seconds(16 * per_frame, int(per_step), d, repeat)
+    saved = prefill * 0.9 * 16 * per_frame / 1000  # the prefill retention 0.1 saves
     return dict(name=name, checkpoint=checkpoint, per_frame=per_frame, build=built,
                 encode=enc, prefill=prefill, overlays=overlays,
-                answer=overlays + prefill * tokens16 / 1000)  # fmt: skip
+                answer=overlays + prefill * tokens16 / 1000,
+                scc=scc, share=scc / saved)  # fmt: skip
+
+
+def scc_seconds(total: int, per_step: int, d: int, repeat: int) -> float:
+    """SCC at retention 0.1 (τ searched) on 16 frames' worth of structured stand-in tokens of
+    the family's shape (scissor_viz.synthetic; a Qwen pair's tokens count once per pair)."""
+    from scissor_viz.scc import scissor_compress
+    from scissor_viz.synthetic import video_tokens
+
+    side = round(per_step**0.5)  # a square stand-in of about the step's tokens
+    steps = round(total / (side * side))
+    tokens = video_tokens(frames=steps, side=side, dim=d)
+    scissor_compress(tokens, retention=0.1)  # warm-up
+    return best_of(lambda: scissor_compress(tokens, retention=0.1), max(repeat, 3))
 
 
 def main() -> None:
@@ -186,12 +224,14 @@ def main() -> None:
     DEVICE = args.device
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {DEVICE}")
     print("| family (checkpoint shape) | tokens / frame | encode s/frame | prefill s/1000 tok "
-          "| first overlays @16 f | first answer @16 f |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- |")
+          "| first overlays @16 f | first answer @16 f | SCC @0.1 "
+          "| SCC / prefill saved |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.only:
         r = measure(name, args.frames, args.text_layers, args.repeat)
         row = (r["checkpoint"], f"{r['per_frame']:g}", f"{r['encode']:.2f}",
-               f"{r['prefill']:.2f}", f"{r['overlays']:.0f} s", f"{r['answer']:.0f} s")  # fmt: skip
+               f"{r['prefill']:.2f}", f"{r['overlays']:.0f} s", f"{r['answer']:.0f} s",
+               f"{r['scc']:.2f} s", f"{r['share']:.1%}")  # fmt: skip
         print("| " + " | ".join(row) + " |", flush=True)
 
 

@@ -540,7 +540,9 @@ def test_fallback_for_a_folder_that_is_not_llava(tmp_path):
 
 def test_checkpoint_from_environment(monkeypatch, tiny_llava_folder):
     monkeypatch.delenv("SCISSOR_VIZ_CHECKPOINT", raising=False)
-    assert resolve_checkpoint() == DEFAULT_CHECKPOINT
+    assert resolve_checkpoint() == loading.default_checkpoint()
+    assert loading.default_checkpoint("cuda") == DEFAULT_CHECKPOINT == loading.GPU_CHECKPOINT
+    assert loading.default_checkpoint("cpu") == loading.CPU_CHECKPOINT
     monkeypatch.setenv("SCISSOR_VIZ_CHECKPOINT", str(tiny_llava_folder))
     assert resolve_checkpoint() == str(tiny_llava_folder)
     assert resolve_checkpoint("other/model") == "other/model"

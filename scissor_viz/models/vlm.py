@@ -144,17 +144,21 @@ class VideoLLMBackend(Backend):
         """The chat prompt for one video and ``question``, with exactly one video placeholder."""
         question = question.replace(self.video_token, "").strip()
         if self.chat_template:  # a multimodal template, else a text-only one (plain Qwen)
-            contents = (
+            contents = (  # SmolVLM's templates render images, not videos: its frames are images
                 [{"type": "video"}, {"type": "text", "text": question}],
+                [{"type": "image"}, {"type": "text", "text": question}],
                 f"{self.video_token}\n{question}",
             )
             for content in contents:
-                text = self.tokenizer.apply_chat_template(
-                    [{"role": "user", "content": content}],
-                    chat_template=self.chat_template,
-                    tokenize=False,
-                    add_generation_prompt=True,
-                )
+                try:
+                    text = self.tokenizer.apply_chat_template(
+                        [{"role": "user", "content": content}],
+                        chat_template=self.chat_template,
+                        tokenize=False,
+                        add_generation_prompt=True,
+                    )
+                except Exception:  # a template that takes another form of content: try the next
+                    continue
                 if text.count(self.video_token) == 1:
                     return text
         return FALLBACK_TEMPLATE.format(video=self.video_token, question=question)
