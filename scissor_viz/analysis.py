@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from scissor_viz.grid import TokenGrid
 from scissor_viz.methods import Reduction, reduce, runnable_methods
 from scissor_viz.methods import forget as forget_linkages
 from scissor_viz.metrics import answer_fidelity, coverage, redundancy
@@ -63,6 +64,20 @@ def backend_video_tokens(
     if vision_attention and backend.has_vision_attention:
         importance = backend.vision_attention(clip.frames, key=clip.key)
     return VideoTokens(tokens, backend.name, clip.key, importance, attention_fn)
+
+
+def token_sources(reduced: Compression | Reduction) -> torch.Tensor:
+    """(K,) flat grid index whose position each reduced token takes in a model that positions
+    video tokens on their grid (Qwen's M-RoPE): SCC's representatives, a selection's kept
+    tokens, else the first token each output token stands for."""
+    comp = reduced if isinstance(reduced, Compression) else reduced.compression
+    if comp is not None:
+        return comp.representatives
+    if reduced.kept is not None and len(reduced.kept) == reduced.num_tokens:
+        return reduced.kept
+    flat = reduced.assignment.flatten()
+    first = torch.full((reduced.num_tokens,), flat.numel(), dtype=torch.long)
+    return first.scatter_reduce(0, flat, torch.arange(flat.numel()), reduce="amin")
 
 
 def run_method(video: VideoTokens, method: str, retention: float) -> tuple[Reduction, dict]:
@@ -202,9 +217,21 @@ class VideoAnalysis:
         key = (question, max_new_tokens, source)
         answer = self._answers.get(key)
         if answer is None:
-            answer = self.backend.answer(question, tokens, max_new_tokens=max_new_tokens)
+            grid = self.grid
+            answer = self.backend.answer(
+                question,
+                tokens,
+                max_new_tokens=max_new_tokens,
+                source=None if reduced is None else token_sources(reduced),
+                shape=(self.tokens.shape[0], grid.rows, grid.cols),
+            )
             self._answers.put(key, answer)
         return answer
+
+    @property
+    def grid(self) -> TokenGrid:
+        """The token grid of this video's tokens (the backend's, for these frames)."""
+        return self.backend.grid_for(self.clip.frames)
 
     def answer_fidelity(self, question: str, reduced: Compression | Reduction) -> dict:
         """How the answer from ``reduced`` compares with the full-token answer."""

@@ -44,9 +44,9 @@ from scissor_viz.models.llava_onevision import (
     RANDOM_WEIGHTS_FLAG,
     LlavaOnevisionBackend,
     VideoPreprocessing,
-    hub_reachable,
     load_preprocessing,
 )
+from scissor_viz.models.loading import hub_reachable
 from scissor_viz.models.pixels import (
     DESCRIPTOR_SIZE,
     PixelBackend,
@@ -535,12 +535,14 @@ def test_fallback_for_a_folder_that_is_not_llava(tmp_path):
         tmp_path
     )
     b = load_backend(str(tmp_path))
-    assert isinstance(b, PixelBackend) and "not LLaVA-OneVision" in b.load_error
+    assert isinstance(b, PixelBackend) and "not a supported video LLM" in b.load_error
 
 
 def test_checkpoint_from_environment(monkeypatch, tiny_llava_folder):
     monkeypatch.delenv("SCISSOR_VIZ_CHECKPOINT", raising=False)
-    assert resolve_checkpoint() == DEFAULT_CHECKPOINT
+    assert resolve_checkpoint() == loading.default_checkpoint()
+    assert loading.default_checkpoint("cuda") == DEFAULT_CHECKPOINT == loading.GPU_CHECKPOINT
+    assert loading.default_checkpoint("cpu") == loading.CPU_CHECKPOINT
     monkeypatch.setenv("SCISSOR_VIZ_CHECKPOINT", str(tiny_llava_folder))
     assert resolve_checkpoint() == str(tiny_llava_folder)
     assert resolve_checkpoint("other/model") == "other/model"
@@ -788,3 +790,138 @@ def test_attention_maps_stay_within_the_memory_budget(backend, frames, monkeypat
     monkeypatch.setenv(ATTENTION_BUDGET_ENV, "lots")
     with pytest.raises(ValueError, match=ATTENTION_BUDGET_ENV):
         backend.llm_attention(QUESTION, tokens)
+
+
+# ----------------------------------------------------------------------------- every family
+
+
+def twin_backend(family: str):
+    """The family's backend on its tiny twin (tests/tiny_vlms.py), preprocessing as the twin's
+    processor outputs are built (SigLIP-style mean/std 0.5, no resize for the twin's frames)."""
+    from scissor_viz.models import LlavaNextVideoBackend, Qwen2_5_VLBackend, SmolVLMBackend
+    from scissor_viz.models.qwen2_5_vl import QwenPreprocessing
+    from tests.tiny_vlms import build_twins
+
+    twin = build_twins()[family]
+    half = (0.5, 0.5, 0.5)
+    if family == "llava_next_video":
+        pre = VideoPreprocessing(64, 64, half, half)
+        return twin, LlavaNextVideoBackend(twin.model, twin.tokenizer, pre, pretrained=False)
+    if family == "smolvlm":
+        pre = VideoPreprocessing(64, 64, half, half)
+        return twin, SmolVLMBackend(twin.model, twin.tokenizer, pre, pretrained=False)
+    pre = QwenPreprocessing(4, 2, 2, min_pixels=8 * 8, max_pixels=64 * 96, mean=half, std=half)
+    return twin, Qwen2_5_VLBackend(twin.model, twin.tokenizer, pre, pretrained=False)
+
+
+@pytest.mark.parametrize(
+    "family, size, shape",
+    [
+        ("llava_next_video", (64, 64), (4, 8, 8, 1)),  # 4 frames of 8 x 8
+        ("llava_next_video", (48, 90), (4, 8, 8, 1)),  # squashed to 64 x 64: still 8 x 8
+        ("smolvlm", (64, 64), (4, 8, 8, 1)),
+        ("qwen2_5_vl", (64, 64), (4, 8, 8, 2)),  # 8 frames: 4 pairs of 8 x 8
+        ("qwen2_5_vl", (48, 88), (4, 6, 11, 2)),  # a non-square 6 x 11 grid per pair
+    ],
+)
+def test_each_family_encodes_its_own_grid(family, size, shape):
+    from scissor_viz.grid import TokenGrid
+
+    twin, backend = twin_backend(family)
+    frames = random_frames(8 if family == "qwen2_5_vl" else 4, *size, seed=5)
+    groups, rows, cols, per_group = shape
+    assert backend.grid_for(frames) == TokenGrid(rows, cols, per_group)
+    tokens = backend.encode(frames)
+    assert tokens.shape == (groups, rows * cols, backend.hidden_size)
+    # exactly the patch's own features of the processor outputs (the model's vision path)
+    inputs = backend.pixel_inputs(frames)
+    with torch.inference_mode():
+        (grid,) = backend.model.scissor.grids(**inputs)
+    torch.testing.assert_close(tokens, grid.float(), rtol=0, atol=0)
+    # the pixel fallback on the same grid
+    pixels = PixelBackend(grid=backend.grid_for(frames)).encode(frames)
+    assert pixels.shape[:2] == tokens.shape[:2]
+
+
+def test_qwen_preprocessing_equals_the_twins_processor_outputs():
+    from tests.tiny_vlms import normalized, qwen_patches
+
+    twin, backend = twin_backend("qwen2_5_vl")
+    frames = random_frames(6, 64, 64, seed=2)
+    ours = backend.pixel_inputs(frames)
+    patches = qwen_patches(normalized(frames), 4, 2, 2)
+    torch.testing.assert_close(ours["pixel_values_videos"], patches, rtol=0, atol=1e-6)
+    assert ours["video_grid_thw"].tolist() == [[3, 16, 16]]
+
+
+@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_5_vl", "smolvlm"])
+def test_each_familys_full_answer_equals_stock_generate(family):
+    twin, backend = twin_backend(family)
+    frames = random_frames(4, 64, 64, seed=7)
+    tokens = backend.encode(frames)
+    n = 4
+    shape = (tokens.shape[0], 8, 8)  # Qwen's grid follows the frames: the shape is given
+    ours = backend.answer(QUESTION, tokens, max_new_tokens=n, min_new_tokens=n, shape=shape)
+    pixels = backend.pixel_inputs(frames)
+    if family == "smolvlm":  # per-frame runs: the backend's own stock prompt
+        ids = backend.video_inputs(QUESTION, shape)["input_ids"]
+    else:
+        count = tokens.shape[0] * tokens.shape[1]
+        prompt = backend.build_prompt(QUESTION)
+        prompt = prompt.replace(backend.video_token, backend.video_token * count)
+        ids = backend.tokenizer(prompt, return_tensors="pt").input_ids
+    stock_inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **pixels}
+    if family == "qwen2_5_vl":
+        stock_inputs["mm_token_type_ids"] = (ids == backend.video_token_id).long() * 2
+    with torch.inference_mode():
+        stock = backend.model.generate(
+            **stock_inputs, **backend.generation_kwargs(n, min_new_tokens=n)
+        )
+    assert ours.token_ids == stock.sequences[0, ids.shape[1] :].tolist()
+    torch.testing.assert_close(ours.first_logits, stock.logits[0][0].float(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_5_vl", "smolvlm"])
+def test_video_analysis_runs_on_each_family(family):
+    """The app's analysis end to end: tokens on the family's grid, SCC, the answers (full,
+    SCC, a selection method) through the patched model; Qwen on a non-square grid."""
+    from scissor_viz.analysis import VideoAnalysis
+    from scissor_viz.video import VideoClip, VideoInfo
+
+    twin, backend = twin_backend(family)
+    frames = random_frames(6, 48, 88, seed=4)
+    info = VideoInfo(Path("twin.mp4"), 6, 6.0, 1.0, 88, 48, "h264")
+    clip = VideoClip(frames, np.arange(6.0), np.arange(6), info, key=f"twin-{family}")
+    analysis = VideoAnalysis.from_clip(clip, backend)
+    grid = analysis.grid
+    assert analysis.tokens.shape[:2] == (grid.groups(6), grid.tokens_per_frame)
+    if family == "qwen2_5_vl":
+        assert (grid.rows, grid.cols, grid.frames_per_group) == (6, 11, 2)
+    comp = analysis.compress(retention=0.2)
+    assert 0 < comp.num_tokens < analysis.num_tokens
+    full = analysis.answer("What is here?")
+    mine = analysis.answer("What is here?", comp)
+    assert full.visual_tokens == analysis.num_tokens and mine.visual_tokens == comp.num_tokens
+    assert mine.prompt_tokens - full.prompt_tokens == comp.num_tokens - analysis.num_tokens
+    reduction, _ = analysis.reduce("random", 0.3)
+    assert analysis.answer("What is here?", reduction).visual_tokens == reduction.num_tokens
+
+
+def test_token_grid_helpers_take_rows_and_cols():
+    from scissor_viz.grid import TokenGrid, cell_index, grid_shape, label_grid, token_at
+
+    grid = TokenGrid(16, 22, 2)
+    assert grid.tokens_per_frame == 352 and grid.groups(16) == 8 and grid.groups(5) == 3
+    index = cell_index(448, 616, 16, 22)  # 28 x 28 px cells
+    assert index.shape == (448, 616) and index.max() == 351
+    assert index[27, 27] == 0 and index[28, 28] == 23 and index[447, 615] == 351
+    assert token_at(30, 600, 448, 616, 16, 22) == 1 * 22 + 21
+    assert cell_index(10, 10)[9, 9] == 195  # square 14 x 14 stays the default
+    assert grid_shape(352, 22) == (16, 22) and grid_shape(196) == (14, 14)
+    assert label_grid(np.arange(352), cols=22).shape == (16, 22)
+    with pytest.raises(ValueError, match="not a square"):
+        label_grid(np.arange(352))
+    with pytest.raises(ValueError, match="do not fill rows"):
+        grid_shape(352, 21)
+    with pytest.raises(ValueError, match="positive"):
+        TokenGrid(0, 4)

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from scissor_viz.grid import TokenGrid
 from scissor_viz.models.cache import TokenCache, frames_digest, frames_fingerprint
 from scissor_viz.progress import ProgressFn, report
 
-TOKENS_PER_FRAME = 196  # 14 x 14 pooled tokens per 384 px frame
+TOKENS_PER_FRAME = 196  # 14 x 14 pooled tokens per 384 px frame (LLaVA-OneVision, the default)
+RANDOM_WEIGHTS_FLAG = "scissor_viz_random_weights"  # set in config.json by test/benchmark builders
 
 
 class AbilityUnavailable(RuntimeError):
@@ -89,13 +91,23 @@ class Backend(ABC):
     has_vision_attention: bool = False
     has_llm_attention: bool = False
     unavailable_reason: str | None = None  # why answer() is unavailable (None when it is)
-    tokens_per_frame: int = TOKENS_PER_FRAME
+    grid: TokenGrid = TokenGrid.square(14)  # the token grid of a frame (or temporal group)
     hidden_size: int = 0
     checkpoint: str | None = None
     load_error: str | None = None  # why a requested model is not loaded (pixel fallback)
 
     def __init__(self, cache: TokenCache | None = None):
         self.cache = cache if cache is not None else TokenCache()
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """Tokens per frame (per temporal group for Qwen-VL: ``grid.frames_per_group``)."""
+        return self.grid.tokens_per_frame
+
+    def grid_for(self, frames: np.ndarray) -> TokenGrid:
+        """The token grid :meth:`encode` gives for these (T, H, W, 3) frames: ``grid``, unless
+        the family's grid follows the frame size (Qwen-VL's)."""
+        return self.grid
 
     # -- identity used in cache keys: two backends with equal ids give equal tokens
     @property
@@ -112,7 +124,9 @@ class Backend(ABC):
         key: Hashable | None = None,
         progress: ProgressFn | None = None,
     ) -> torch.Tensor:
-        """(T, H, W, 3) uint8 RGB frames -> (T, tokens_per_frame, hidden_size) float32 CPU tensor.
+        """(T, H, W, 3) uint8 RGB frames -> (G, P, hidden_size) float32 CPU tensor: G =
+        ``grid_for(frames).groups(T)`` time steps (T, except Qwen-VL's pairs), P its
+        ``tokens_per_frame``.
 
         ``key`` names the clip (e.g. the video module's clip key); without it the frames are
         hashed. The result is cached and returned as stored: do not modify it in place."""

@@ -1,5 +1,9 @@
 """Which backend to load, and loading it.
 
+* the settings: device (``$SCISSOR_VIZ_DEVICE``), dtype (``$SCISSOR_VIZ_DTYPE``), the default
+  checkpoint for the hardware (:func:`default_checkpoint`), the Hub (reachable? cached?);
+* :func:`load_model`: any checkpoint of a supported family (hub id or local folder), through
+  the family's backend class (:data:`FAMILIES`, by the config's ``model_type``);
 * :class:`CheckpointPolicy`: the operator decides which checkpoints a request may load;
 * :func:`load_backend`: a checkpoint (or the weight-free fallback, with the reason);
 * :class:`LazyBackend`: one checkpoint loading in a background thread (a UI never waits for it),
@@ -9,18 +13,32 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
-from scissor_viz.models.base import Backend, BackendLoadError, CheckpointRefused
-from scissor_viz.models.llava_onevision import DEFAULT_CHECKPOINT, LlavaOnevisionBackend
+from scissor_viz.models.base import (
+    RANDOM_WEIGHTS_FLAG,
+    Backend,
+    BackendLoadError,
+    CheckpointRefused,
+)
+from scissor_viz.models.cache import TokenCache
+from scissor_viz.models.llava_next_video import LlavaNextVideoBackend
+from scissor_viz.models.llava_onevision import LlavaOnevisionBackend
 from scissor_viz.models.pixels import PixelBackend
+from scissor_viz.models.qwen2_5_vl import Qwen2_5_VLBackend
+from scissor_viz.models.smolvlm import SmolVLMBackend
+from scissor_viz.models.vlm import VideoLLMBackend
 from scissor_viz.progress import ProgressFn, report
 
 CHECKPOINT_ENV = "SCISSOR_VIZ_CHECKPOINT"
@@ -30,11 +48,316 @@ DEFAULT_MAX_BACKENDS = 2  # loaded backends a registry holds; the least recently
 RETRY_AFTER = 60.0  # seconds after a failed load before a request may start it again
 REFUSED = "This checkpoint is not available on this server."  # one message for every refusal
 _TRUE = ("1", "true", "yes", "on")
+DEVICE_ENV = "SCISSOR_VIZ_DEVICE"
+DTYPE_ENV = "SCISSOR_VIZ_DTYPE"
+# The default checkpoint, by hardware: the fastest reasonable model on a CPU (benchmarks/
+# bench_model_cpu.py --families measures each family's smallest shape), the 0.5B OneVision on a GPU.
+GPU_CHECKPOINT = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
+CPU_CHECKPOINT = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"  # 16 frames answered ~3x sooner
+DEFAULT_CHECKPOINT = GPU_CHECKPOINT  # what the README's examples name
+FAMILIES: list[type[VideoLLMBackend]] = [
+    LlavaOnevisionBackend,
+    LlavaNextVideoBackend,
+    Qwen2_5_VLBackend,
+    SmolVLMBackend,
+]
+PREPROCESSING_FILES = (
+    "video_preprocessor_config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+)
+_FIX_HINT = (
+    "How to fix: connect to the internet once so the checkpoint can be downloaded into the "
+    "Hugging Face cache; or set HF_HOME to a cache that already holds it; or pass a local folder "
+    "(one written by save_pretrained or `hf download`) as the checkpoint, or put that folder or "
+    "another supported checkpoint's id in the SCISSOR_VIZ_CHECKPOINT environment variable."
+)
+
+
+def default_checkpoint(device: str | torch.device | None = None) -> str:
+    """The checkpoint a server loads when none is configured: :data:`GPU_CHECKPOINT` on CUDA,
+    :data:`CPU_CHECKPOINT` elsewhere (``device`` as :func:`resolve_device` resolves it)."""
+    return GPU_CHECKPOINT if resolve_device(device).type == "cuda" else CPU_CHECKPOINT
 
 
 def resolve_checkpoint(checkpoint: str | None = None) -> str:
-    """The argument, else ``$SCISSOR_VIZ_CHECKPOINT``, else the default 0.5B checkpoint."""
-    return checkpoint or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT
+    """The argument, else ``$SCISSOR_VIZ_CHECKPOINT``, else :func:`default_checkpoint`."""
+    return checkpoint or os.environ.get(CHECKPOINT_ENV) or default_checkpoint()
+
+
+def family_of(model_type: str) -> type[VideoLLMBackend] | None:
+    """The backend class of a config's ``model_type`` (None: no supported family)."""
+    for family in FAMILIES:
+        if model_type in family.model_types:
+            return family
+    return None
+
+
+def supported_families() -> str:
+    return ", ".join(f"{f.family} ({'/'.join(f.model_types)})" for f in FAMILIES)
+
+
+# ----------------------------------------------------------------------------- device, dtype
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The argument, else ``$SCISSOR_VIZ_DEVICE``, else CUDA when present, else CPU."""
+    device = device or os.environ.get(DEVICE_ENV)
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """``$SCISSOR_VIZ_DTYPE`` if set, else bf16 on CUDA when supported (else fp16), float32 on
+    CPU. (bf16 on a CPU with AVX-512 BF16 encodes ~2-3x faster, but its tokens differ from
+    float32's by ~1e-2 relative: opt in with SCISSOR_VIZ_DTYPE=bfloat16.)"""
+    name = os.environ.get(DTYPE_ENV, "").strip().lower()
+    if name:
+        if name not in _DTYPES:
+            raise ValueError(f"{DTYPE_ENV}={name!r}: use one of {', '.join(_DTYPES)}")
+        return _DTYPES[name]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+# ----------------------------------------------------------------------------- files, Hub
+
+
+def _read_json(path: str | None) -> dict | None:
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _resolve_file(checkpoint: str, name: str, local_files_only: bool) -> str | None:
+    if os.path.isdir(checkpoint):
+        path = os.path.join(checkpoint, name)
+        return path if os.path.isfile(path) else None
+    from transformers.utils import cached_file
+
+    return cached_file(
+        checkpoint,
+        name,
+        local_files_only=local_files_only,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
+
+
+def preprocessing_config(checkpoint: str, local_files_only: bool = True) -> tuple[dict, str]:
+    """The checkpoint's own preprocessing settings (video config, else image config, else the
+    processor config's nested one) and the file they came from. Never a processor class's
+    defaults: raises ValueError if there are none."""
+    for name in PREPROCESSING_FILES:
+        cfg = _read_json(_resolve_file(checkpoint, name, local_files_only))
+        if cfg is None:
+            continue
+        if name == "processor_config.json":
+            cfg = cfg.get("video_processor") or cfg.get("image_processor")
+            if not isinstance(cfg, dict):
+                continue
+        return cfg, f"{checkpoint}/{name}"
+    raise ValueError(
+        f"{checkpoint} has no preprocessing config ({', '.join(PREPROCESSING_FILES)}); "
+        "refusing to guess the normalisation"
+    )
+
+
+def _load_chat_template(checkpoint: str, tokenizer, local_files_only: bool) -> str | None:
+    """The processor's chat template (chat_template.json / .jinja), else the tokenizer's."""
+    data = _read_json(_resolve_file(checkpoint, "chat_template.json", local_files_only))
+    if data and isinstance(data.get("chat_template"), str):
+        return data["chat_template"]
+    path = _resolve_file(checkpoint, "chat_template.jinja", local_files_only)
+    if path and os.path.isfile(path):
+        return Path(path).read_text(encoding="utf-8")
+    return getattr(tokenizer, "chat_template", None)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds (never
+    hangs: DNS and connect run in a daemon thread). False when HF_HUB_OFFLINE is set."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except Exception:
+        endpoint = "https://huggingface.co"
+    url = urlparse(endpoint)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json", cache_dir=constants.HF_HUB_CACHE)
+        return isinstance(found, str)
+    except Exception:
+        return False
+
+
+def _looks_like_path(checkpoint: str) -> bool:
+    return (
+        os.path.isabs(checkpoint)
+        or checkpoint.startswith((".", "~"))
+        or "\\" in checkpoint
+        or checkpoint.count("/") != 1
+    )
+
+
+def _locate(
+    checkpoint: str, hub_timeout: float, progress: ProgressFn | None
+) -> tuple[str, bool, str, bool]:
+    """Where to load ``checkpoint`` from: (source, local files only, what is tried, whether it
+    is a Hub id). Raises :class:`BackendLoadError` for a missing folder or an unreachable Hub."""
+    if os.path.isdir(os.path.expanduser(checkpoint)):
+        source = os.path.expanduser(checkpoint)
+        return source, True, f"the local folder {source}", False
+    if _looks_like_path(checkpoint):
+        raise BackendLoadError(
+            f"Could not load the model: the folder {checkpoint!r} does not exist (and "
+            "it is not a Hub id of the form owner/name).\n" + _FIX_HINT,
+            tried=f"the local folder {checkpoint}",
+            hint=_FIX_HINT,
+        )
+    if _in_hub_cache(checkpoint):
+        return checkpoint, True, f"{checkpoint} from the Hugging Face cache", True
+    if hub_reachable(hub_timeout):
+        report(progress, 0.02, f"downloading {checkpoint} (first use; this can take minutes)")
+        return checkpoint, False, f"downloading {checkpoint} from the Hugging Face Hub", True
+    raise BackendLoadError(
+        f"Could not load {checkpoint!r}: it is not in the Hugging Face "
+        "cache and the Hub is unreachable (offline, or HF_HUB_OFFLINE is set).\n" + _FIX_HINT,
+        tried="the Hugging Face cache, then the Hub (unreachable)",
+        hint=_FIX_HINT,
+    )
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_model(
+    checkpoint: str,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    progress: ProgressFn | None = None,
+    attn_implementation: str | None = None,
+    batch_size: int | None = None,
+    cache: TokenCache | None = None,
+    hub_timeout: float = 3.0,
+) -> VideoLLMBackend:
+    """Load a hub id or a local folder of any supported family (:data:`FAMILIES`, chosen by
+    the config's ``model_type``). Raises :class:`BackendLoadError` (plain words: what
+    was tried, how to fix it) when it cannot; never hangs on an unreachable Hub.
+
+    ``attn_implementation`` defaults to ``"sdpa"``, except bf16/fp16 on a CPU: there
+    PyTorch's CPU flash-attention kernel is ~3x slower than plain matmuls, so ``"eager"``
+    (benchmarks/bench_model_cpu.py measures both)."""
+    device = resolve_device(device)
+    try:
+        dtype = dtype or default_dtype(device)
+    except ValueError as err:
+        raise BackendLoadError(str(err), tried=checkpoint) from err
+    if attn_implementation is None:
+        low_cpu = device.type == "cpu" and dtype in (torch.bfloat16, torch.float16)
+        attn_implementation = "eager" if low_cpu else "sdpa"
+    report(progress, 0.0, f"locating {checkpoint}")
+    source, local_only, tried, hub = _locate(checkpoint, hub_timeout, progress)
+    args = (device, dtype, attn_implementation, batch_size, cache, progress)
+    try:
+        try:
+            return _load(source, checkpoint, local_only, *args)
+        except (OSError, ValueError):
+            # only part of a hub checkpoint in the cache (an interrupted download): fetch it
+            if not (hub and local_only) or not hub_reachable(hub_timeout):
+                raise
+            tried += ", then downloading the missing files from the Hub"
+            report(progress, 0.02, f"downloading the rest of {checkpoint}")
+            return _load(source, checkpoint, False, *args)
+    except BackendLoadError:
+        raise
+    except Exception as err:
+        raise BackendLoadError(
+            f"Could not load {checkpoint!r} (tried {tried}): "
+            f"{type(err).__name__}: {err}\n" + _FIX_HINT,
+            tried=tried,
+            hint=_FIX_HINT,
+        ) from err
+
+
+def _load(source, checkpoint, local_only, device, dtype, attn, batch_size, cache, progress):
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
+
+    no_remote_code = {"local_files_only": local_only, "trust_remote_code": False}  # never
+    config = AutoConfig.from_pretrained(source, **no_remote_code)
+    family = family_of(config.model_type)
+    if family is None:
+        raise BackendLoadError(
+            f"{checkpoint!r} is a {config.model_type!r} checkpoint, not a supported video LLM. "
+            f"Supported: {supported_families()}; e.g. {DEFAULT_CHECKPOINT}.",
+            tried=checkpoint,
+        )
+    report(progress, 0.05, "reading tokenizer and preprocessing config")
+    tokenizer = AutoTokenizer.from_pretrained(source, **no_remote_code)
+    cfg, where = preprocessing_config(source, local_files_only=local_only)
+    preprocessing = family.preprocessing_from_config(cfg, where)
+    chat_template = _load_chat_template(source, tokenizer, local_only)
+    report(progress, 0.1, f"loading weights of {checkpoint} (a large model takes a while)")
+    model, info = getattr(transformers, family.model_class).from_pretrained(
+        source,
+        dtype=dtype,
+        attn_implementation=attn,
+        output_loading_info=True,
+        **no_remote_code,
+    )
+    missing = list(info.get("missing_keys") or [])
+    report(progress, 0.9, f"moving the model to {device}")
+    model = model.to(device).eval()
+    pretrained = not getattr(model.config, RANDOM_WEIGHTS_FLAG, False) and not missing
+    backend = family(
+        model,
+        tokenizer,
+        preprocessing,
+        checkpoint=checkpoint,
+        pretrained=pretrained,
+        chat_template=chat_template,
+        batch_size=batch_size,
+        cache=cache,
+    )
+    if missing:
+        backend.description += f" — {len(missing)} weights were missing from the checkpoint"
+    report(progress, 1.0, f"loaded {checkpoint} on {device}")
+    return backend
 
 
 @dataclass(frozen=True)
@@ -81,18 +404,17 @@ def load_backend(
     fallback: bool = True,
     **kwargs,
 ) -> Backend:
-    """Load a LLaVA-OneVision checkpoint (hub id or local folder); on failure, pixel descriptors.
+    """Load a checkpoint of a supported family (hub id or local folder); on failure, pixel
+    descriptors.
 
     The returned pixel backend's ``load_error`` (and ``unavailable_reason``) say what was tried
     and how to fix it. With ``fallback=False`` the :class:`BackendLoadError` is raised instead.
-    Extra keyword arguments go to ``LlavaOnevisionBackend.from_pretrained``. No policy applies
+    Extra keyword arguments go to :func:`load_model`. No policy applies
     here: servers go through :class:`BackendRegistry`.
     """
     checkpoint = resolve_checkpoint(checkpoint)
     try:
-        return LlavaOnevisionBackend.from_pretrained(
-            checkpoint, device=device, progress=progress, **kwargs
-        )
+        return load_model(checkpoint, device=device, progress=progress, **kwargs)
     except BackendLoadError as err:
         if not fallback:
             raise

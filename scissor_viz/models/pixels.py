@@ -1,6 +1,7 @@
-"""Pixel descriptors: a weight-free stand-in for the vision tower, on the same 14 x 14 grid.
+"""Pixel descriptors: a weight-free stand-in for the vision tower, on the configured family's
+token grid (14 x 14 for LLaVA-OneVision; any rows x cols).
 
-When no LLaVA-OneVision checkpoint can be loaded, the app still shows how SCC groups a video's
+When no checkpoint can be loaded, the app still shows how SCC groups a video's
 regions -- on colour/texture descriptors of each token cell, not on model features (what each
 of the 19 numbers is, and how a clip's descriptors are made comparable: docs/models.md).
 ``answer`` is unavailable: nothing is ever made up.
@@ -12,12 +13,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scissor_viz.models.base import TOKENS_PER_FRAME, Backend
+from scissor_viz.grid import TokenGrid
+from scissor_viz.models.base import Backend
 from scissor_viz.models.cache import TokenCache
 from scissor_viz.progress import ProgressFn, report
 
-GRID = 14  # cells per side: 14 x 14 = 196 = TOKENS_PER_FRAME
-SIZE = 384  # frames are squashed to SIZE x SIZE first, as the model's preprocessing does
+GRID = TokenGrid.square(14)  # the default: LLaVA-OneVision's 14 x 14 = 196 tokens per frame
+SIZE = 384  # frames are squashed to SIZE rows (x SIZE * cols / rows columns) first, as a model's
+# preprocessing squashes them to its input size
 ORIENTATION_BINS = 8
 DESCRIPTOR_SIZE = 3 + 3 + 4 + 1 + ORIENTATION_BINS  # 19
 # the parts of a descriptor (slices of its 19 numbers) and their weights in a clip's similarity:
@@ -62,42 +65,50 @@ def _edges(n: int, parts: int) -> np.ndarray:
     return np.round(np.linspace(0, n, parts + 1)[:-1]).astype(np.int64)
 
 
-def _cell_sum(x: np.ndarray, parts: int) -> np.ndarray:
-    """Sum (H, W, ...) over a parts x parts grid of near-equal cells -> (parts, parts, ...)."""
-    e0, e1 = _edges(x.shape[0], parts), _edges(x.shape[1], parts)
+def _cell_sum(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Sum (H, W, ...) over a rows x cols grid of near-equal cells -> (rows, cols, ...)."""
+    e0, e1 = _edges(x.shape[0], rows), _edges(x.shape[1], cols)
     return np.add.reduceat(np.add.reduceat(x, e0, axis=0), e1, axis=1)
 
 
-def _cell_counts(h: int, w: int, parts: int) -> np.ndarray:
-    rows = np.diff(np.append(_edges(h, parts), h))
-    cols = np.diff(np.append(_edges(w, parts), w))
-    return np.outer(rows, cols).astype(np.float32)
+def _cell_counts(h: int, w: int, rows: int, cols: int) -> np.ndarray:
+    return np.outer(
+        np.diff(np.append(_edges(h, rows), h)), np.diff(np.append(_edges(w, cols), w))
+    ).astype(np.float32)
 
 
-def frame_descriptors(frame: np.ndarray, size: int = SIZE, grid: int = GRID) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (grid * grid, DESCRIPTOR_SIZE) float32, row-major cells."""
-    img = Image.fromarray(frame).resize((size, size), Image.Resampling.BILINEAR)
+def frame_size(grid: TokenGrid, size: int = SIZE) -> tuple[int, int]:
+    """(height, width) a frame is squashed to for ``grid``: ``size`` rows, square cells."""
+    return size, max(round(size * grid.cols / grid.rows), grid.cols)
+
+
+def frame_descriptors(frame: np.ndarray, size: int = SIZE, grid: TokenGrid = GRID) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (rows * cols, DESCRIPTOR_SIZE) float32, row-major cells."""
+    rows, cols = grid.shape
+    height, width = frame_size(grid, size)
+    img = Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR)
     lab = srgb_to_lab(np.asarray(img))
     light = lab[..., 0]
 
-    count = _cell_counts(size, size, grid)[..., None]
-    mean = _cell_sum(lab, grid) / count
-    cell = np.searchsorted(_edges(size, grid), np.arange(size), side="right") - 1
-    centred = lab - mean[cell][:, cell]  # two passes: no cancellation in flat cells
-    std = np.sqrt(_cell_sum(centred * centred, grid) / count)
+    count = _cell_counts(height, width, rows, cols)[..., None]
+    mean = _cell_sum(lab, rows, cols) / count
+    row = np.searchsorted(_edges(height, rows), np.arange(height), side="right") - 1
+    col = np.searchsorted(_edges(width, cols), np.arange(width), side="right") - 1
+    centred = lab - mean[row][:, col]  # two passes: no cancellation in flat cells
+    std = np.sqrt(_cell_sum(centred * centred, rows, cols) / count)
 
-    sub = _cell_sum(light, 2 * grid) / _cell_counts(size, size, 2 * grid)  # (2g, 2g)
-    quad = sub.reshape(grid, 2, grid, 2).transpose(0, 2, 1, 3).reshape(grid, grid, 4)
+    sub = _cell_sum(light, 2 * rows, 2 * cols) / _cell_counts(height, width, 2 * rows, 2 * cols)
+    quad = sub.reshape(rows, 2, cols, 2).transpose(0, 2, 1, 3).reshape(rows, cols, 4)
     quad = quad - mean[..., :1]
 
     gy, gx = np.gradient(light)
     mag = np.hypot(gx, gy)
-    strength = _cell_sum(mag, grid) / count[..., 0]
+    strength = _cell_sum(mag, rows, cols) / count[..., 0]
     angle = np.mod(np.arctan2(gy, gx), np.pi)  # unsigned orientation in [0, pi)
     bins = np.minimum((angle / np.pi * ORIENTATION_BINS).astype(np.int64), ORIENTATION_BINS - 1)
-    onehot = np.zeros((size, size, ORIENTATION_BINS), dtype=np.float32)
+    onehot = np.zeros((height, width, ORIENTATION_BINS), dtype=np.float32)
     np.put_along_axis(onehot, bins[..., None], mag[..., None].astype(np.float32), axis=-1)
-    hist = _cell_sum(onehot, grid)
+    hist = _cell_sum(onehot, rows, cols)
     hist = hist / np.maximum(hist.sum(-1, keepdims=True), 1e-6) - 1.0 / ORIENTATION_BINS
 
     scale_mean = np.array([50.0, 50.0, 50.0], dtype=np.float32)
@@ -110,11 +121,14 @@ def frame_descriptors(frame: np.ndarray, size: int = SIZE, grid: int = GRID) -> 
         hist,
     ]
     out = np.concatenate(parts, axis=-1).astype(np.float32)
-    return out.reshape(grid * grid, DESCRIPTOR_SIZE)
+    return out.reshape(rows * cols, DESCRIPTOR_SIZE)
 
 
-def clip_descriptors(raw: np.ndarray, passes: int = SMOOTHING_PASSES) -> np.ndarray:
-    """(frames, 196, 19) :func:`frame_descriptors` of one clip -> the tokens SCC compares.
+def clip_descriptors(
+    raw: np.ndarray, passes: int = SMOOTHING_PASSES, grid: TokenGrid = GRID
+) -> np.ndarray:
+    """(frames, rows * cols, 19) :func:`frame_descriptors` of one clip -> the tokens SCC
+    compares.
 
     Fixed scales leave every cosine similarity near 1, so nothing stands out. Here (1) a flat
     cell's texture numbers, mostly noise, fade towards zero; (2) each number is standardised
@@ -130,10 +144,10 @@ def clip_descriptors(raw: np.ndarray, passes: int = SMOOTHING_PASSES) -> np.ndar
     x = (x - flat.mean(0)) / np.maximum(flat.std(0), 1e-6)
     for part, where in PARTS.items():
         x[..., where] *= WEIGHTS[part] / np.sqrt(where.stop - where.start)
-    grid = x.reshape(len(x), GRID, GRID, DESCRIPTOR_SIZE)
+    cells = x.reshape(len(x), grid.rows, grid.cols, DESCRIPTOR_SIZE)
     for _ in range(passes):
-        grid = _smooth(grid)
-    return grid.reshape(x.shape)
+        cells = _smooth(cells)
+    return cells.reshape(x.shape)
 
 
 def _smooth(grid: np.ndarray) -> np.ndarray:
@@ -149,34 +163,43 @@ def _smooth(grid: np.ndarray) -> np.ndarray:
 
 
 class PixelBackend(Backend):
-    """Weight-free per-cell pixel descriptors; cannot answer."""
+    """Weight-free per-cell pixel descriptors on ``grid`` (the configured family's token grid;
+    a temporal group's descriptors are those of its first frame); cannot answer."""
 
     name = "pixels"
     pretrained = False
     can_answer = False
     hidden_size = DESCRIPTOR_SIZE
-    tokens_per_frame = TOKENS_PER_FRAME
 
-    def __init__(self, load_error: str | None = None, cache: TokenCache | None = None):
+    def __init__(
+        self,
+        load_error: str | None = None,
+        cache: TokenCache | None = None,
+        grid: TokenGrid = GRID,
+    ):
         super().__init__(cache)
+        self.grid = grid
         self.load_error = load_error
+        height, width = frame_size(grid)
         self.description = (
             "pixel descriptors — no model loaded: colour, colour spread, lightness layout and "
-            f"edge statistics of each of the 14×14 cells of a 384×384 frame ({DESCRIPTOR_SIZE} "
-            "numbers per cell), not LLaVA-OneVision features"
+            f"edge statistics of each of the {grid.rows}×{grid.cols} cells of a {height}×{width} "
+            f"frame ({DESCRIPTOR_SIZE} numbers per cell), not a model's features"
         )
-        reason = "Answers need a LLaVA-OneVision model, and none is loaded."
+        reason = "Answers need a video language model, and none is loaded."
         self.unavailable_reason = f"{reason}\n{load_error}" if load_error else reason
 
     @property
     def cache_id(self):
-        return ("pixels", DESCRIPTOR_SIZE, GRID, SIZE, SMOOTHING_PASSES)
+        return ("pixels", DESCRIPTOR_SIZE, self.grid, SIZE, SMOOTHING_PASSES)
 
     def _encode(self, frames: np.ndarray, progress: ProgressFn | None) -> torch.Tensor:
-        out = np.empty((len(frames), TOKENS_PER_FRAME, DESCRIPTOR_SIZE), dtype=np.float32)
-        for t, frame in enumerate(frames):
-            out[t] = frame_descriptors(frame)
+        step = self.grid.frames_per_group
+        firsts = frames[::step]
+        out = np.empty((len(firsts), self.tokens_per_frame, DESCRIPTOR_SIZE), dtype=np.float32)
+        for t, frame in enumerate(firsts):
+            out[t] = frame_descriptors(frame, grid=self.grid)
             report(
-                progress, (t + 1) / len(frames), f"pixel descriptors: frame {t + 1}/{len(frames)}"
+                progress, (t + 1) / len(firsts), f"pixel descriptors: frame {t + 1}/{len(firsts)}"
             )
-        return torch.from_numpy(clip_descriptors(out))
+        return torch.from_numpy(clip_descriptors(out, grid=self.grid))
