@@ -43,6 +43,7 @@ def test_live_controls_before_a_video_do_nothing():
 
 
 def test_every_event_returns_only_the_outputs_it_declares(session):
+    session.fresh = True
     """Outputs by name: what an event returns is a subset of what it declares (the layout
     wires exactly the declared ones)."""
     for fn, args in (
@@ -50,7 +51,7 @@ def test_every_event_returns_only_the_outputs_it_declares(session):
         (on.apply_tau, (session, 0.99, "Temporal step", False)),
         (on.tab_views, (session, 1, "Temporal step", "Teach")),
         (on.tab_views, (session, 1, "Temporal step", "Similarity")),
-        (on.after_load, (session,)),
+        (on.after_load, (session,)),  # the session's first: the page is cleared
         (on.select_frame, (session, 2)),
         (on.recolour, (session, "Spatial step", True)),
     ):
@@ -107,8 +108,9 @@ def test_teach_slider_and_text_count_steps_alike(session):
     the numbers line shows."""
     teach = on.tab_views(session, 0, "Temporal step", "Teach")
     step = teach["step"]["value"]
-    assert teach["step"]["minimum"] == 1 and f"Step {step} of {teach['step']['maximum']}" in (
-        teach["scrub_note"]
+    assert (
+        teach["step"]["minimum"] == 1
+        and f"Step {step} of {teach['step']['maximum']}" in (teach["scrub_note"])
     )
     assert f"τ = {on.tau_short(session.comp.tau)}" in teach["scrub_note"]
     out = on.scrub_to(session, 0, 3)
@@ -188,23 +190,28 @@ def test_errors_hide_server_paths_and_are_logged(caplog):
 def test_ask_and_compare_answers_wake_up_only_with_a_model(session, monkeypatch):
     """After a load the buttons that need a video wake up; Ask and Compare answers only when
     the backend can answer (else the page says why beside them)."""
+    session.fresh = True
     out = on.after_load(session)
     assert not out["ask"]["interactive"] and not out["answers_btn"]["interactive"]
     assert "needs a model" in out["answers_why"]
     for button in ("play", "compare_btn", "curves_btn", "export_btn"):
         assert out[button]["interactive"], button
     monkeypatch.setattr(type(session.analysis.backend), "can_answer", True)
+    session.fresh = True
     out = on.after_load(session)
     assert out["ask"]["interactive"] and out["answers_btn"]["interactive"]
     assert out["answers_why"] == ""
 
 
 def test_a_new_video_clears_what_the_old_one_drew(session):
-    """After a load every view drawn from the previous video is cleared at once."""
+    """After a load every view drawn from the previous video is cleared at once; the player
+    cleared later (no new video) clears nothing."""
+    session.fresh = True
     out = on.after_load(session)
     for name in ("probe_gallery", "probe_note", "compare_gallery", "compare_table", "files"):
         assert name in out and not out[name], name
     assert all(out[name] == "" for name in on.views.BANNERS.values())
+    assert on.after_load(session) == {}
 
 
 def test_compare_reports_the_k_on_screen(session):

@@ -145,6 +145,9 @@ def after_load(session):
     can run, and the features radio says which features are in use (the model may have fallen
     back to pixel descriptors)."""
     session = live_session(session, compressed=False)
+    if not session.fresh:  # the player cleared: the page is still about this video
+        return {}
+    session.fresh = False
     count = session.frames
     backend = session.analysis.backend
     with_model = gr.update(interactive=backend.can_answer)  # Ask, Compare answers

@@ -72,7 +72,6 @@ CSS = """
 .frames .caption-label { position: static; max-width: 100%; border: none; opacity: 0.85;
   white-space: nowrap; text-overflow: clip; font-size: 12px; padding: 1px 4px; }
 #numbers { min-height: 2.5em; }
-#regions .frames-grid { grid-template-columns: repeat(8, minmax(0, 1fr)); gap: 4px; }
 #regions figure.selected img { outline: 3px solid #ff7a00; outline-offset: -3px; }
 #regions figure.selected figcaption { font-weight: 600; color: #ff7a00; }
 #large-frame figure { margin: 0; }

@@ -51,6 +51,7 @@ class Session:
     frame: int = 0  # the selected frame
     stamp: int = field(default_factory=lambda: next(STAMPS))
     drawn: dict = field(default_factory=dict)  # view name -> the stamp it was drawn from
+    fresh: bool = True  # loaded, its page not yet cleared of the previous video's views
     probed: tuple[int, int] | None = None  # the probe's clicked (frame, token)
     curve: tuple[np.ndarray, np.ndarray] | None = None  # (taus, retention) for the plot
     scrubs: dict = field(default_factory=dict)  # frame -> the τ scrubber's steps
@@ -85,11 +86,13 @@ class Session:
         return self.analysis.compress(retention=float(retention), tolerance=tolerance)
 
     def set_setting(self, retention: float, use_tau: bool, tau: float) -> Compression:
-        """Compress at a new setting: the session's compression and stamp change together."""
-        self.comp = self.compress_at(retention, use_tau, tau)
-        self.use_tau, self.retention = bool(use_tau), float(retention)
-        self.stamp = next(STAMPS)
-        return self.comp
+        """Compress at a setting: the session's compression and stamp change together (the
+        stamp stays when the compression is the one on screen already)."""
+        comp = self.compress_at(retention, use_tau, tau)
+        if self.comp is None or comp.tau != self.comp.tau:
+            self.stamp = next(STAMPS)
+        self.comp, self.use_tau, self.retention = comp, bool(use_tau), float(retention)
+        return comp
 
     def clamp(self, frame) -> int:
         """A frame index of this video (0 for anything unreadable)."""

@@ -203,9 +203,9 @@ def no_answer_reason(backend) -> str:
     return backend.unavailable_reason or "no language model is loaded."
 
 
-def no_answer(backend) -> str:
-    """The one sentence the page says where an answer needs a model."""
-    return f"No answer: {no_answer_reason(backend)}"
+def no_answer(backend, what: str = "") -> str:
+    """The one sentence the page says where an answer needs a model (after ``what``)."""
+    return f"{what}No answer: {no_answer_reason(backend)}"
 
 
 def answer_hint(session: Session) -> str:
@@ -399,7 +399,7 @@ def answer_rows(session: Session, methods: list[str], question, progress) -> dic
     analysis = session.analysis
     backend = analysis.backend
     if not backend.can_answer:
-        raise gr.Error(no_answer(backend))
+        raise gr.Error(no_answer(backend, "Comparing answers needs a model. "))
     rows = []
     progress(0.0, desc="answering")
     for method, fid in analysis.answers(methods, session.comp, question):
