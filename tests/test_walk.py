@@ -52,12 +52,13 @@ STEPS = int(os.environ.get("SCISSOR_VIZ_WALK_STEPS", 32))
 SEED = int(os.environ.get("SCISSOR_VIZ_WALK_SEED", 15))
 QUIET_S = 0.8  # the page has settled when nothing it shows changed for this long
 TOP = re.compile(
-    r"`(?P<video>[^`]+)`: (?P<before>[\d,]+) → (?P<after>[\d,]+) tokens \((?P<frames>\d+) frames? "
-    r"× 196\) · retention reached (?P<retention>[\d.]+)% · τ = (?P<tau>[-\d.]+)"
+    r"(?P<video>\S+): (?P<before>[\d,]+) → (?P<after>[\d,]+) tokens \((?P<frames>\d+) frames? "
+    r"× 196\) · retention reached (?P<retention>[\d.]+)% · τ = (?P<tau>-?\d+(?:\.\d+)?)"
     r".*?regions after the spatial step: (?P<low>\d+)–(?P<high>\d+) per frame"
 )
-DRAWN = re.compile(r"^Drawn for `(?P<video>[^`]+)` · (?P<frames>\d+) frames? · "
-                   r"(?P<tokens>[\d,]+) tokens? · τ = (?P<tau>[-\d.]+)")  # fmt: skip
+DRAWN = re.compile(r"^Drawn for (?P<video>\S+) · (?P<frames>\d+) frames? · "
+                   r"(?P<tokens>[\d,]+) tokens? · τ = (?P<tau>-?\d+(?:\.\d+)?)")  # fmt: skip
+BENIGN = "play() request was interrupted"  # the video player's own, as a new clip replaces one
 TABS = ("How to read it", "Similarity", "Probe", "Teach", "Compare", "Export")
 
 pytestmark = [
@@ -193,7 +194,7 @@ class Walk:
         name = self.rng.choice([n for n in self.clips if n != "broken.mp4"])
         choose_file(self.page, self.clips[name])
         self.video, self.bad = name, None
-        wait_for(lambda: f"`{name}`" in snapshot(self.page)["numbers"], SLOW, f"upload {name}")
+        wait_for(lambda: f"{name}: " in snapshot(self.page)["numbers"], SLOW, f"upload {name}")
         return name
 
     def upload_bad(self):
@@ -315,7 +316,7 @@ class Walk:
     def check(self, s: dict):
         toasts = error_toasts(self.page)
         if self.bad:  # (d) the refusal is readable and stays on the page
-            assert f"Could not open `{self.bad}`" in s["numbers"], s["numbers"]
+            assert f"Could not open {self.bad}" in s["numbers"], s["numbers"]
             assert len(s["numbers"]) > 40 and "Error" != s["numbers"].strip(), s["numbers"]
             assert s["grid"] == 0 and not s["large"] and not s["rows"] and not s["files"], s
             for toast in toasts:
@@ -323,7 +324,8 @@ class Walk:
             self._close_toasts()
             return
         assert not toasts, toasts
-        assert not self.page.crashes, self.page.crashes
+        crashes = [c for c in self.page.crashes if BENIGN not in c]
+        assert not crashes, crashes
         m = TOP.search(s["numbers"])
         assert m, s["numbers"]
         video, after, frames = m["video"], number(m["after"]), int(m["frames"])
@@ -331,12 +333,13 @@ class Walk:
         # (b) the page is about the video loaded last
         assert video == self.video, (video, self.video)
         # (a) τ box, τ-graph, count typed back
-        assert np.float32(float(s["tau_box"])) == tau or s["use_tau"], (s["tau_box"], m["tau"])
+        if s["tau_box"] and not s["use_tau"]:  # (the box is read once Advanced was opened)
+            assert np.float32(float(s["tau_box"])) == tau, (s["tau_box"], m["tau"])
         if self.expect_count is not None:
             assert after == self.expect_count, (after, self.expect_count)
             self.expect_count = None
         if s["graph_title"]:
-            g = re.search(r"τ = ([-\d.]+)", s["graph_title"])
+            g = re.search(r"τ = (-?\d+(?:\.\d+)?)", s["graph_title"])
             assert g and np.float32(float(g[1])) == tau, (s["graph_title"], m["tau"])
         # the frames: one per sampled frame, the large one among them
         assert s["grid"] == frames and s["large"].startswith("Selected: f"), s
@@ -353,7 +356,7 @@ class Walk:
         for name, line in s["drawn"].items():
             if not line:
                 continue
-            if line.startswith("⚠️ Out of date"):
+            if line.startswith("⚠️ Out of date"):  # (Markdown's bold is gone from innerText)
                 assert not (s["tab"].lower() == name.split("-")[-1] and name in LIVE_TABS), (
                     f"the open tab {s['tab']} was left out of date: {line}"
                 )
@@ -364,7 +367,7 @@ class Walk:
             assert np.float32(float(d["tau"])) == tau and int(d["frames"]) == frames, (line, m[0])
         # the open tab's own numbers
         if s["tab"] == "Teach" and "in use now" in s["scrub"]:
-            t = re.search(r"τ = ([-\d.]+)", s["scrub"].split("in use now")[1])
+            t = re.search(r"τ = (-?\d+(?:\.\d+)?)", s["scrub"].split("in use now")[1])
             assert np.float32(float(t[1])) == tau, (s["scrub"], m[0])
         if s["tab"] == "Compare" and s["drawn"].get("drawn-compare", "").startswith("Drawn"):
             scc = [r for r in s["rows"] if r and r[0].startswith("LLaVA-Scissor")]
