@@ -1,11 +1,14 @@
-"""scissor_viz.apply_patch on tiny random twins of LLaVA-OneVision, LLaVA-NeXT-Video and
-Qwen2.5-VL: stock behaviour when nothing is compressed, SCC's exact tokens (and for Qwen their
-positions) entering the language model when something is, and the generate / forward surface.
+"""scissor_viz.apply_patch on tiny random twins of LLaVA-OneVision, LLaVA-NeXT-Video, Qwen2.5-VL,
+Qwen3-VL, InternVL and SmolVLM: stock behaviour when nothing is compressed, SCC's exact tokens
+(in the run of their representative's frame where a video is a run per frame, and for Qwen at
+their representatives' positions) entering the language model when something is, and the
+generate / forward surface.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pickle
 import threading
 from contextlib import contextmanager
@@ -19,7 +22,14 @@ from scissor_viz.patch import ScissorState, VideoTokens, adapter_for, representa
 from scissor_viz.scc import scissor_compress, tau_for_retention
 from tests.tiny_vlms import PREFIX, build_twins
 
-FAMILIES = ["llava_onevision", "llava_next_video", "qwen2_5_vl"]
+FAMILIES = [
+    "llava_onevision",
+    "llava_next_video",
+    "qwen2_5_vl",
+    "qwen3_vl",
+    "internvl",
+    "smolvlm",
+]
 QUESTIONS = ["What is happening in this video?", "How many people?"]
 GREEDY = {"max_new_tokens": 4, "min_new_tokens": 4, "do_sample": False}
 LOGITS = {"return_dict_in_generate": True, "output_logits": True}
@@ -46,14 +56,23 @@ def patched(model, **settings):
         remove_patch(model)
 
 
-def without_pixels(inputs: dict) -> dict:
-    return {k: v for k, v in inputs.items() if k != "pixel_values_videos"}
+def without_pixels(inputs: dict, key: str = "pixel_values_videos") -> dict:
+    return {k: v for k, v in inputs.items() if k != key}
 
 
 def full_tokens(model, inputs: dict) -> list[VideoTokens]:
-    """Every video's own features, uncompressed: the splice path at retention 1."""
+    """Every video's own features (and DeepStack grids), uncompressed: the splice path at
+    retention 1."""
     with torch.no_grad():
-        return [VideoTokens(g.flatten(0, 1)) for g in adapter_for(model).grids(inputs)]
+        return [
+            VideoTokens(g.flatten(0, 1), layers=tuple(x.flatten(0, 1) for x in layers))
+            for g, layers in adapter_for(model).encode(inputs)
+        ]
+
+
+def language_model(model):
+    inner = model.model
+    return getattr(inner, "language_model", None) or inner.text_model
 
 
 class Capture:
@@ -61,9 +80,7 @@ class Capture:
 
     def __init__(self, model):
         self.calls: list[dict] = []
-        self.handle = model.model.language_model.register_forward_pre_hook(
-            self.grab, with_kwargs=True
-        )
+        self.handle = language_model(model).register_forward_pre_hook(self.grab, with_kwargs=True)
 
     def grab(self, _module, _args, kwargs):
         keys = ("inputs_embeds", "attention_mask", "position_ids")
@@ -109,7 +126,9 @@ def test_uncompressed_splice_is_stock(twin, batch):
         stock = model.generate(**inputs, **kwargs, **LOGITS)
         with patched(model, retention=0.5):
             torch.manual_seed(0)
-            out = model.generate(**without_pixels(inputs), video_tokens=given, **kwargs, **LOGITS)
+            out = model.generate(
+                **without_pixels(inputs, twin.pixels), video_tokens=given, **kwargs, **LOGITS
+            )
         assert torch.equal(out.sequences, stock.sequences)
         torch.testing.assert_close(out.logits[0], stock.logits[0], rtol=1e-5, atol=1e-5)
 
@@ -193,6 +212,9 @@ def test_unsupported_model_names_the_supported_classes(twins):
         "LlavaOnevisionForConditionalGeneration",
         "LlavaNextVideoForConditionalGeneration",
         "Qwen2_5_VLForConditionalGeneration",
+        "Qwen3VLForConditionalGeneration",
+        "InternVLForConditionalGeneration",
+        "SmolVLMForConditionalGeneration",
     ):
         assert name in str(err.value)
     assert type(text) is Qwen2ForCausalLM and not hasattr(text, "scissor")
@@ -220,13 +242,43 @@ def test_settings(twins):
 # ----------------------------------------------------------------------------- compression
 
 
+def new_prompt(twin, inputs: dict, b: int, reps: torch.Tensor) -> list[tuple[str, int]]:
+    """What the patch's prompt b should be, from the stock prompt and the representatives of
+    the K compressed tokens: per position ("text", stock index), ("video", token index) or
+    ("tail", stock index). The tokens take the place of the video's placeholder runs, each in
+    the run of its representative (a single-run video: all of them), in order; OneVision's
+    newline (the run's last placeholder) follows them."""
+    ids = inputs["input_ids"][b].tolist()
+    valid = inputs["attention_mask"][b].bool().tolist()
+    holders = [p for p, i in enumerate(ids) if valid[p] and i == twin.video_token_id]
+    ordinal = {p: o for o, p in enumerate(holders)}
+    tail = 1 if twin.family == "llava_onevision" else 0
+    out, reps = [], reps.tolist()
+    for p, i in enumerate(ids):
+        if not valid[p]:
+            continue
+        if p not in ordinal:
+            out.append(("text", p))
+            continue
+        if p > 0 and valid[p - 1] and ids[p - 1] == twin.video_token_id:
+            continue  # not the first placeholder of its run
+        stop = p
+        while stop < len(ids) and ids[stop] == twin.video_token_id:
+            stop += 1
+        lo, hi = ordinal[p], ordinal[stop - 1] + 1  # the run's placeholder ordinals
+        out += [("video", j) for j, r in enumerate(reps) if lo <= r < hi]
+        if tail and hi == len(holders):
+            out.append(("tail", stop - 1))
+    return out
+
+
 def test_language_model_reads_scc_tokens(twin):
-    """At retention < 1 the embeddings at each prompt's video positions are exactly
-    scissor_compress(the model's own video features, retention=r).tokens, in order (+ OneVision's
-    newline), the text around them is the stock text, and each prompt is shorter by exactly
-    the removed count."""
+    """At retention < 1 each prompt the language model reads is exactly the stock prompt with
+    each video's placeholders replaced by scissor_compress(the model's own video features,
+    retention=r).tokens, in order, each in the run of its representative's frame (a single-run
+    video: all in its run; + OneVision's newline): text unchanged, shorter by exactly the
+    removed count."""
     model, inputs = twin.model, twin.inputs(QUESTIONS, [0, 1])
-    prefix = len(twin.tokenizer.encode(PREFIX))
     embed = model.get_input_embeddings()
     with patched(model, retention=0.25) as scissor, Capture(model) as capture:
         grids = scissor.grids(**inputs)
@@ -234,8 +286,8 @@ def test_language_model_reads_scc_tokens(twin):
         prefill = capture.calls[0]
         records = scissor.last
     embeds, mask = prefill["inputs_embeds"], prefill["attention_mask"]
-    tail = 1 if twin.family == "llava_onevision" else 0
     stock_valid = inputs["attention_mask"].sum(1)
+    frames_with_tokens = set()
     for b, (grid, record) in enumerate(zip(grids, records)):
         comp = scissor_compress(grid.clone(), retention=0.25)  # the engine's one-shot call
         assert record.tau == comp.tau
@@ -245,23 +297,29 @@ def test_language_model_reads_scc_tokens(twin):
         assert k < n and record.videos[0].kept == k
         valid = int(mask[b].sum())
         assert valid == int(stock_valid[b]) - (n - k) == record.length_after
-        start = embeds.shape[1] - valid + prefix  # left padding, then the prefix
-        assert torch.equal(embeds[b, start : start + k], expected)
-        if tail:
-            assert torch.equal(embeds[b, start + k], model.model.image_newline)
-        text = inputs["input_ids"][b][inputs["attention_mask"][b] == 1]
-        text = text[text != twin.video_token_id]  # the stock prompt's text around the video
-        assert torch.equal(embeds[b, start - prefix : start], embed(text[:prefix]))
-        assert torch.equal(embeds[b, start + k + tail :], embed(text[prefix:]))
+        row = embeds[b, embeds.shape[1] - valid :]  # left padding dropped
+        layout = new_prompt(twin, inputs, b, comp.representatives)
+        assert len(layout) == valid
+        ids = inputs["input_ids"][b]
+        for (kind, i), got in zip(layout, row):
+            if kind == "text":
+                assert torch.equal(got, embed(ids[i]))
+            elif kind == "video":
+                assert torch.equal(got, expected[i])
+            else:
+                assert torch.equal(got, model.model.image_newline)
+        frames_with_tokens |= set((comp.representatives // grid.shape[1]).tolist())
+    if twin.family in ("qwen3_vl", "internvl", "smolvlm"):  # a run per frame: several filled
+        assert len(frames_with_tokens) > 1
 
 
 def test_batch_of_different_lengths_matches_each_alone(twin):
     """Two videos compressed (at one tau) to different lengths, left-padded in one batch: each
     prompt generates what it generates alone."""
     model, inputs = twin.model, twin.inputs(QUESTIONS, [0, 3])
-    grid = full_tokens(model, twin.inputs(QUESTIONS[:1], [0]))[0].tokens
-    shape = (-1, 196 if twin.family == "llava_onevision" else 64, grid.shape[-1])
-    tau = tau_for_retention(grid.reshape(shape), 0.2)
+    with torch.no_grad():
+        grid = adapter_for(model).grids(twin.inputs(QUESTIONS[:1], [0]))[0]
+    tau = tau_for_retention(grid, 0.2)
     kwargs = {**GREEDY, "max_new_tokens": 8, "min_new_tokens": 8, **LOGITS}
     with patched(model, tau=tau) as scissor:
         batch = model.generate(**inputs, **kwargs)
@@ -323,7 +381,7 @@ def test_streaming(twin):
 
 
 def test_forward_with_labels(twin):
-    """Plain forward (scoring / loss): labels shrink with the video run, so the loss is the
+    """Plain forward (scoring / loss): labels shrink with the video runs, so the loss is the
     cross-entropy of the shortened logits against the shortened labels; gradients reach the
     vision tower through the merged tokens. With the uncompressed splice it is the stock loss."""
     model, inputs = twin.model, twin.inputs(QUESTIONS[:1], [5])
@@ -333,7 +391,7 @@ def test_forward_with_labels(twin):
     stock = model(**inputs, labels=labels)
     given = full_tokens(model, inputs)
     with patched(model, retention=0.2) as scissor:
-        same = model(**without_pixels(inputs), video_tokens=given, labels=labels)
+        same = model(**without_pixels(inputs, twin.pixels), video_tokens=given, labels=labels)
         torch.testing.assert_close(same.logits, stock.logits, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(same.loss, stock.loss, rtol=1e-6, atol=1e-6)
 
@@ -342,15 +400,13 @@ def test_forward_with_labels(twin):
         record = scissor.last[0]
     removed = record.tokens_before - record.tokens_after
     assert out.logits.shape[1] == ids.shape[1] - removed
-    keep = torch.ones(ids.shape[1], dtype=torch.bool)
-    video = (ids[0] == twin.video_token_id).nonzero().flatten()
-    keep[video[record.tokens_after :]] = False
-    short = labels[:, keep]
+    reps = record.videos[0].compression.representatives
+    layout = new_prompt(twin, inputs, 0, reps)
+    short = torch.tensor([[labels[0, i] if kind == "text" else -100 for kind, i in layout]])
     expected = F.cross_entropy(out.logits[0, :-1], short[0, 1:], ignore_index=-100)
     torch.testing.assert_close(out.loss, expected)
     out.loss.backward()
-    vision = model.model.visual if twin.family == "qwen2_5_vl" else model.model.vision_tower
-    grads = [p.grad for p in vision.parameters() if p.grad is not None]
+    grads = [p.grad for p in twin.vision.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
     model.zero_grad()
 
@@ -358,11 +414,13 @@ def test_forward_with_labels(twin):
 # ----------------------------------------------------------------------------- positions
 
 
-def test_qwen_positions_follow_representatives(twins):
-    """Qwen2.5-VL: each merged token sits at the stock M-RoPE position of its representative,
-    the text after the video keeps its stock positions, and decoding continues at the stock
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_qwen_positions_follow_representatives(twins, family):
+    """Qwen2.5-VL / Qwen3-VL: each merged token sits at the stock M-RoPE position of its
+    representative (Qwen3-VL: in the run of its representative's group, after that group's
+    timestamp), all text keeps its stock positions, and decoding continues at the stock
     positions (the same as the unpatched model's decoding steps)."""
-    twin = twins["qwen2_5_vl"]
+    twin = twins[family]
     model, inputs = twin.model, twin.inputs(QUESTIONS, [0, 1])
     stock_positions, _ = model.model.get_rope_index(
         inputs["input_ids"],
@@ -377,20 +435,19 @@ def test_qwen_positions_follow_representatives(twins):
         model.generate(**inputs, **GREEDY)
         records = scissor.last
     positions = capture.calls[0]["position_ids"][1:]  # (3, B, L'): generate's text row first
-    prefix = len(twin.tokenizer.encode(PREFIX))
     for b, (grid, record) in enumerate(zip(grids, records)):
         comp = record.videos[0].compression
         reps = representatives(grid, comp)
         assert torch.equal(reps, record.videos[0].source)
         assert bool((reps[1:] > reps[:-1]).all())
         assert bool((comp.temporal_labels.flatten()[reps] == torch.arange(comp.num_tokens)).all())
-        stock_row, row = stock_positions[:, b], positions[:, b]
-        start = stock_row.shape[1] - int(inputs["attention_mask"][b].sum()) + prefix
-        new_start = row.shape[1] - record.length_after + prefix
-        k = comp.num_tokens
-        assert torch.equal(row[:, new_start : new_start + k], stock_row[:, start + reps])
-        after = stock_row.shape[1] - (start + grid.shape[0] * grid.shape[1])
-        assert torch.equal(row[:, -after:], stock_row[:, -after:])
+        holders = (inputs["input_ids"][b] == twin.video_token_id).nonzero().flatten()
+        expected = [
+            stock_positions[:, b, i if kind == "text" else holders[reps[i]]]
+            for kind, i in new_prompt(twin, inputs, b, reps)
+        ]
+        row = positions[:, b, positions.shape[2] - record.length_after :]
+        assert torch.equal(row, torch.stack(expected, 1))
     for step in range(1, len(stock.calls)):  # decoding: one new token per call
         torch.testing.assert_close(
             capture.calls[step]["position_ids"][1:], stock.calls[step]["position_ids"][1:]
@@ -469,6 +526,51 @@ def test_video_tokens_from_any_compression(twins):
     at = len(twin.tokenizer.encode(PREFIX))
     assert torch.equal(prompt[at : at + len(tokens)], tokens)
     assert prompt.shape[0] == short_ids.shape[1] - 1 + len(tokens)  # no newline
+
+
+def test_given_compression_equals_pixels(twin):
+    """What the app does for any family: the model's own grids, SCC run outside the patch, and
+    ``model.scissor.video_tokens(grid, comp, layers)`` given with the stock placeholders (and
+    Qwen's grid inputs, no pixels): the same ids and logits as the patched pixel path at that
+    tau. A family that places tokens by their grid refuses given tokens without sources."""
+    model, inputs = twin.model, twin.inputs(QUESTIONS, [0, 1])
+    with patched(model, retention=0.3) as scissor:
+        out = model.generate(**inputs, **GREEDY, **LOGITS)
+        taus = [r.tau for r in scissor.last]
+        with torch.no_grad():
+            encoded = scissor.adapter.encode(inputs)
+        given = [
+            scissor.video_tokens(grid, scissor_compress(grid, tau), layers)
+            for (grid, layers), tau in zip(encoded, taus)
+        ]
+        rest = without_pixels(inputs, twin.pixels)
+        again = model.generate(**rest, video_tokens=given, **GREEDY, **LOGITS)
+        tail = len(scissor.adapter.tail())
+        assert [r.tokens_after for r in scissor.last] == [len(v.tokens) + tail for v in given]
+        if scissor.adapter.needs_source:
+            bare = [VideoTokens(v.tokens) for v in given]
+            with pytest.raises(ValueError, match="VideoTokens.source"):
+                model.generate(**rest, video_tokens=bare, **GREEDY)
+    assert torch.equal(again.sequences, out.sequences)
+    torch.testing.assert_close(again.logits[0], out.logits[0], rtol=1e-5, atol=1e-5)
+
+
+def test_representatives_from_the_engine():
+    """The patch reads representatives from the engine's Compression; one built without them
+    gets the engine's (the engine run again at its tau), and a partition that is not SCC's at
+    that tau is refused."""
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randn(3, 2, 4, generator=gen).repeat_interleave(10, 1)
+    tokens = tokens + 0.05 * torch.randn(3, 20, 4, generator=gen)
+    comp = scissor_compress(tokens, tau_for_retention(tokens, 0.3))
+    assert representatives(tokens, comp) is comp.representatives
+    bare = dataclasses.replace(comp, representatives=None)
+    assert torch.equal(representatives(tokens, bare), comp.representatives)
+    other = dataclasses.replace(bare, temporal_labels=torch.zeros_like(comp.temporal_labels))
+    with pytest.raises(ValueError, match="not SCC's"):
+        representatives(tokens, other)
+    with pytest.raises(ValueError, match="not the grid"):
+        representatives(tokens[:, :10], comp)
 
 
 def test_splice_is_what_generate_prefills(twins):
@@ -576,7 +678,7 @@ def test_non_finite_features_run_the_stock_model(twin):
     """NaN pixels give NaN features: stock generate still answers, and so does the patched one
     (the same ids, uncompressed), with a warning instead of the engine's error."""
     model, inputs = twin.model, twin.inputs(QUESTIONS[:1], [0])
-    inputs["pixel_values_videos"] = torch.full_like(inputs["pixel_values_videos"], NAN)
+    inputs[twin.pixels] = torch.full_like(inputs[twin.pixels], NAN)
     assert not all(torch.isfinite(g).all() for g in adapter_for(model).grids(inputs))
     stock = model.generate(**inputs, **GREEDY)
     with patched(model, retention=0.2) as scissor:

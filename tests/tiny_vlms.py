@@ -1,4 +1,4 @@
-"""Tiny, randomly initialised twins of the three video-LLM families the SCC patch supports, and
+"""Tiny, randomly initialised twins of the six video-LLM families the SCC patch supports, and
 their processor outputs built by hand (the real processors need torchvision and the Hub).
 
 * LLaVA-OneVision: ``tests/tiny_llava``'s model (SigLIP 384 px / patch 14, so 196 pooled
@@ -7,6 +7,13 @@ their processor outputs built by hand (the real processors need torchvision and 
   frame); Qwen2 LM hidden 64, 2 layers;
 * Qwen2.5-VL: vision depth 2 / hidden 32 / patch 4 / 2x2 merge / temporal pairs of frames;
   text hidden 64, 2 layers, M-RoPE sections (2, 3, 3).
+* Qwen3-VL: the same shapes (64 merged patches per temporal group), DeepStack from both vision
+  layers, interleaved M-RoPE; the prompt gives each group its own run after a timestamp
+  (``<0.5 seconds>``), as the Qwen3-VL processor does.
+* InternVL: InternViT depth 2 / hidden 32 / 64 px / patch 4 (16 x 16 patches + CLS, pixel
+  shuffle 0.5 -> 64 tokens per frame); Qwen2 LM; one run per frame after ``Frame{i}:``.
+* SmolVLM(2): SigLIP-style depth 2 / hidden 32 / 64 px / patch 4, scale factor 2 -> 64 tokens
+  per frame; Llama LM; one run per frame after ``Frame from 00:0i:``.
 
 All share the byte-level BPE tokenizer of ``tests/tiny_llava`` (``<video>`` / ``<image>``).
 Frames are ``random_frames`` (gradients, blocks, noise), so neighbouring tokens are similar and
@@ -108,6 +115,79 @@ def build_qwen2_5_vl(tokenizer, seed: int = 0):
     return _finish(Qwen2_5_VLForConditionalGeneration(config), tokenizer)
 
 
+def build_qwen3_vl(tokenizer, seed: int = 0):
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    rope = {
+        "rope_type": "default",
+        "mrope_section": [2, 3, 3],
+        "mrope_interleaved": True,
+        "rope_theta": 10000.0,
+    }
+    config = Qwen3VLConfig(
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 4,
+            "patch_size": 4,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": 64,
+            "num_position_embeddings": 256,
+            "deepstack_visual_indexes": [0, 1],
+        },
+        text_config=_text_config(tokenizer, head_dim=16, rope_parameters=rope),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_start_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
+        vision_end_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+    )
+    torch.manual_seed(seed)
+    return _finish(Qwen3VLForConditionalGeneration(config), tokenizer)
+
+
+def build_internvl(tokenizer, seed: int = 0):
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+
+    config = InternVLConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 64,
+            "patch_size": 4,
+        },
+        text_config={"model_type": "qwen2", **_text_config(tokenizer)},
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        image_seq_length=64,
+    )
+    torch.manual_seed(seed)
+    return _finish(InternVLForConditionalGeneration(config), tokenizer)
+
+
+def build_smolvlm(tokenizer, seed: int = 0):
+    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
+
+    config = SmolVLMConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 64,
+            "patch_size": 4,
+        },
+        text_config={"model_type": "llama", **_text_config(tokenizer)},
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    )
+    torch.manual_seed(seed)
+    return _finish(SmolVLMForConditionalGeneration(config), tokenizer)
+
+
 # ----------------------------------------------------------------------------- pixels
 
 
@@ -126,6 +206,14 @@ def qwen_patches(pixels: torch.Tensor, patch: int, merge: int, temporal: int) ->
     return x.reshape(t * h * w, c * temporal * patch * patch)
 
 
+FRAME_RUNS = {  # families whose prompt gives each frame (Qwen3-VL: each group) its own run
+    "qwen3_vl": "<{:.1f} seconds>",
+    "internvl": "Frame{}: ",
+    "smolvlm": "\nFrame from 00:{:02d}:",
+}
+PER_FRAME = {"llava_onevision": 196, "llava_next_video": 64, "internvl": 64, "smolvlm": 64}
+
+
 @dataclass
 class Twin:
     """A tiny model of one family and how to build its processor outputs."""
@@ -138,49 +226,91 @@ class Twin:
 
     @property
     def video_token_id(self) -> int:
-        return self.model.config.video_token_id
+        """The placeholder id of video tokens (InternVL, SmolVLM: their image token)."""
+        config = self.model.config
+        if self.family in ("internvl", "smolvlm"):
+            return config.image_token_id
+        return config.video_token_id
 
-    def video(self, seed: int) -> dict[str, torch.Tensor]:
-        """One clip's pixel inputs and its number of placeholders."""
+    @property
+    def qwen(self) -> bool:
+        return self.family in ("qwen2_5_vl", "qwen3_vl")
+
+    @property
+    def language_model(self) -> Any:
+        inner = self.model.model
+        return inner.text_model if self.family == "smolvlm" else inner.language_model
+
+    @property
+    def vision(self) -> Any:
+        inner = self.model.model
+        if self.qwen:
+            return inner.visual
+        return inner.vision_model if self.family == "smolvlm" else inner.vision_tower
+
+    def video(self, seed: int) -> dict[str, Any]:
+        """One clip's pixel inputs and its placeholder runs (one, or one per frame / group)."""
         pixels = normalized(random_frames(self.frames, self.size, self.size, seed=seed))
-        if self.family != "qwen2_5_vl":
-            per_frame = {"llava_onevision": 196, "llava_next_video": 64}[self.family]
+        if not self.qwen:
+            per_frame = PER_FRAME[self.family]
             tail = 1 if self.family == "llava_onevision" else 0
-            return {"pixel_values_videos": pixels[None], "count": self.frames * per_frame + tail}
+            runs = [per_frame] * self.frames
+            if self.family not in FRAME_RUNS:
+                runs = [self.frames * per_frame + tail]
+            return {"pixels": pixels, "runs": runs}
         vision = self.model.config.vision_config
         patches = qwen_patches(
             pixels, vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size
         )
         side = self.size // vision.patch_size
         thw = torch.tensor([[self.frames // vision.temporal_patch_size, side, side]])
-        count = int(thw.prod()) // vision.spatial_merge_size**2
-        return {"pixel_values_videos": patches, "video_grid_thw": thw, "count": count}
+        group = side * side // vision.spatial_merge_size**2
+        runs = [int(thw[0, 0]) * group] if self.family == "qwen2_5_vl" else [group] * int(thw[0, 0])
+        return {"pixels": patches, "video_grid_thw": thw, "runs": runs}
 
-    def prompt_ids(self, question: str, count: int) -> list[int]:
+    def prompt_ids(self, question: str, runs: list[int] | int) -> list[int]:
+        """The prompt around a video of these placeholder runs (an int: one run of that many)."""
         encode = self.tokenizer.encode
-        suffix = SUFFIX.format(question=question)
-        return encode(PREFIX) + [self.video_token_id] * count + encode(suffix)
+        runs = [runs] if isinstance(runs, int) else runs
+        video = []
+        for i, n in enumerate(runs):
+            if self.family in FRAME_RUNS:
+                label = i + 0.5 if self.family == "qwen3_vl" else i + 1
+                video += encode(FRAME_RUNS[self.family].format(label))
+            video += [self.video_token_id] * n
+        return encode(PREFIX) + video + encode(SUFFIX.format(question=question))
 
     def inputs(self, questions: list[str], seeds: list[int]) -> dict[str, torch.Tensor]:
         """Processor outputs for one video per prompt, left-padded like the processor pads."""
         clips = [self.video(s) for s in seeds]
-        rows = [self.prompt_ids(q, c["count"]) for q, c in zip(questions, clips)]
+        rows = [self.prompt_ids(q, c["runs"]) for q, c in zip(questions, clips)]
         width = max(map(len, rows))
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
         out = {"input_ids": ids, "attention_mask": mask}
-        if self.family == "qwen2_5_vl":
-            out["pixel_values_videos"] = torch.cat([c["pixel_values_videos"] for c in clips])
+        if self.qwen:
+            out["pixel_values_videos"] = torch.cat([c["pixels"] for c in clips])
             out["video_grid_thw"] = torch.cat([c["video_grid_thw"] for c in clips])
             out["mm_token_type_ids"] = (ids == self.video_token_id).long() * 2
+        elif self.family == "internvl":  # every frame one image row
+            out["pixel_values"] = torch.cat([c["pixels"] for c in clips])
+        elif self.family == "smolvlm":  # (prompts, frames, C, H, W) and its pixel mask
+            out["pixel_values"] = torch.stack([c["pixels"] for c in clips])
+            shape = out["pixel_values"].shape
+            out["pixel_attention_mask"] = torch.ones(shape[:2] + shape[3:], dtype=torch.bool)
         else:
-            out["pixel_values_videos"] = torch.cat([c["pixel_values_videos"] for c in clips])
+            out["pixel_values_videos"] = torch.stack([c["pixels"] for c in clips])
         return out
+
+    @property
+    def pixels(self) -> str:
+        """The input that carries the frames."""
+        return "pixel_values" if self.family in ("internvl", "smolvlm") else "pixel_values_videos"
 
 
 def build_twins(seed: int = 0) -> dict[str, Twin]:
-    """The three tiny models (a few hundred thousand parameters each, < 1 s to build)."""
+    """The six tiny models (a few hundred thousand parameters each, < 1 s to build)."""
     tokenizer = build_tokenizer()
     tokenizer.padding_side = "left"
     return {
@@ -191,4 +321,7 @@ def build_twins(seed: int = 0) -> dict[str, Twin]:
             "llava_next_video", build_next_video(tokenizer, seed), tokenizer, 4, 64
         ),
         "qwen2_5_vl": Twin("qwen2_5_vl", build_qwen2_5_vl(tokenizer, seed), tokenizer, 8, 64),
+        "qwen3_vl": Twin("qwen3_vl", build_qwen3_vl(tokenizer, seed), tokenizer, 8, 64),
+        "internvl": Twin("internvl", build_internvl(tokenizer, seed), tokenizer, 4, 64),
+        "smolvlm": Twin("smolvlm", build_smolvlm(tokenizer, seed), tokenizer, 4, 64),
     }

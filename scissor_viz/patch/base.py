@@ -25,6 +25,7 @@ class VideoTokens:
     tokens: torch.Tensor  # (K, d) in order
     source: torch.Tensor | None = None  # (K,) grid index whose stock position each token takes
     tail: bool = True  # then the family's own after-video tokens (OneVision: image_newline)
+    layers: tuple[torch.Tensor, ...] = ()  # (K, d_l) per DeepStack layer (Qwen3-VL); () none
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ class Adapter:
 
     classes: ClassVar[tuple[str, ...]] = ()  # model class names this adapter serves
     video_inputs: ClassVar[tuple[str, ...]] = ("pixel_values_videos",)  # consumed by the encoder
+    pixels: ClassVar[str] = "pixel_values_videos"  # the input that carries a video's frames
     mrope: ClassVar[bool] = False  # video tokens carry grid positions (need ``source``)
+    frame_runs: ClassVar[bool] = False  # one placeholder run per frame (or group), text between
 
     def __init__(self, model: Any):
         self.model = model
@@ -76,9 +79,36 @@ class Adapter:
     def video_token_id(self) -> int:
         return int(self.model.config.video_token_id)
 
+    @property
+    def needs_source(self) -> bool:
+        """Whether spliced tokens need their grid index (positions, or the run of their frame)."""
+        return self.mrope or self.frame_runs
+
     def grids(self, inputs: dict[str, Any]) -> list[torch.Tensor]:
         """The model's own video features, one (T, P, d) grid per video, in prompt order."""
         raise NotImplementedError
+
+    def encode(self, inputs: dict[str, Any]) -> list[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]:
+        """Per video its grid and the (T, P, d_l) grids of features the model adds at the video's
+        positions inside the language model (Qwen3-VL's DeepStack; () for other families)."""
+        return [(grid, ()) for grid in self.grids(inputs)]
+
+    def run_lengths(self, grid: torch.Tensor) -> list[int]:
+        """The placeholder runs one video of this (T, P, d) grid fills, in prompt order."""
+        frames, per_frame = grid.shape[:2]
+        if self.frame_runs:
+            return [per_frame] * frames
+        return [frames * per_frame + len(self.tail())]
+
+    def given_runs(self, input_ids: torch.Tensor, inputs: dict[str, Any]) -> list[list[Run]]:
+        """The placeholder runs of each video when tokens are given (``video_tokens=``): each
+        maximal run is one video."""
+        return [[run] for run in runs_contiguous(input_ids, self.video_token_id)]
+
+    def finish(self, out: dict[str, Any], videos: list[VideoTokens], new_ids: torch.Tensor):
+        """Last changes to the stock method's inputs (Qwen3-VL: hand the tokens over as encoder
+        outputs so the model adds their DeepStack features)."""
+        return out
 
     def tail(self) -> torch.Tensor:
         """(E, d) tokens the model appends after each video's grid tokens."""
@@ -109,23 +139,31 @@ class Run:
     stop: int
 
 
-def runs_by_length(input_ids: torch.Tensor, token_id: int, lengths: list[int]) -> list[Run]:
-    """Video v takes the next ``lengths[v]`` placeholders in row-major order, as the stock
-    models fill them; each video's must be one contiguous run inside one prompt."""
+def runs_by_length(
+    input_ids: torch.Tensor, token_id: int, lengths: list[list[int]]
+) -> list[list[Run]]:
+    """Video v takes the next ``sum(lengths[v])`` placeholders in row-major order, as the stock
+    models fill them, as runs of ``lengths[v]`` (one, or one per frame); each run must be
+    contiguous and all of a video's runs in one prompt."""
     where = (input_ids == token_id).nonzero().tolist()  # [(sample, position)], row-major
-    if len(where) != sum(lengths):
+    total = sum(map(sum, lengths))
+    if len(where) != total:
         raise ValueError(
             f"the prompts hold {len(where)} video placeholders but the videos have "
-            f"{sum(lengths)} features ({lengths}); build the prompt with the model's processor"
+            f"{total} features ({[sum(n) for n in lengths]}); build the prompt with the model's "
+            "processor"
         )
-    runs, at = [], 0
-    for v, n in enumerate(lengths):
-        (b0, p0), (b1, p1) = where[at], where[at + n - 1]
-        if b0 != b1 or p1 - p0 != n - 1:
-            raise ValueError(f"video {v}'s {n} placeholders are not one run in one prompt")
-        runs.append(Run(b0, p0, p1 + 1))
-        at += n
-    return runs
+    videos, at = [], 0
+    for v, runs_v in enumerate(lengths):
+        runs = []
+        for n in runs_v:
+            (b0, p0), (b1, p1) = where[at], where[at + n - 1]
+            if b0 != b1 or p1 - p0 != n - 1 or (runs and runs[0].sample != b0):
+                raise ValueError(f"video {v}'s placeholders are not runs of {n} in one prompt")
+            runs.append(Run(b0, p0, p1 + 1))
+            at += n
+        videos.append(runs)
+    return videos
 
 
 def runs_contiguous(input_ids: torch.Tensor, token_id: int) -> list[Run]:
@@ -224,39 +262,59 @@ def pad_token_id(model: Any) -> int:
     return 0
 
 
-def _source(video: VideoTokens, run: Run, tail: int, mrope: bool) -> torch.Tensor:
-    """Index into the run of the placeholder whose stock position each video token takes."""
-    k, n = len(video.tokens), run.stop - run.start
+def _pieces(
+    video: VideoTokens, runs: list[Run], tail: int, need_source: bool
+) -> list[tuple[int, torch.Tensor]]:
+    """Per run of the video: how many of its tokens go there, and for each the index into the
+    run of the placeholder whose stock position it takes. With one run, every token (and the
+    tail); with a run per frame, each token goes into the run of its source's frame (its
+    representative's), in order, so each frame's text still introduces what that frame kept."""
+    k, n = len(video.tokens), sum(run.stop - run.start for run in runs)
     if video.source is not None:
         grid = video.source.cpu()
-    elif mrope and k != n - tail:
+    elif need_source and k != n - tail:
         raise ValueError(
-            "this model positions video tokens on their grid: give VideoTokens.source, the grid "
-            "index whose position each token takes (scissor_viz.patch.representatives)"
+            "this model places video tokens by their grid (positions, or the run of their frame): "
+            "give VideoTokens.source, the grid index of each token's representative "
+            "(model.scissor.video_tokens(grid, comp) does)"
         )
     else:
         grid = torch.arange(k)
-    tail_at = n - tail + torch.arange(tail if video.tail else 0)
-    return torch.cat([grid, tail_at]).clamp(0, n - 1)
+    if len(runs) == 1:
+        tail_at = n - tail + torch.arange(tail if video.tail else 0)
+        return [(k + len(tail_at), torch.cat([grid, tail_at]).clamp(0, n - 1))]
+    per_run = runs[0].stop - runs[0].start  # frame runs: all one length, no tail
+    frame = grid // per_run
+    if k and (bool((frame[1:] < frame[:-1]).any()) or int(frame.max()) >= len(runs)):
+        raise ValueError("a video's token sources must be grid indices in increasing frame order")
+    counts = torch.bincount(frame, minlength=len(runs)).tolist()
+    return list(zip(counts, (grid % per_run).split(counts)))
 
 
 def splice(
     adapter: Adapter,
     inputs: dict[str, Any],
-    runs: list[Run],
+    runs: list[list[Run]],
     videos: list[VideoTokens],
     generate: bool,
 ) -> tuple[dict[str, Any], Layout]:
-    """The stock inputs with each run replaced by its video's tokens (+ the family's tail):
+    """The stock inputs with each video's runs replaced by its tokens (+ the family's tail):
     ``inputs_embeds`` and everything aligned with the prompt, for ``forward`` or ``generate``."""
     model, input_ids = adapter.model, inputs["input_ids"]
     mask = inputs.get("attention_mask")
     mask = torch.ones_like(input_ids) if mask is None else mask
     tail = adapter.tail()
     rows = [torch.cat([v.tokens.to(tail), tail]) if v.tail else v.tokens for v in videos]
-    sources = [_source(v, run, len(tail), adapter.mrope) for v, run in zip(videos, runs)]
+    flat_runs, counts, sources = [], [], []
+    for video, runs_v in zip(videos, runs):
+        for run, (count, source) in zip(
+            runs_v, _pieces(video, runs_v, len(tail), adapter.needs_source)
+        ):
+            flat_runs.append(run)
+            counts.append(count)
+            sources.append(source)
     right = bool((mask[:, -1] == 0).any() and not (mask[:, 0] == 0).any())
-    lay = layout(input_ids, runs, [len(r) for r in rows], sources, right)
+    lay = layout(input_ids, flat_runs, counts, sources, right)
 
     new_ids = lay.take(input_ids, pad_token_id(model))  # video slots keep the placeholder id
     new_mask = lay.take(mask, 0)
@@ -278,4 +336,4 @@ def splice(
         out.update(adapter.position_inputs(positions, new_mask, generate))
     elif inputs.get("position_ids") is not None:  # 1-D: recount over the new prompt
         out["position_ids"] = (new_mask.cumsum(-1) - 1).masked_fill(new_mask == 0, 0)
-    return out, lay
+    return adapter.finish(out, videos, new_ids), lay
