@@ -11,7 +11,7 @@ its metrics) are shared by the app and the sweep.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,18 +90,33 @@ def run_method(video: VideoTokens, method: str, retention: float) -> tuple[Reduc
         importance=video.importance,
         attention_fn=video.attention_fn,
     )
+    return reduction, method_row(video.tokens, method, retention, reduction, start)
+
+
+def method_row(
+    tokens: torch.Tensor, method: str, retention: float, reduction: Reduction, start: float
+) -> dict:
+    """A reduction's metrics (one row of a comparison or a sweep); ``start``: when it began
+    (``time.perf_counter``)."""
     seconds = time.perf_counter() - start
-    return reduction, {
+    return {
         "method": method,
         "retention": float(retention),
         "retention_reached": float(reduction.retention),
         "num_tokens": int(reduction.num_tokens),
         "tau": reduction.tau,
-        "coverage": coverage(video.tokens, reduction.tokens),
+        "coverage": coverage(tokens, reduction.tokens),
         "redundancy": redundancy(reduction.tokens),
         "seconds": seconds,
         "note": reduction.note,
     }
+
+
+def scc_reduction(comp: Compression) -> Reduction:
+    """A compression as the comparison's SCC result (the same K, τ and assignment)."""
+    return Reduction(
+        "scc", comp.tokens, comp.assignment, comp.retention, tau=comp.tau, compression=comp
+    )
 
 
 @dataclass
@@ -274,6 +289,42 @@ class VideoAnalysis:
             result = run_method(self.method_tokens(question, method), method, retention)
             self._reductions.put(key, result)
         return result
+
+    def compare(
+        self, methods: list[str], comp: Compression, question: str | None = None
+    ) -> Iterator[tuple[str, Reduction, dict]]:
+        """Each of ``methods`` this backend can run, at the budget of ``comp``: SCC is ``comp``
+        itself (the K the page shows), the others keep ``comp``'s retention (the same K for the
+        fixed-budget ones). Yields (method, reduction, metrics) one method at a time."""
+        for method in methods:
+            if method not in self.methods():
+                continue
+            if method == "scc":
+                start = time.perf_counter()
+                reduction = scc_reduction(comp)
+                yield (
+                    method,
+                    reduction,
+                    method_row(self.tokens, method, comp.retention, reduction, start),
+                )
+            else:
+                yield (method, *self.reduce(method, comp.retention, question))
+
+    def curves(
+        self, methods: list[str], retentions: Iterable[float], question: str | None = None
+    ) -> Iterator[dict]:
+        """Every runnable method's metrics at each of ``retentions`` (cached per video), one
+        row at a time, method by method."""
+        for method in [m for m in methods if m in self.methods()]:
+            for retention in retentions:
+                yield dict(self.reduce(method, retention, question)[1], backend=self.backend.name)
+
+    def answers(
+        self, methods: list[str], comp: Compression, question: str
+    ) -> Iterator[tuple[str, dict]]:
+        """Each runnable method's answer at ``comp``'s budget against the full-token answer."""
+        for method, reduction, _ in self.compare(methods, comp, question):
+            yield method, self.answer_fidelity(question, reduction)
 
     # --- memory
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
@@ -30,3 +32,17 @@ def tau_text(tau: float | None) -> str:
 def tau_exact(tau: float) -> str:
     """τ as the shortest text that reads back as the same float (for the typed-τ box)."""
     return repr(float(tau))
+
+
+def tau_short(tau: float) -> str:
+    """τ as the shortest decimal that names the same float32 threshold the engine uses (the
+    engine rounds every τ to float32): typed back, it gives the same count. ``1`` when nothing
+    can join."""
+    value = np.float32(tau)
+    if value >= 1:
+        return "1"
+    for digits in range(2, 12):
+        text = f"{float(value):.{digits}f}".rstrip("0").rstrip(".")
+        if np.float32(float(text)) == value:
+            return text
+    return repr(float(value))

@@ -332,7 +332,7 @@ def test_without_weights_the_page_says_no_model(pixel_url):
     assert "No model loaded" in status and NOT_LOADED in status
     assert "does not exist" not in status and "/tmp" not in status
     refresh(c, 0.35)  # the page's chain after Compress: load, refresh, answers
-    text = c.predict(QUESTION, 0.35, False, 0.9, api_name="/show_answers")
+    text = c.predict(QUESTION, None, api_name="/show_answers")
     assert text.startswith("**No answer:") and "no model is loaded" in text
     assert "visual tokens** of 784" in text  # what the model would have seen
 
@@ -341,7 +341,8 @@ def test_without_weights_the_page_says_no_model(pixel_url):
 
 
 def refresh(c: Client, retention: float) -> tuple:
-    """The slider's event: (numbers, gallery, caption, tau, use_tau) for this session."""
+    """The slider's event: (numbers, grid, large frame, caption, the tabs' lines, tau, use_tau,
+    stamp) for this session."""
     return c.predict(retention, "Temporal step", False, api_name="/refresh")
 
 
@@ -378,7 +379,7 @@ def test_sessions_are_separate_and_the_slider_never_reencodes(model_url, tiny_ba
     numbers = refresh(stranger, 0.3)[0]  # a session that loaded nothing sees nothing
     assert "→" not in str(numbers) and "tokens" not in str(numbers), numbers
 
-    text = a.predict(QUESTION, 0.3, False, 0.9, api_name="/show_answers")  # the slider's values
+    text = a.predict(QUESTION, None, api_name="/show_answers")  # the slider's values
     assert text.startswith("⚠️ **Random weights (test model): this text is not a real answer.**")
     before, after, _ = numbers_of(refresh(a, 0.3)[0])
     assert f"{after:,} visual tokens" in text and f"{before:,} visual tokens" in text
@@ -487,15 +488,16 @@ def test_compare_methods_and_their_answers(model_url, pixel_url):
     c.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, api_name="/load")
     refresh(c, 0.2)
     methods = ["scc", "pool", "random", "tome", "visionzip", "fastv"]
-    gallery, table = c.predict(methods, 0.2, 0, QUESTION, api_name="/compare")
+    gallery, table, drawn = c.predict(methods, 0, QUESTION, api_name="/compare")
     assert len(gallery) == len(methods)  # FastV too: the model is loaded
     rows = {row[0]: row for row in table["data"]}
-    budget = round(0.2 * 4 * PER_FRAME)
+    budget = rows["LLaVA-Scissor (SCC)"][1]  # the compression on screen: every method's budget
+    assert abs(budget - 0.2 * 4 * PER_FRAME) <= FEW and drawn.startswith("Drawn for")
     assert rows["Random selection"][1] == budget and rows["FastV (LLM attention)"][1] == budget
     for row in rows.values():
         assert 0 < row[3] <= 1  # coverage
     assert rows["VisionZip"][6] == "importance from vision-tower attention"  # with the model
-    answers, note = c.predict(methods, 0.2, QUESTION, api_name="/compare_answers")
+    answers, note, _ = c.predict(methods, QUESTION, api_name="/compare_answers")
     assert note.startswith("⚠️ **Random weights (test model)")
     by_method = {row[0]: row for row in answers["data"]}
     assert set(by_method) == {r for r in rows}
@@ -506,11 +508,11 @@ def test_compare_methods_and_their_answers(model_url, pixel_url):
     p = client(pixel_url)  # no model: FastV is skipped, answers are refused with the reason
     p.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, api_name="/load")
     refresh(p, 0.2)
-    gallery, table = p.predict(methods, 0.2, 0, QUESTION, api_name="/compare")
+    gallery, table, _ = p.predict(methods, 0, QUESTION, api_name="/compare")
     assert len(gallery) == len(methods) - 1
     assert {row[0]: row[6] for row in table["data"]}["VisionZip"].startswith(
         "importance from token norms"
     )
     with pytest.raises(AppError) as info:
-        p.predict(methods, 0.2, QUESTION, api_name="/compare_answers")
+        p.predict(methods, QUESTION, api_name="/compare_answers")
     check_readable(info.value, r"needs a model")

@@ -142,6 +142,9 @@ def test_one_screen_regions_graph_and_answer(page):
     assert "No answer" in answer and f"of {before:,}" in answer, answer
     for selector, box in first_screen(page).items():
         assert box and box["y"] + 20 < 1000 and box["width"] > 100, (selector, box)
+    large = page.locator("#large-frame img").bounding_box()  # the selected frame, readable
+    assert large["width"] >= 480 and large["y"] + large["height"] < 1000, large
+    assert "bigbuckbunny.mp4" in numbers(page)  # results say which video they belong to
     r = luminance_correlation(page, CLIP, FRAMES)
     assert r > 0.8, f"the overlay hides the video (luminance correlation {r:.2f})"
 
@@ -181,10 +184,19 @@ def test_typed_tau_and_enter(page):
     field = page.locator("#tau input")
     field.fill("0.995")
     field.press("Enter")
-    wait_for(lambda: (m := TAU.search(numbers(page))) and m.group(1) == "0.9950", SLOW, "τ")
+    wait_for(lambda: (m := TAU.search(numbers(page))) and m.group(1) == "0.995", SLOW, "τ")
     assert page.locator("#use-tau input").is_checked()
     page.locator("#use-tau input").uncheck()  # back to Retention
-    wait_for(lambda: TAU.search(numbers(page)).group(1) != "0.9950", SLOW, "retention again")
+    wait_for(lambda: TAU.search(numbers(page)).group(1) != "0.995", SLOW, "retention again")
+    # the τ box holds the τ in use: typed back (Enter), it gives exactly the count shown
+    wait_for(lambda: field.input_value() == TAU.search(numbers(page)).group(1), SLOW, "τ box")
+    kept = token_counts(page)[1]
+    field.press("Enter")
+    wait_for(lambda: page.locator("#use-tau input").is_checked(), SLOW, "τ rules")
+    time.sleep(1.0)
+    assert token_counts(page)[1] == kept, (kept, numbers(page))
+    page.locator("#use-tau input").uncheck()
+    wait_for(lambda: not page.locator("#use-tau input").is_checked(), SLOW, "retention rules")
 
 
 def test_colourings_and_frame_choice(page):
@@ -199,6 +211,9 @@ def test_colourings_and_frame_choice(page):
     title = page.locator("#tau-graph .gtitle").text_content()
     page.locator("#regions figure").nth(5).click()  # a thumbnail picks the frame
     wait_for(lambda: slider_track(page, "frame").input_value() == "5", 30_000, "frame 5")
+    marked = "#regions figure.selected"  # marked in the grid, and drawn large
+    wait_for(lambda: page.locator(marked).get_attribute("data-frame") == "5", SLOW, "marked")
+    wait_for(lambda: "f5" in page.locator("#large-frame figcaption").inner_text(), SLOW, "large")
     wait_for(lambda: page.locator("#tau-graph .gtitle").text_content() != title, SLOW, "graph")
     title = page.locator("#tau-graph .gtitle").text_content()
     dragged = drag_slider(page, "frame", 0.6, 0.0, steps=4)
@@ -212,6 +227,32 @@ def test_similarity_tab(page):
     wait_for(lambda: plots.count() == 4, 60_000, "4 plots in the Similarity tab")
     for i in range(4):
         assert plots.nth(i).evaluate("el => (el.data || []).length") > 0
+
+
+def current(page, line: str) -> bool:
+    """Whether a tab's line says it was drawn for the count on screen now."""
+    counts = token_counts(page)
+    return bool(counts) and line.startswith("Drawn for") and f"{counts[1]:,} tokens" in line
+
+
+def test_open_tab_follows_the_slider_drag_and_keys(page):
+    """The open tab is redrawn after a drag and after arrow keys; until then its line says it
+    is out of date (seen in 2.4 s: marked, then redrawn)."""
+    line = page.locator("#drawn-similarity")
+    wait_for(lambda: line.inner_text().startswith("Drawn for"), SLOW, "drawn")
+    for move in ("drag", "keys"):
+        if move == "drag":
+            drag_slider(page, "retention", 0.3, 0.12, steps=6)
+        else:
+            track = slider_track(page, "retention")
+            track.focus()
+            for _ in range(3):
+                track.press("ArrowRight")
+        t0 = time.monotonic()
+        wait_for(lambda: current(page, line.inner_text()), SLOW, f"redrawn after {move}")
+        print(f"Similarity redrawn {time.monotonic() - t0:.2f} s after the {move}")
+        tau = TAU.search(numbers(page)).group(1)
+        assert f"τ = {tau}" in line.inner_text(), (line.inner_text(), numbers(page))
 
 
 def test_probe_click(page):
@@ -242,6 +283,8 @@ def test_teach_plays_and_scrubs(page):
     page.locator("#play").click()  # pause
     time.sleep(1.5)
     note = page.locator("#scrub-note").inner_text()
+    step = page.locator("#step input[type=number]").input_value()
+    assert note.startswith(f"Step {step} of"), (step, note)  # slider and text count alike
     drag_slider(page, "step", 0.0, 0.9, steps=4)
     wait_for(lambda: page.locator("#scrub-note").inner_text() != note, SLOW, "scrubbed")
 
@@ -250,8 +293,14 @@ def test_compare_tab(page):
     page.get_by_role("tab", name="Compare").click()
     assert page.locator("#answers-btn").is_disabled()  # no model: disabled, with the reason
     assert "needs a model" in page.locator("#answers-why").inner_text()
+    looks = "el => getComputedStyle(el).opacity"
+    assert float(page.locator("#answers-btn").evaluate(looks)) < 0.6  # and looks it
+    assert float(page.locator("#compare").evaluate(looks)) == 1
     page.locator("#compare").click()
     wait_for(lambda: len(overlays(page, "#compare-gallery img")) >= 6, SLOW, "method pictures")
+    kept = token_counts(page)[1]  # Compare's SCC row: the count on screen
+    scc = page.locator("#compare-gallery").get_by_text("LLaVA-Scissor").first.inner_text()
+    assert f": {kept} tokens" in scc, (scc, kept)
     page.locator("#curves").click()
     wait_for(lambda: plot_has_data(page, "curves-plot"), SLOW, "the curves")
 
@@ -291,7 +340,9 @@ def test_frames_typed_then_compress(page):
     box.scroll_into_view_if_needed()
     box.fill(str(frames))
     box.press("Enter")
+    wait_for(lambda: "Press Compress" in page.locator("#pending").inner_text(), SLOW, "the note")
     page.locator("#run").click()
+    wait_for(lambda: not page.locator("#pending").inner_text().strip(), SLOW, "note cleared")
     wait_for(lambda: f"{frames} frames × 196" in numbers(page), SLOW, f"{frames} frames")
     wait_for(lambda: len(overlays(page)) == frames, SLOW, f"{frames} overlays")
     assert slider_track(page, "frame").get_attribute("max") == str(frames - 1)

@@ -16,7 +16,7 @@ from PIL import Image
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import PixelBackend
 from scissor_viz.ui import handlers as on
-from scissor_viz.ui.views import THUMB_WIDTH, Session, fit_width
+from scissor_viz.ui.session import THUMB_WIDTH, Session, fit_width
 from scissor_viz.video import VideoError
 
 CLIP = Path(__file__).resolve().parents[1] / "assets" / "bigbuckbunny.mp4"
@@ -30,8 +30,8 @@ def skipped(x) -> bool:
 @pytest.fixture(scope="module")
 def session() -> Session:
     analysis = VideoAnalysis.open(str(CLIP), PixelBackend(), num_frames=6)
-    s = Session(analysis)
-    s.comp = analysis.compress(retention=0.35)
+    s = Session(analysis, video="bigbuckbunny.mp4", asked=(6, "pixels"))
+    s.set_setting(0.35, False, 0.0)
     return s
 
 
@@ -42,41 +42,103 @@ def test_live_controls_before_a_video_do_nothing():
     assert on.recolour(None, "Spatial step", True) == SKIP
 
 
+def test_every_event_returns_only_the_outputs_it_declares(session):
+    session.fresh = True
+    """Outputs by name: what an event returns is a subset of what it declares (the layout
+    wires exactly the declared ones)."""
+    for fn, args in (
+        (on.refresh, (session, 0.3, "Temporal step", False)),
+        (on.apply_tau, (session, 0.99, "Temporal step", False)),
+        (on.tab_views, (session, 1, "Temporal step", "Teach")),
+        (on.tab_views, (session, 1, "Temporal step", "Similarity")),
+        (on.after_load, (session,)),  # the session's first: the page is cleared
+        (on.select_frame, (session, 2)),
+        (on.recolour, (session, "Spatial step", True)),
+    ):
+        out = fn(*args)
+        assert set(out) <= set(fn.outputs), (fn.__name__, set(out) - set(fn.outputs))
+
+
 def test_refresh_redraws_every_frame(session):
-    state, numbers, html, caption, tau, use_tau = on.refresh(session, 0.2, "Temporal step", False)
-    assert state is session and use_tau is False and tau == round(session.comp.tau, 4)
-    assert html.count("<figure") == 6 and "→" in numbers and caption
+    out = on.refresh(session, 0.2, "Temporal step", False)
+    assert out["state"] is session and out["use_tau"] is False and out["stamp"] == session.stamp
+    assert out["regions"].count("<figure") == 6 and "→" in out["numbers"] and out["view_caption"]
+    assert "bigbuckbunny.mp4" in out["numbers"] and 'class="large"' in out["large"]
     assert abs(session.comp.num_tokens - 0.2 * 6 * 196) <= 3
+
+
+def test_the_tau_shown_gives_the_count_shown(session):
+    """The τ box gets the τ in use as the short decimal the numbers line shows; typed back
+    (Enter), it gives exactly the same count."""
+    for retention in (0.05, 0.2, 0.35, 0.8):
+        out = on.refresh(session, retention, "Temporal step", False)
+        kept = session.comp.num_tokens
+        shown = re.search(r"τ = \*\*([-\d.]+)", out["numbers"]).group(1)
+        assert float(shown) == out["tau"]
+        again = on.apply_tau(session, out["tau"], "Temporal step", False)
+        assert session.comp.num_tokens == kept and f"→ {kept:,} tokens" in again["numbers"]
+
+
+def test_a_new_setting_marks_drawn_tabs_out_of_date(session):
+    """A tab drawn at one setting says so; after a new setting its line says out of date
+    until it is drawn again; a redraw asked for an older setting skips itself."""
+    on.refresh(session, 0.3, "Temporal step", False)
+    drawn = on.tab_views(session, 0, "Temporal step", "Similarity")
+    assert drawn["drawn_similarity"].startswith("Drawn for") and "τ = " in drawn["drawn_similarity"]
+    old = session.stamp
+    out = on.refresh(session, 0.5, "Temporal step", False)
+    assert out["drawn_similarity"].startswith("⚠️ **Out of date**"), out["drawn_similarity"]
+    assert skipped(on.tab_views(session, 0, "Temporal step", "Similarity", old))
+    again = on.tab_views(session, 0, "Temporal step", "Similarity", session.stamp)
+    assert again["drawn_similarity"].startswith("Drawn for")
 
 
 def test_only_the_open_tab_is_drawn(session):
     similarity = on.tab_views(session, 2, "Temporal step", "Similarity")
-    assert not any(map(skipped, similarity[:4])) and all(map(skipped, similarity[4:]))
+    assert {"matrix", "temporal", "curve", "per_frame"} <= set(similarity)
+    assert not {"probe_image", "scrub_image"} & set(similarity)
     teach = on.tab_views(session, 2, "Temporal step", "Teach")
-    assert all(map(skipped, teach[:5])) and teach[6].shape[2] == 3 and "τ" in teach[7]
-    assert all(map(skipped, on.tab_views(session, 2, "Temporal step", "Export")))
+    assert not {"matrix", "probe_image"} & set(teach)
+    assert teach["scrub_image"].shape[2] == 3 and "τ" in teach["scrub_note"]
+    assert skipped(on.tab_views(session, 2, "Temporal step", "Export"))
+
+
+def test_teach_slider_and_text_count_steps_alike(session):
+    """Teach's slider and its text both count from 1; the step marked "in use" names the τ
+    the numbers line shows."""
+    teach = on.tab_views(session, 0, "Temporal step", "Teach")
+    step = teach["step"]["value"]
+    assert (
+        teach["step"]["minimum"] == 1
+        and f"Step {step} of {teach['step']['maximum']}" in (teach["scrub_note"])
+    )
+    assert f"τ = {on.tau_short(session.comp.tau)}" in teach["scrub_note"]
+    out = on.scrub_to(session, 0, 3)
+    assert out["scrub_note"].startswith("Step 3 of")
 
 
 def test_play_toggles_and_scrubbing_wraps(session):
-    playing, timer, button = on.toggle_play(False)
-    assert playing and timer.active and "Pause" in button["value"]
-    steps = on.tab_views(session, 0, "Temporal step", "Teach")[5]["maximum"] + 1
-    step, image, note = on.scrub_next(session, 0, steps - 1)
-    assert step == 0 and f"Step 1 of {steps}" in note
+    out = on.toggle_play(False)
+    assert out["playing"] and out["player"].active and "Pause" in out["play"]["value"]
+    steps = on.tab_views(session, 0, "Temporal step", "Teach")["step"]["maximum"]
+    out = on.scrub_next(session, 0, steps)
+    assert out["step"] == 1 and f"Step 1 of {steps}" in out["scrub_note"]
+    assert on.scrub_next(session, 0, 1)["step"] == 2
 
 
 def test_grid_is_drawn_on_thumbnails_and_exports_at_full_size(session, tmp_path, monkeypatch):
     """The grid's pictures are made from THUMB_WIDTH-wide frames (cheap under the slider);
     the exported GIF keeps the video's resolution."""
-    html = on.refresh(session, 0.3, "Spatial step", False)[2]
+    html = on.refresh(session, 0.3, "Spatial step", False)["regions"]
     first = re.search(r'src="data:image/jpeg;base64,([^"]+)"', html).group(1)
     thumb = Image.open(io.BytesIO(base64.b64decode(first)))
     height, width = session.analysis.clip.frames.shape[1:3]
     assert width > THUMB_WIDTH and thumb.size == (THUMB_WIDTH, round(height * THUMB_WIDTH / width))
     monkeypatch.setattr(on, "export_folder", lambda: tmp_path)
-    gif, _, _ = on.export_files.__wrapped__(
-        session, "Spatial step", False, progress=lambda *a, **k: None
-    )
+    out = on.export_files.__wrapped__(session, "Spatial step", False, progress=lambda *a, **k: None)
+    gif = out["files"][0]
+    assert Path(gif).name == "bigbuckbunny-scissor-regions.gif"
+    assert out["drawn_export"].startswith("Drawn for `bigbuckbunny.mp4`")
     assert Image.open(gif).size == (width, height)
 
 
@@ -100,7 +162,7 @@ def test_release_session_frees_the_heavy_parts(session):
     assert session.analysis.nbytes()["total"] <= before and not session.scrubs
     assert session._thumbnails is None
     on.release_session(None)  # an empty session's expiry is harmless
-    assert on.refresh(session, 0.5, "Spatial step", False)[2].count("<figure") == 6  # usable
+    assert on.refresh(session, 0.5, "Spatial step", False)["regions"].count("<figure") == 6
 
 
 def test_errors_hide_server_paths_and_are_logged(caplog):
@@ -128,11 +190,41 @@ def test_errors_hide_server_paths_and_are_logged(caplog):
 def test_ask_and_compare_answers_wake_up_only_with_a_model(session, monkeypatch):
     """After a load the buttons that need a video wake up; Ask and Compare answers only when
     the backend can answer (else the page says why beside them)."""
+    session.fresh = True
     out = on.after_load(session)
-    ask, play, compare, curves, export, answers, why = out[1:8]
-    assert not ask["interactive"] and not answers["interactive"] and "needs a model" in why
-    assert play["interactive"] and compare["interactive"] and curves["interactive"]
-    assert export["interactive"]
+    assert not out["ask"]["interactive"] and not out["answers_btn"]["interactive"]
+    assert "needs a model" in out["answers_why"]
+    for button in ("play", "compare_btn", "curves_btn", "export_btn"):
+        assert out[button]["interactive"], button
     monkeypatch.setattr(type(session.analysis.backend), "can_answer", True)
+    session.fresh = True
     out = on.after_load(session)
-    assert out[1]["interactive"] and out[6]["interactive"] and out[7] == ""
+    assert out["ask"]["interactive"] and out["answers_btn"]["interactive"]
+    assert out["answers_why"] == ""
+
+
+def test_a_new_video_clears_what_the_old_one_drew(session):
+    """After a load every view drawn from the previous video is cleared at once; the player
+    cleared later (no new video) clears nothing."""
+    session.fresh = True
+    out = on.after_load(session)
+    for name in ("probe_gallery", "probe_note", "compare_gallery", "compare_table", "files"):
+        assert name in out and not out[name], name
+    assert all(out[name] == "" for name in on.views.BANNERS.values())
+    assert on.after_load(session) == {}
+
+
+def test_compare_reports_the_k_on_screen(session):
+    """Compare's SCC row is the compression on screen: the same K as the numbers line."""
+    on.refresh(session, 0.27, "Temporal step", False)
+    out = on.views.compare_views(session, ["scc", "random"], 0, "What?")
+    rows = {row[0]: row for row in out["compare_table"]}
+    k = session.comp.num_tokens
+    assert rows["LLaVA-Scissor (SCC)"][1] == k and rows["Random selection"][1] == k, rows
+    assert out["drawn_compare"].startswith("Drawn for")
+
+
+def test_frames_changed_says_press_compress(session):
+    assert on.pending(session, 6, "pixels")["pending"] == ""
+    assert "Press Compress" in on.pending(session, 8, "pixels")["pending"]
+    assert on.pending(None, 8, "pixels")["pending"] == ""

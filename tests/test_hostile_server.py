@@ -198,7 +198,7 @@ def test_heavy_loops_of_four_sessions_leave_a_slider_its_pace(served):
     def loop(raw: Raw, k: int) -> None:
         while not stop.is_set():  # bounded: stops when the visitor is done
             if k % 2:
-                raw.run("tab_views", None, 5, "Temporal step", "Similarity")
+                raw.run("tab_views", None, 5, "Temporal step", "Similarity", None)
                 raw.run("probe", None, 5, "Temporal step", False, event_data=click(99, 77))
             else:
                 raw.run("refresh", None, 0.2 + 0.1 * (len(rounds) % 5), "Temporal step", False)
@@ -242,7 +242,7 @@ def test_echoes_are_cut_and_clicks_outside_the_picture_refused(served):
     raw.run("load", raw.upload(CLIP), 4, MODEL_CHOICE, "", 0.05)
     raw.run("refresh", None, 0.35, "Temporal step", False)
     for api, data in (
-        ("compare", (None, [hostile], 0.35, 0, "What?")),
+        ("compare", (None, [hostile], 0, "What?")),
         ("tau_graph", (None, hostile)),
     ):
         message = error_of(raw.run(api, *data))
@@ -343,13 +343,13 @@ def test_every_endpoint_that_encodes_or_answers_goes_through_spaces_gpu(with_spa
     assert calls(load, c, 4) == ["VideoAnalysis.open"]
     c.predict(0.35, "Temporal step", False, api_name="/refresh")
     assert (
-        calls(c.predict, "What?", 0.35, False, 0.9, api_name="/show_answers")
+        calls(c.predict, "What?", None, api_name="/show_answers")
         == ["VideoAnalysis.answer"] * 2
     )
-    assert calls(c.predict, ["random"], 0.35, "What?", api_name="/compare_answers") == [
+    assert calls(c.predict, ["random"], "What?", api_name="/compare_answers") == [
         "answer_rows"
     ]
-    assert calls(c.predict, ["random"], 0.35, 0, "What?", api_name="/compare") == ["compare_views"]
+    assert calls(c.predict, ["random"], 0, "What?", api_name="/compare") == ["compare_views"]
 
 
 def test_all_sessions_share_one_memory_budget(with_spaces):

@@ -8,7 +8,9 @@ import functools
 import logging
 import os
 import tempfile
+import time
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import gradio as gr
@@ -16,11 +18,13 @@ import gradio as gr
 from scissor_viz import export, figures, grid, scrub
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import AnswerUnavailable, BackendLoadError
+from scissor_viz.numbers import tau_short
 from scissor_viz.scc import check_retention
 from scissor_viz.ui import checks, fairness, views
 from scissor_viz.ui.backends import MODEL_CHOICE, Backends, gpu
 from scissor_viz.ui.memory import RELEASED, SESSIONS, Released, frees_memory
-from scissor_viz.ui.views import DEFAULT_FRAMES, NoSession, Session, live_session, need_session
+from scissor_viz.ui.session import NoSession, Session, live_session, need_session, video_name
+from scissor_viz.ui.views import DEFAULT_FRAMES
 from scissor_viz.video import VideoError, without_paths
 
 log = logging.getLogger(__name__)
@@ -67,7 +71,16 @@ def user_errors(fn):
     return wrapper
 
 
+FAILED: OrderedDict = OrderedDict()  # a session's last refused video: (its name, why)
+MAX_FAILED = 256
+
 STAGES = ("decoding frames", "tokens ready")  # a load's own words; the rest is "encoding frames"
+
+
+def name_of(video) -> str:
+    """A picked video's file name (the page's name for it), whatever the client sent."""
+    path = video.get("path") if isinstance(video, dict) else getattr(video, "path", video)
+    return checks.brief(video_name(path).replace("`", "'")) if isinstance(path, str) else ""
 
 
 def progress_callback(progress: gr.Progress, stage: str | None = None):
@@ -98,86 +111,163 @@ def export_folder(root: Path = EXPORTS, keep_s: float = EXPORT_KEEP_S) -> Path:
 
 
 # ----------------------------------------------------------------------------- session events
+# Each event returns a dict of its outputs by name (the layout's component names); ``outputs``
+# declares them, and the layout wires exactly those.
 
 
+def outputs(*names: str):
+    """Declare the names of the outputs an event returns (a dict of some of them)."""
+
+    def declare(fn):
+        fn.outputs = names
+        return fn
+
+    return declare
+
+
+MAIN = ("numbers", "regions", "large", "view_caption", *views.BANNERS.values())
+TAB_VIEWS = ("matrix", "temporal", "curve", "per_frame", "probe_image", "probe_gallery")
+TAB_VIEWS += ("probe_plot", "probe_note", "step", "scrub_image", "scrub_note")
+# What a new video (frames, features) clears: everything drawn from the old one.
+DERIVED = TAB_VIEWS + ("compare_gallery", "compare_table", "curves_plot", "answers_table")
+DERIVED += ("answers_note", "files", "pending")
+CLEARED = {name: None for name in DERIVED} | {"probe_note": "", "scrub_note": "", "pending": ""}
+CLEARED |= {"probe_gallery": [], "compare_gallery": [], "files": None}
+AFTER_LOAD = ("frame", "ask", "play", "compare_btn", "curves_btn", "export_btn", "answers_btn")
+AFTER_LOAD += ("answers_why", "choice", *DERIVED, *views.BANNERS.values())
+
+
+@outputs(*AFTER_LOAD)
 @user_errors
 def after_load(session):
-    """A video is in: the frame slider spans its frames, the buttons that need one wake up,
-    the comparison of answers says whether it can run, and the features radio says which
-    features are in use (the model may have fallen back to pixel descriptors)."""
+    """A video is in: everything drawn from the previous one is cleared; the frame slider spans
+    its frames, the buttons that need one wake up, the comparison of answers says whether it
+    can run, and the features radio says which features are in use (the model may have fallen
+    back to pixel descriptors)."""
     session = live_session(session, compressed=False)
-    count = len(session.analysis.clip.frames)
+    if not session.fresh:  # the player cleared: the page is still about this video
+        return {}
+    session.fresh = False
+    count = session.frames
     backend = session.analysis.backend
     with_model = gr.update(interactive=backend.can_answer)  # Ask, Compare answers
     why = (
-        ""
-        if backend.can_answer
-        else f"Comparing answers needs a model: {views.no_answer_reason(backend)}"
+        "" if backend.can_answer else f"Comparing answers needs a model. {views.no_answer(backend)}"
     )
     in_use = f"in use now: {backend.name}" + (
         " (the model did not load)" if backend.load_error else ""
     )
-    return (
-        gr.update(maximum=max(count - 1, 1), value=0, interactive=count > 1),
-        with_model,  # ask: the answer panel says why not
-        *[gr.update(interactive=True)] * 4,  # play, compare, curves, export
-        with_model,  # compare answers: `why` says why not
-        why,
-        gr.update(info=in_use),
+    awake = gr.update(interactive=True)
+    return dict(
+        CLEARED,
+        frame=gr.update(maximum=max(count - 1, 1), value=0, visible=count > 1),
+        ask=with_model,  # the answer panel says why not
+        play=awake,
+        compare_btn=awake,
+        curves_btn=awake,
+        export_btn=awake,
+        answers_btn=with_model,  # `why` says why not
+        answers_why=why,
+        choice=gr.update(info=in_use),
+        **{name: "" for name in views.BANNERS.values()},
     )
 
 
+@outputs("state", *MAIN, "tau", "use_tau", "stamp")
 @user_errors
 @fairness.takes_turns
 def refresh(session, retention, view, fill):
-    """Compress at the slider's retention and redraw the numbers and the regions."""
+    """Compress at the slider's retention and redraw the main screen (the τ box takes the τ in
+    use, exactly: typed back it gives the same count)."""
     session = live_session(session, compressed=False)
-    session.comp = comp = session.compress_at(retention, False, 0.0)
-    return (*views.redraw(session, view, fill), round(comp.tau, 4), False)
+    session.view, session.fill = view, bool(fill)
+    comp = session.set_setting(retention, False, 0.0)
+    return dict(
+        views.redraw(session),
+        state=session,
+        tau=float(tau_short(comp.tau)),
+        use_tau=False,
+        stamp=session.stamp,
+    )
 
 
+@outputs("state", *MAIN, "use_tau", "stamp")
 @user_errors
 @fairness.takes_turns
 def apply_tau(session, tau, view, fill):
     """A τ typed and confirmed with Enter: compress at it (and say τ now rules)."""
     session = live_session(session, compressed=False)
-    session.comp = session.compress_at(0.0, True, tau)
-    return (*views.redraw(session, view, fill), True)
+    session.view, session.fill = view, bool(fill)
+    session.set_setting(session.retention, True, tau)
+    return dict(views.redraw(session), state=session, use_tau=True, stamp=session.stamp)
 
 
+@outputs("state", *MAIN, "use_tau", "stamp")
 @user_errors
 @fairness.takes_turns
 def refresh_tau(session, tau, use_tau, retention, view, fill):
     """The "set τ directly" box ticked or unticked: compress by τ or by retention."""
     session = live_session(session, compressed=False)
-    session.comp = session.compress_at(retention, use_tau, tau)
-    return (*views.redraw(session, view, fill), use_tau)
+    session.view, session.fill = view, bool(fill)
+    session.set_setting(retention, use_tau, tau)
+    return dict(views.redraw(session), state=session, use_tau=bool(use_tau), stamp=session.stamp)
 
 
+@outputs("tau_graph")
 @user_errors
 @fairness.takes_turns
 def tau_graph(session, frame):
     """The selected frame's τ-graph at the current compression (always on screen)."""
-    return views.tau_graph(live_session(session), frame)
+    return dict(tau_graph=views.tau_graph(live_session(session), frame))
 
 
+@outputs("regions", "large", "tau_graph")
+@user_errors
+@fairness.takes_turns
+def select_frame(session, frame):
+    """A frame picked (slider or a click on the grid): drawn large, marked, and its τ-graph."""
+    session = live_session(session)
+    session.frame = session.clamp(frame)
+    return dict(views.frames_views(session), tau_graph=views.tau_graph(session, session.frame))
+
+
+SETTLE_S = 0.15  # a redraw of a tab waits this long for a newer setting before it starts
+
+
+def newer(session, stamp) -> bool:
+    """Whether a later setting than ``stamp`` has come (its own redraw follows: skip this one).
+    Waits SETTLE_S first, so a slider moved by keys or a drag redraws the tab once at its end."""
+    if stamp is None:
+        return False
+    time.sleep(SETTLE_S)
+    return int(stamp) != session.stamp
+
+
+@outputs(*TAB_VIEWS, *views.BANNERS.values())
 @frees_memory  # opening the Similarity tab of a long video takes (and frees) 100s of MiB
 @user_errors
 @fairness.takes_turns
-def tab_views(session, frame, view, tab):
-    """What the open tab shows; the other tabs are drawn when they are opened. Outputs: the
-    Similarity tab's four figures, the probe's picture, the τ scrubber's step, picture, note."""
+def tab_views(session, frame, view, tab, stamp=None):
+    """What the open tab shows at the session's setting; the other tabs are drawn when they
+    are opened. ``stamp``: the setting this redraw was asked for (None: the current one)."""
     session = live_session(session)
-    out = [gr.skip()] * 8
+    if tab not in views.TABS[:3] or newer(session, stamp):
+        return gr.skip()
+    frame = session.clamp(frame)
     if tab == "Similarity":
-        out[:4] = views.matrix_figure(session, frame), *views.video_figures(session)
+        out = dict(matrix=views.matrix_figure(session, frame), **views.video_figures(session))
     elif tab == "Probe":
-        out[4] = views.probe_picture(session, views.clamp_frame(session, frame), view)
-    elif tab == "Teach":
-        steps = views.scrub_steps(session, views.clamp_frame(session, frame))
-        start = scrub.current_step(steps)
-        out[5:] = gr.update(maximum=len(steps) - 1, value=start), *views.scrub_view(steps, start)
-    return tuple(out)
+        out = dict(probe_image=views.probe_picture(session, frame, view))
+        if session.probed is not None:  # the clicked token, at this setting
+            out |= views.probe_views(session, *session.probed, view, session.fill)
+    else:
+        steps = views.scrub_steps(session, frame)
+        start = scrub.current_step(steps) + 1
+        out = dict(step=gr.update(minimum=1, maximum=len(steps), value=start))
+        out |= views.scrub_view(steps, start, session.comp.tau)
+        out["step"] = gr.update(minimum=1, maximum=len(steps), value=start)
+    session.mark_drawn(tab)
+    return dict(out, **views.banners(session))
 
 
 @frees_memory
@@ -190,111 +280,128 @@ def release_session(session) -> None:
             session.release()
 
 
+@outputs("open_tab")
 def open_tab(evt: gr.SelectData):
     """The tab a person opened (its label)."""
-    return evt.value
+    return dict(open_tab=evt.value)
 
 
+@outputs("regions", "large", "view_caption")
 @user_errors
 @fairness.takes_turns
 def recolour(session, view, fill):
     session = live_session(session)
-    return views.region_html(session, view, fill), views.view_caption(view)
+    session.view, session.fill = view, bool(fill)
+    return dict(views.frames_views(session), view_caption=views.view_caption(view))
 
 
+@outputs("frame")
 def pick_frame(evt: gr.SelectData):
     """A thumbnail clicked: inspect that frame."""
-    return evt.index
+    return dict(frame=evt.index)
 
 
+@outputs("step", "scrub_image", "scrub_note")
 @user_errors
 @fairness.takes_turns
 def scrub_to(session, frame, step):
-    """The τ scrubber dragged to a step."""
-    steps = views.scrub_steps(live_session(session), views.clamp_frame(session, frame))
-    return gr.skip(), *views.scrub_view(steps, int(step))
+    """The τ scrubber dragged to a step (numbered from 1)."""
+    session = live_session(session)
+    steps = views.scrub_steps(session, session.clamp(frame))
+    out = views.scrub_view(steps, int(step), session.comp.tau)
+    return dict(out, step=gr.skip())
 
 
+@outputs("step", "scrub_image", "scrub_note")
 @user_errors
 @fairness.takes_turns
 def scrub_next(session, frame, step):
     """One tick of Play: the next step, from the first again after the last."""
-    steps = views.scrub_steps(live_session(session), views.clamp_frame(session, frame))
-    step = (int(step) + 1) % len(steps)
-    return step, *views.scrub_view(steps, step)
+    session = live_session(session)
+    steps = views.scrub_steps(session, session.clamp(frame))
+    return views.scrub_view(steps, int(step or 0) % len(steps) + 1, session.comp.tau)
 
 
+@outputs("playing", "player", "play")
 def toggle_play(playing):
     """Play or pause the τ scrubber."""
     playing = not playing
-    return playing, gr.Timer(active=playing), gr.update(value="❚❚ Pause" if playing else "▶ Play")
+    return dict(
+        playing=playing,
+        player=gr.Timer(active=playing),
+        play=gr.update(value="❚❚ Pause" if playing else "▶ Play"),
+    )
 
 
+@outputs("probe_gallery", "probe_plot", "probe_note", "probe_image", "drawn_probe")
 @user_errors
 @fairness.takes_turns
 def probe(session, frame, view, fill, evt: gr.SelectData):
     """A clicked token: its region in every frame, its similarity to every token, the cell."""
     session = need_session(session)
-    frame = views.clamp_frame(session, frame)
+    frame = session.clamp(frame)
     image = session.analysis.clip.frames[frame]
     y, x = checks.click_at(evt.index, *image.shape[:2])
     token = grid.token_at(y, x, image.shape[0], image.shape[1])
     return views.probe_views(session, frame, token, view, fill)
 
 
+@outputs("answer_md")
 @user_errors
 @fairness.takes_turns
 def answer_hint(session):
-    """While the slider moves: what the model would see (answers come on release)."""
-    return views.answer_hint(live_session(session))
+    """While the slider moves: what the model would see (answers come when it settles)."""
+    return dict(answer_md=views.answer_hint(live_session(session)))
 
 
+@outputs("answer_md")
 @user_errors
-def show_answers(session, question, retention, use_tau, tau, progress=gr.Progress()):
-    """The answer at this retention beside the answer from every token."""
+def show_answers(session, question, stamp=None, progress=gr.Progress()):
+    """The answer at the session's compression beside the answer from every token."""
     session = live_session(session)
     backend = session.analysis.backend
     if not backend.can_answer:
-        return views.answer_hint(session)
-    question = checks.question_text(question)
-    comp = session.compress_at(retention, use_tau, tau)  # may run before the redraw for it
+        return dict(answer_md=views.answer_hint(session))
+    if newer(session, stamp):
+        return gr.skip()
+    question, comp = checks.question_text(question), session.comp
     progress(0.1, desc=f"answering from {comp.num_tokens} tokens")
     compressed = ask_model(session.analysis, question, comp)
     progress(0.6, desc=f"answering from all {session.analysis.num_tokens} tokens")
     full = ask_model(session.analysis, question)
-    warning = (
-        ""
-        if backend.pretrained
-        else "⚠️ **Random weights (test model): this text is not a real answer.**\n\n"
-    )
-    return warning + views.answers_markdown(compressed, full, comp.retention)
+    return dict(answer_md=views.answers_markdown(session, compressed, full))
 
 
+@outputs("compare_gallery", "compare_table", "drawn_compare")
 @frees_memory
 @user_errors
-def compare(session, methods, retention, frame, question):
+def compare(session, methods, frame, question):
+    """Every chosen method at the compression on screen's budget, on the chosen frame."""
     question = checks.question_text(question)
     need_session(session).analysis.check_fits(methods, question)  # before any method runs
-    return compare_methods(session, methods, float(retention), frame, question)
+    return compare_methods(session, methods, frame, question)
 
 
+@outputs("curves_plot")
 @frees_memory
 @user_errors
 def curves(session, methods, question, progress=gr.Progress()):
     question = checks.question_text(question)
     need_session(session).analysis.check_fits(methods, question)  # before any method runs
     rows = method_curves(session, methods, question, progress)
-    return figures.metric_curves_figure(rows, views.METHOD_LABELS)
+    return dict(curves_plot=figures.metric_curves_figure(rows, views.METHOD_LABELS))
 
 
+@outputs("answers_table", "answers_note", "drawn_compare")
 @frees_memory
 @user_errors
-def compare_answers(session, methods, retention, question, progress=gr.Progress()):
+def compare_answers(session, methods, question, progress=gr.Progress()):
     session, question = need_session(session), checks.question_text(question)
     session.analysis.check_fits(methods, question)  # before any method runs
-    return views.answer_rows(session, methods, float(retention), question, progress)
+    return views.answer_rows(session, methods, question, progress)
 
 
+@outputs("files", "drawn_export")
 @frees_memory
 @user_errors
 def export_files(session, view, fill, progress=gr.Progress()):
@@ -304,18 +411,34 @@ def export_files(session, view, fill, progress=gr.Progress()):
     images = [image for image, _ in views.region_images(session, view, fill, full_size=True)]
     folder = export_folder()
     progress(0.4, desc="writing GIF and MP4")
-    gif = export.save_gif(images, folder / "scissor-regions.gif")
-    mp4 = export.save_mp4(images, folder / "scissor-regions.mp4")
+    stem = f"{Path(session.video).stem or 'video'}-scissor"
+    gif = export.save_gif(images, folder / f"{stem}-regions.gif")
+    mp4 = export.save_mp4(images, folder / f"{stem}-regions.mp4")
     summary = session.analysis.summary(session.comp)
     part = export.save_partition(
-        folder / "scissor-partition.json",
+        folder / f"{stem}-partition.json",
         session.comp,
         num_frames=summary["frames"],
         timestamps=summary["timestamps"],
         method="scc",
         backend=summary["backend"],
     )
-    return [str(gif), str(mp4), str(part)]
+    session.mark_drawn("Export")
+    return dict(files=[str(gif), str(mp4), str(part)], drawn_export=views.banner(session, "Export"))
+
+
+@outputs("pending")
+def pending(session, frames, choice):
+    """Frames or features changed since the video was loaded: say that Compress applies them
+    (nothing is recomputed until then: a new sampling decodes and encodes the video again)."""
+    if not isinstance(session, Session):
+        return dict(pending="")
+    asked_frames, asked_choice = session.asked
+    wanted = [f"{int(frames)} frames"] if int(frames or 0) != asked_frames else []
+    wanted += ["the features chosen"] if choice != asked_choice else []
+    if not wanted:
+        return dict(pending="")
+    return dict(pending=f"⏳ **Press Compress to apply** {' and '.join(wanted)}.")
 
 
 # ----------------------------------------------------------------------------- backend events
@@ -327,13 +450,25 @@ class Served:
     def __init__(self, backends: Backends):
         self.backends = backends
 
-    @frees_memory
-    @user_errors
+    @outputs("state", "status")
     def load(
         self, video, frames, choice, ckpt, epsilon, request: gr.Request, progress=gr.Progress()
     ):
         """Decode and encode the chosen video: the session's analysis (an upload's tokens are
-        this session's own: another visitor's load of the same file never finds them)."""
+        this session's own: another visitor's load of the same file never finds them). A
+        refusal is remembered for :meth:`load_failed`, which writes it on the page."""
+        try:
+            return self._load(video, frames, choice, ckpt, epsilon, request, progress)
+        except gr.Error as err:
+            key = getattr(request, "session_hash", None)
+            FAILED[key] = (name_of(video), str(err.message))
+            while len(FAILED) > MAX_FAILED:
+                FAILED.popitem(last=False)
+            raise
+
+    @frees_memory
+    @user_errors
+    def _load(self, video, frames, choice, ckpt, epsilon, request, progress):
         if not video:
             raise gr.Error("Upload a video or click one of the examples.")
         path = checks.uploaded_video(video)
@@ -341,10 +476,33 @@ class Served:
         report = progress_callback(progress)
         chosen = self.backends.get(choice, ckpt, progress_callback(progress, "loading the model"))
         analysis = open_video(path, chosen, int(frames), float(epsilon or 0.0), report, private)
-        session = Session(analysis)
+        session = Session(analysis, video=video_name(path), asked=(int(frames), choice))
         with SESSIONS.use(session):  # counted in the memory budget from now on
-            return session, self.backends.status(choice, ckpt)
+            return dict(state=session, status=self.backends.status(choice, ckpt))
 
+    @outputs("state", "numbers", "regions", "large", "tau_graph", "answer_md", *AFTER_LOAD)
+    def load_failed(self, request: gr.Request):
+        """A video refused: the reason stays on the page (the toast fades), and everything
+        drawn from the previous video goes with it."""
+        name, why = FAILED.pop(getattr(request, "session_hash", None), ("", "it was refused"))
+        asleep = gr.update(interactive=False)
+        buttons = ("ask", "play", "compare_btn", "curves_btn", "export_btn", "answers_btn")
+        return dict(
+            CLEARED,
+            state=None,
+            numbers=f"⚠️ **Could not open {f'`{name}`' if name else 'the video'}**: {why}",
+            regions="",
+            large="",
+            tau_graph=None,
+            answer_md="Answers appear here.",
+            frame=gr.update(value=0),
+            answers_why="",
+            choice=gr.update(),
+            **{name: asleep for name in buttons},
+            **{name: "" for name in views.BANNERS.values()},
+        )
+
+    @outputs("state", "status")
     def load_new(
         self, video, frames, choice, ckpt, epsilon, request: gr.Request, progress=gr.Progress()
     ):

@@ -7,6 +7,7 @@ selected frame's similarity graph beside them, and the answer panel under it. De
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import gradio as gr
@@ -17,6 +18,7 @@ from scissor_viz.ui import checks, fairness, memory
 from scissor_viz.ui import handlers as on
 from scissor_viz.ui.backends import MODEL_CHOICE, PIXEL_CHOICE, Backends, public_name
 from scissor_viz.ui.views import (
+    BANNERS,
     DEFAULT_FRAMES,
     DEFAULT_METHODS,
     DEFAULT_QUESTION,
@@ -42,6 +44,11 @@ DECODE = dict(concurrency_id="decode", concurrency_limit=3)  # the API's too
 HEAVY = dict(concurrency_id="heavy", concurrency_limit=2, **PAGE)
 MODEL = dict(concurrency_id="model", concurrency_limit=1, **PAGE)
 # A click on a frame of the grid is a select event with that frame's index.
+MARK_FRAME = """(frame) => {
+  document.querySelectorAll('#regions figure[data-frame]').forEach(
+    (f) => f.classList.toggle('selected', Number(f.dataset.frame) === Number(frame)));
+  return frame;
+}"""
 PICK_FRAME = """element.addEventListener('click', (e) => {
   const figure = e.target.closest('figure[data-frame]');
   if (figure) trigger('select', {index: Number(figure.dataset.frame), value: null});
@@ -65,6 +72,17 @@ CSS = """
 .frames .caption-label { position: static; max-width: 100%; border: none; opacity: 0.85;
   white-space: nowrap; text-overflow: clip; font-size: 12px; padding: 1px 4px; }
 #numbers { min-height: 2.5em; }
+#regions figure.selected img { outline: 3px solid #ff7a00; outline-offset: -3px; }
+#regions figure.selected figcaption { font-weight: 600; color: #ff7a00; }
+#large-frame figure { margin: 0; }
+#large-frame img { width: 100%; height: auto; display: block; border-radius: 4px; }
+#large-frame figcaption { font-size: 13px; text-align: center; }
+.drawn-for { font-size: 13px; }
+.drawn-for p:has(strong) { background: #fff3cd; color: #664d03; padding: 2px 6px;
+  border-radius: 4px; }
+#pending p, #numbers p:has(> strong:first-child) { color: inherit; }
+#pending p { background: #fff3cd; color: #664d03; padding: 2px 6px; border-radius: 4px; }
+button:disabled, button[disabled] { opacity: 0.45; filter: grayscale(1); cursor: not-allowed; }
 """
 COMPARE_HELP = (
     "The methods LLaVA-Scissor is measured against, at the same retention, on the chosen "
@@ -92,6 +110,7 @@ def _controls(c: SimpleNamespace, backends: Backends) -> None:
     )
     c.run = gr.Button("Compress", variant="primary", elem_id="run")
     c.frames = gr.Slider(1, MAX_FRAMES, DEFAULT_FRAMES, step=1, label="Frames", elem_id="frames")
+    c.pending = gr.Markdown("", elem_id="pending")  # frames or features Compress would apply
     c.question = gr.Textbox(DEFAULT_QUESTION, label="Question", lines=2, elem_id="question")
     with gr.Accordion("Advanced", open=False):
         c.use_tau = gr.Checkbox(False, label="Set τ directly (ignore Retention)", elem_id="use-tau")
@@ -132,12 +151,13 @@ def _main_view(c: SimpleNamespace) -> None:
             with gr.Row():
                 c.view = gr.Radio(list(VIEWS), value=DEFAULT_VIEW, label="Show", scale=3)
                 c.fill = gr.Checkbox(False, label="Fill with mean colour", scale=1)
+            c.large = gr.HTML("", label="The selected frame", elem_id="large-frame")
             c.regions = gr.HTML(
                 "",
                 label="Frames and their regions",
                 elem_id="regions",
                 js_on_load=PICK_FRAME,
-                min_height=200,
+                min_height=100,
             )
             c.view_caption = gr.Markdown(regions.CAPTIONS["temporal"], elem_id="view-caption")
         with gr.Column(scale=2):
@@ -148,7 +168,14 @@ def _main_view(c: SimpleNamespace) -> None:
             c.ask = gr.Button("Ask again", interactive=False, elem_id="ask")
 
 
+def _drawn_for(c: SimpleNamespace, tab: str) -> None:
+    """The tab's line saying which video and setting its views were drawn for."""
+    name = BANNERS[tab]
+    setattr(c, name, gr.Markdown("", elem_id=name.replace("_", "-"), elem_classes="drawn-for"))
+
+
 def _similarity_tab(c: SimpleNamespace) -> None:
+    _drawn_for(c, "Similarity")
     for name, label, caption in (
         ("matrix", "Similarity matrix", "similarity_matrix"),
         ("temporal", "Temporal graph", "temporal_graph"),
@@ -160,6 +187,7 @@ def _similarity_tab(c: SimpleNamespace) -> None:
 
 
 def _probe_tab(c: SimpleNamespace) -> None:
+    _drawn_for(c, "Probe")
     gr.Markdown(
         "Click a token on the frame: its region lights up in every "
         "frame, and its similarity to every token is shown below."
@@ -182,10 +210,11 @@ def _probe_tab(c: SimpleNamespace) -> None:
 
 
 def _teach_tab(c: SimpleNamespace) -> None:
+    _drawn_for(c, "Teach")
     gr.Markdown(scrub.CAPTION)
     with gr.Row():
         c.play = gr.Button("▶ Play", interactive=False, elem_id="play", scale=1)
-        c.step = gr.Slider(0, 1, 0, step=1, label="Step (τ falls →)", elem_id="step", scale=4)
+        c.step = gr.Slider(1, 2, 1, step=1, label="Step (τ falls →)", elem_id="step", scale=4)
     c.scrub_image = gr.Image(label="The frame at this τ", interactive=False, elem_id="scrub")
     c.scrub_note = gr.Markdown(elem_id="scrub-note")
     c.playing = gr.State(False)
@@ -193,6 +222,7 @@ def _teach_tab(c: SimpleNamespace) -> None:
 
 
 def _compare_tab(c: SimpleNamespace) -> None:
+    _drawn_for(c, "Compare")
     gr.Markdown(COMPARE_HELP)
     c.methods = gr.CheckboxGroup(
         [(label, key) for key, label in METHOD_LABELS.items()],
@@ -201,7 +231,7 @@ def _compare_tab(c: SimpleNamespace) -> None:
         info="FastV needs a loaded model (LLM attention)",
     )
     with gr.Row():
-        c.compare_btn = gr.Button("Compare at this retention", interactive=False, elem_id="compare")
+        c.compare_btn = gr.Button("Compare at this setting", interactive=False, elem_id="compare")
         c.curves_btn = gr.Button("Curves, 5–100 %", interactive=False, elem_id="curves")
         c.answers_btn = gr.Button("Compare answers", interactive=False, elem_id="answers-btn")
     c.answers_why = gr.Markdown(elem_id="answers-why")
@@ -248,98 +278,96 @@ def _tabs(c: SimpleNamespace) -> None:
                 "The overlays as an animated GIF and an MP4 for slides, and "
                 "the partition as JSON (spatial, temporal and merge labels)."
             )
+            _drawn_for(c, "Export")
             c.export_btn = gr.Button("Export", interactive=False, elem_id="export")
             c.files = gr.File(label="Files", file_count="multiple", elem_id="files")
 
 
+def wire(c: SimpleNamespace, listener, fn, inputs=(), **options):
+    """``listener(fn)`` with ``inputs`` (names of the page's components, in ``fn``'s argument
+    order) and the outputs ``fn`` declares by name (``handlers.outputs``); ``fn`` returns a
+    dict of some of them by name. Returns the event, to chain the next one on."""
+    named = {name: getattr(c, name) for name in getattr(fn, "outputs", ())}
+
+    @functools.wraps(fn)
+    def by_name(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if isinstance(out, dict) and "__type__" not in out:  # not gr.skip()
+            return {named[name]: value for name, value in out.items()}
+        return out
+
+    return listener(by_name, [getattr(c, name) for name in inputs], list(named.values()), **options)
+
+
 def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
-    """Compress (on upload, on an example, on the button), then every live redraw."""
-    graph = dict(fn=on.tau_graph, inputs=[c.state, c.frame], outputs=[c.tau_graph], **LIVE)
+    """Compress (on upload, on an example, on the button), then every live redraw.
+
+    Every change of setting (the slider dragged or moved by keys, a τ typed, the τ box ticked)
+    runs one chain: the main screen (which marks every tab's views out of date), the frame's
+    τ-graph, then the open tab and the answer for that setting: these two skip themselves when a
+    newer setting has come in the meantime, so the last one is drawn, once."""
+    graph = dict(fn=on.tau_graph, inputs=["state", "frame"], **LIVE)
     tab = dict(
         fn=on.tab_views,
-        inputs=[c.state, c.frame, c.view, c.open_tab],
-        outputs=[c.matrix, c.temporal, c.curve, c.per_frame, c.probe_image, c.step]
-        + [c.scrub_image, c.scrub_note],
+        inputs=["state", "frame", "view", "open_tab", "stamp"],
         show_progress="hidden",
         trigger_mode="always_last",
         **FIGURES,
     )
-    redraw = [c.state, c.numbers, c.regions, c.view_caption]
-    at_retention = dict(
-        fn=on.refresh,
-        inputs=[c.state, c.retention, c.view, c.fill],
-        outputs=[*redraw, c.tau, c.use_tau],
-        **LIVE,
-    )
     answers = dict(
         fn=on.show_answers,
-        inputs=[c.state, c.question, c.retention, c.use_tau, c.tau],
-        outputs=[c.answer_md],
+        inputs=["state", "question", "stamp"],
         show_progress_on=[c.answer_md],
         **MODEL,
     )
-    buttons = [c.ask, c.play, c.compare_btn, c.curves_btn, c.export_btn, c.answers_btn]
+    at_retention = dict(fn=on.refresh, inputs=["state", "retention", "view", "fill"], **LIVE)
+
+    def then_views(event):
+        """After a new setting: the frame's graph, the open tab, the answer."""
+        event = wire(c, event.success, **graph)
+        wire(c, wire(c, event.success, **tab).success, **answers)
+
+    loading = ["video", "frames", "choice", "ckpt", "epsilon"]
     for trigger, load in ((c.run.click, served.load), (c.video.change, served.load_new)):
-        loaded = trigger(
-            load,
-            [c.video, c.frames, c.choice, c.ckpt, c.epsilon],
-            [c.state, c.status],
-            **DECODE,
-            **PAGE,
-        )
-        loaded = loaded.success(
-            on.after_load, [c.state], [c.frame, *buttons, c.answers_why, c.choice], **LIGHT
-        )
-        loaded.success(**at_retention).success(**graph).success(**tab).success(**answers)
-    # While the slider moves: the regions, the numbers and the frame's graph; when it is let
-    # go: the open tab and the model's answer.
-    c.retention.change(**at_retention).success(**graph).success(
-        on.answer_hint, [c.state], [c.answer_md], **LIGHT
+        loaded = wire(c, trigger, load, loading, **DECODE, **PAGE)
+        wire(c, loaded.failure, served.load_failed, **LIGHT)
+        loaded = wire(c, loaded.success, on.after_load, ["state"], **LIGHT)
+        then_views(wire(c, loaded.success, **at_retention))
+    # While the slider moves (mouse or keys): the regions, the numbers and the frame's graph
+    # at every step; the open tab and the answer once it rests.
+    moved = wire(c, c.retention.change, **at_retention)
+    moved = wire(c, moved.success, **graph)
+    hinted = wire(c, moved.success, on.answer_hint, ["state"], **LIGHT)
+    wire(c, wire(c, hinted.success, **tab).success, **answers)
+    by_tau = (
+        (c.tau.submit, on.apply_tau, ["state", "tau", "view", "fill"]),
+        (c.use_tau.input, on.refresh_tau, ["state", "tau", "use_tau", "retention", "view", "fill"]),
     )
-    c.retention.release(**tab).success(**answers)
-    by_tau = [
-        (c.tau.submit, on.apply_tau, [c.state, c.tau, c.view, c.fill]),
-        (c.use_tau.input, on.refresh_tau, [c.state, c.tau, c.use_tau, c.retention, c.view, c.fill]),
-    ]
     for trigger, fn, inputs in by_tau:
-        redrawn = trigger(fn, inputs, [*redraw, c.use_tau], **LIVE).success(**graph)
-        redrawn.success(**tab).success(**answers)
+        then_views(wire(c, trigger, fn, inputs, **LIVE))
     for colouring in (c.view, c.fill):
-        colouring.change(
-            on.recolour, [c.state, c.view, c.fill], [c.regions, c.view_caption], **LIVE
-        )
-    c.regions.select(on.pick_frame, None, [c.frame], **LIGHT)
-    c.frame.change(**graph).success(**tab)
-    c.tabs.select(on.open_tab, None, [c.open_tab], **LIGHT).success(**tab)
-    c.ask.click(**answers)
+        wire(c, colouring.change, on.recolour, ["state", "view", "fill"], **LIVE)
+    wire(c, c.regions.select, on.pick_frame, **LIGHT)
+    c.frame.change(None, [c.frame], None, js=MARK_FRAME)  # the grid marks it at once
+    picked = wire(c, c.frame.change, on.select_frame, ["state", "frame"], **LIVE)
+    wire(c, picked.success, **tab)
+    wire(c, wire(c, c.tabs.select, on.open_tab, **LIGHT).success, **tab)
+    wire(c, c.ask.click, **answers)
+    for knob in (c.frames, c.choice):
+        wire(c, knob.change, on.pending, ["state", "frames", "choice"], **LIGHT)
 
 
 def _wire_tabs(c: SimpleNamespace) -> None:
     """The deeper views: probe, τ scrubber, comparison, export."""
-    c.probe_image.select(
-        on.probe,
-        [c.state, c.frame, c.view, c.fill],
-        [c.probe_gallery, c.probe_plot, c.probe_note, c.probe_image],
-        **FIGURES,
-    )
-    scrub_out = [c.step, c.scrub_image, c.scrub_note]
-    c.step.input(on.scrub_to, [c.state, c.frame, c.step], scrub_out, **LIVE)
-    c.play.click(on.toggle_play, [c.playing], [c.playing, c.player, c.play], **LIGHT)
-    c.player.tick(on.scrub_next, [c.state, c.frame, c.step], scrub_out, **LIVE)
-    c.compare_btn.click(
-        on.compare,
-        [c.state, c.methods, c.retention, c.frame, c.question],
-        [c.compare_gallery, c.compare_table],
-        **HEAVY,
-    )
-    c.curves_btn.click(on.curves, [c.state, c.methods, c.question], [c.curves_plot], **HEAVY)
-    c.answers_btn.click(
-        on.compare_answers,
-        [c.state, c.methods, c.retention, c.question],
-        [c.answers_table, c.answers_note],
-        **MODEL,
-    )
-    c.export_btn.click(on.export_files, [c.state, c.view, c.fill], [c.files], **HEAVY)
+    wire(c, c.probe_image.select, on.probe, ["state", "frame", "view", "fill"], **FIGURES)
+    wire(c, c.step.input, on.scrub_to, ["state", "frame", "step"], **LIVE)
+    wire(c, c.play.click, on.toggle_play, ["playing"], **LIGHT)
+    wire(c, c.player.tick, on.scrub_next, ["state", "frame", "step"], **LIVE)
+    compare = ["state", "methods", "frame", "question"]
+    wire(c, c.compare_btn.click, on.compare, compare, **HEAVY)
+    wire(c, c.curves_btn.click, on.curves, ["state", "methods", "question"], **HEAVY)
+    wire(c, c.answers_btn.click, on.compare_answers, ["state", "methods", "question"], **MODEL)
+    wire(c, c.export_btn.click, on.export_files, ["state", "view", "fill"], **HEAVY)
 
 
 class Page(gr.Blocks):
@@ -376,6 +404,9 @@ def build_demo(
             state=gr.State(None, time_to_live=SESSION_TTL, delete_callback=on.release_session),
             # the open tab's label: a hidden box, not a State, so API clients can name it too
             open_tab=gr.Textbox("", visible=False, elem_id="open-tab"),
+            # the setting the page shows (a hidden box: a chained redraw reads the value the
+            # page had when it was asked for, and skips itself when a newer one came)
+            stamp=gr.Number(None, visible=False, elem_id="stamp"),
         )
         gr.Markdown(INTRO)
         c.status = gr.Markdown(served.default_status(), elem_id="backend-status")
@@ -388,7 +419,7 @@ def build_demo(
         c.poll = gr.Timer(2.0, active=backends.loading(MODEL_CHOICE, None))
         _wire_compression(c, served)
         _wire_tabs(c)
-        c.choice.change(served.status, [c.choice, c.ckpt], [c.status], **LIGHT)
+        c.choice.change(served.status, [c.choice, c.ckpt], [c.status], **LIGHT)  # one output
         c.poll.tick(served.poll_status, [c.choice, c.ckpt], [c.status, c.poll], **LIGHT)
         gr.api(served.compress_api, api_name="compress", **DECODE)
         gr.api(served.answer_api, api_name="answer", **DECODE)

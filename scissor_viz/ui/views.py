@@ -8,30 +8,31 @@ import base64
 import html
 import io
 import re
-from dataclasses import dataclass, field
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
 from scissor_viz import figures, graphs, overlay, regions, scrub
-from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.methods import METHODS
-from scissor_viz.scc import Compression
+from scissor_viz.numbers import tau_short, tau_text
 from scissor_viz.ui.backends import gpu
 from scissor_viz.ui.memory import return_free_memory
+from scissor_viz.ui.session import (  # noqa: F401 (the session's names, where they were)
+    NO_VIDEO,
+    THUMB_WIDTH,
+    NoSession,
+    Session,
+    fit_width,
+    live_session,
+    need_session,
+)
 
 DEFAULT_QUESTION = "What is happening in this video?"
 DEFAULT_RETENTION = 0.35
 DEFAULT_FRAMES = 16
 VIEWS = {"Temporal step": "temporal", "Spatial step": "spatial", "Merge assignment": "merge"}
-THUMB_WIDTH = 480  # pixels: frames in the grid are sent at most this wide
-# The slider's search for tau stops at a K within this many tokens of its retention (the numbers
-# line says the retention reached): half the graphs of the exact search (16 frames: 62 ms a move,
-# was 108), and never further off than SCC's own steps in K make the exact one.
-SLIDER_SLACK = 2
 DEFAULT_VIEW = "Temporal step"
-NO_VIDEO = "Pick a video first (upload one or click an example), then Compress."
 READING_GUIDE = """
 **How to read the picture.** Each sampled frame is cut into a 14 × 14 grid of cells: one cell is
 one visual token, what the video LLM sees. SCC joins tokens that look alike.
@@ -53,76 +54,44 @@ CURVE_RETENTIONS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 METHOD_LABELS = {key: method.label for key, method in METHODS.items()}
 DEFAULT_METHODS = [key for key, method in METHODS.items() if not method.needs_llm_attention]
 
-# ----------------------------------------------------------------------------- session state
-
-
-class NoSession(Exception):
-    """A live control moved before any video was compressed."""
-
-
-@dataclass
-class Session:
-    """What one browser session holds: its analysed video and the compression on screen."""
-
-    analysis: VideoAnalysis
-    comp: Compression | None = None  # set by the first refresh after loading
-    curve: tuple[np.ndarray, np.ndarray] | None = None  # (taus, retention) for the plot
-    scrubs: dict = field(default_factory=dict)  # frame -> the τ scrubber's steps
-    _thumbnails: np.ndarray | None = field(default=None, repr=False)
-
-    def thumbnails(self) -> np.ndarray:
-        """The frames fitted to THUMB_WIDTH (made once): the grid is drawn on these, so a redraw
-        under the slider costs what the page shows, not the video's resolution."""
-        if self._thumbnails is None:
-            self._thumbnails = fit_width(self.analysis.clip.frames, THUMB_WIDTH)
-        return self._thumbnails
-
-    def release(self) -> None:
-        """Free the heavy parts (the analysis's tokens and caches, the pictures' frames)."""
-        self.analysis.release()
-        self.scrubs.clear()
-        self._thumbnails = None
-
-    def compress_at(self, retention: float, use_tau: bool, tau: float) -> Compression:
-        """SCC at the slider's retention, or at the advanced panel's tau."""
-        if use_tau:
-            return self.analysis.compress(tau=float(tau))
-        tolerance = min(SLIDER_SLACK / self.analysis.num_tokens, 0.5)  # below 1 for tiny videos
-        return self.analysis.compress(retention=float(retention), tolerance=tolerance)
-
-
-def fit_width(frames: np.ndarray, width: int) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames at most ``width`` pixels wide: wider ones area-averaged down;
-    ones under half of it repeated by a whole factor (nearest), so that the region outlines,
-    a pixel or two each, stay thin beside the cells of a small video (176 x 144: 13-pixel
-    cells)."""
-    h, w = frames.shape[1:3]
-    if w <= width:
-        k = width // w
-        return frames if k < 2 else frames.repeat(k, axis=1).repeat(k, axis=2)
-    size = (width, max(1, round(h * width / w)))
-    return np.stack(
-        [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BOX)) for f in frames]
-    )
-
-
-def need_session(session: Session | None) -> Session:
-    """The session, once a video has been compressed; else the message that says what to do."""
-    if session is None or session.comp is None:
-        raise gr.Error(NO_VIDEO)
-    return session
-
-
-def live_session(session: Session | None, compressed: bool = True) -> Session:
-    """The session for a live redraw; NoSession (nothing to redraw, no message) before a video
-    was loaded (and, with ``compressed``, compressed)."""
-    if session is None or (compressed and session.comp is None):
-        raise NoSession
-    return session
+TABS = ("Similarity", "Probe", "Teach", "Compare", "Export")  # the tabs whose views a setting draws
+BANNERS = {tab: f"drawn_{tab.lower()}" for tab in TABS}  # each tab's "drawn for" line
+REDRAWN_BY = {  # how an out-of-date tab is brought up to date
+    "Similarity": "redrawn when the tab is open",
+    "Probe": "redrawn when the tab is open",
+    "Teach": "redrawn when the tab is open",
+    "Compare": "press a button above again",
+    "Export": "press Export again",
+}
+RANDOM_WEIGHTS = "⚠️ **Random weights (test model): {} not {}.**\n\n"
 
 
 def clamp_frame(session: Session, frame) -> int:
-    return int(np.clip(int(frame or 0), 0, len(session.analysis.clip.frames) - 1))
+    return session.clamp(frame)
+
+
+def tau_words(tau: float) -> str:
+    """τ as the page writes it: the decimal that reproduces it (typed into the Advanced box, it
+    gives the same count), and near 1 also as its gap to 1."""
+    short, text = tau_short(tau), tau_text(tau)
+    return short if text in (short, "1") or not text.startswith("1 −") else f"{short} ({text})"
+
+
+def banner(session: Session, tab: str) -> str:
+    """The line over a tab: which video and setting its views were drawn for, and whether that
+    is still the page's."""
+    drawn = session.drawn.get(tab)
+    if drawn is None:
+        return ""
+    stamp, label = drawn
+    if stamp == session.stamp:
+        return f"Drawn for {label}."
+    return f"⚠️ **Out of date**: drawn for {label}; now {session.label()} ({REDRAWN_BY[tab]})."
+
+
+def banners(session: Session) -> dict:
+    """Every tab's line (the redraws and every change of setting write them all)."""
+    return {name: banner(session, tab) for tab, name in BANNERS.items()}
 
 
 def view_key(view: str) -> str:
@@ -155,9 +124,25 @@ def view_caption(view: str) -> str:
     return regions.CAPTIONS[view_key(view)]
 
 
-def redraw(session: Session, view: str, fill: bool) -> tuple:
-    """What a new compression changes on the main screen: (session, numbers, regions, caption)."""
-    return session, numbers_markdown(session), region_html(session, view, fill), view_caption(view)
+def redraw(session: Session) -> dict:
+    """What a new compression (or colouring) changes on the main screen: the numbers, the
+    frames grid, the large frame, the view's caption, and every tab's "drawn for" line."""
+    return dict(
+        numbers=numbers_markdown(session),
+        **frames_views(session),
+        view_caption=view_caption(session.view),
+        **banners(session),
+    )
+
+
+def frames_views(session: Session) -> dict:
+    """The frames grid (the selected frame marked) and the selected frame drawn large."""
+    pictures = region_images(session, session.view, session.fill)
+    uris = [jpeg_uri(image) for image, _ in pictures]
+    return dict(
+        regions=frames_html(uris, [c for _, c in pictures], session.frame),
+        large=large_html(uris[session.frame], pictures[session.frame][1], session.frame),
+    )
 
 
 def probe_picture(session: Session, frame: int, view: str) -> np.ndarray:
@@ -166,18 +151,24 @@ def probe_picture(session: Session, frame: int, view: str) -> np.ndarray:
     return overlay.overlay(session.analysis.clip.frames[frame], labels[frame])
 
 
-def probe_views(session: Session, frame: int, token: int, view: str, fill: bool) -> tuple:
-    """The probe's answer to a click: (region in every frame, similarity figure, note, the
-    frame with the clicked cell marked and every token tinted by its similarity to it)."""
+def probe_views(session: Session, frame: int, token: int, view: str, fill: bool) -> dict:
+    """The probe's answer to a click: its region in every frame, the similarity figure, the
+    note, and the frame with the clicked cell marked and every token tinted by its similarity
+    to it."""
     analysis = session.analysis
     similarity = figures.probe_similarity(analysis.tokens, frame, token)
     figure = figures.probe_figure(
         similarity, frame, token, session.comp.tau, timestamps=analysis.clip.timestamps
     )
-    note = regions.probe_note(session.comp, view_key(view), frame, token)
-    gallery = region_images(session, view, fill, probe=(frame, token))
-    picture = regions.probe_image(analysis.clip.frames[frame], similarity[frame], token)
-    return gallery, figure, note, picture
+    session.probed = (frame, token)
+    session.mark_drawn("Probe")
+    return dict(
+        probe_gallery=region_images(session, view, fill, probe=(frame, token)),
+        probe_plot=figure,
+        probe_note=regions.probe_note(session.comp, view_key(view), frame, token),
+        probe_image=regions.probe_image(analysis.clip.frames[frame], similarity[frame], token),
+        drawn_probe=banner(session, "Probe"),
+    )
 
 
 def scrub_steps(session: Session, frame: int) -> list[scrub.ScrubStep]:
@@ -192,11 +183,17 @@ def scrub_steps(session: Session, frame: int) -> list[scrub.ScrubStep]:
     return session.scrubs[key]
 
 
-def scrub_view(steps: list[scrub.ScrubStep], step: int) -> tuple[np.ndarray, str]:
-    """One step of the scrubber: (image, what the viewer sees)."""
-    step = int(np.clip(step, 0, len(steps) - 1))
-    here = " — **the τ in use now**" if steps[step].current else ""
-    return steps[step].image, f"Step {step + 1} of {len(steps)}{here}. {steps[step].text}"
+def scrub_view(steps: list[scrub.ScrubStep], step: int, tau: float) -> dict:
+    """One step of the scrubber, numbered from 1 on the slider and in the text alike: the step,
+    its picture, and what the viewer sees (``tau``: the compression's, named at its step)."""
+    step = int(np.clip(int(step or 1), 1, len(steps)))
+    shown = steps[step - 1]
+    here = f" — **the τ in use now, τ = {tau_words(tau)}**" if shown.current else ""
+    return dict(
+        step=step,
+        scrub_image=shown.image,
+        scrub_note=f"Step {step} of {len(steps)}{here}. {shown.text}",
+    )
 
 
 def no_answer_reason(backend) -> str:
@@ -206,16 +203,21 @@ def no_answer_reason(backend) -> str:
     return backend.unavailable_reason or "no language model is loaded."
 
 
+def no_answer(backend, what: str = "") -> str:
+    """The one sentence the page says where an answer needs a model (after ``what``)."""
+    return f"{what}No answer: {no_answer_reason(backend)}"
+
+
 def answer_hint(session: Session) -> str:
     """The answer panel between answers: what the model sees, and why there is no answer."""
     comp, total = session.comp, session.analysis.num_tokens
     seen = (
         f"The model would see **{regions.plural(comp.num_tokens, 'visual token')}** of "
-        f"{total:,} ({comp.retention:.1%})."
+        f"{total:,} ({comp.retention:.1%}) of `{session.video}`."
     )
     backend = session.analysis.backend
     if not backend.can_answer:
-        return f"**No answer: {no_answer_reason(backend)}**\n\n{seen}"
+        return f"**{no_answer(backend)}**\n\n{seen}"
     return f"{seen} Let go of the slider (or press *Ask again*) for its answer."
 
 
@@ -229,31 +231,43 @@ def jpeg_uri(image: np.ndarray, width: int = THUMB_WIDTH) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def frames_html(pictures: list[tuple[np.ndarray, str]]) -> str:
-    """The frames grid: one figure per frame (clickable), its caption under it. The page
-    updates it in place, so the old pictures stay up until the new ones have arrived."""
+def frames_html(uris: list[str], captions: list[str], selected: int = 0) -> str:
+    """The frames grid: one figure per frame (clickable), its caption under it, the selected
+    one outlined. The page updates it in place, so the old pictures stay up until the new ones
+    have arrived."""
     figures = "".join(
-        f'<figure data-frame="{t}"><img src="{jpeg_uri(image)}" alt="frame {t}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        for t, (image, caption) in enumerate(pictures)
+        f'<figure data-frame="{t}"{" class=selected" if t == selected else ""}>'
+        f'<img src="{uri}" alt="frame {t}"><figcaption>{html.escape(caption)}</figcaption>'
+        "</figure>"
+        for t, (uri, caption) in enumerate(zip(uris, captions))
     )
     return f'<div class="frames-grid">{figures}</div>'
 
 
+def large_html(uri: str, caption: str, frame: int) -> str:
+    """The selected frame, large (its marks and outlines readable)."""
+    return (
+        f'<figure class="large" data-frame="{frame}"><img src="{uri}" alt="frame {frame}, large">'
+        f"<figcaption>Selected: {html.escape(caption)}</figcaption></figure>"
+    )
+
+
 def region_html(session: Session, view: str, fill: bool) -> str:
     """The frames grid of this view."""
-    return frames_html(region_images(session, view, fill))
+    pictures = region_images(session, view, fill)
+    return frames_html([jpeg_uri(i) for i, _ in pictures], [c for _, c in pictures], session.frame)
 
 
 def numbers_markdown(session: Session) -> str:
     s = session.analysis.summary(session.comp)
     per_frame = s["spatial_tokens_per_frame"]
     exact = "" if s["exact"] else " (temporal step sampled with ε)"
+    frames = "frame" if s["frames"] == 1 else "frames"
     return (
-        f"**{s['tokens_before']:,} → {s['tokens_after']:,} tokens** "
-        f"({s['frames']} frames × {s['tokens_per_frame']}) · retention reached "
-        f"**{s['retention']:.1%}** · τ = **{s['tau']:.4f}**{exact} · after the spatial step: "
-        f"{min(per_frame)}–{max(per_frame)} tokens per frame "
+        f"`{session.video}`: **{s['tokens_before']:,} → {s['tokens_after']:,} tokens** "
+        f"({s['frames']} {frames} × {s['tokens_per_frame']}) · retention reached "
+        f"**{s['retention']:.1%}** · τ = **{tau_words(s['tau'])}**{exact} · "
+        f"regions after the spatial step: {min(per_frame)}–{max(per_frame)} per frame "
         f"(mean {np.mean(per_frame):.1f})"
     )
 
@@ -263,7 +277,12 @@ def verbatim(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text.strip()) or "(empty answer)"
 
 
-def answers_markdown(compressed, full, retention: float) -> str:
+def random_weights(backend, texts: str = "this text is", what: str = "a real answer") -> str:
+    """The warning over answers of a model with random weights (empty for a real one)."""
+    return "" if backend.pretrained else RANDOM_WEIGHTS.format(texts, what)
+
+
+def answers_markdown(session: Session, compressed, full) -> str:
     """The compressed answer beside the full-token one, each with its cost."""
 
     def block(title: str, a) -> str:
@@ -275,7 +294,9 @@ def answers_markdown(compressed, full, retention: float) -> str:
 
     speedup = full.prefill_seconds / max(compressed.prefill_seconds, 1e-9)
     return (
-        block(f"At {retention:.0%} retention", compressed)
+        random_weights(session.analysis.backend)
+        + f"Answers about `{session.video}`.\n\n"
+        + block(f"At {session.comp.retention:.1%} retention", compressed)
         + "\n\n"
         + block("With every token", full)
         + f"\n\nPrefill {speedup:.1f}× faster with "
@@ -291,7 +312,8 @@ def tau_graph(session: Session, frame: int):
     sim = analysis.index.frame_similarity[frame].cpu().numpy()
     labels = comp.spatial_labels[frame].cpu().numpy()
     title = (
-        f"Frame {frame} · τ = {comp.tau:.3f} · {regions.plural(int(labels.max()) + 1, 'region')}"
+        f"Frame {frame} · τ = {tau_short(comp.tau)} · "
+        f"{regions.plural(int(labels.max()) + 1, 'region')}"
     )
     return graphs.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame], title=title)
 
@@ -306,7 +328,7 @@ def matrix_figure(session: Session, frame: int):
     )
 
 
-def video_figures(session: Session):
+def video_figures(session: Session) -> dict:
     """The similarity tab's figures of the whole video: temporal graph, retention curve,
     tokens per frame (they do not change with the chosen frame)."""
     analysis, comp = session.analysis, session.comp
@@ -315,38 +337,30 @@ def video_figures(session: Session):
     taus, retention = session.curve
     heights = analysis.index.spatial_merge_heights()  # computed once per video
     stamps = analysis.clip.timestamps
-    return (
-        graphs.temporal_graph_figure(analysis.tokens, comp, timestamps=stamps),
-        figures.retention_figure(taus, retention, comp.tau, comp.retention, heights),
-        figures.tokens_per_frame_figure(
+    return dict(
+        temporal=graphs.temporal_graph_figure(analysis.tokens, comp, timestamps=stamps),
+        curve=figures.retention_figure(taus, retention, comp.tau, comp.retention, heights),
+        per_frame=figures.tokens_per_frame_figure(
             comp.spatial_counts, stamps, kept=regions.kept_per_frame(comp.temporal_labels)
         ),
     )
 
 
-def compare_views(session: Session, methods: list[str], retention: float, frame: int, question):
-    """Each method's regions on one frame (mean colours), and a table of their numbers."""
+def compare_views(session: Session, methods: list[str], frame: int, question) -> dict:
+    """Each method's regions on one frame (mean colours), and a table of their numbers, at the
+    session's compression (SCC's row is the compression on screen: the same K)."""
     analysis = session.analysis
-    frame = int(np.clip(frame, 0, len(analysis.clip.frames) - 1))
-    usable = set(analysis.methods())
+    frame = clamp_frame(session, frame)
+    for method in set(methods) - set(analysis.methods()):
+        gr.Warning(f"{METHOD_LABELS[method]} needs a loaded model; skipped.")
     images, table = [], []
-    for method in methods:
-        if method not in usable:
-            gr.Warning(f"{METHOD_LABELS[method]} needs a loaded model; skipped.")
-            continue
-        reduction, row = analysis.reduce(method, retention, question)
-        return_free_memory()  # one method's scratch memory back before the next one's
+    for method, reduction, row in analysis.compare(methods, session.comp, question):
         means = overlay.region_means(analysis.clip.frames, reduction.assignment)
         image = overlay.overlay(
             analysis.clip.frames[frame], reduction.assignment[frame], means, 1.0, mode="paint"
         )
-        images.append(
-            (
-                image,
-                f"{METHOD_LABELS[method]}: {reduction.num_tokens} tokens, "
-                f"coverage {row['coverage']:.3f}",
-            )
-        )
+        label = f"{METHOD_LABELS[method]}: {reduction.num_tokens} tokens"
+        images.append((image, f"{label}, coverage {row['coverage']:.3f}"))
         table.append(
             [
                 METHOD_LABELS[method],
@@ -358,35 +372,38 @@ def compare_views(session: Session, methods: list[str], retention: float, frame:
                 row["note"],
             ]
         )
-    return images, table
+        return_free_memory()  # one method's scratch memory back before the next one's
+    session.mark_drawn("Compare")
+    return dict(
+        compare_gallery=images, compare_table=table, drawn_compare=banner(session, "Compare")
+    )
 
 
 def compare_curves(session: Session, methods: list[str], question, progress) -> list[dict]:
     """Every method's metrics at CURVE_RETENTIONS (cached per video)."""
     analysis = session.analysis
-    runs = [(m, r) for m in methods if m in analysis.methods() for r in CURVE_RETENTIONS]
+    runs = len([m for m in methods if m in analysis.methods()]) * len(CURVE_RETENTIONS)
     rows = []
-    for i, (method, retention) in enumerate(runs):
-        progress(i / max(len(runs), 1), desc=f"{METHOD_LABELS[method]} at {retention:.0%}")
-        row = dict(analysis.reduce(method, retention, question)[1], backend=analysis.backend.name)
+    for row in analysis.curves(methods, CURVE_RETENTIONS, question):
+        progress(len(rows) / max(runs, 1), desc=f"{METHOD_LABELS[row['method']]}")
         rows.append(row)
-        if retention == CURVE_RETENTIONS[-1]:  # one method done: its scratch memory goes back
-            return_free_memory()  # before the next one's is taken (the peak is one method's)
+        if row["retention"] == CURVE_RETENTIONS[-1]:  # one method done: its scratch memory goes
+            return_free_memory()  # back before the next one's is taken (the peak is one method's)
     return rows
 
 
 @gpu
-def answer_rows(session: Session, methods: list[str], retention: float, question, progress):
-    """Each method's answer against the full-token one (needs a model that answers)."""
+def answer_rows(session: Session, methods: list[str], question, progress) -> dict:
+    """Each method's answer against the full-token one (needs a model that answers), at the
+    session's compression's budget."""
     analysis = session.analysis
     backend = analysis.backend
     if not backend.can_answer:
-        raise gr.Error(f"Comparing answers needs a model. {backend.unavailable_reason or ''}")
-    usable = [m for m in methods if m in analysis.methods()]
+        raise gr.Error(no_answer(backend, "Comparing answers needs a model. "))
     rows = []
-    for i, method in enumerate(usable):
-        progress(i / max(len(usable), 1), desc=f"answering with {METHOD_LABELS[method]}")
-        fid = analysis.answer_fidelity(question, analysis.reduce(method, retention, question)[0])
+    progress(0.0, desc="answering")
+    for method, fid in analysis.answers(methods, session.comp, question):
+        progress(len(rows) / max(len(methods), 1), desc=f"answered with {METHOD_LABELS[method]}")
         kl = fid["first_token_kl"]
         rows.append(
             [
@@ -401,9 +418,9 @@ def answer_rows(session: Session, methods: list[str], retention: float, question
         )
     full = analysis.answer(question)
     note = (
-        f"Full-token answer ({full.visual_tokens:,} visual tokens, prefill "
-        f"{full.prefill_seconds:.2f} s): {verbatim(full.text)}"
+        f"Full-token answer about `{session.video}` ({full.visual_tokens:,} visual tokens, "
+        f"prefill {full.prefill_seconds:.2f} s): {verbatim(full.text)}"
     )
-    if not backend.pretrained:
-        note = "⚠️ **Random weights (test model): these texts are not real answers.**\n\n" + note
-    return rows, note
+    note = random_weights(backend, "these texts are", "real answers") + note
+    session.mark_drawn("Compare")
+    return dict(answers_table=rows, answers_note=note, drawn_compare=banner(session, "Compare"))

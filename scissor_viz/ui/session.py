@@ -1,0 +1,148 @@
+"""What one browser session is about, and the guards of the events that need one.
+
+A :class:`Session` holds the page's subject: the analysed video (its name, frames and the
+features that encoded it), the setting in use (a retention, or a τ typed directly), the view,
+the fill, the selected frame, and the compression drawn from them. Its ``stamp`` changes with
+every change of video, frames, features or setting: every view of the page remembers the stamp
+it was drawn from (``drawn``), so the page can say which views are out of date.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from scissor_viz.analysis import VideoAnalysis
+from scissor_viz.numbers import tau_short
+from scissor_viz.regions import plural
+from scissor_viz.scc import Compression
+
+THUMB_WIDTH = 480  # pixels: frames in the grid (and the large frame) are drawn at most this wide
+# The slider's search for tau stops at a K within this many tokens of its retention (the numbers
+# line says the retention reached): half the graphs of the exact search (16 frames: 62 ms a move,
+# was 108), and never further off than SCC's own steps in K make the exact one. Every view and
+# Compare use the session's one compression, so they all report the same K.
+SLIDER_SLACK = 2
+NO_VIDEO = "Pick a video first (upload one or click an example), then Compress."
+STAMPS = itertools.count(1)  # one sequence for every session: a stamp is never reused
+
+
+class NoSession(Exception):
+    """A live control moved before any video was compressed."""
+
+
+@dataclass
+class Session:
+    """One browser session: its analysed video, the setting and the compression on screen."""
+
+    analysis: VideoAnalysis
+    video: str = ""  # the video's file name, as the page names it
+    asked: tuple[int, str] = (0, "")  # the frames and features asked for when it was loaded
+    comp: Compression | None = None  # set by the first refresh after loading
+    use_tau: bool = False  # the setting: a typed τ (True) or the slider's retention
+    retention: float = 0.35
+    view: str = "Temporal step"
+    fill: bool = False
+    frame: int = 0  # the selected frame
+    stamp: int = field(default_factory=lambda: next(STAMPS))
+    drawn: dict = field(default_factory=dict)  # view name -> the stamp it was drawn from
+    fresh: bool = True  # loaded, its page not yet cleared of the previous video's views
+    probed: tuple[int, int] | None = None  # the probe's clicked (frame, token)
+    curve: tuple[np.ndarray, np.ndarray] | None = None  # (taus, retention) for the plot
+    scrubs: dict = field(default_factory=dict)  # frame -> the τ scrubber's steps
+    _thumbnails: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def frames(self) -> int:
+        return len(self.analysis.clip.frames)
+
+    @property
+    def features(self) -> str:
+        return self.analysis.backend.name
+
+    def thumbnails(self) -> np.ndarray:
+        """The frames fitted to THUMB_WIDTH (made once): the grid is drawn on these, so a redraw
+        under the slider costs what the page shows, not the video's resolution."""
+        if self._thumbnails is None:
+            self._thumbnails = fit_width(self.analysis.clip.frames, THUMB_WIDTH)
+        return self._thumbnails
+
+    def release(self) -> None:
+        """Free the heavy parts (the analysis's tokens and caches, the pictures' frames)."""
+        self.analysis.release()
+        self.scrubs.clear()
+        self._thumbnails = None
+
+    def compress_at(self, retention: float, use_tau: bool, tau: float) -> Compression:
+        """SCC at the slider's retention, or at the advanced panel's tau."""
+        if use_tau:
+            return self.analysis.compress(tau=float(tau))
+        tolerance = min(SLIDER_SLACK / self.analysis.num_tokens, 0.5)  # below 1 for tiny videos
+        return self.analysis.compress(retention=float(retention), tolerance=tolerance)
+
+    def set_setting(self, retention: float, use_tau: bool, tau: float) -> Compression:
+        """Compress at a setting: the session's compression and stamp change together (the
+        stamp stays when the compression is the one on screen already)."""
+        comp = self.compress_at(retention, use_tau, tau)
+        if self.comp is None or comp.tau != self.comp.tau:
+            self.stamp = next(STAMPS)
+        self.comp, self.use_tau, self.retention = comp, bool(use_tau), float(retention)
+        return comp
+
+    def clamp(self, frame) -> int:
+        """A frame index of this video (0 for anything unreadable)."""
+        try:
+            frame = int(frame or 0)
+        except (TypeError, ValueError):
+            frame = 0
+        return int(np.clip(frame, 0, self.frames - 1))
+
+    def label(self) -> str:
+        """What the views of this stamp are drawn for, in a line."""
+        comp = self.comp
+        setting = f"{plural(comp.num_tokens, 'token')} · τ = {tau_short(comp.tau)}"
+        return f"`{self.video}` · {plural(self.frames, 'frame')} · {setting}"
+
+    def mark_drawn(self, *names: str) -> None:
+        for name in names:
+            self.drawn[name] = (self.stamp, self.label())
+
+
+def fit_width(frames: np.ndarray, width: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames at most ``width`` pixels wide: wider ones area-averaged down;
+    ones under half of it repeated by a whole factor (nearest), so that the region outlines,
+    a pixel or two each, stay thin beside the cells of a small video (176 x 144: 13-pixel
+    cells)."""
+    h, w = frames.shape[1:3]
+    if w <= width:
+        k = width // w
+        return frames if k < 2 else frames.repeat(k, axis=1).repeat(k, axis=2)
+    size = (width, max(1, round(h * width / w)))
+    return np.stack(
+        [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BOX)) for f in frames]
+    )
+
+
+def video_name(path) -> str:
+    """The name the page gives a video: its file name."""
+    return Path(str(path)).name if path else ""
+
+
+def need_session(session: Session | None) -> Session:
+    """The session, once a video has been compressed; else the message that says what to do."""
+    if session is None or session.comp is None:
+        raise gr.Error(NO_VIDEO)
+    return session
+
+
+def live_session(session: Session | None, compressed: bool = True) -> Session:
+    """The session for a live redraw; NoSession (nothing to redraw, no message) before a video
+    was loaded (and, with ``compressed``, compressed)."""
+    if session is None or (compressed and session.comp is None):
+        raise NoSession
+    return session
