@@ -339,6 +339,19 @@ def segment_mean(
     return out.div_(torch.bincount(labels, minlength=num).clamp_(min=1)[:, None])
 
 
+def symmetric_gram(x: torch.Tensor, blocks: int = 8) -> torch.Tensor:
+    """x @ x.T (x: n x d, float32) from the blocks on and above the diagonal, mirrored below:
+    about (1 + 1/blocks) / 2 of the multiply-adds of the full product."""
+    n = len(x)
+    out = torch.empty(n, n, dtype=x.dtype, device=x.device)
+    step = max(256, -(-n // blocks))
+    for r0 in range(0, n, step):
+        block = x[r0 : r0 + step] @ x[r0:].T
+        out[r0 : r0 + step, r0:] = block
+        out[r0 + step :, r0 : r0 + step] = block[:, step:].T
+    return out
+
+
 def nearest(
     x: torch.Tensor, y: torch.Tensor, exclude_self: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -643,7 +656,7 @@ class ScissorIndex:
                     return  # too many regions to hold their dot products: plain evaluations
                 sums = torch.zeros(len(reps), self.flat.shape[1], device=self.flat.device)
                 sums.index_add_(0, video_labels(spatial), self.flat)
-                self._regions = _Regions(tau, reps, sums @ sums.T)
+                self._regions = _Regions(tau, reps, symmetric_gram(sums))
                 self._counts = {t: k for t, k in self._counts.items() if t > tau}  # one source
                 self._last = None
             k = self.count(tau)
@@ -673,6 +686,8 @@ class ScissorIndex:
                 break
             if min(target - k_lo, k_hi - target) <= slack:  # close enough for the caller
                 break
+            if _settled(target, k_lo, k_hi, self._counts.values()):
+                break
             mid = float(np.float32((lo + hi) / 2))
             if step % 2 == 0:  # interpolate where K should cross the target
                 mid = float(np.float32(lo + (hi - lo) * (target - k_lo) / (k_hi - k_lo)))
@@ -681,8 +696,25 @@ class ScissorIndex:
             if not lo < mid < hi:  # no float32 tau left between them
                 break
             self.count(mid)
-        candidates = sorted(self._counts.items(), key=lambda tk: (abs(tk[1] - target), -tk[1]))
+        candidates = sorted(self._counts.items(), key=lambda tk: _closeness(tk[1], target))
         return candidates[0][0]
+
+
+def _closeness(k: int, target: float) -> tuple[float, int]:
+    """The search's order of counts: nearest the target first, ties to the larger count."""
+    return abs(k - target), -k
+
+
+def _settled(target: float, k_lo: int, k_hi: int, counts) -> bool:
+    """Whether no count strictly between k_lo and k_hi could come closer to the target than
+    the best count already known (so more evaluations would not change the answer): the best
+    such count is the integer nearest the target inside that open interval."""
+    if k_hi - k_lo <= 1:
+        return True
+    inside = [min(max(k, k_lo + 1), k_hi - 1) for k in (math.floor(target), math.ceil(target))]
+    return min(_closeness(k, target) for k in counts) <= min(
+        _closeness(k, target) for k in inside
+    )
 
 
 # ----------------------------------------------------------------------------- functional API
