@@ -453,6 +453,7 @@ class ScissorIndex:
         self._counts: dict[float, int] = {}
         self._lock = threading.RLock()  # the workspace is shared by every call on this index
         self._heights: np.ndarray | None = None
+        self._ascending: np.ndarray | None = None  # every frame's merge heights, sorted
         self._forest: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # --- the Gram matrix, built the first time a step is cheaper with it
@@ -489,7 +490,8 @@ class ScissorIndex:
         if self.flat.untyped_storage().data_ptr() != self.tokens.untyped_storage().data_ptr():
             held.append(self.flat)  # a float32 copy of tokens in another dtype
         total = sum(t.untyped_storage().nbytes() for t in held if t is not None)
-        return total + (self._heights.nbytes if self._heights is not None else 0)
+        arrays = (self._heights, self._ascending)
+        return total + sum(a.nbytes for a in arrays if a is not None)
 
     @property
     def forest(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -671,13 +673,46 @@ class ScissorIndex:
             # spatial count, so K, is at most the target: the bracket's lower end, cheaply
             self.count(float(np.nextafter(np.float32(heights[below - 1]), np.float32(-2))))
 
+    def _tau_between(
+        self, lo: float, hi: float, counts: tuple[int, int, float], bisect: bool
+    ) -> float | None:
+        """A tau strictly between lo and hi, chosen by spatial count S: where the line through
+        (log S, log K) at lo and hi reaches the target K = ``counts[2]`` (or, with ``bisect``,
+        the middle S), rounded strictly between lo's and hi's S; None where no S lies between."""
+        heights = self._ascending_heights()
+        merges = len(heights)
+        above = lambda tau: merges - int(np.searchsorted(heights, tau, side="right"))  # noqa: E731
+        m_lo, m_hi = above(lo), above(hi)  # merges above tau; spatial count = N - merges
+        if m_lo - m_hi < 2:
+            return None
+        s_lo, s_hi = self.num_total - m_lo, self.num_total - m_hi
+        k_lo, k_hi, target = counts
+        if bisect or k_lo < 1:
+            s = (s_lo + s_hi) / 2
+        else:  # K ~ S ** a between the two
+            s = s_lo * (target / k_lo) ** (math.log(s_hi / s_lo) / math.log(k_hi / k_lo))
+        m = min(max(round(self.num_total - s), m_hi + 1), m_lo - 1)
+        # exactly m heights above tau: tau in [heights[-m - 1], heights[-m]); take the middle
+        low, high = heights[merges - m - 1], heights[merges - m]
+        tau = float(np.float32((float(low) + float(high)) / 2))
+        if not low <= tau < high:
+            tau = float(low)
+        return tau if lo < tau < hi else None
+
+    def _ascending_heights(self) -> np.ndarray:
+        with self._lock:
+            if self._ascending is None:
+                self._ascending = np.sort(self.spatial_merge_heights(), axis=None)
+            return self._ascending
+
     def _search(self, target: float, slack: float = 0.0) -> float:
         if self._gram is None and (self._gram_mode is False or self.num_total > GRAM_LIMIT):
             self._bracket(target)
         lo, hi = float(np.nextafter(np.float32(-1), np.float32(-2))), 1.0  # K = 1 .. K = N
         self._counts.setdefault(lo, 1)
         self._counts.setdefault(hi, self.num_total)
-        for step in range(64):
+        width, stalls = math.inf, 0  # the bracket's count range one evaluation ago
+        for _ in range(64):
             below = [t for t, k in self._counts.items() if k <= target]
             above = [t for t, k in self._counts.items() if k >= target]
             lo, hi = max(below), min(above)
@@ -688,9 +723,17 @@ class ScissorIndex:
                 break
             if _settled(target, k_lo, k_hi, self._counts.values()):
                 break
-            mid = float(np.float32((lo + hi) / 2))
-            if step % 2 == 0:  # interpolate where K should cross the target
-                mid = float(np.float32(lo + (hi - lo) * (target - k_lo) / (k_hi - k_lo)))
+            # K is close to proportional to the spatial count (known at every tau from the
+            # spanning forests), much closer than to tau: interpolate and bisect in that count
+            # (log K against log S; a bisection after three steps that did not halve the
+            # bracket's counts, so that it always progresses)
+            stalls = stalls + 1 if k_hi - k_lo > width / 2 else 0
+            bisect, width = stalls >= 3, k_hi - k_lo
+            stalls = 0 if bisect else stalls
+            mid = self._tau_between(lo, hi, (k_lo, k_hi, target), bisect)
+            if mid is None:  # no spatial count between them: the same in tau
+                share = 0.5 if bisect else (target - k_lo) / (k_hi - k_lo)
+                mid = float(np.float32(lo + (hi - lo) * share))
             if not lo < mid < hi:
                 mid = float(np.float32((lo + hi) / 2))
             if not lo < mid < hi:  # no float32 tau left between them
