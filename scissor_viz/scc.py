@@ -339,6 +339,19 @@ def segment_mean(
     return out.div_(torch.bincount(labels, minlength=num).clamp_(min=1)[:, None])
 
 
+def symmetric_gram(x: torch.Tensor, blocks: int = 8) -> torch.Tensor:
+    """x @ x.T (x: n x d, float32) from the blocks on and above the diagonal, mirrored below:
+    about (1 + 1/blocks) / 2 of the multiply-adds of the full product."""
+    n = len(x)
+    out = torch.empty(n, n, dtype=x.dtype, device=x.device)
+    step = max(256, -(-n // blocks))
+    for r0 in range(0, n, step):
+        block = x[r0 : r0 + step] @ x[r0:].T
+        out[r0 : r0 + step, r0:] = block
+        out[r0 + step :, r0 : r0 + step] = block[:, step:].T
+    return out
+
+
 def nearest(
     x: torch.Tensor, y: torch.Tensor, exclude_self: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -440,6 +453,7 @@ class ScissorIndex:
         self._counts: dict[float, int] = {}
         self._lock = threading.RLock()  # the workspace is shared by every call on this index
         self._heights: np.ndarray | None = None
+        self._ascending: np.ndarray | None = None  # every frame's merge heights, sorted
         self._forest: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # --- the Gram matrix, built the first time a step is cheaper with it
@@ -476,7 +490,8 @@ class ScissorIndex:
         if self.flat.untyped_storage().data_ptr() != self.tokens.untyped_storage().data_ptr():
             held.append(self.flat)  # a float32 copy of tokens in another dtype
         total = sum(t.untyped_storage().nbytes() for t in held if t is not None)
-        return total + (self._heights.nbytes if self._heights is not None else 0)
+        arrays = (self._heights, self._ascending)
+        return total + sum(a.nbytes for a in arrays if a is not None)
 
     @property
     def forest(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -643,7 +658,7 @@ class ScissorIndex:
                     return  # too many regions to hold their dot products: plain evaluations
                 sums = torch.zeros(len(reps), self.flat.shape[1], device=self.flat.device)
                 sums.index_add_(0, video_labels(spatial), self.flat)
-                self._regions = _Regions(tau, reps, sums @ sums.T)
+                self._regions = _Regions(tau, reps, symmetric_gram(sums))
                 self._counts = {t: k for t, k in self._counts.items() if t > tau}  # one source
                 self._last = None
             k = self.count(tau)
@@ -658,13 +673,46 @@ class ScissorIndex:
             # spatial count, so K, is at most the target: the bracket's lower end, cheaply
             self.count(float(np.nextafter(np.float32(heights[below - 1]), np.float32(-2))))
 
+    def _tau_between(
+        self, lo: float, hi: float, counts: tuple[int, int, float], bisect: bool
+    ) -> float | None:
+        """A tau strictly between lo and hi, chosen by spatial count S: where the line through
+        (log S, log K) at lo and hi reaches the target K = ``counts[2]`` (or, with ``bisect``,
+        the middle S), rounded strictly between lo's and hi's S; None where no S lies between."""
+        heights = self._ascending_heights()
+        merges = len(heights)
+        above = lambda tau: merges - int(np.searchsorted(heights, tau, side="right"))  # noqa: E731
+        m_lo, m_hi = above(lo), above(hi)  # merges above tau; spatial count = N - merges
+        if m_lo - m_hi < 2:
+            return None
+        s_lo, s_hi = self.num_total - m_lo, self.num_total - m_hi
+        k_lo, k_hi, target = counts
+        if bisect or k_lo < 1:
+            s = (s_lo + s_hi) / 2
+        else:  # K ~ S ** a between the two
+            s = s_lo * (target / k_lo) ** (math.log(s_hi / s_lo) / math.log(k_hi / k_lo))
+        m = min(max(round(self.num_total - s), m_hi + 1), m_lo - 1)
+        # exactly m heights above tau: tau in [heights[-m - 1], heights[-m]); take the middle
+        low, high = heights[merges - m - 1], heights[merges - m]
+        tau = float(np.float32((float(low) + float(high)) / 2))
+        if not low <= tau < high:
+            tau = float(low)
+        return tau if lo < tau < hi else None
+
+    def _ascending_heights(self) -> np.ndarray:
+        with self._lock:
+            if self._ascending is None:
+                self._ascending = np.sort(self.spatial_merge_heights(), axis=None)
+            return self._ascending
+
     def _search(self, target: float, slack: float = 0.0) -> float:
         if self._gram is None and (self._gram_mode is False or self.num_total > GRAM_LIMIT):
             self._bracket(target)
         lo, hi = float(np.nextafter(np.float32(-1), np.float32(-2))), 1.0  # K = 1 .. K = N
         self._counts.setdefault(lo, 1)
         self._counts.setdefault(hi, self.num_total)
-        for step in range(64):
+        width, stalls = math.inf, 0  # the bracket's count range one evaluation ago
+        for _ in range(64):
             below = [t for t, k in self._counts.items() if k <= target]
             above = [t for t, k in self._counts.items() if k >= target]
             lo, hi = max(below), min(above)
@@ -673,16 +721,43 @@ class ScissorIndex:
                 break
             if min(target - k_lo, k_hi - target) <= slack:  # close enough for the caller
                 break
-            mid = float(np.float32((lo + hi) / 2))
-            if step % 2 == 0:  # interpolate where K should cross the target
-                mid = float(np.float32(lo + (hi - lo) * (target - k_lo) / (k_hi - k_lo)))
+            if _settled(target, k_lo, k_hi, self._counts.values()):
+                break
+            # K is close to proportional to the spatial count (known at every tau from the
+            # spanning forests), much closer than to tau: interpolate and bisect in that count
+            # (log K against log S; a bisection after three steps that did not halve the
+            # bracket's counts, so that it always progresses)
+            stalls = stalls + 1 if k_hi - k_lo > width / 2 else 0
+            bisect, width = stalls >= 3, k_hi - k_lo
+            stalls = 0 if bisect else stalls
+            mid = self._tau_between(lo, hi, (k_lo, k_hi, target), bisect)
+            if mid is None:  # no spatial count between them: the same in tau
+                share = 0.5 if bisect else (target - k_lo) / (k_hi - k_lo)
+                mid = float(np.float32(lo + (hi - lo) * share))
             if not lo < mid < hi:
                 mid = float(np.float32((lo + hi) / 2))
             if not lo < mid < hi:  # no float32 tau left between them
                 break
             self.count(mid)
-        candidates = sorted(self._counts.items(), key=lambda tk: (abs(tk[1] - target), -tk[1]))
+        candidates = sorted(self._counts.items(), key=lambda tk: _closeness(tk[1], target))
         return candidates[0][0]
+
+
+def _closeness(k: int, target: float) -> tuple[float, int]:
+    """The search's order of counts: nearest the target first, ties to the larger count."""
+    return abs(k - target), -k
+
+
+def _settled(target: float, k_lo: int, k_hi: int, counts) -> bool:
+    """Whether no count strictly between k_lo and k_hi could come closer to the target than
+    the best count already known (so more evaluations would not change the answer): the best
+    such count is the integer nearest the target inside that open interval."""
+    if k_hi - k_lo <= 1:
+        return True
+    inside = [min(max(k, k_lo + 1), k_hi - 1) for k in (math.floor(target), math.ceil(target))]
+    return min(_closeness(k, target) for k in counts) <= min(
+        _closeness(k, target) for k in inside
+    )
 
 
 # ----------------------------------------------------------------------------- functional API

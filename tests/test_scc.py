@@ -503,3 +503,38 @@ def test_spatial_merge_heights_are_the_spanning_trees():
     heights = scc.spatial_merge_heights(index.frame_similarity)
     for t in range(3):
         np.testing.assert_array_equal(heights[t], scc.merge_forest(index.frame_similarity[t])[1])
+
+
+# ----------------------------------------------------------------------------- search pieces
+
+
+def test_symmetric_gram_is_the_full_product():
+    x = torch.randn(700, 24, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(scc.symmetric_gram(x, blocks=5), x @ x.T, rtol=1e-5, atol=1e-4)
+
+
+def test_search_stops_only_when_no_count_between_could_be_closer():
+    # target 10.4: 10 is the nearest integer; once known, nothing inside (9, 12) beats it
+    assert scc._settled(10.4, 9, 12, [1, 9, 12, 10])
+    assert not scc._settled(10.4, 9, 12, [1, 9, 12])  # 10 or 11 may exist
+    assert scc._settled(10.5, 10, 11, [10, 11])  # nothing between
+    assert scc._settled(10.5, 8, 11, [8, 11])  # 10 would only tie 11, and ties go to 11
+    assert not scc._settled(10.6, 8, 12, [8, 12])  # 11 would be closer
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_one_shot_search_matches_brute_force_on_every_retention(seed):
+    """The search by spatial count (no token Gram matrix) against every achievable count: the
+    nearest one wherever K rises monotonically with tau around the target; where K steps back
+    (the spatial means move with tau) a search may stop at a crossing one token further."""
+    x = video_tokens(frames=3, side=4, dim=16, regions=4, seed=seed)  # 48 tokens
+    reference = brute_force_counts(ScissorIndex(x))
+    ks = [reference[t] for t in sorted(reference)]
+    drops = [(a, b) for a, b in zip(ks, ks[1:]) if b < a]
+    for retention in np.linspace(0.02, 0.98, 13):
+        comp = scissor_compress(x.clone(), retention=float(retention))
+        target = retention * 48
+        best = min(abs(k - target) for k in reference.values())
+        slack = 1 if any(b - 2 <= target <= a + 2 for a, b in drops) else 0
+        assert abs(comp.num_tokens - target) <= best + slack + 1e-9, (retention, comp.num_tokens)
+        assert ScissorIndex(x, gram=False).count(comp.tau) == comp.num_tokens
