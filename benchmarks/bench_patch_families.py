@@ -1,6 +1,6 @@
 """Per family: tokens per frame, encode and prefill speed, and SCC's share of the prefill it saves.
 
-    python benchmarks/bench_patch_families.py                       # all families, 16 frames (~10 min)
+    python benchmarks/bench_patch_families.py                    # all families, 16 frames (~10 min)
     python benchmarks/bench_patch_families.py --families smolvlm_256m qwen3_vl --frames 8
 
 Each family's smallest video checkpoint, randomly initialised with its real shapes (timing does
