@@ -74,7 +74,10 @@ def test_release_frees_the_heavy_parts_and_stays_usable():
     assert scc.scissor_index(tokens) is scc.scissor_index(tokens)  # cached by the engine
     analysis.release()
     freed = analysis.nbytes()
-    assert freed["index"] == index.frame_similarity.untyped_storage().nbytes()
+    # the Grams are gone; the frame similarities and the search's O(N) counts (spanning
+    # forests, their sorted heights) stay
+    beyond_frames = freed["index"] - index.frame_similarity.untyped_storage().nbytes()
+    assert 0 <= beyond_frames <= 32 * n
     assert freed["answers"] == freed["reductions"] == 0
     assert all(ref() is not tokens for ref, _ in scc._INDEXES._entries.values())
     after = analysis.compress(retention=0.35)  # rebuilt on demand, the same result

@@ -1,10 +1,12 @@
 """The package's dependency direction: which module may import which.
 
     ui -> (analysis, pictures, export, numbers); sweep -> (analysis, figures);
-    analysis -> (video, models, scc, methods, metrics); models -> (patch, progress);
-    patch -> scc; pictures -> scc; methods -> scc; metrics -> scc; scc -> (torch, scipy)
+    analysis -> (video, models, scc, methods, metrics, grid); models -> (patch, progress, grid);
+    patch -> scc; pictures -> (scc, grid, numbers); methods -> scc; metrics -> scc;
+    scc -> (torch, scipy); grid and numbers import nothing of the package
 
-(the pictures: grid, overlay, regions, figures, graphs, scrub, export)
+(the pictures: overlay, regions, figures, graphs, scrub, export; grid is the token grid's
+geometry, which the models own and the pictures draw)
 
 Read statically from every import statement (function-level ones too), and checked at run time
 for the heavy third-party packages a light module must never pull in.
@@ -24,19 +26,25 @@ PACKAGE = ROOT / "scissor_viz"
 
 PICTURES = {
     f"scissor_viz.{name}"
-    for name in ("grid", "overlay", "regions", "figures", "graphs", "scrub", "export")
+    for name in ("overlay", "regions", "figures", "graphs", "scrub", "export")
 }
 # what each layer may import from the package (a prefix allows its submodules)
 ALLOWED = {
     "scissor_viz.scc": set(),
     "scissor_viz.numbers": set(),
+    "scissor_viz.grid": set(),
     "scissor_viz.progress": set(),
     "scissor_viz.video": set(),
     "scissor_viz.synthetic": set(),
     "scissor_viz.metrics": {"scissor_viz.scc"},
     "scissor_viz.methods": {"scissor_viz.scc"},
     "scissor_viz.patch": {"scissor_viz.patch", "scissor_viz.scc"},
-    "scissor_viz.models": {"scissor_viz.models", "scissor_viz.patch", "scissor_viz.progress"},
+    "scissor_viz.models": {
+        "scissor_viz.models",
+        "scissor_viz.patch",
+        "scissor_viz.progress",
+        "scissor_viz.grid",
+    },
     "scissor_viz.analysis": {
         "scissor_viz.video",
         "scissor_viz.models",
@@ -44,10 +52,15 @@ ALLOWED = {
         "scissor_viz.methods",
         "scissor_viz.metrics",
         "scissor_viz.progress",
+        "scissor_viz.grid",
     },
-    **{picture: PICTURES | {"scissor_viz.scc"} for picture in PICTURES},
+    **{
+        picture: PICTURES | {"scissor_viz.scc", "scissor_viz.grid", "scissor_viz.numbers"}
+        for picture in PICTURES
+    },
     "scissor_viz.ui": {
         "scissor_viz.ui",
+        "scissor_viz.grid",
         "scissor_viz.analysis",
         "scissor_viz.methods",
         "scissor_viz.models",
@@ -67,6 +80,7 @@ NEVER = {
     "scissor_viz.models": ("gradio", "plotly", "decord"),
     "scissor_viz.patch": ("gradio", "plotly", "decord"),
     **{picture: ("gradio", "transformers", "decord") for picture in PICTURES},
+    "scissor_viz.grid": ("gradio", "transformers", "plotly", "decord"),
 }
 
 

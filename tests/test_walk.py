@@ -198,7 +198,7 @@ class Walk:
         return name
 
     def upload_bad(self):
-        self.page.locator("#video input[type=file]").set_input_files(str(self.clips["broken.mp4"]))
+        choose_file(self.page, self.clips["broken.mp4"])
         self.video, self.bad = None, "broken.mp4"
         wait_for(lambda: "Could not open" in snapshot(self.page)["numbers"], SLOW, "refusal")
 
@@ -239,7 +239,7 @@ class Walk:
 
     def view(self):
         choice = self.rng.choice(["Temporal step", "Spatial step", "Merge assignment"])
-        self.page.get_by_label(choice).check()
+        self.page.get_by_role("radio", name=choice, exact=True).check()
         if self.rng.random() < 0.3:
             self.page.get_by_label("Fill with mean colour").click()
         return choice

@@ -293,6 +293,8 @@ def wire(c: SimpleNamespace, listener, fn, inputs=(), **options):
     def by_name(*args, **kwargs):
         out = fn(*args, **kwargs)
         if isinstance(out, dict) and "__type__" not in out:  # not gr.skip()
+            if not out:  # nothing to change (Gradio reads an empty dict as one value)
+                return gr.skip()
             return {named[name]: value for name, value in out.items()}
         return out
 
