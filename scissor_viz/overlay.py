@@ -119,7 +119,7 @@ class CellStyle:
 def default_border_width(height: int, width: int) -> int:
     """Line width (pixels to each side of a boundary), growing with the picture so lines stay
     visible large and small: 1 up to 270-pixel sides, 2 at 360, 4 at 720."""
-    return max(1, round(min(height, width) / 180))
+    return max(1, int(min(height, width) / 180))
 
 
 def render(

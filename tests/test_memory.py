@@ -98,7 +98,7 @@ def test_a_comparison_that_cannot_fit_fastv_runs_nothing(tiny, monkeypatch):
     monkeypatch.setattr(session.analysis, "reduce", lambda *a, **k: ran.append(a))
     monkeypatch.setenv(ATTENTION_BUDGET_ENV, "1")
     for call in (
-        lambda: on.compare(session, ["random", "fastv"], 0.35, 0, "What?"),
+        lambda: on.compare(session, ["random", "fastv"], 0, "What?"),
         lambda: on.curves(session, ["random", "fastv"], "What?", lambda *a, **k: None),
     ):
         with pytest.raises(gr.Error, match="FastV needs"):
