@@ -228,3 +228,28 @@ def test_frames_changed_says_press_compress(session):
     assert on.pending(session, 6, "pixels")["pending"] == ""
     assert "Press Compress" in on.pending(session, 8, "pixels")["pending"]
     assert on.pending(None, 8, "pixels")["pending"] == ""
+
+
+def test_an_event_that_changes_nothing_skips_all_its_outputs():
+    """Gradio reads an empty dict as one value for many outputs (after_load failed so when
+    the player was cleared): ``wire`` turns it into a skip of every output."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from scissor_viz.ui.handlers import outputs
+    from scissor_viz.ui.layout import wire
+
+    @outputs("a", "b")
+    def nothing():
+        return {}
+
+    @outputs("a", "b")
+    def one():
+        return {"a": 1}
+
+    with gr.Blocks():
+        c = SimpleNamespace(a=gr.Textbox(), b=gr.Textbox())
+    listen = lambda fn, inputs, outputs, **options: fn  # noqa: E731
+    assert wire(c, listen, nothing)() == gr.skip()
+    assert wire(c, listen, one)() == {c.a: 1}

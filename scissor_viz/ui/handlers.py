@@ -202,15 +202,19 @@ def apply_tau(session, tau, view, fill):
     return dict(views.redraw(session), state=session, use_tau=True, stamp=session.stamp)
 
 
-@outputs("state", *MAIN, "use_tau", "stamp")
+@outputs("state", *MAIN, "tau", "use_tau", "stamp")
 @user_errors
 @fairness.takes_turns
 def refresh_tau(session, tau, use_tau, retention, view, fill):
-    """The "set τ directly" box ticked or unticked: compress by τ or by retention."""
+    """The "set τ directly" box ticked or unticked: compress by τ or by retention (unticked,
+    the τ box takes the τ in use, as after a slider move)."""
     session = live_session(session, compressed=False)
     session.view, session.fill = view, bool(fill)
-    session.set_setting(retention, use_tau, tau)
-    return dict(views.redraw(session), state=session, use_tau=bool(use_tau), stamp=session.stamp)
+    comp = session.set_setting(retention, use_tau, tau)
+    shown = {} if use_tau else {"tau": float(tau_short(comp.tau))}
+    return dict(
+        views.redraw(session), state=session, use_tau=bool(use_tau), stamp=session.stamp, **shown
+    )
 
 
 @outputs("tau_graph")
