@@ -147,18 +147,22 @@ def build_qwen3_vl(tokenizer, seed: int = 0):
     return _finish(Qwen3VLForConditionalGeneration(config), tokenizer)
 
 
+# InternVL's and SmolVLM's tiny vision towers: 64 px frames cut into 16 x 16 patches of 4 px.
+SIGLIP_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "image_size": 64,
+    "patch_size": 4,
+}
+
+
 def build_internvl(tokenizer, seed: int = 0):
     from transformers import InternVLConfig, InternVLForConditionalGeneration
 
     config = InternVLConfig(
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "image_size": 64,
-            "patch_size": 4,
-        },
+        vision_config=dict(SIGLIP_VISION),
         text_config={"model_type": "qwen2", **_text_config(tokenizer)},
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         image_seq_length=64,
@@ -171,14 +175,7 @@ def build_smolvlm(tokenizer, seed: int = 0):
     from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
 
     config = SmolVLMConfig(
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "image_size": 64,
-            "patch_size": 4,
-        },
+        vision_config=dict(SIGLIP_VISION),
         text_config={"model_type": "llama", **_text_config(tokenizer)},
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         scale_factor=2,
