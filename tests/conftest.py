@@ -1,11 +1,17 @@
 """Shared test fixtures and reference implementations.
 
 * ``tiny_llava_folder``: one tiny random LLaVA-OneVision checkpoint folder per test session
-  (tests/tiny_llava.py builds it; ``load_backend(str(tiny_llava_folder))`` loads it);
+  (tests/tiny_llava.py builds it);
+* ``tiny_backend``: that folder loaded once per session (``load_backend``, CPU, no fallback);
+  tests share it, so a test that changes it puts it back (``monkeypatch``);
+* ``region_video``: 4 frames of tokens with known regions (tests/picture_inputs.py), their
+  (4, 14, 14) region map and their ScissorIndex, for the picture tests;
 * :func:`networkx_partition`, :func:`graph_partition`: connected components by networkx, an
   oracle independent of the engine's scipy code;
 * :func:`partition`: the set partition a label array describes, to compare labelings whatever
-  their numbering.
+  their numbering;
+* every ``browser`` test is ``slow`` too, so ``pytest -m "not slow"`` is the fast lane (no
+  server, browser or child-process tests).
 """
 
 from __future__ import annotations
@@ -17,10 +23,36 @@ import pytest
 from tests.tiny_llava import build_tiny_llava_folder
 
 
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def tiny_llava_folder(tmp_path_factory):
     """A tiny random LLaVA-OneVision checkpoint folder (see tests/tiny_llava.py)."""
     return build_tiny_llava_folder(tmp_path_factory.mktemp("tiny_llava"))
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(tiny_llava_folder):
+    """The tiny checkpoint as the app loads it: a LlavaOnevisionBackend with random weights."""
+    from scissor_viz.models import load_backend
+    from scissor_viz.models.llava_onevision import LlavaOnevisionBackend
+
+    backend = load_backend(str(tiny_llava_folder), device="cpu", fallback=False)
+    assert isinstance(backend, LlavaOnevisionBackend) and not backend.pretrained
+    return backend
+
+
+@pytest.fixture(scope="session")
+def region_video():
+    from scissor_viz.scc import ScissorIndex
+    from tests.picture_inputs import region_tokens
+
+    tokens, regions = region_tokens()
+    return tokens, regions, ScissorIndex(tokens)
 
 
 def graph_partition(n: int, i, j) -> set[frozenset[int]]:

@@ -1,6 +1,8 @@
-"""Serving the app for tests: a free loopback port, and `python app.py` as a subprocess."""
+"""Serving the app for tests: a free loopback port, a demo launched in this process or `python
+app.py` as a subprocess, and raw HTTP calls (hand-written JSON, the event stream read by hand)."""
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +20,49 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def launch(demo) -> str:
+    """Serve ``demo`` on a free loopback port (in this process); returns its URL."""
+    for attempt in range(3):
+        try:
+            _, url, _ = demo.launch(
+                server_name="127.0.0.1",
+                server_port=free_port(),
+                prevent_thread_lock=True,
+                quiet=True,
+            )
+            return url
+        except OSError:  # the port was taken between free_port() and launch()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def upload(http: httpx.Client, path: Path) -> dict:
+    """Upload ``path`` to the server ``http`` points at; the FileData JSON an event takes."""
+    with path.open("rb") as f:
+        served = http.post("gradio_api/upload", files={"files": f}).json()[0]
+    return {"path": served, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+
+def call(url: str, api: str, body: str) -> tuple[str | None, object]:
+    """POST the JSON text ``body`` (``{"data": [...]}``, written by hand so that it may hold what
+    gradio_client refuses to send, e.g. ``NaN``) to the endpoint ``api`` and read its event
+    stream. Returns (the last event's name, its data)."""
+    with httpx.Client(base_url=url, timeout=120) as http:
+        posted = http.post(
+            f"gradio_api/call/{api}", content=body, headers={"content-type": "application/json"}
+        )
+        posted.raise_for_status()
+        event, data = None, None
+        with http.stream("GET", f"gradio_api/call/{api}/{posted.json()['event_id']}") as s:
+            for line in s.iter_lines():
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:"):
+                    data = json.loads(line.split(":", 1)[1])
+        return event, data
 
 
 @contextlib.contextmanager

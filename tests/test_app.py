@@ -1,7 +1,7 @@
 """The app over HTTP, as its users reach it: gradio_client against a server on 127.0.0.1.
 
 * ``/compress`` and ``/answer`` with the tiny random LLaVA-OneVision injected
-  (``build_demo(backend=load_backend(tiny_folder))``): real numbers (tokens_after is the
+  (``build_demo(backend=tiny_backend)``, conftest's fixture): real numbers (tokens_after is the
   retention target within a few tokens, frames as asked, the library's own result), the answer's
   visual token count is the compressed count, and it says its weights are random;
 * the weight-free fallback (a checkpoint that cannot load): compression works, ``/answer`` and
@@ -35,12 +35,12 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from scissor_viz.models import load_backend
-from scissor_viz.models.llava_onevision import LlavaOnevisionBackend
 from scissor_viz.ui import MODEL_CHOICE, build_demo
 from scissor_viz.ui.backends import NOT_LOADED
 from tests import video_fixtures as vf
-from tests.serving import free_port, serve_app
+from tests.serving import call, launch, serve_app, upload
+
+pytestmark = pytest.mark.slow  # every test here serves the app
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "assets" / "bigbuckbunny.mp4"  # 1280x720, 132 frames
@@ -52,23 +52,6 @@ FEW = 3  # tokens_after may miss retention * tokens_before by this many (SCC's K
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def launch(demo) -> str:
-    """Serve ``demo`` on a free loopback port (in this process); returns its URL."""
-    for attempt in range(3):
-        try:
-            _, url, _ = demo.launch(
-                server_name="127.0.0.1",
-                server_port=free_port(),
-                prevent_thread_lock=True,
-                quiet=True,
-            )
-            return url
-        except OSError:  # the port was taken between free_port() and launch()
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 def client(url: str, address: str | None = None) -> Client:
@@ -119,36 +102,14 @@ def check_readable(err: Exception, pattern: str) -> str:
 
 
 def raw_call(url: str, api: str, video: Path, *args_json: str) -> tuple[str, object]:
-    """Call an endpoint with hand-written JSON arguments (e.g. ``NaN``, which gradio_client
-    refuses to send): upload the file, POST the call, read the event stream.
-    Returns (last event name, its data)."""
+    """Call an endpoint with ``video`` uploaded and hand-written JSON arguments (e.g. ``NaN``,
+    which gradio_client refuses to send). Returns (last event name, its data)."""
     with httpx.Client(base_url=url, timeout=120) as http:
-        with video.open("rb") as f:
-            uploaded = http.post("gradio_api/upload", files={"files": f}).json()[0]
-        file_json = json.dumps({"path": uploaded, "meta": {"_type": "gradio.FileData"}})
-        body = '{"data": [' + ", ".join([file_json, *args_json]) + "]}"
-        posted = http.post(
-            f"gradio_api/call/{api}", content=body, headers={"content-type": "application/json"}
-        )
-        posted.raise_for_status()
-        event, data = None, None
-        with http.stream("GET", f"gradio_api/call/{api}/{posted.json()['event_id']}") as s:
-            for line in s.iter_lines():
-                if line.startswith("event:"):
-                    event = line.split(":", 1)[1].strip()
-                elif line.startswith("data:"):
-                    data = json.loads(line.split(":", 1)[1])
-        return event, data
+        file_json = json.dumps(upload(http, video))
+    return call(url, api, '{"data": [' + ", ".join([file_json, *args_json]) + "]}")
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def tiny_backend(tiny_llava_folder) -> LlavaOnevisionBackend:
-    backend = load_backend(str(tiny_llava_folder), device="cpu", fallback=False)
-    assert isinstance(backend, LlavaOnevisionBackend) and not backend.pretrained
-    return backend
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ from tests.browser import (
     token_counts,
     wait_for,
 )
-from tests.serving import free_port, serve_app
+from tests.serving import launch, serve_app
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "assets" / "bigbuckbunny.mp4"
@@ -74,9 +74,7 @@ def url(tmp_path_factory):
     from scissor_viz.ui import build_demo
 
     demo = build_demo(checkpoint=str(tmp_path_factory.mktemp("weights") / "no-checkpoint"))
-    _, local_url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
-    )
+    local_url = launch(demo)
     yield local_url
     demo.close()
 

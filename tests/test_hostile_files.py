@@ -27,7 +27,7 @@ from gradio_client.exceptions import AppError
 
 from scissor_viz import video
 from scissor_viz.video import VideoError, load_video, probe_video
-from tests.serving import free_port
+from tests.serving import launch
 from tests.video_fixtures import (
     write_clip,
     write_concat_list,
@@ -151,9 +151,7 @@ def app(tmp_path_factory):
     from scissor_viz.ui import build_demo
 
     demo = build_demo(checkpoint=str(tmp_path_factory.mktemp("w") / "configured"))
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
-    )
+    url = launch(demo)
     yield url
     demo.close()
 

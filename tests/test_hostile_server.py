@@ -39,7 +39,7 @@ from scissor_viz.ui import MODEL_CHOICE
 from scissor_viz.ui.checks import MAX_MESSAGE_CHARS
 from scissor_viz.ui.memory import RELEASED
 from tests import video_fixtures as vf
-from tests.serving import serve_app
+from tests.serving import launch, serve_app, upload
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,9 +58,7 @@ class Raw:
         self.fns = {d["api_name"]: d["id"] for d in config["dependencies"] if d.get("api_name")}
 
     def upload(self, path: Path) -> dict:
-        with path.open("rb") as f:
-            served = self.http.post("gradio_api/upload", files={"files": f}).json()[0]
-        return {"path": served, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+        return upload(self.http, path)
 
     def join(self, api: str, *data, event_data=None) -> httpx.Response:
         body = dict(
@@ -372,12 +370,9 @@ def test_a_closed_page_is_released_on_the_ten_minute_rule(tmp_path):
     last change, not Gradio's hour for closed pages."""
     from scissor_viz.ui import build_demo
     from scissor_viz.ui.layout import SESSION_TTL
-    from tests.serving import free_port
 
     demo = build_demo(checkpoint=str(tmp_path / "no-weights"))
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
-    )
+    url = launch(demo)
     try:
         raw = Raw(url, "10.0.7.1")
         raw.run("load", raw.upload(CLIP), 4, MODEL_CHOICE, "", 0.05)

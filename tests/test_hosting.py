@@ -29,41 +29,24 @@ from scissor_viz.models import REFUSED
 from scissor_viz.ui import MODEL_CHOICE, build_demo
 from scissor_viz.ui.checks import MAX_QUESTION_CHARS, NOT_AN_UPLOAD
 from scissor_viz.ui.handlers import export_folder
-from tests.serving import free_port
+from tests.serving import call, launch
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "assets" / "bigbuckbunny.mp4"
-
-
-def serve(demo) -> str:
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
-    )
-    return url
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """Default settings: the configured checkpoint cannot load here (pixels stand in)."""
     demo = build_demo(checkpoint=str(tmp_path_factory.mktemp("w") / "configured"))
-    url = serve(demo)
+    url = launch(demo)
     yield demo, url
     demo.close()
 
 
 def raw(url: str, api: str, *args) -> tuple[str, object]:
     """POST hand-made JSON arguments to an endpoint; (last event, its data)."""
-    with httpx.Client(base_url=url, timeout=120) as http:
-        posted = http.post(f"gradio_api/call/{api}", json={"data": list(args)})
-        posted.raise_for_status()
-        event, data = None, None
-        with http.stream("GET", f"gradio_api/call/{api}/{posted.json()['event_id']}") as s:
-            for line in s.iter_lines():
-                if line.startswith("event:"):
-                    event = line.split(":", 1)[1].strip()
-                elif line.startswith("data:"):
-                    data = json.loads(line.split(":", 1)[1])
-        return event, data
+    return call(url, api, json.dumps({"data": list(args)}))
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +58,7 @@ def server_paths(tmp_path_factory) -> list[str]:
     return [str(copy), str(CLIP), str(d / "secret.txt"), str(d), str(d / "missing.mp4"), "/etc"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("api", ["compress", "answer"])
 def test_server_paths_are_refused_alike(app, server_paths, api):
     _, url = app
@@ -97,6 +81,7 @@ def test_server_paths_are_refused_alike(app, server_paths, api):
     assert raw(url, api, server_paths[0], *questions, 0.35, 4)[1]["error"] == NOT_AN_UPLOAD
 
 
+@pytest.mark.slow
 def test_the_refusal_says_so_and_uploads_still_work(app):
     _, url = app
     c = Client(url, verbose=False, download_files=False)
@@ -107,6 +92,7 @@ def test_the_refusal_says_so_and_uploads_still_work(app):
     assert r["frames"] == 4 and r["backend"] == "pixels"
 
 
+@pytest.mark.slow
 def test_no_event_loads_an_unconfigured_checkpoint(app, tiny_llava_folder, tmp_path):
     demo, url = app
     registry = demo.backends.registry
@@ -136,6 +122,7 @@ def test_an_operator_may_allow_any_checkpoint(tiny_llava_folder, tmp_path):
         demo.close()
 
 
+@pytest.mark.slow
 def test_questions_are_bounded(app):
     _, url = app
     c = Client(url, verbose=False, download_files=False)
@@ -152,6 +139,7 @@ def test_old_exports_are_deleted(tmp_path):
     assert not old.exists() and new.exists()
 
 
+@pytest.mark.slow
 def test_whoever_launches_gets_the_upload_cap_and_stylesheet(app):
     demo, url = app
     from scissor_viz.ui.checks import MAX_UPLOAD_BYTES

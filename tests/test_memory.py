@@ -54,35 +54,28 @@ def hwm() -> int:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_llava_folder):
-    from scissor_viz.models import load_backend
-
-    return load_backend(str(tiny_llava_folder), device="cpu", fallback=False)
-
-
-def test_fastv_budget_counts_every_copy_eager_attention_makes(tiny):
+def test_fastv_budget_counts_every_copy_eager_attention_makes(tiny_backend):
     """The peak resident memory of one FastV ranking (16 frames) stays within what the budget
     counts for it, and is more than one map: the copies are real."""
     import torch
 
     from scissor_viz.models.attention import attention_bytes, decoder_of
 
-    tokens = torch.randn(16, 196, tiny.hidden_size)
-    tiny.llm_attention("What is happening?", tokens)  # warm: first-call allocations
-    heads = decoder_of(tiny.model).config.num_attention_heads
-    length = len(tiny.prompt_ids("What is happening?")[0]) + tokens.shape[0] * 196
+    tokens = torch.randn(16, 196, tiny_backend.hidden_size)
+    tiny_backend.llm_attention("What is happening?", tokens)  # warm: first-call allocations
+    heads = decoder_of(tiny_backend.model).config.num_attention_heads
+    length = len(tiny_backend.prompt_ids("What is happening?")[0]) + tokens.shape[0] * 196
     return_free_memory()
     base = rss()
     with open("/proc/self/clear_refs", "w") as f:  # reset the high-water mark to now
         f.write("5")
-    tiny.llm_attention("What is happening?", tokens)
+    tiny_backend.llm_attention("What is happening?", tokens)
     peak, one_map = hwm() - base, heads * length**2 * 4
     print(f"peak {peak / MIB:.0f} MiB = {peak / one_map:.2f} maps")
     assert 1.5 * one_map < peak <= attention_bytes(heads, length)
 
 
-def test_a_comparison_that_cannot_fit_fastv_runs_nothing(tiny, monkeypatch):
+def test_a_comparison_that_cannot_fit_fastv_runs_nothing(tiny_backend, monkeypatch):
     """FastV over budget is refused before the methods before it run."""
     import gradio as gr
 
@@ -92,7 +85,7 @@ def test_a_comparison_that_cannot_fit_fastv_runs_nothing(tiny, monkeypatch):
     from scissor_viz.ui.views import Session
     from scissor_viz.video import example_videos
 
-    session = Session(VideoAnalysis.open(str(example_videos()[0]), tiny, 4))
+    session = Session(VideoAnalysis.open(str(example_videos()[0]), tiny_backend, 4))
     session.comp = session.analysis.compress(retention=0.35)
     ran = []
     monkeypatch.setattr(session.analysis, "reduce", lambda *a, **k: ran.append(a))

@@ -343,11 +343,8 @@ def test_fastv_select_keeps_top_scores():
 
 
 @pytest.fixture(scope="module")
-def tiny_llava(tiny_llava_folder):
-    pytest.importorskip("transformers")
-    from scissor_viz.models import load_backend
-
-    return load_backend(str(tiny_llava_folder), device="cpu", fallback=False).model
+def tiny_llava(tiny_backend):
+    return tiny_backend.model
 
 
 def reference_attention(model, embeds, mask, layer):

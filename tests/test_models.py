@@ -64,13 +64,6 @@ QUESTION = "What is happening in this video?"
 
 
 @pytest.fixture(scope="module")
-def backend(tiny_llava_folder):
-    b = load_backend(str(tiny_llava_folder), device="cpu", fallback=False)
-    assert isinstance(b, LlavaOnevisionBackend)
-    return b
-
-
-@pytest.fixture(scope="module")
 def frames():
     return random_frames(3, 90, 120, seed=1)
 
@@ -154,62 +147,61 @@ def test_preprocessing_from_config_sizes():
 # ----------------------------------------------------------------------------- encoding
 
 
-def test_encode_equals_model_video_features(backend, tiny_llava_folder, frames):
-    backend.cache.clear()
-    tokens = backend.encode(frames)
-    t, d = len(frames), backend.hidden_size
+def test_encode_equals_model_video_features(tiny_backend, tiny_llava_folder, frames):
+    tiny_backend.cache.clear()
+    tokens = tiny_backend.encode(frames)
+    t, d = len(frames), tiny_backend.hidden_size
     assert tokens.shape == (t, 196, d) and tokens.dtype == torch.float32
-    assert backend.tokens_per_frame == 196
+    assert tiny_backend.tokens_per_frame == 196
     # the model's own features, from transformers' own image processor's pixels
-    stock = stock_video_features(backend, pil_processor_pixels(tiny_llava_folder, frames))
+    stock = stock_video_features(tiny_backend, pil_processor_pixels(tiny_llava_folder, frames))
     assert stock.shape == (t * 196 + 1, d)  # + one image_newline per video
     torch.testing.assert_close(tokens.reshape(-1, d), stock[:-1], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(stock[-1], backend.model.model.image_newline.detach())
+    torch.testing.assert_close(stock[-1], tiny_backend.model.model.image_newline.detach())
 
 
-def test_encode_equals_features_inside_stock_forward(backend, frames):
+def test_encode_equals_features_inside_stock_forward(tiny_backend, frames):
     """What the stock forward hands its LLM in the placeholder run: encode's tokens, then the
     one image_newline."""
-    backend.cache.clear()
-    tokens = backend.encode(frames)
-    ids = backend.stock_input_ids(QUESTION, len(frames))
-    seen, handle = capture_llm_inputs(backend)
+    tiny_backend.cache.clear()
+    tokens = tiny_backend.encode(frames)
+    ids = tiny_backend.stock_input_ids(QUESTION, len(frames))
+    seen, handle = capture_llm_inputs(tiny_backend)
     try:
         with torch.inference_mode():
-            backend.model(
+            tiny_backend.model(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
-                pixel_values_videos=backend.preprocess(frames)[None],
+                pixel_values_videos=tiny_backend.preprocess(frames)[None],
             )
     finally:
         handle.remove()
-    run = seen[0][0][ids[0] == backend.video_token_id]
-    assert run.shape == (len(frames) * 196 + 1, backend.hidden_size)
-    torch.testing.assert_close(tokens.reshape(-1, backend.hidden_size), run[:-1])
-    assert torch.equal(run[-1], backend.model.model.image_newline.detach())
+    run = seen[0][0][ids[0] == tiny_backend.video_token_id]
+    assert run.shape == (len(frames) * 196 + 1, tiny_backend.hidden_size)
+    torch.testing.assert_close(tokens.reshape(-1, tiny_backend.hidden_size), run[:-1])
+    assert torch.equal(run[-1], tiny_backend.model.model.image_newline.detach())
 
 
-def test_encode_does_not_depend_on_batch_size(backend, frames):
+def test_encode_does_not_depend_on_batch_size(tiny_backend, frames, monkeypatch):
     results = []
     for size in (1, 3):
-        backend.batch_size = size
-        backend.cache.clear()
-        results.append(backend.encode(frames))
-    backend.batch_size = 2
+        monkeypatch.setattr(tiny_backend, "batch_size", size)
+        tiny_backend.cache.clear()
+        results.append(tiny_backend.encode(frames))
     torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
 
 
-def test_encode_rejects_bad_frames(backend):
+def test_encode_rejects_bad_frames(tiny_backend):
     with pytest.raises(ValueError):
-        backend.encode(np.zeros((2, 8, 8), np.uint8))
+        tiny_backend.encode(np.zeros((2, 8, 8), np.uint8))
     with pytest.raises(ValueError):
-        backend.encode(np.zeros((1, 8, 8, 3), np.float32))
+        tiny_backend.encode(np.zeros((1, 8, 8, 3), np.float32))
 
 
-def test_encode_reports_progress(backend, frames):
-    backend.cache.clear()
+def test_encode_reports_progress(tiny_backend, frames):
+    tiny_backend.cache.clear()
     seen = []
-    backend.encode(frames, progress=lambda f, msg: seen.append((f, msg)))
+    tiny_backend.encode(frames, progress=lambda f, msg: seen.append((f, msg)))
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert len(seen) >= 3  # 3 frames in batches of 2: start, 2/3, 3/3
@@ -224,25 +216,25 @@ def count_vision_calls(backend):
     return calls, handle
 
 
-def test_cache_hit_skips_the_vision_tower(backend, frames):
-    backend.cache.clear()
-    calls, handle = count_vision_calls(backend)
+def test_cache_hit_skips_the_vision_tower(tiny_backend, frames):
+    tiny_backend.cache.clear()
+    calls, handle = count_vision_calls(tiny_backend)
     try:
-        first = backend.encode(frames, key="clip-a")
+        first = tiny_backend.encode(frames, key="clip-a")
         n = len(calls)
         assert n > 0
-        again = backend.encode(frames, key="clip-a")  # slider moved / second question
+        again = tiny_backend.encode(frames, key="clip-a")  # slider moved / second question
         assert len(calls) == n and again is first
-        backend.encode(frames.copy())  # no key: the frames' bytes are hashed
+        tiny_backend.encode(frames.copy())  # no key: the frames' bytes are hashed
         m = len(calls)
         assert m > n
-        backend.encode(frames.copy())
+        tiny_backend.encode(frames.copy())
         assert len(calls) == m
-        backend.encode(frames[:2], key="clip-a")  # same key, other frames: not stale
+        tiny_backend.encode(frames[:2], key="clip-a")  # same key, other frames: not stale
         assert len(calls) > m
     finally:
         handle.remove()
-    assert backend.cache.stats.hits >= 2
+    assert tiny_backend.cache.stats.hits >= 2
 
 
 def test_token_cache_is_bounded():
@@ -293,74 +285,75 @@ def generate_stock(backend, frames, max_new_tokens):
     return out.sequences[0, ids.shape[1] :].tolist(), [step[0] for step in out.logits]
 
 
-def test_full_tokens_answer_equals_stock_generate(backend, frames):
+def test_full_tokens_answer_equals_stock_generate(tiny_backend, frames):
     n = 6
-    stock_ids, stock_logits = generate_stock(backend, frames, n)
-    full = stock_video_features(backend, backend.preprocess(frames))[:-1]
-    ans = backend.answer(QUESTION, full, max_new_tokens=n, min_new_tokens=n)
+    stock_ids, stock_logits = generate_stock(tiny_backend, frames, n)
+    full = stock_video_features(tiny_backend, tiny_backend.preprocess(frames))[:-1]
+    ans = tiny_backend.answer(QUESTION, full, max_new_tokens=n, min_new_tokens=n)
     assert ans.token_ids == stock_ids and ans.new_tokens == n
-    assert ans.text == backend.tokenizer.decode(stock_ids, skip_special_tokens=True).strip()
+    assert ans.text == tiny_backend.tokenizer.decode(stock_ids, skip_special_tokens=True).strip()
     assert torch.equal(ans.first_logits, stock_logits[0].float())
     # every step's logits: rerun answer's own call (the patched generate, the tokens given as
     # video_tokens=) and compare all steps
     with torch.inference_mode():
-        ours = backend.model.generate(
-            **backend.video_inputs(QUESTION),
+        ours = tiny_backend.model.generate(
+            **tiny_backend.video_inputs(QUESTION),
             video_tokens=[full],
-            **backend.generation_kwargs(n, min_new_tokens=n),
+            **tiny_backend.generation_kwargs(n, min_new_tokens=n),
         )
     for a, b in zip(ours.logits, stock_logits, strict=True):
         torch.testing.assert_close(a[0], b, rtol=0, atol=0)
 
     # the cached encode() output (batched frames) gives the same answer
-    encoded = backend.encode(frames)
-    ans2 = backend.answer(QUESTION, encoded, max_new_tokens=n, min_new_tokens=n)
+    encoded = tiny_backend.encode(frames)
+    ans2 = tiny_backend.answer(QUESTION, encoded, max_new_tokens=n, min_new_tokens=n)
     assert ans2.token_ids == stock_ids
     torch.testing.assert_close(ans2.first_logits, stock_logits[0].float())
     assert ans2.visual_tokens == len(frames) * 196 and ans2.newline
 
 
-def test_answers_go_through_the_patch(backend, frames):
+def test_answers_go_through_the_patch(tiny_backend, frames):
     """The backend's model is patched once at load (retention 1: stock with pixels), and an
     answer is the patched generate fed the tokens: its record says so."""
-    assert isinstance(backend.model.scissor, ScissorState) and backend.model.scissor.identity
-    assert type(backend.model).__name__ == "LlavaOnevisionForConditionalGeneration"
-    assert not hasattr(backend, "build_inputs_embeds")  # no second splice
-    tokens = backend.encode(frames).reshape(-1, backend.hidden_size)[:40]
-    ans = backend.answer(QUESTION, tokens, max_new_tokens=2)
-    record = backend.model.scissor.last[0]
+    scissor = tiny_backend.model.scissor
+    assert isinstance(scissor, ScissorState) and scissor.identity
+    assert type(tiny_backend.model).__name__ == "LlavaOnevisionForConditionalGeneration"
+    assert not hasattr(tiny_backend, "build_inputs_embeds")  # no second splice
+    tokens = tiny_backend.encode(frames).reshape(-1, tiny_backend.hidden_size)[:40]
+    ans = tiny_backend.answer(QUESTION, tokens, max_new_tokens=2)
+    record = tiny_backend.model.scissor.last[0]
     assert record.videos[0].grid is None and record.videos[0].kept == 40  # tokens were given
     assert record.tokens_after == 41 and record.length_after == ans.prompt_tokens
 
 
 @pytest.mark.parametrize("retention", [0.3, 0.05])
-def test_scc_answer_is_the_patched_models_answer(backend, frames, retention):
-    """App and library are one path: the backend's answer from SCC's compression of its
+def test_scc_answer_is_the_patched_models_answer(tiny_backend, frames, retention):
+    """App and library are one path: the tiny_backend's answer from SCC's compression of its
     encode() equals apply_patch(model, tau=...) + the model's generate from pixels (the
     stock prompt, the processor's placeholders): same ids, same first logits, same prompt."""
     from scissor_viz import apply_patch
     from scissor_viz.scc import scissor_compress, tau_for_retention
 
     n = 5
-    grid = backend.encode(frames)  # (T, 196, d), the cached tokens the app compresses
+    grid = tiny_backend.encode(frames)  # (T, 196, d), the cached tokens the app compresses
     tau = tau_for_retention(grid, retention)
     comp = scissor_compress(grid, tau)
     assert comp.num_tokens < grid.shape[0] * grid.shape[1]
-    ans = backend.answer(QUESTION, comp.tokens, max_new_tokens=n, min_new_tokens=n)
+    ans = tiny_backend.answer(QUESTION, comp.tokens, max_new_tokens=n, min_new_tokens=n)
 
-    ids = backend.stock_input_ids(QUESTION, len(frames))
-    apply_patch(backend.model, tau=tau)
+    ids = tiny_backend.stock_input_ids(QUESTION, len(frames))
+    apply_patch(tiny_backend.model, tau=tau)
     try:
         with torch.inference_mode():
-            out = backend.model.generate(
+            out = tiny_backend.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
-                pixel_values_videos=backend.preprocess(frames)[None],
-                **backend.generation_kwargs(n, min_new_tokens=n),
+                pixel_values_videos=tiny_backend.preprocess(frames)[None],
+                **tiny_backend.generation_kwargs(n, min_new_tokens=n),
             )
-        record = backend.model.scissor.last[0]
+        record = tiny_backend.model.scissor.last[0]
     finally:
-        apply_patch(backend.model, retention=1.0)  # the backend's own setting
+        apply_patch(tiny_backend.model, retention=1.0)  # the tiny_backend's own setting
     assert record.videos[0].kept == comp.num_tokens and record.tau == tau
     assert record.length_after == ans.prompt_tokens
     assert ans.token_ids == out.sequences[0, ids.shape[1] :].tolist()
@@ -380,14 +373,14 @@ def capture_llm_inputs(backend):
 
 
 @pytest.mark.parametrize("newline", [True, False])
-def test_compressed_answer_receives_exactly_k_tokens(backend, frames, newline):
-    tokens = backend.encode(frames).reshape(-1, backend.hidden_size)
+def test_compressed_answer_receives_exactly_k_tokens(tiny_backend, frames, newline):
+    tokens = tiny_backend.encode(frames).reshape(-1, tiny_backend.hidden_size)
     compressed = tokens[::37] * 1.5  # any K x d sequence (K = 16)
     k = compressed.shape[0]
-    ids, at = backend.prompt_ids(QUESTION)
-    seen, handle = capture_llm_inputs(backend)
+    ids, at = tiny_backend.prompt_ids(QUESTION)
+    seen, handle = capture_llm_inputs(tiny_backend)
     try:
-        ans = backend.answer(
+        ans = tiny_backend.answer(
             QUESTION, compressed, max_new_tokens=3, min_new_tokens=3, newline=newline
         )
     finally:
@@ -395,20 +388,21 @@ def test_compressed_answer_receives_exactly_k_tokens(backend, frames, newline):
     prefill = seen[0][0]  # first call = the prompt's forward pass
     assert prefill.shape[0] == len(ids) - 1 + k + int(newline) == ans.prompt_tokens
     assert torch.equal(prefill[at : at + k], compressed)
-    text = backend.model.get_input_embeddings()(ids)
+    text = tiny_backend.model.get_input_embeddings()(ids)
     assert torch.equal(prefill[:at], text[:at])  # the text around the run is untouched
     assert torch.equal(prefill[at + k + int(newline) :], text[at + 1 :])
     if newline:
-        assert torch.equal(prefill[at + k], backend.model.model.image_newline.detach())
+        assert torch.equal(prefill[at + k], tiny_backend.model.model.image_newline.detach())
     assert ans.visual_tokens == k and ans.newline == newline
     assert all(s.shape[1] == 1 for s in seen[1:])  # later calls decode one token each
 
 
-def test_answer_fields_and_kl(backend, frames):
-    tokens = backend.encode(frames)
-    full = backend.answer(QUESTION, tokens, max_new_tokens=4, min_new_tokens=4)
-    small = backend.answer(QUESTION, tokens.reshape(-1, backend.hidden_size)[:50], max_new_tokens=4)
-    vocab = backend.model.config.text_config.vocab_size
+def test_answer_fields_and_kl(tiny_backend, frames):
+    tokens = tiny_backend.encode(frames)
+    full = tiny_backend.answer(QUESTION, tokens, max_new_tokens=4, min_new_tokens=4)
+    rows = tokens.reshape(-1, tiny_backend.hidden_size)
+    small = tiny_backend.answer(QUESTION, rows[:50], max_new_tokens=4)
+    vocab = tiny_backend.model.config.text_config.vocab_size
     assert full.first_logits.shape == (vocab,) and full.first_probs.dtype == torch.float32
     assert abs(float(full.first_probs.sum()) - 1) < 1e-5
     assert 0 < full.prefill_seconds <= full.generate_seconds
@@ -419,50 +413,50 @@ def test_answer_fields_and_kl(backend, frames):
     assert not full.pretrained  # random weights: never a real answer
 
 
-def test_llm_attention_scores_each_token(backend, frames):
-    tokens = backend.encode(frames)
-    scores = backend.llm_attention(QUESTION, tokens)
+def test_llm_attention_scores_each_token(tiny_backend, frames):
+    tokens = tiny_backend.encode(frames)
+    scores = tiny_backend.llm_attention(QUESTION, tokens)
     assert scores.shape == (len(frames) * 196,) and scores.dtype == torch.float32
     assert (scores >= 0).all() and float(scores.sum()) <= 1 + 1e-5
-    assert backend.model.config.text_config._attn_implementation == "sdpa"  # restored
+    assert tiny_backend.model.config.text_config._attn_implementation == "sdpa"  # restored
 
 
-def test_vision_attention_is_the_towers_attention_pooled(backend, frames):
-    importance = backend.vision_attention(frames, key="importance-clip")
+def test_vision_attention_is_the_towers_attention_pooled(tiny_backend, frames):
+    importance = tiny_backend.vision_attention(frames, key="importance-clip")
     assert importance.shape == (len(frames), 196) and importance.dtype == torch.float32
-    tower = backend.model.model.vision_tower
+    tower = tiny_backend.model.model.vision_tower
     previous = tower.config._attn_implementation
     tower.set_attn_implementation("eager")
     try:  # the reference: transformers' own attentions of the last layer
         with torch.inference_mode():
-            out = tower(pixel_values=backend.preprocess(frames), output_attentions=True)
+            out = tower(pixel_values=tiny_backend.preprocess(frames), output_attentions=True)
     finally:
         tower.set_attn_implementation(previous)
     received = out.attentions[-1].float().mean(dim=(1, 2))  # (T, 729): mean over heads, queries
     torch.testing.assert_close(received.sum(-1), torch.ones(len(frames)))  # rows sum to 1
-    expected = backend.model.model.apply_pooling(received[..., None])[..., 0]
+    expected = tiny_backend.model.model.apply_pooling(received[..., None])[..., 0]
     torch.testing.assert_close(importance, expected)
     assert tower.config._attn_implementation == previous  # restored
-    assert backend.vision_attention(frames, key="importance-clip") is importance  # cached
+    assert tiny_backend.vision_attention(frames, key="importance-clip") is importance  # cached
 
 
-def test_answer_rejects_wrong_width(backend):
+def test_answer_rejects_wrong_width(tiny_backend):
     with pytest.raises(ValueError):
-        backend.answer(QUESTION, torch.zeros(5, backend.hidden_size + 1))
+        tiny_backend.answer(QUESTION, torch.zeros(5, tiny_backend.hidden_size + 1))
 
 
-def test_prompt_has_one_placeholder(backend):
-    prompt = backend.build_prompt("what is <video> this?")
+def test_prompt_has_one_placeholder(tiny_backend):
+    prompt = tiny_backend.build_prompt("what is <video> this?")
     assert prompt.count("<video>") == 1 and "<|im_start|>assistant" in prompt
 
 
 # ----------------------------------------------------------------------------- flags, fallback
 
 
-def test_random_weights_flag(backend, tiny_llava_folder, tmp_path):
-    assert backend.pretrained is False
-    assert "RANDOMLY INITIALISED" in backend.description
-    assert backend.can_answer and backend.unavailable_reason is None
+def test_random_weights_flag(tiny_backend, tiny_llava_folder, tmp_path):
+    assert tiny_backend.pretrained is False
+    assert "RANDOMLY INITIALISED" in tiny_backend.description
+    assert tiny_backend.can_answer and tiny_backend.unavailable_reason is None
     folder = tmp_path / "unflagged"
     shutil.copytree(tiny_llava_folder, folder)
     cfg = json.loads((folder / "config.json").read_text())
@@ -777,19 +771,19 @@ def test_a_failed_load_is_retried_after_the_back_off(tiny_llava_folder, tmp_path
     assert registry.status().state == "ready" and registry.status().retry_in is None
 
 
-def test_attention_maps_stay_within_the_memory_budget(backend, frames, monkeypatch):
-    tokens = backend.encode(frames)
-    vision = backend.vision_attention(frames, key="budget-clip")
+def test_attention_maps_stay_within_the_memory_budget(tiny_backend, frames, monkeypatch):
+    tokens = tiny_backend.encode(frames)
+    vision = tiny_backend.vision_attention(frames, key="budget-clip")
     monkeypatch.setenv(ATTENTION_BUDGET_ENV, "1")  # 1 MiB: below 4 heads x ~610^2 x 4 bytes
     with pytest.raises(ValueError, match="FastV needs the attention map over .* budget"):
-        backend.llm_attention(QUESTION, tokens)
+        tiny_backend.llm_attention(QUESTION, tokens)
     with pytest.raises(ValueError, match="VisionZip needs"):  # one frame: 4 x 729^2 x 4 bytes
-        backend.vision_attention(frames, key="budget-clip-2")
+        tiny_backend.vision_attention(frames, key="budget-clip-2")
     monkeypatch.setenv(ATTENTION_BUDGET_ENV, "25")  # a frame at a time: 3 x 8.1 MiB (batch 2 -> 1)
-    torch.testing.assert_close(backend.vision_attention(frames, key="budget-clip-3"), vision)
+    torch.testing.assert_close(tiny_backend.vision_attention(frames, key="budget-clip-3"), vision)
     monkeypatch.setenv(ATTENTION_BUDGET_ENV, "lots")
     with pytest.raises(ValueError, match=ATTENTION_BUDGET_ENV):
-        backend.llm_attention(QUESTION, tokens)
+        tiny_backend.llm_attention(QUESTION, tokens)
 
 
 # ----------------------------------------------------------------------------- every family
