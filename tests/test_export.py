@@ -15,7 +15,7 @@ from scissor_viz.export import Partition, load_partition, save_gif, save_mp4, sa
 from scissor_viz.models.pixels import PixelBackend
 from scissor_viz.scc import ScissorIndex
 from tests import video_fixtures as vf
-from tests.test_viz import region_tokens
+from tests.picture_inputs import region_tokens
 
 
 def moving_images(count: int, height: int, width: int) -> list[np.ndarray]:

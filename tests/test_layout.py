@@ -1,20 +1,16 @@
-"""The package's dependency direction: which module may import which.
+"""The package's structure: which module may import which, as the README's dependency picture
+states it (``ALLOWED`` below, and the README must say the same); the heavy third-party
+packages a light module must never pull in; one copy of each engine helper (scc's); pictures
+that re-export nothing and keep their functions short.
 
-    ui -> (analysis, pictures, export, numbers); sweep -> (analysis, figures);
-    analysis -> (video, models, scc, methods, metrics, grid); models -> (patch, progress, grid);
-    patch -> scc; pictures -> (scc, grid, numbers); methods -> scc; metrics -> scc;
-    scc -> (torch, scipy); grid and numbers import nothing of the package
-
-(the pictures: overlay, regions, figures, graphs, scrub, export; grid is the token grid's
-geometry, which the models own and the pictures draw)
-
-Read statically from every import statement (function-level ones too), and checked at run time
-for the heavy third-party packages a light module must never pull in.
+Read statically from every import statement (function-level ones too); the heavy packages are
+also checked at run time, in a child interpreter (slow).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "scissor_viz"
 
 PICTURES = {
-    f"scissor_viz.{name}"
-    for name in ("overlay", "regions", "figures", "graphs", "scrub", "export")
+    f"scissor_viz.{name}" for name in ("overlay", "regions", "figures", "graphs", "scrub", "export")
 }
 # what each layer may import from the package (a prefix allows its submodules)
 ALLOWED = {
@@ -58,6 +53,15 @@ ALLOWED = {
         picture: PICTURES | {"scissor_viz.scc", "scissor_viz.grid", "scissor_viz.numbers"}
         for picture in PICTURES
     },
+    "scissor_viz.sweep": {
+        "scissor_viz.analysis",
+        "scissor_viz.figures",
+        "scissor_viz.methods",
+        "scissor_viz.models",
+        "scissor_viz.scc",
+        "scissor_viz.video",
+    },
+    "scissor_viz.__main__": {"scissor_viz.methods", "scissor_viz.sweep"},
     "scissor_viz.ui": {
         "scissor_viz.ui",
         "scissor_viz.grid",
@@ -127,6 +131,52 @@ def test_only_the_command_line_imports_the_sweep():
     assert importers <= {"scissor_viz.__main__"}, importers
 
 
+def readme_rules() -> dict[str, set[str]]:
+    """The README's dependency picture (the code block after "Dependencies point one way"), one
+    line ``layer[, layer] → module, …`` a rule, as full module names; "pictures" stands for
+    every picture module, "each other" for the other pictures, "nothing" for none."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"Dependencies point one way.*?```\n(.*?)```", readme, re.DOTALL)
+    assert block, "README: no dependency picture"
+
+    def names(text: str) -> set[str]:
+        words = {w.strip() for w in re.sub(r"\(.*?\)", "", text).split(",") if w.strip()}
+        words = {w for w in words if w != "nothing"}
+        full = {f"scissor_viz.{w}" for w in words - {"pictures", "each other"}}
+        return full | (PICTURES if words & {"pictures", "each other"} else set())
+
+    rules = {}
+    for line in block.group(1).splitlines():
+        if "→" in line:
+            layers, targets = line.split("→")
+            for layer in names(layers):
+                rules[layer] = names(targets) - {layer}
+    return rules
+
+
+def test_the_readme_states_these_rules():
+    stated = readme_rules()
+    assert set(stated) == set(ALLOWED)
+    for layer, allowed in ALLOWED.items():
+        assert stated[layer] == allowed - {layer}, layer
+
+
+def imported_packages(path: Path) -> set[str]:
+    """Top-level package names a module's source imports (anywhere in the file)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    return {m.split(".")[0] for m in names}
+
+
+@pytest.mark.parametrize("layer", sorted(NEVER))
+def test_light_modules_never_import_heavy_packages(layer):
+    for name, path in MODULES.items():
+        if under(name, layer):
+            assert not imported_packages(path) & set(NEVER[layer]), name
+
+
+@pytest.mark.slow  # a child interpreter per module
 @pytest.mark.parametrize("module", sorted(NEVER))
 def test_light_modules_do_not_load_heavy_packages(module):
     code = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"
@@ -135,3 +185,92 @@ def test_light_modules_do_not_load_heavy_packages(module):
     ).stdout.split()
     heavy = {name.split(".")[0] for name in loaded} & set(NEVER[module])
     assert not heavy, f"importing {module} loads {sorted(heavy)}"
+
+
+# ----------------------------------------------------------------------------- one copy of each
+
+
+def called(node: ast.AST) -> str:
+    """The last name of what is called: ``torch.cumsum`` -> cumsum, ``x.norm`` -> norm."""
+    return node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+
+
+def engine_helper_copies(source: str) -> list[str]:
+    """What in ``source`` recomputes a helper only the engine (scc.py) may define: unit rows
+    (``normalize``, a division by a ``norm``), connected components (scipy's csgraph,
+    networkx) or ids numbered across frames (an exclusive prefix sum, ``cumsum(c) - c``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and called(node.func) == "normalize":
+            found.append("unit rows")
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            calls = [n for n in ast.walk(node.right) if isinstance(n, ast.Call)]
+            if any(called(n.func) == "norm" for n in calls):
+                found.append("unit rows")
+        elif isinstance(node, (ast.Import, ast.ImportFrom, ast.Attribute)):
+            if re.search(r"csgraph|connected_components|networkx", ast.unparse(node)):
+                found.append("components")
+        if (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Sub)
+            and isinstance(node.left, ast.Call)
+            and called(node.left.func) == "cumsum"
+        ):
+            summed = [*node.left.args[:1], getattr(node.left.func, "value", None)]
+            if ast.unparse(node.right) in {ast.unparse(a) for a in summed if a is not None}:
+                found.append("ids across frames")
+    return found
+
+
+@pytest.mark.parametrize(
+    "source, copy",
+    [
+        ("y = torch.nn.functional.normalize(x, dim=-1)", "unit rows"),
+        ("y = x / np.linalg.norm(x, axis=1, keepdims=True)", "unit rows"),
+        ("y = x / x.norm(dim=-1, keepdim=True).clamp(min=1e-6)", "unit rows"),
+        ("from scipy.sparse.csgraph import connected_components", "components"),
+        ("n, labels = scipy.sparse.csgraph.connected_components(graph)", "components"),
+        ("offsets = torch.cumsum(counts, 0) - counts", "ids across frames"),
+        ("offsets = counts.cumsum(0) - counts", "ids across frames"),
+    ],
+)
+def test_the_copy_finder_finds_copies(source, copy):
+    assert copy in engine_helper_copies(source)
+
+
+def test_the_copy_finder_leaves_other_uses_alone():
+    source = "rank = torch.cumsum(keep, 0) - 1\nscore = x.float().norm(dim=-1)\ny = x / n"
+    assert engine_helper_copies(source) == []
+
+
+def test_one_copy_of_each_engine_helper():
+    """Row normalisation, connected components and ids numbered across frames: scc's only."""
+    for name, path in MODULES.items():
+        if name != "scissor_viz.scc":
+            assert not engine_helper_copies(path.read_text(encoding="utf-8")), name
+
+
+# ----------------------------------------------------------------------------- the pictures
+
+
+@pytest.mark.parametrize("module", sorted(PICTURES | {"scissor_viz.grid"}))
+def test_pictures_reexport_nothing(module):
+    """Every engine name a picture module imports, it uses itself (no re-export, no noqa)."""
+    source = MODULES[module].read_text(encoding="utf-8")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module == "scissor_viz.scc":
+            for alias in node.names:
+                assert len(re.findall(rf"\b{alias.name}\b", source)) > 1, alias.name
+            lines = source.splitlines()[node.lineno - 1 : node.end_lineno]
+            assert not any("noqa" in line for line in lines)
+
+
+@pytest.mark.parametrize("module", sorted(PICTURES | {"scissor_viz.grid"}))
+def test_functions_are_short_or_say_why(module):
+    """No function over 60 lines unless a comment in it says why it is long."""
+    source = MODULES[module].read_text(encoding="utf-8")
+    lines = source.splitlines()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno >= 60:
+            body = lines[node.lineno - 1 : node.end_lineno]
+            assert any("# long:" in line for line in body), (module, node.name)

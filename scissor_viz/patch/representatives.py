@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import torch
 
-from scissor_viz.scc import Compression, scissor_compress, segment_mean
+from scissor_viz.scc import Compression, scissor_compress, segment_mean, video_labels
 
 
 def spatial_ids(comp: Compression) -> tuple[torch.Tensor, int]:
     """(N,) spatial component of every token numbered across frames, and their number M."""
-    counts = comp.spatial_counts  # (T,)
-    offsets = torch.cumsum(counts, 0) - counts
-    return (comp.spatial_labels + offsets[:, None]).flatten(), int(counts.sum())
+    return video_labels(comp.spatial_labels), int(comp.spatial_counts.sum())
 
 
 def representatives(tokens: torch.Tensor, comp: Compression) -> torch.Tensor:
