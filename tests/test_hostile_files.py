@@ -25,8 +25,8 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from scissor_viz import video
 from scissor_viz.video import VideoError, load_video, probe_video
+from scissor_viz.video import clips as video_clips
 from tests.serving import launch
 from tests.video_fixtures import (
     write_clip,
@@ -109,8 +109,8 @@ def test_the_named_files_are_never_opened(hostile):
     """A FIFO named by a playlist or a concat list blocks whoever opens it to read: the
     refusals came well inside the probe's time limit, so nothing opened it."""
     for name in ("playlist-fifo", "concat-named-mp4"):
-        _, seconds = refusal(probe_video, hostile[name], timeout=video.PROBE_TIMEOUT)
-        assert seconds < min(FAST, video.PROBE_TIMEOUT / 2)
+        _, seconds = refusal(probe_video, hostile[name], timeout=video_clips.PROBE_TIMEOUT)
+        assert seconds < min(FAST, video_clips.PROBE_TIMEOUT / 2)
 
 
 def test_formats_are_judged_by_content_not_name(hostile, tmp_path):
@@ -126,7 +126,7 @@ def test_each_frame_is_held_to_the_pixel_cap(tmp_path, monkeypatch):
     by every decoder path at its first larger frame, never decoded by decord instead."""
     mixed = write_mixed_size_mjpeg(tmp_path / "grows.avi", small=64, large=256, frames=6)
     assert load_video(mixed, 6).num_frames == 6  # within the real cap: fine
-    monkeypatch.setattr(video, "MAX_PIXELS", 64 * 64)
+    monkeypatch.setattr(video_clips, "MAX_PIXELS", 64 * 64)
     assert probe_video(mixed).width == 64  # header and frame 0 are within the cap
     for backend in ("auto", "pyav"):
         message, _ = refusal(load_video, mixed, 6, backend=backend)
@@ -137,8 +137,8 @@ def test_children_have_a_memory_limit(tmp_path, monkeypatch):
     """With the pixel cap lifted, a 16000 x 16000 frame (256 MB of grey) does not fit a child
     capped at 512 MiB of address space: refused with the limit in words, the server unharmed."""
     mixed = write_mixed_size_mjpeg(tmp_path / "huge.avi", frames=2)
-    monkeypatch.setattr(video, "MAX_PIXELS", 20000 * 20000)
-    monkeypatch.setattr(video, "CHILD_MEMORY", 512 << 20)
+    monkeypatch.setattr(video_clips, "MAX_PIXELS", 20000 * 20000)
+    monkeypatch.setattr(video_clips, "CHILD_MEMORY", 512 << 20)
     message, _ = refusal(load_video, mixed, 2, backend="pyav")
     assert "needed more than the 0.5 GiB of memory" in message, message
 

@@ -29,7 +29,8 @@ ALLOWED = {
     "scissor_viz.numbers": set(),
     "scissor_viz.grid": set(),
     "scissor_viz.progress": set(),
-    "scissor_viz.video": set(),
+    "scissor_viz.video": {"scissor_viz.video"},
+    "scissor_viz.video.worker": set(),  # the child process loads it by path, without the package
     "scissor_viz.synthetic": set(),
     "scissor_viz.metrics": {"scissor_viz.scc"},
     "scissor_viz.methods": {"scissor_viz.scc"},
@@ -129,6 +130,24 @@ def test_only_the_command_line_imports_the_sweep():
         if any(under(t, "scissor_viz.sweep") for t in package_imports(path))
     }
     assert importers <= {"scissor_viz.__main__"}, importers
+
+
+@pytest.mark.slow  # a child interpreter
+def test_the_video_worker_runs_without_the_package():
+    """The child side of video reading loads by path where the package cannot be imported, and
+    pulls in no torch (the parent starts it this way: clips._BOOT)."""
+    code = (
+        "import sys, importlib.util as u\n"
+        "sys.modules['scissor_viz'] = None  # any import of the package now fails\n"
+        "s = u.spec_from_file_location('worker', sys.argv[1]); m = u.module_from_spec(s)\n"
+        "s.loader.exec_module(m)\n"
+        "print(callable(m.main), 'torch' in sys.modules)\n"
+    )
+    worker = PACKAGE / "video" / "worker.py"
+    ran = subprocess.run(
+        [sys.executable, "-c", code, str(worker)], capture_output=True, text=True, check=True
+    )
+    assert ran.stdout.split() == ["True", "False"], ran.stderr
 
 
 def readme_rules() -> dict[str, set[str]]:

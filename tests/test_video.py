@@ -20,7 +20,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scissor_viz import video
 from scissor_viz.video import (
     MAX_FRAMES,
     VideoError,
@@ -30,7 +29,9 @@ from scissor_viz.video import (
     output_size,
     probe_video,
     sample_indices,
+    worker,
 )
+from scissor_viz.video import clips as video_clips
 from tests.video_fixtures import (
     CODECS,
     code_frame,
@@ -44,6 +45,7 @@ from tests.video_fixtures import (
     write_no_frames,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 FPS = 12
 
 
@@ -254,18 +256,6 @@ def test_rotated_phone_video_comes_out_upright(clips, backend):
         assert np.abs(frame.astype(int) - upright).mean() < 10
 
 
-def test_cell_bounds_cover_the_frame(clips):
-    clip = load_video(clips["portrait"], num_frames=1, max_side=320)  # 180 x 320
-    ys, xs = clip.cell_bounds(14)
-    assert len(ys) == len(xs) == 15 and ys[0] == xs[0] == 0
-    assert (ys[-1], xs[-1]) == (320, 180)
-    # each pixel lies in the cell that holds its centre: rows r*H/14 .. (r+1)*H/14
-    for edges, size in ((ys, 320), (xs, 180)):
-        cell = np.repeat(np.arange(14), np.diff(edges))
-        centre = np.arange(size) + 0.5
-        assert np.all(cell * size / 14 <= centre) and np.all(centre < (cell + 1) * size / 14)
-
-
 # ----------------------------------------------------------------------------- lengths
 
 
@@ -374,7 +364,7 @@ def test_path_must_be_a_path():
 
 
 def test_absurd_size_is_refused_before_decoding(clips, monkeypatch):
-    monkeypatch.setattr(video, "MAX_PIXELS", 64 * 47)  # as if the 64x48 clip were 20000x20000
+    monkeypatch.setattr(video_clips, "MAX_PIXELS", 64 * 47)  # as if the 64x48 clip were 20000x20000
     with pytest.raises(VideoError, match="64x48 pixels"):
         load_video(clips["mp4-h264"])
 
@@ -391,7 +381,7 @@ def test_decoder_crash_is_contained(clips):
 def test_decord_takes_over_when_pyav_fails(clips, monkeypatch):
     """A file PyAV opens but cannot decode goes to decord (in the same child), unless the
     probe distrusted its header."""
-    monkeypatch.setattr(video, "_child_command", _failing_pyav_child)
+    monkeypatch.setattr(video_clips, "_child_command", _failing_pyav_child)
     clip = load_video(clips["faststart"], num_frames=4)
     assert clip.backend == "decord" and codes(clip.frames) == [0, 16, 31, 47]
     with pytest.raises(VideoError, match="Could not decode.*pyav: no luck"):
@@ -401,8 +391,8 @@ def test_decord_takes_over_when_pyav_fails(clips, monkeypatch):
 def _failing_pyav_child(job: dict) -> list[str]:
     """A child in which PyAV's decoding raises (as on a damaged file)."""
     fail = "m._decode_pyav = lambda *a: (_ for _ in ()).throw(OSError('no luck')); "
-    boot = video._BOOT.replace("m._worker(", fail + "m._worker(")
-    return [sys.executable, "-c", boot, video.__file__, json.dumps(job)]
+    boot = video_clips._BOOT.replace("m.main(", fail + "m.main(")
+    return [sys.executable, "-c", boot, worker.__file__, json.dumps(job)]
 
 
 def test_timeout(clips):
@@ -421,14 +411,14 @@ def test_decoded_frame_size_is_checked_too(clips, monkeypatch):
     class Huge:
         width, height, rotation = 20000, 20000, 0
 
-    monkeypatch.setattr(video, "_first_frame", lambda *args: Huge())
-    with pytest.raises(VideoError, match="20000x20000 pixels"):
-        video._probe_file(clips["mp4-h264"])
+    monkeypatch.setattr(worker, "_first_frame", lambda *args: Huge())
+    with pytest.raises(worker.VideoError, match="20000x20000 pixels"):
+        worker._probe_file(clips["mp4-h264"])
 
 
 def test_paths_are_cut_to_their_last_part():
     text = "Error reading /tmp/gradio/ab12/clip.mp4; cache '/root/.cache/hub' at 1/2"
-    assert video.without_paths(text) == "Error reading clip.mp4; cache 'hub' at 1/2"
+    assert video_clips.without_paths(text) == "Error reading clip.mp4; cache 'hub' at 1/2"
 
 
 def _gone(pid: int) -> bool:
@@ -445,16 +435,16 @@ def test_a_child_dies_with_its_parent(tmp_path):
     fifo = tmp_path / "stuck.mp4"
     os.mkfifo(fifo)
     script = (
-        "import importlib.util as u, os, subprocess, sys, time\n"
-        "s = u.spec_from_file_location('v', sys.argv[1]); v = u.module_from_spec(s)\n"
-        "sys.modules['v'] = v; s.loader.exec_module(v)\n"
-        "job = {'kind': 'probe', 'path': sys.argv[2], 'max_pixels': 1, 'out': sys.argv[3],\n"
+        "import os, subprocess, sys, time\n"
+        "import scissor_viz.video.clips as v\n"
+        "job = {'kind': 'probe', 'path': sys.argv[1], 'max_pixels': 1, 'out': sys.argv[2],\n"
         "       'parent': os.getpid(), 'memory': v.CHILD_MEMORY}\n"
         "print(subprocess.Popen(v._child_command(job)).pid, flush=True)\n"
         "time.sleep(120)\n"
     )
     parent = subprocess.Popen(
-        [sys.executable, "-c", script, video.__file__, str(fifo), str(tmp_path)],
+        [sys.executable, "-c", script, str(fifo), str(tmp_path)],
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -483,19 +473,19 @@ def test_a_child_dies_with_its_parent(tmp_path):
 
 def test_stale_work_folders_are_removed(clips, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(video, "_last_cleaning", [-math.inf])
+    monkeypatch.setattr(video_clips, "_last_cleaning", [-math.inf])
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)  # fmt: skip
     folders = {
-        "dead": tmp_path / f"{video.TEMP_PREFIX}{int(ended.stdout)}-x1",
-        "mine": tmp_path / f"{video.TEMP_PREFIX}{os.getpid()}-x2",
-        "old": tmp_path / f"{video.TEMP_PREFIX}x3",
-        "new": tmp_path / f"{video.TEMP_PREFIX}x4",
+        "dead": tmp_path / f"{video_clips.TEMP_PREFIX}{int(ended.stdout)}-x1",
+        "mine": tmp_path / f"{video_clips.TEMP_PREFIX}{os.getpid()}-x2",
+        "old": tmp_path / f"{video_clips.TEMP_PREFIX}x3",
+        "new": tmp_path / f"{video_clips.TEMP_PREFIX}x4",
     }
     for folder in folders.values():
         folder.mkdir()
         (folder / "frames.npy").write_bytes(b"left behind")
-    old = time.time() - 2 * video.STALE_AFTER
+    old = time.time() - 2 * video_clips.STALE_AFTER
     os.utime(folders["old"], (old, old))
     probe_video(clips["mp4-h264"])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
@@ -508,11 +498,10 @@ def test_bad_input_never_kills_the_interpreter(clips):
     normally having seen a VideoError for each."""
     names = [*BAD, "abort"]
     script = (
-        "import importlib.util as u, json, sys\n"
-        "s = u.spec_from_file_location('v', sys.argv[1]); v = u.module_from_spec(s)\n"
-        "sys.modules['v'] = v; s.loader.exec_module(v)\n"
+        "import json, sys\n"
+        "import scissor_viz.video as v\n"
         "seen = []\n"
-        "for path in json.loads(sys.argv[2]):\n"
+        "for path in json.loads(sys.argv[1]):\n"
         "    try:\n"
         "        v.load_video(path, backend='decord')\n"
         "        seen.append('loaded')\n"
@@ -522,7 +511,8 @@ def test_bad_input_never_kills_the_interpreter(clips):
     )
     paths = json.dumps([str(clips[n]) for n in names])
     proc = subprocess.run(
-        [sys.executable, "-c", script, video.__file__, paths],
+        [sys.executable, "-c", script, paths],
+        cwd=ROOT,
         check=False,
         capture_output=True,
         text=True,
