@@ -225,7 +225,10 @@ class LlavaOnevisionBackend(VideoLLMBackend):
         patches = (vision.image_size // vision.patch_size) ** 2
         heads = vision.num_attention_heads
         batch = batch_within_budget("VisionZip", heads, patches, self.batch_size)  # per frame
-        received = lambda weights: weights.float().mean(dim=(1, 2))  # noqa: E731 (b, patches)
+
+        def received(weights: torch.Tensor) -> torch.Tensor:  # (b, heads, queries, patches)
+            return weights.float().mean(dim=(1, 2))
+
         n = len(frames)
         with (
             self._lock,

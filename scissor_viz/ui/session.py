@@ -23,10 +23,8 @@ from scissor_viz.regions import plural
 from scissor_viz.scc import Compression
 
 THUMB_WIDTH = 480  # pixels: frames in the grid (and the large frame) are drawn at most this wide
-# The slider's search for tau stops at a K within this many tokens of its retention (the numbers
-# line says the retention reached): half the graphs of the exact search (16 frames: 62 ms a move,
-# was 108), and never further off than SCC's own steps in K make the exact one. Every view and
-# Compare use the session's one compression, so they all report the same K.
+# The slider's tau search stops at a K within this many tokens of its target: half the graphs
+# of the exact search (README, "Decisions"), never further off than SCC's own steps in K.
 SLIDER_SLACK = 2
 NO_VIDEO = "Pick a video first (upload one or click an example), then Compress."
 STAMPS = itertools.count(1)  # one sequence for every session: a stamp is never reused
