@@ -4,6 +4,8 @@
   (tests/tiny_llava.py builds it);
 * ``tiny_backend``: that folder loaded once per session (``load_backend``, CPU, no fallback);
   tests share it, so a test that changes it puts it back (``monkeypatch``);
+* ``pixel_url``: the app served in this process (one per test module) with a checkpoint that
+  cannot load, so it falls back to pixel descriptors, as on a machine without weights;
 * ``region_video``: 4 frames of tokens with known regions (tests/picture_inputs.py), their
   (4, 14, 14) region map and their ScissorIndex, for the picture tests;
 * :func:`networkx_partition`, :func:`graph_partition`: connected components by networkx, an
@@ -44,6 +46,16 @@ def tiny_backend(tiny_llava_folder):
     backend = load_backend(str(tiny_llava_folder), device="cpu", fallback=False)
     assert isinstance(backend, LlavaOnevisionBackend) and not backend.pretrained
     return backend
+
+
+@pytest.fixture(scope="module")
+def pixel_url(tmp_path_factory):
+    from scissor_viz.ui import build_demo
+    from tests.serving import launch
+
+    demo = build_demo(checkpoint=str(tmp_path_factory.mktemp("weights") / "no-checkpoint"))
+    yield launch(demo)
+    demo.close()
 
 
 @pytest.fixture(scope="session")

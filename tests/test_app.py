@@ -121,17 +121,6 @@ def model_url(tiny_backend):
 
 
 @pytest.fixture(scope="module")
-def pixel_url(tmp_path_factory):
-    """The app on a machine without weights: its checkpoint cannot load, so it falls back to
-    pixel descriptors (the same path as a missing Hub download)."""
-    missing = tmp_path_factory.mktemp("weights") / "no-such-checkpoint"
-    demo = build_demo(checkpoint=str(missing))
-    url = launch(demo)
-    yield url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
 def mc(model_url) -> Client:
     return client(model_url)
 

@@ -48,7 +48,7 @@ from tests.browser import (
     token_counts,
     wait_for,
 )
-from tests.serving import launch, serve_app
+from tests.serving import serve_app
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "assets" / "bigbuckbunny.mp4"
@@ -69,26 +69,15 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    """The app with a checkpoint that cannot load: the weight-free fallback (pixels)."""
-    from scissor_viz.ui import build_demo
-
-    demo = build_demo(checkpoint=str(tmp_path_factory.mktemp("weights") / "no-checkpoint"))
-    local_url = launch(demo)
-    yield local_url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
 def browser():
     with chromium() as b:
         yield b
 
 
 @pytest.fixture(scope="module")
-def page(browser, url):
+def page(browser, pixel_url):
     """One visit: the example clicked and compressed, shared by the tests below in order."""
-    page = open_page(browser, url)
+    page = open_page(browser, pixel_url)
     compress_example(page, FRAMES)
     yield page
     page.close()
@@ -111,10 +100,10 @@ def numbers(page) -> str:
 # ----------------------------------------------------------------------------- the visit
 
 
-def test_quiet_before_any_video(browser, url):
+def test_quiet_before_any_video(browser, pixel_url):
     """Moving the sliders before a video ran does nothing noisy; the buttons that need a
     video are disabled."""
-    page = open_page(browser, url)
+    page = open_page(browser, pixel_url)
     drag_slider(page, "retention", 0.3, 0.6, steps=4)
     slider_track(page, "frame").focus()
     page.keyboard.press("ArrowRight")

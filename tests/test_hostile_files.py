@@ -27,7 +27,6 @@ from gradio_client.exceptions import AppError
 
 from scissor_viz.video import VideoError, load_video, probe_video
 from scissor_viz.video import clips as video_clips
-from tests.serving import launch
 from tests.video_fixtures import (
     write_clip,
     write_concat_list,
@@ -146,16 +145,6 @@ def test_children_have_a_memory_limit(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- the app
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    from scissor_viz.ui import build_demo
-
-    demo = build_demo(checkpoint=str(tmp_path_factory.mktemp("w") / "configured"))
-    url = launch(demo)
-    yield url
-    demo.close()
-
-
 def compress(
     url: str, path: Path, frames: int = 4, address: str | None = None
 ) -> tuple[object, float]:
@@ -173,7 +162,7 @@ def compress(
 
 
 @pytest.mark.slow
-def test_the_app_refuses_quickly_and_stays_responsive(app, hostile, tmp_path):
+def test_the_app_refuses_quickly_and_stays_responsive(pixel_url, hostile, tmp_path):
     """Every hostile file through /compress, two live playlists at once among them: each
     refused quickly with the library's message; a normal /compress right after takes no longer
     than one before them (different clips of one size: the server caches analyses)."""
@@ -181,13 +170,13 @@ def test_the_app_refuses_quickly_and_stays_responsive(app, hostile, tmp_path):
         write_clip(tmp_path / f"{n}.mp4", frames=24, color=c)
         for n, c in (("before", (200, 30, 30)), ("after", (30, 200, 30)))
     )
-    alone, alone_s = compress(app, before)
+    alone, alone_s = compress(pixel_url, before)
     assert isinstance(alone, dict) and alone["frames"] == 4, alone
     names = [*REFUSED, "live"]  # the live playlist twice, concurrently, each its own visitor
     with ThreadPoolExecutor(len(names)) as pool:
         answers = list(
             pool.map(
-                lambda i, n: compress(app, hostile[n], address=f"10.0.0.{i + 1}"),
+                lambda i, n: compress(pixel_url, hostile[n], address=f"10.0.0.{i + 1}"),
                 range(len(names)),
                 names,
             )
@@ -196,6 +185,6 @@ def test_the_app_refuses_quickly_and_stays_responsive(app, hostile, tmp_path):
         assert isinstance(answer, AppError), (name, answer)
         assert REFUSED[name] in str(answer) and seconds < 2 * FAST, (name, str(answer), seconds)
         assert "secret" not in str(answer) and str(hostile[name].parent) not in str(answer)
-    normal, normal_s = compress(app, after)
+    normal, normal_s = compress(pixel_url, after)
     assert isinstance(normal, dict) and normal["frames"] == 4, normal
     assert normal_s < 3 * alone_s + 2, (normal_s, alone_s)

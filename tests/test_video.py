@@ -429,6 +429,7 @@ def _gone(pid: int) -> bool:
     return any(line.startswith("State:") and line.split()[1] in "ZX" for line in state.splitlines())
 
 
+@pytest.mark.slow  # a parent interpreter of its own
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 def test_a_child_dies_with_its_parent(tmp_path):
     """A server killed mid-decode leaves no decoder behind: here a child blocked on a pipe."""
@@ -493,6 +494,7 @@ def test_stale_work_folders_are_removed(clips, tmp_path, monkeypatch):
     )
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_bad_input_never_kills_the_interpreter(clips):
     """Every bad file, decord forced where it can crash, in a fresh interpreter that must exit
     normally having seen a VideoError for each."""

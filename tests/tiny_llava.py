@@ -99,6 +99,22 @@ def build_tokenizer(vocab_size: int = 400):
     return fast
 
 
+def text_config(tokenizer, **extra) -> dict:
+    """The tiny language model's settings (a 2-layer, 64-wide decoder; every twin shares them)."""
+    base = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 32768,
+        "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        "pad_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    }
+    return {**base, **extra}
+
+
 def build_tiny_config(tokenizer, **text_overrides):
     """LlavaOnevisionConfig with a 2-layer SigLIP (384 px / patch 14) and a 2-layer Qwen2."""
     from transformers import LlavaOnevisionConfig, Qwen2Config, SiglipVisionConfig
@@ -112,22 +128,10 @@ def build_tiny_config(tokenizer, **text_overrides):
         patch_size=14,
         vision_use_head=False,
     )
-    text_kwargs = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 32768,
-        "tie_word_embeddings": False,
-        "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        "pad_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-    }
-    text_kwargs.update(text_overrides)
+    text = text_config(tokenizer, tie_word_embeddings=False, **text_overrides)
     config = LlavaOnevisionConfig(
         vision_config=vision,
-        text_config=Qwen2Config(**text_kwargs),
+        text_config=Qwen2Config(**text),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
         vision_feature_select_strategy="full",

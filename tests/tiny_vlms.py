@@ -29,28 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from tests.tiny_llava import build_tiny_model, build_tokenizer, random_frames
+from tests.tiny_llava import build_tiny_model, build_tokenizer, random_frames, text_config
 
 PREFIX = "<|im_start|>user\n"
 SUFFIX = "\n{question}<|im_end|>\n<|im_start|>assistant\n"
 
 
 def _text_config(tokenizer, **extra) -> dict:
-    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    """The shared tiny decoder, its BOS the pad token."""
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    base = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 32768,
-        "bos_token_id": pad,
-        "eos_token_id": eos,
-        "pad_token_id": pad,
-    }
-    return {**base, **extra}
+    return text_config(tokenizer, bos_token_id=pad, **extra)
 
 
 def _finish(model, tokenizer):
