@@ -12,8 +12,8 @@
   oracle independent of the engine's scipy code;
 * :func:`partition`: the set partition a label array describes, to compare labelings whatever
   their numbering;
-* every ``browser`` test is ``slow`` too, so ``pytest -m "not slow"`` is the fast lane (no
-  server, browser or child-process tests).
+* the fast lane, ``pytest -m "not slow"``: servers, browsers, child processes and every model
+  family but LLaVA-OneVision are ``slow`` (:func:`pytest_collection_modifyitems`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,23 @@ import pytest
 
 from tests.tiny_llava import build_tiny_llava_folder
 
+# Fixtures whose tests are slow by nature: each decodes videos in child processes.
+CHILD_PROCESS_FIXTURES = {"clips", "hostile"}
+FAST_FAMILY = "llava_onevision"  # the one model family the fast lane runs tests over
+
 
 def pytest_collection_modifyitems(items):
+    """The fast lane (``-m "not slow"``) leaves out, besides tests marked slow: browser tests,
+    tests that decode videos in child processes, and tests over a model family other than
+    LLaVA-OneVision (the full run tests every family)."""
     for item in items:
-        if item.get_closest_marker("browser"):
+        params = getattr(item, "callspec", None)
+        family = params and (params.params.get("twin") or params.params.get("family"))
+        if (
+            item.get_closest_marker("browser")
+            or CHILD_PROCESS_FIXTURES & set(item.fixturenames)
+            or family not in (None, FAST_FAMILY)
+        ):
             item.add_marker(pytest.mark.slow)
 
 

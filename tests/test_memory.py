@@ -54,6 +54,7 @@ def hwm() -> int:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
+@pytest.mark.slow  # 16 frames through eager attention, twice
 def test_fastv_budget_counts_every_copy_eager_attention_makes(tiny_backend):
     """The peak resident memory of one FastV ranking (16 frames) stays within what the budget
     counts for it, and is more than one map: the copies are real."""

@@ -259,6 +259,7 @@ def brute_force_counts(index: ScissorIndex, extra: int = 400) -> dict[float, int
     return {float(t): index.count(float(t)) for t in np.unique(taus.astype(np.float32))}
 
 
+@pytest.mark.slow  # every retention, brute force
 @pytest.mark.parametrize("seed", [0, 1])
 def test_tau_for_retention_finds_nearest_achievable(seed):
     x = video_tokens(frames=3, side=5, dim=12, regions=3, seed=seed)  # 75 tokens
@@ -277,6 +278,7 @@ def test_tau_for_retention_finds_nearest_achievable(seed):
         assert torch.equal(again.assignment, comp.assignment)
 
 
+@pytest.mark.slow  # 16 frames of 196 tokens
 def test_tau_for_retention_on_video_sized_tokens():
     x = video_tokens(frames=4, dim=64, seed=7)
     n = x.shape[0] * x.shape[1]
@@ -522,6 +524,7 @@ def test_search_stops_only_when_no_count_between_could_be_closer():
     assert not scc._settled(10.6, 8, 12, [8, 12])  # 11 would be closer
 
 
+@pytest.mark.slow  # every retention, brute force
 @pytest.mark.parametrize("seed", [2, 3])
 def test_one_shot_search_matches_brute_force_on_every_retention(seed):
     """The search by spatial count (no token Gram matrix) against every achievable count: the
