@@ -24,21 +24,21 @@ import pytest
 
 from tests.tiny_llava import build_tiny_llava_folder
 
-# Fixtures whose tests are slow by nature: each decodes videos in child processes.
-CHILD_PROCESS_FIXTURES = {"clips", "hostile"}
+# Fixtures whose tests are slow by nature: videos decoded in child processes, a served app.
+SLOW_FIXTURES = {"clips", "hostile", "pixel_url"}
 FAST_FAMILY = "llava_onevision"  # the one model family the fast lane runs tests over
 
 
 def pytest_collection_modifyitems(items):
     """The fast lane (``-m "not slow"``) leaves out, besides tests marked slow: browser tests,
-    tests that decode videos in child processes, and tests over a model family other than
-    LLaVA-OneVision (the full run tests every family)."""
+    tests that use a slow fixture, and tests over a model family other than LLaVA-OneVision
+    (the full run tests every family)."""
     for item in items:
         params = getattr(item, "callspec", None)
         family = params and (params.params.get("twin") or params.params.get("family"))
         if (
             item.get_closest_marker("browser")
-            or CHILD_PROCESS_FIXTURES & set(item.fixturenames)
+            or SLOW_FIXTURES & set(item.fixturenames)
             or family not in (None, FAST_FAMILY)
         ):
             item.add_marker(pytest.mark.slow)
