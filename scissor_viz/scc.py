@@ -538,11 +538,12 @@ class ScissorIndex:
         fine = self._regions
         coarse = regions[fine.reps]  # a fine region lies inside the coarse region of its rep
         dots = fine.gram
-        if num < len(coarse):
-            dots = torch.zeros(num, len(coarse), device=dots.device).index_add_(0, coarse, dots)
-            dots = torch.zeros(num, num, device=dots.device).index_add_(1, coarse, dots)
+        if num < len(coarse):  # P^T G P by rows twice: G is symmetric, so (P^T G)^T = G P
+            dots = dots.new_zeros(num, len(coarse)).index_add_(0, coarse, dots)
+            dots = dots.new_zeros(num, num).index_add_(0, coarse, dots.T.contiguous())
         norm = dots.diagonal().clamp(min=1e-24).rsqrt()
-        return (dots * norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
+        dots = dots.clone() if dots is fine.gram else dots  # scaled in place: never the cache
+        return dots.mul_(norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
 
     def _steps(self, tau: float) -> _Steps:
         if self._last is not None and self._last[0] == tau:
@@ -649,7 +650,8 @@ class ScissorIndex:
         n, merges = self.num_total, len(heights)
         if merges == 0:
             return
-        want = min(2 * target, n)
+        cap = min(n, math.isqrt(SEARCH_LIMIT))  # the most regions whose products may be held
+        want, tried = min(2 * target, cap), -2.0  # tried: the highest tau found below target
         while True:
             tau = float(heights[min(int(n - want), merges - 1)])  # spatial count >= want
             if self._regions is None or self._regions.tau < tau:
@@ -662,16 +664,20 @@ class ScissorIndex:
                 self._counts = {t: k for t, k in self._counts.items() if t > tau}  # one source
                 self._last = None
             k = self.count(tau)
-            if k >= target or want >= n:
+            tried = tau if k < target else tried
+            if k >= target or want >= cap:  # at the cap, taus above it are plain evaluations
                 break
             # K / spatial count rises with tau, so scaling by target / K is enough (often more:
             # at most doubled, as each try costs its count squared)
             spatial_count = n - int((heights > tau).sum())
-            want = min(n, 2 * spatial_count, max(1.25 * spatial_count, spatial_count * target / k))
+            grown = max(1.25 * spatial_count, spatial_count * target / k)
+            want = min(cap, 2 * spatial_count, grown)
         below = math.ceil(n - target)  # merges that bring the spatial count to the target
         if self._regions is not None and 0 < below <= merges:  # just under that height, the
             # spatial count, so K, is at most the target: the bracket's lower end, cheaply
-            self.count(float(np.nextafter(np.float32(heights[below - 1]), np.float32(-2))))
+            # (or a failed try's tau, if higher: its count, from coarser products, was dropped)
+            low = float(np.nextafter(np.float32(heights[below - 1]), np.float32(-2)))
+            self.count(max(low, tried))
 
     def _tau_between(
         self, lo: float, hi: float, counts: tuple[int, int, float], bisect: bool
@@ -712,11 +718,16 @@ class ScissorIndex:
         self._counts.setdefault(lo, 1)
         self._counts.setdefault(hi, self.num_total)
         width, stalls = math.inf, 0  # the bracket's count range one evaluation ago
+        ends, kept = (None, None), (None, 0)  # the last bracket; which end stayed, how often
         for _ in range(64):
             below = [t for t, k in self._counts.items() if k <= target]
             above = [t for t, k in self._counts.items() if k >= target]
             lo, hi = max(below), min(above)
             k_lo, k_hi = self._counts[lo], self._counts[hi]
+            if (lo == ends[0]) != (hi == ends[1]):  # one end moved, the other stayed
+                side = 0 if lo == ends[0] else 1
+                kept = (side, kept[1] + 1 if kept[0] == side else 1)
+            ends = (lo, hi)
             if k_hi - k_lo <= 1 or hi - lo <= TAU_RESOLUTION:  # no K left between the two
                 break
             if min(target - k_lo, k_hi - target) <= slack:  # close enough for the caller
@@ -730,9 +741,14 @@ class ScissorIndex:
             stalls = stalls + 1 if k_hi - k_lo > width / 2 else 0
             bisect, width = stalls >= 3, k_hi - k_lo
             stalls = 0 if bisect else stalls
-            mid = self._tau_between(lo, hi, (k_lo, k_hi, target), bisect)
+            # Illinois rule: an end kept twice or more pulls its count towards the target
+            # (square roots in log K), so that interpolation does not creep from one side
+            damp = 0.5 ** (kept[1] - 1) if kept[1] >= 2 else 1.0
+            k_lo_eff = target * (k_lo / target) ** damp if kept[0] == 0 else k_lo
+            k_hi_eff = target * (k_hi / target) ** damp if kept[0] == 1 else k_hi
+            mid = self._tau_between(lo, hi, (k_lo_eff, k_hi_eff, target), bisect)
             if mid is None:  # no spatial count between them: the same in tau
-                share = 0.5 if bisect else (target - k_lo) / (k_hi - k_lo)
+                share = 0.5 if bisect else (target - k_lo_eff) / (k_hi_eff - k_lo_eff)
                 mid = float(np.float32(lo + (hi - lo) * share))
             if not lo < mid < hi:
                 mid = float(np.float32((lo + hi) / 2))
