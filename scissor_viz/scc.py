@@ -408,6 +408,7 @@ class _Regions:
     tau: float
     reps: torch.Tensor  # (M,) flat index of each region's representative token
     gram: torch.Tensor  # (M, M)
+    work: torch.Tensor | None = None  # (2, M * M) scratch of the evaluations during a search
 
 
 class ScissorIndex:
@@ -423,8 +424,11 @@ class ScissorIndex:
     Without the token Gram matrix (``gram=False``, or above ``GRAM_LIMIT`` tokens) a retention
     search brackets K from the spatial step's counts at every tau (each frame's maximum
     spanning tree: K <= spatial count), computes the dot products of the regions at one tau
-    whose K is above the target (``SEARCH_LIMIT``), and evaluates every lower tau from them
-    (O(M^2) per tau): a search costs about one compression.
+    whose K is above the target, and evaluates every lower tau from them (O(M^2) per tau, in
+    one scratch freed after the search). Where that many products exceed ``SEARCH_LIMIT`` it
+    keeps those of the most regions it may hold and evaluates higher taus plainly (O(M^2 d)).
+    The search interpolates K in the spatial count and damps an end that stays put (Illinois
+    rule), so it needs few evaluations.
     """
 
     def __init__(
@@ -486,7 +490,7 @@ class ScissorIndex:
         """Bytes this index holds beyond the tokens it was given."""
         held = [self.frame_similarity, self._gram, self._work, *(self._forest or ())]
         if self._regions is not None:
-            held.append(self._regions.gram)
+            held += [self._regions.gram, self._regions.work]
         if self.flat.untyped_storage().data_ptr() != self.tokens.untyped_storage().data_ptr():
             held.append(self.flat)  # a float32 copy of tokens in another dtype
         total = sum(t.untyped_storage().nbytes() for t in held if t is not None)
@@ -537,13 +541,17 @@ class ScissorIndex:
         summed from the search's finer regions (their unions)."""
         fine = self._regions
         coarse = regions[fine.reps]  # a fine region lies inside the coarse region of its rep
-        dots = fine.gram
-        if num < len(coarse):  # P^T G P by rows twice: G is symmetric, so (P^T G)^T = G P
-            dots = dots.new_zeros(num, len(coarse)).index_add_(0, coarse, dots)
-            dots = dots.new_zeros(num, num).index_add_(0, coarse, dots.T.contiguous())
-        norm = dots.diagonal().clamp(min=1e-24).rsqrt()
-        dots = dots.clone() if dots is fine.gram else dots  # scaled in place: never the cache
-        return dots.mul_(norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
+        if fine.work is None:  # reused by every evaluation (fresh buffers cost page faults)
+            fine.work = fine.gram.new_empty(2, fine.gram.numel())
+        out = fine.work[1, : num * num].view(num, num)
+        if num < len(coarse):
+            rows = fine.work[0, : num * len(coarse)].view(num, len(coarse))
+            rows.zero_().index_add_(0, coarse, fine.gram)
+            out.zero_().index_add_(1, coarse, rows)
+        else:
+            out.copy_(fine.gram)
+        norm = out.diagonal().clamp(min=1e-24).rsqrt()
+        return out.mul_(norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
 
     def _steps(self, tau: float) -> _Steps:
         if self._last is not None and self._last[0] == tau:
@@ -577,11 +585,22 @@ class ScissorIndex:
 
     def count(self, tau: float) -> int:
         """K: the number of tokens LLaVA-Scissor keeps at this tau (cached)."""
-        tau = check_tau(tau)
         with self._lock:
-            if tau not in self._counts:
-                self._steps(tau)
-            return self._counts[tau]
+            try:
+                return self._count(tau)
+            finally:
+                self._drop_work()
+
+    def _count(self, tau: float) -> int:
+        tau = check_tau(tau)
+        if tau not in self._counts:
+            self._steps(tau)
+        return self._counts[tau]
+
+    def _drop_work(self) -> None:
+        """Free the search's scratch (a later tau that needs it allocates it again)."""
+        if self._regions is not None:
+            self._regions.work = None
 
     # --- the merge step
 
@@ -607,6 +626,7 @@ class ScissorIndex:
         tau = check_tau(tau)
         with self._lock:
             steps = self._steps(tau)
+            self._drop_work()
             reps = steps.reps
             if reps is None:
                 reps = segment_mean(self.flat, steps.regions, len(steps.temporal))
@@ -639,7 +659,10 @@ class ScissorIndex:
         if not (_is_real(tolerance) and 0.0 <= tolerance < 1.0):
             raise ValueError(f"tolerance must be in [0, 1), got {tolerance!r}")
         with self._lock:
-            return self._search(target, tolerance * self.num_total)
+            try:
+                return self._search(target, tolerance * self.num_total)
+            finally:
+                self._drop_work()
 
     def _bracket(self, target: float) -> None:
         """Region dot products at a tau whose K reaches ``target``, so that the search below it
@@ -663,7 +686,7 @@ class ScissorIndex:
                 self._regions = _Regions(tau, reps, symmetric_gram(sums))
                 self._counts = {t: k for t, k in self._counts.items() if t > tau}  # one source
                 self._last = None
-            k = self.count(tau)
+            k = self._count(tau)
             tried = tau if k < target else tried
             if k >= target or want >= cap:  # at the cap, taus above it are plain evaluations
                 break
@@ -677,7 +700,7 @@ class ScissorIndex:
             # spatial count, so K, is at most the target: the bracket's lower end, cheaply
             # (or a failed try's tau, if higher: its count, from coarser products, was dropped)
             low = float(np.nextafter(np.float32(heights[below - 1]), np.float32(-2)))
-            self.count(max(low, tried))
+            self._count(max(low, tried))
 
     def _tau_between(
         self, lo: float, hi: float, counts: tuple[int, int, float], bisect: bool
@@ -754,7 +777,7 @@ class ScissorIndex:
                 mid = float(np.float32((lo + hi) / 2))
             if not lo < mid < hi:  # no float32 tau left between them
                 break
-            self.count(mid)
+            self._count(mid)
         candidates = sorted(self._counts.items(), key=lambda tk: _closeness(tk[1], target))
         return candidates[0][0]
 
