@@ -45,6 +45,7 @@ T = TypeVar("T")
 EXACT_LIMIT = 16_384  # token sets up to this size get exact components, whatever epsilon says
 GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (3 x 64 MiB)
 SEARCH_LIMIT = 1 << 26  # region dot products a retention search may hold (256 MiB float32)
+BRACKET_START = 3  # a retention search first tries the regions of a spatial count 3 x target
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
 TAU_RESOLUTION = 2e-6  # tau search stops here: float32 similarities of d-dim tokens differ by
 # about this much between devices and matmul kernels, so finer tau are not reproducible
@@ -667,14 +668,15 @@ class ScissorIndex:
     def _bracket(self, target: float) -> None:
         """Region dot products at a tau whose K reaches ``target``, so that the search below it
         needs no d-dimensional work; the spatial counts (K <= spatial count) choose the tau:
-        first a spatial count twice the target, then scaled by target / K until K reaches it."""
+        first a spatial count BRACKET_START x the target, then scaled by target / K until K
+        reaches it (at most SEARCH_LIMIT products)."""
         heights = torch.from_numpy(self.spatial_merge_heights()).flatten()
         heights = heights.sort(descending=True).values  # spatial count at tau: N - #(h > tau)
         n, merges = self.num_total, len(heights)
         if merges == 0:
             return
         cap = min(n, math.isqrt(SEARCH_LIMIT))  # the most regions whose products may be held
-        want, tried = min(2 * target, cap), -2.0  # tried: the highest tau found below target
+        want, tried = min(BRACKET_START * target, cap), -2.0  # tried: highest tau below target
         while True:
             tau = float(heights[min(int(n - want), merges - 1)])  # spatial count >= want
             if self._regions is None or self._regions.tau < tau:
