@@ -766,9 +766,9 @@ class ScissorIndex:
             stalls = stalls + 1 if k_hi - k_lo > width / 2 else 0
             bisect, width = stalls >= 3, k_hi - k_lo
             stalls = 0 if bisect else stalls
-            # Illinois rule: an end kept twice or more pulls its count towards the target
+            # Illinois rule: an end kept three times or more pulls its count to the target
             # (square roots in log K), so that interpolation does not creep from one side
-            damp = 0.5 ** (kept[1] - 1) if kept[1] >= 2 else 1.0
+            damp = 0.5 ** (kept[1] - 2) if kept[1] >= 3 else 1.0
             k_lo_eff = target * (k_lo / target) ** damp if kept[0] == 0 else k_lo
             k_hi_eff = target * (k_hi / target) ** damp if kept[0] == 1 else k_hi
             mid = self._tau_between(lo, hi, (k_lo_eff, k_hi_eff, target), bisect)
