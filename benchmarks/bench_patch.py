@@ -153,7 +153,9 @@ def scc_seconds(backend, grid: torch.Tensor, repeat: int) -> tuple[float, object
     return best, record
 
 
-def measure(backend, frames: int, repeat: int, device: str, max_prefill: int) -> list[dict]:
+def measure(
+    backend, frames: int, repeat: int, device: str, max_prefill: int, retentions=RETENTIONS
+) -> list[dict]:
     """One row per retention: K, prompt length, prefill s, peak MiB, SCC s (best of repeat)."""
     grid, seconds = encode(backend, frames, device)
     structured = video_tokens(frames, dim=grid.shape[-1], regions=12, seed=0)
@@ -167,7 +169,7 @@ def measure(backend, frames: int, repeat: int, device: str, max_prefill: int) ->
     )
     input_ids = backend.stock_input_ids(QUESTION, frames).to(device)
     rows = []
-    for r in RETENTIONS:
+    for r in (1.0, *sorted({r for r in retentions if r < 1}, reverse=True)):  # 1.0: reference
         backend.model.scissor.retention = r
         tokens, row = grid.flatten(0, 1), {"frames": frames, "r": r}
         for name, features in (("model", grid), ("structured", structured)):
@@ -257,6 +259,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="16 frames, one run each")
     parser.add_argument("--frames", type=int, nargs="+", default=None)
     parser.add_argument("--repeat", type=int, default=None, help="runs per retention (best)")
+    parser.add_argument(
+        "--retentions", type=float, nargs="+", default=RETENTIONS, help="1.0 is always run"
+    )
     parser.add_argument("--vision-layers", type=int, default=26)
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     parser.add_argument(
@@ -272,11 +277,15 @@ def main() -> None:
     apply_patch(backend.model, retention=1.0)
     print(
         f"LLaVA-OneVision 0.5B shapes, random weights, {args.device}, {dtype}, "
-        f"{torch.get_num_threads()} threads; best of {repeat}"
+        f"{torch.get_num_threads()} threads; best of {repeat}; {args.vision_layers} vision layers\n"
+        "SCC s = model.scissor.compress on a fresh copy of the grid: the patch's one engine call "
+        "(tau search + compression + representatives); not the encoding, not the prefill"
     )
     rows = []
     for f in frames:
-        rows += measure(backend, f, repeat, args.device, args.max_prefill_tokens)
+        rows += measure(
+            backend, f, repeat, args.device, args.max_prefill_tokens, tuple(args.retentions)
+        )
     if any(row["prefill"] == math.inf for row in rows):
         fit_prefill(rows)
     report(rows)

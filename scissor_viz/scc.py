@@ -45,6 +45,7 @@ T = TypeVar("T")
 EXACT_LIMIT = 16_384  # token sets up to this size get exact components, whatever epsilon says
 GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (3 x 64 MiB)
 SEARCH_LIMIT = 1 << 26  # region dot products a retention search may hold (256 MiB float32)
+BRACKET_START = 3  # a retention search first tries the regions of a spatial count 3 x target
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
 TAU_RESOLUTION = 2e-6  # tau search stops here: float32 similarities of d-dim tokens differ by
 # about this much between devices and matmul kernels, so finer tau are not reproducible
@@ -408,6 +409,7 @@ class _Regions:
     tau: float
     reps: torch.Tensor  # (M,) flat index of each region's representative token
     gram: torch.Tensor  # (M, M)
+    work: torch.Tensor | None = None  # (2, M * M) scratch of the evaluations during a search
 
 
 class ScissorIndex:
@@ -423,8 +425,11 @@ class ScissorIndex:
     Without the token Gram matrix (``gram=False``, or above ``GRAM_LIMIT`` tokens) a retention
     search brackets K from the spatial step's counts at every tau (each frame's maximum
     spanning tree: K <= spatial count), computes the dot products of the regions at one tau
-    whose K is above the target (``SEARCH_LIMIT``), and evaluates every lower tau from them
-    (O(M^2) per tau): a search costs about one compression.
+    whose K is above the target, and evaluates every lower tau from them (O(M^2) per tau, in
+    one scratch freed after the search). Where that many products exceed ``SEARCH_LIMIT`` it
+    keeps those of the most regions it may hold and evaluates higher taus plainly (O(M^2 d)).
+    The search interpolates K in the spatial count and damps an end that stays put (Illinois
+    rule), so it needs few evaluations.
     """
 
     def __init__(
@@ -486,7 +491,7 @@ class ScissorIndex:
         """Bytes this index holds beyond the tokens it was given."""
         held = [self.frame_similarity, self._gram, self._work, *(self._forest or ())]
         if self._regions is not None:
-            held.append(self._regions.gram)
+            held += [self._regions.gram, self._regions.work]
         if self.flat.untyped_storage().data_ptr() != self.tokens.untyped_storage().data_ptr():
             held.append(self.flat)  # a float32 copy of tokens in another dtype
         total = sum(t.untyped_storage().nbytes() for t in held if t is not None)
@@ -537,12 +542,17 @@ class ScissorIndex:
         summed from the search's finer regions (their unions)."""
         fine = self._regions
         coarse = regions[fine.reps]  # a fine region lies inside the coarse region of its rep
-        dots = fine.gram
+        if fine.work is None:  # reused by every evaluation (fresh buffers cost page faults)
+            fine.work = fine.gram.new_empty(2, fine.gram.numel())
+        out = fine.work[1, : num * num].view(num, num)
         if num < len(coarse):
-            dots = torch.zeros(num, len(coarse), device=dots.device).index_add_(0, coarse, dots)
-            dots = torch.zeros(num, num, device=dots.device).index_add_(1, coarse, dots)
-        norm = dots.diagonal().clamp(min=1e-24).rsqrt()
-        return (dots * norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
+            rows = fine.work[0, : num * len(coarse)].view(num, len(coarse))
+            rows.zero_().index_add_(0, coarse, fine.gram)
+            out.zero_().index_add_(1, coarse, rows)
+        else:
+            out.copy_(fine.gram)
+        norm = out.diagonal().clamp(min=1e-24).rsqrt()
+        return out.mul_(norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
 
     def _steps(self, tau: float) -> _Steps:
         if self._last is not None and self._last[0] == tau:
@@ -576,11 +586,22 @@ class ScissorIndex:
 
     def count(self, tau: float) -> int:
         """K: the number of tokens LLaVA-Scissor keeps at this tau (cached)."""
-        tau = check_tau(tau)
         with self._lock:
-            if tau not in self._counts:
-                self._steps(tau)
-            return self._counts[tau]
+            try:
+                return self._count(tau)
+            finally:
+                self._drop_work()
+
+    def _count(self, tau: float) -> int:
+        tau = check_tau(tau)
+        if tau not in self._counts:
+            self._steps(tau)
+        return self._counts[tau]
+
+    def _drop_work(self) -> None:
+        """Free the search's scratch (a later tau that needs it allocates it again)."""
+        if self._regions is not None:
+            self._regions.work = None
 
     # --- the merge step
 
@@ -606,6 +627,7 @@ class ScissorIndex:
         tau = check_tau(tau)
         with self._lock:
             steps = self._steps(tau)
+            self._drop_work()
             reps = steps.reps
             if reps is None:
                 reps = segment_mean(self.flat, steps.regions, len(steps.temporal))
@@ -638,18 +660,23 @@ class ScissorIndex:
         if not (_is_real(tolerance) and 0.0 <= tolerance < 1.0):
             raise ValueError(f"tolerance must be in [0, 1), got {tolerance!r}")
         with self._lock:
-            return self._search(target, tolerance * self.num_total)
+            try:
+                return self._search(target, tolerance * self.num_total)
+            finally:
+                self._drop_work()
 
     def _bracket(self, target: float) -> None:
         """Region dot products at a tau whose K reaches ``target``, so that the search below it
         needs no d-dimensional work; the spatial counts (K <= spatial count) choose the tau:
-        first a spatial count twice the target, then scaled by target / K until K reaches it."""
+        first a spatial count BRACKET_START x the target, then scaled by target / K until K
+        reaches it (at most SEARCH_LIMIT products)."""
         heights = torch.from_numpy(self.spatial_merge_heights()).flatten()
         heights = heights.sort(descending=True).values  # spatial count at tau: N - #(h > tau)
         n, merges = self.num_total, len(heights)
         if merges == 0:
             return
-        want = min(2 * target, n)
+        cap = min(n, math.isqrt(SEARCH_LIMIT))  # the most regions whose products may be held
+        want, tried = min(BRACKET_START * target, cap), -2.0  # tried: highest tau below target
         while True:
             tau = float(heights[min(int(n - want), merges - 1)])  # spatial count >= want
             if self._regions is None or self._regions.tau < tau:
@@ -661,17 +688,21 @@ class ScissorIndex:
                 self._regions = _Regions(tau, reps, symmetric_gram(sums))
                 self._counts = {t: k for t, k in self._counts.items() if t > tau}  # one source
                 self._last = None
-            k = self.count(tau)
-            if k >= target or want >= n:
+            k = self._count(tau)
+            tried = tau if k < target else tried
+            if k >= target or want >= cap:  # at the cap, taus above it are plain evaluations
                 break
             # K / spatial count rises with tau, so scaling by target / K is enough (often more:
             # at most doubled, as each try costs its count squared)
             spatial_count = n - int((heights > tau).sum())
-            want = min(n, 2 * spatial_count, max(1.25 * spatial_count, spatial_count * target / k))
+            grown = max(1.25 * spatial_count, spatial_count * target / k)
+            want = min(cap, 2 * spatial_count, grown)
         below = math.ceil(n - target)  # merges that bring the spatial count to the target
         if self._regions is not None and 0 < below <= merges:  # just under that height, the
             # spatial count, so K, is at most the target: the bracket's lower end, cheaply
-            self.count(float(np.nextafter(np.float32(heights[below - 1]), np.float32(-2))))
+            # (or a failed try's tau, if higher: its count, from coarser products, was dropped)
+            low = float(np.nextafter(np.float32(heights[below - 1]), np.float32(-2)))
+            self._count(max(low, tried))
 
     def _tau_between(
         self, lo: float, hi: float, counts: tuple[int, int, float], bisect: bool
@@ -712,11 +743,16 @@ class ScissorIndex:
         self._counts.setdefault(lo, 1)
         self._counts.setdefault(hi, self.num_total)
         width, stalls = math.inf, 0  # the bracket's count range one evaluation ago
+        ends, kept = (None, None), (None, 0)  # the last bracket; which end stayed, how often
         for _ in range(64):
             below = [t for t, k in self._counts.items() if k <= target]
             above = [t for t, k in self._counts.items() if k >= target]
             lo, hi = max(below), min(above)
             k_lo, k_hi = self._counts[lo], self._counts[hi]
+            if (lo == ends[0]) != (hi == ends[1]):  # one end moved, the other stayed
+                side = 0 if lo == ends[0] else 1
+                kept = (side, kept[1] + 1 if kept[0] == side else 1)
+            ends = (lo, hi)
             if k_hi - k_lo <= 1 or hi - lo <= TAU_RESOLUTION:  # no K left between the two
                 break
             if min(target - k_lo, k_hi - target) <= slack:  # close enough for the caller
@@ -730,15 +766,20 @@ class ScissorIndex:
             stalls = stalls + 1 if k_hi - k_lo > width / 2 else 0
             bisect, width = stalls >= 3, k_hi - k_lo
             stalls = 0 if bisect else stalls
-            mid = self._tau_between(lo, hi, (k_lo, k_hi, target), bisect)
+            # Illinois rule: an end kept three times or more pulls its count to the target
+            # (square roots in log K), so that interpolation does not creep from one side
+            damp = 0.5 ** (kept[1] - 2) if kept[1] >= 3 else 1.0
+            k_lo_eff = target * (k_lo / target) ** damp if kept[0] == 0 else k_lo
+            k_hi_eff = target * (k_hi / target) ** damp if kept[0] == 1 else k_hi
+            mid = self._tau_between(lo, hi, (k_lo_eff, k_hi_eff, target), bisect)
             if mid is None:  # no spatial count between them: the same in tau
-                share = 0.5 if bisect else (target - k_lo) / (k_hi - k_lo)
+                share = 0.5 if bisect else (target - k_lo_eff) / (k_hi_eff - k_lo_eff)
                 mid = float(np.float32(lo + (hi - lo) * share))
             if not lo < mid < hi:
                 mid = float(np.float32((lo + hi) / 2))
             if not lo < mid < hi:  # no float32 tau left between them
                 break
-            self.count(mid)
+            self._count(mid)
         candidates = sorted(self._counts.items(), key=lambda tk: _closeness(tk[1], target))
         return candidates[0][0]
 

@@ -406,6 +406,27 @@ def test_one_shot_search_without_region_products_agrees(monkeypatch):
         assert abs(scissor_compress(x, retention=r).num_tokens - r * n) <= 2
 
 
+def test_search_frees_its_scratch_and_capped_region_products_agree(monkeypatch):
+    """The evaluations' scratch is gone after a search or a count (nbytes says so); with room
+    for the products of only a third of the tokens' regions the bracket stops there, taus above
+    it are plain evaluations, and the counts are the plain path's."""
+    x = video_tokens(frames=4, dim=32, seed=8)
+    n = x.shape[0] * x.shape[1]
+    index = ScissorIndex(x, gram=False)
+    tau = index.tau_for_retention(0.3)
+    assert index._regions is not None and index._regions.work is None
+    held = index.nbytes
+    index.count(float(np.float32(tau - 1e-4)))  # an evaluation from the region products
+    assert index._regions.work is None and index.nbytes == held
+    monkeypatch.setattr(scc, "SEARCH_LIMIT", (n // 3) ** 2)
+    for r in (0.05, 0.2, 0.4):
+        capped = ScissorIndex(x, gram=False)
+        t = capped.tau_for_retention(r)
+        assert capped._regions is None or len(capped._regions.reps) ** 2 <= scc.SEARCH_LIMIT
+        assert ScissorIndex(x, gram=False).count(t) == capped.count(t)
+        assert abs(capped.count(t) - r * n) <= 2
+
+
 def test_one_shot_keeps_nothing_and_reuse_keeps_the_index(tokens):
     x = tokens.clone()
     comp = scissor_compress(x, 0.85)
