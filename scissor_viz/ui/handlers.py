@@ -257,6 +257,7 @@ def tab_views(session, frame, view, tab, stamp=None):
     session = live_session(session)
     if tab not in views.TABS[:3] or newer(session, stamp):
         return gr.skip()
+    drawing, was = session.stamp, session.drawn.get(tab)
     frame = session.clamp(frame)
     if tab == "Similarity":
         out = dict(matrix=views.matrix_figure(session, frame), **views.video_figures(session))
@@ -270,6 +271,9 @@ def tab_views(session, frame, view, tab, stamp=None):
         out = dict(step=gr.update(minimum=1, maximum=len(steps), value=start))
         out |= views.scrub_view(steps, start, session.comp.tau)
         out["step"] = gr.update(minimum=1, maximum=len(steps), value=start)
+    if session.stamp != drawing:  # the setting changed while drawing: the views may mix two
+        session.drawn[tab] = was  # compressions; the new setting's own redraw follows
+        return gr.skip()
     session.mark_drawn(tab)
     return dict(out, **views.banners(session))
 

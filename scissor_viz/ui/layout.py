@@ -64,8 +64,8 @@ CSS = """
   gap: 6px; }
 #regions figure { margin: 0; cursor: pointer; }
 #regions figure img { width: 100%; height: auto; display: block; border-radius: 4px; }
-#regions figcaption { font-size: 11px; text-align: center; white-space: nowrap;
-  overflow: hidden; }
+#regions figcaption { font-size: 11px; line-height: 1.3; text-align: center;
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .frames .thumbnail-item { aspect-ratio: auto; height: auto; display: flex;
   flex-direction: column; }
 .frames .thumbnail-item img { object-fit: contain !important; height: auto; }
