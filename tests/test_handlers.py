@@ -336,3 +336,13 @@ def test_a_refused_video_says_why_on_the_page_and_clears_the_old_views(tmp_path)
         assert not out[name], name
     assert all(out[name] == "" for name in on.views.BANNERS.values())
     assert out["export_btn"]["interactive"] is False
+
+
+def test_one_heavy_job_of_a_page_at_a_time(session):
+    """Compare, Curves and Export wait for a running one (the server refuses a page's second
+    heavy job, and the page would show Gradio's bare "busy" toast): asleep while it runs,
+    awake after it while a video is in."""
+    assert set(on.heavy_started()) == set(on.HEAVY_BUTTONS)
+    assert all(u["interactive"] is False for u in on.heavy_started().values())
+    assert all(u["interactive"] is True for u in on.heavy_done(session).values())
+    assert all(u["interactive"] is False for u in on.heavy_done(None).values())

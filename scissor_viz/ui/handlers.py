@@ -380,6 +380,23 @@ def show_answers(session, question, stamp=None, progress=gr.Progress()):
     return dict(answer_md=views.answers_markdown(session, compressed, full))
 
 
+HEAVY_BUTTONS = ("compare_btn", "curves_btn", "export_btn")
+
+
+@outputs(*HEAVY_BUTTONS)
+def heavy_started():
+    """A comparison or an export started: the server runs one such job per page at a time
+    (``fairness.PER_SESSION``) and would refuse a second, so its buttons wait for it."""
+    return {name: gr.update(interactive=False) for name in HEAVY_BUTTONS}
+
+
+@outputs(*HEAVY_BUTTONS)
+def heavy_done(session):
+    """The job ended (done or failed): the buttons wake up again while a video is in."""
+    awake = isinstance(session, Session) and session.analysis is not None
+    return {name: gr.update(interactive=awake) for name in HEAVY_BUTTONS}
+
+
 @outputs("compare_gallery", "compare_table", "drawn_compare")
 @frees_memory
 @user_errors

@@ -365,11 +365,17 @@ def _wire_tabs(c: SimpleNamespace) -> None:
     wire(c, c.step.input, on.scrub_to, ["state", "frame", "step"], **LIVE)
     wire(c, c.play.click, on.toggle_play, ["playing"], **LIGHT)
     wire(c, c.player.tick, on.scrub_next, ["state", "frame", "step"], **LIVE)
-    compare = ["state", "methods", "frame", "question"]
-    wire(c, c.compare_btn.click, on.compare, compare, **HEAVY)
-    wire(c, c.curves_btn.click, on.curves, ["state", "methods", "question"], **HEAVY)
+    heavy = (
+        (c.compare_btn, on.compare, ["state", "methods", "frame", "question"]),
+        (c.curves_btn, on.curves, ["state", "methods", "question"]),
+        (c.export_btn, on.export_files, ["state", "view", "fill"]),
+    )
+    quiet = dict(LIGHT, show_progress="hidden")
+    for button, fn, inputs in heavy:  # one at a time: the others' buttons wait for it
+        started = wire(c, button.click, on.heavy_started, **quiet)
+        ran = wire(c, started.then, fn, inputs, **HEAVY)
+        wire(c, ran.then, on.heavy_done, ["state"], **quiet)
     wire(c, c.answers_btn.click, on.compare_answers, ["state", "methods", "question"], **MODEL)
-    wire(c, c.export_btn.click, on.export_files, ["state", "view", "fill"], **HEAVY)
 
 
 class Page(gr.Blocks):
