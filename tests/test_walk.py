@@ -9,8 +9,9 @@ page is read and checked:
 (a) tokens, retention and τ agree across the numbers line, the τ box, the τ-graph, the open
     tab's views, Teach's "τ in use", Compare's SCC row and the answer panel;
 (b) nothing shown belongs to an earlier video or setting unless it says so ("Out of date");
-(c) the frames' captions add up (the temporal view's kept tokens sum to the count; the spatial
-    view's regions span the numbers line's range);
+(c) the frames' captions add up and none is cut off (the temporal view's tokens sum to the
+    count, and each frame's whole caption, its tooltip, has cells kept + merged = 196; the
+    spatial view's regions span the numbers line's range);
 (d) no error toast except after the bad file, whose message stays readable on the page.
 
 A failure prints the seed and the actions that led to it. CI walks 32 actions (seed 15);
