@@ -160,12 +160,10 @@ def view_overlays(
     fill: bool = False,
     probe: tuple[int, int] | None = None,
     alpha: float = TINT,
-    only: Sequence[int] | None = None,
 ) -> list[np.ndarray]:
     """Every frame drawn for ``view`` (see the module docstring). ``fill`` paints regions their
     mean colour over all their pixels instead of tinting; ``probe=(frame, token)`` keeps only
-    that token's region (in this view) bright, in every frame, and outlines the token;
-    ``only``: draw just these frames (drawn as in the whole video's picture)."""
+    that token's region (in this view) bright, in every frame, and outlines the token."""
     labels = view_labels(comp, view)
     if len(frames) != len(labels):
         raise ValueError(f"{len(frames)} frames but labels for {len(labels)}")
@@ -186,8 +184,7 @@ def view_overlays(
         outline = np.where(keep, 1, -1)
     moved = as_numpy(comp.assignment) != as_numpy(comp.temporal_labels)
     out = []
-    for t in range(len(frames)) if only is None else only:
-        frame = frames[t]
+    for t, frame in enumerate(frames):
         image = render(frame, CellStyle(scale[t], offset[t], outline[t], closed=True))
         if view == "merge" and moved[t].any():
             image = mark_dots(image, moved[t])

@@ -16,7 +16,7 @@ from PIL import Image
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import PixelBackend
 from scissor_viz.ui import handlers as on
-from scissor_viz.ui.session import LARGE_WIDTH, THUMB_WIDTH, Session, fit_width
+from scissor_viz.ui.session import THUMB_WIDTH, Session, fit_width
 from scissor_viz.video import VideoError
 
 CLIP = Path(__file__).resolve().parents[1] / "assets" / "bigbuckbunny.mp4"
@@ -172,14 +172,14 @@ def test_play_toggles_and_scrubbing_wraps(session):
 
 
 def test_grid_is_drawn_on_thumbnails_and_exports_at_full_size(session, tmp_path, monkeypatch):
-    """The grid's pictures are made from THUMB_WIDTH-wide frames and the selected frame's from
-    LARGE_WIDTH-wide ones (cheap under the slider); the exported GIF keeps the video's
-    resolution."""
+    """The grid's pictures (and the large frame's) are made from THUMB_WIDTH-wide frames
+    (cheap under the slider); the exported GIF keeps the video's resolution."""
     out = on.refresh(session, 0.3, "Spatial step", False)
     height, width = session.analysis.clip.frames.shape[1:3]
-    for html, size in ((out["regions"], THUMB_WIDTH), (out["large"], LARGE_WIDTH)):
+    for html in (out["regions"], out["large"]):
         first = re.search(r'src="data:image/jpeg;base64,([^"]+)"', html).group(1)
         picture = Image.open(io.BytesIO(base64.b64decode(first)))
+        size = THUMB_WIDTH
         assert width > size and picture.size == (size, round(height * size / width))
     monkeypatch.setattr(on, "export_folder", lambda: tmp_path)
     out = on.export_files.__wrapped__(session, "Spatial step", False, progress=lambda *a, **k: None)
@@ -207,7 +207,7 @@ def test_release_session_frees_the_heavy_parts(session):
     before = session.analysis.nbytes()["total"]
     on.release_session(session)
     assert session.analysis.nbytes()["total"] <= before and not session.scrubs
-    assert not session._fitted
+    assert session._thumbnails is None
     on.release_session(None)  # an empty session's expiry is harmless
     assert on.refresh(session, 0.5, "Spatial step", False)["regions"].count("<figure") == 6
 

@@ -122,7 +122,7 @@ class FakeAnalysis:
 
 class FakeSession:
     def __init__(self, mib: int):
-        self.analysis, self.comp, self.curve, self._fitted = FakeAnalysis(mib), 1, None, {}
+        self.analysis, self.comp, self.curve, self._thumbnails = FakeAnalysis(mib), 1, None, None
 
     def release(self) -> None:
         self.analysis.release()

@@ -69,8 +69,8 @@ def session_bytes(session) -> int:
     analysis = getattr(session, "analysis", None)
     if analysis is None:
         return 0
-    pictures = getattr(session, "_fitted", {}).values()  # the frames fitted for the pictures
-    return analysis.nbytes()["total"] + sum(p.nbytes for p in pictures)
+    pictures = getattr(session, "_thumbnails", None)
+    return analysis.nbytes()["total"] + (pictures.nbytes if pictures is not None else 0)
 
 
 def budget_from_env() -> int:
@@ -148,8 +148,8 @@ def detach(session):
     """Take a session's video from it (its page is told on its next event); the analysis, to
     release."""
     analysis = session.analysis
-    session.analysis = session.comp = session.curve = None
-    session.scrubs, session._fitted = {}, {}
+    session.analysis = session.comp = session.curve = session._thumbnails = None
+    session.scrubs = {}
     return analysis
 
 

@@ -22,11 +22,7 @@ from scissor_viz.numbers import tau_short
 from scissor_viz.regions import plural
 from scissor_viz.scc import Compression
 
-# Pixels: the frames of the grid are drawn at most this wide (about twice the ~120 pixels each
-# shows at 1440 x 1000: sharp on a dense screen, and a quarter of the pixels to draw and send of
-# the large frame's width), the selected frame drawn large at most LARGE_WIDTH (~500 shown).
-THUMB_WIDTH = 240
-LARGE_WIDTH = 480
+THUMB_WIDTH = 480  # pixels: frames in the grid (and the large frame) are drawn at most this wide
 # The slider's search for tau stops at a K within this many tokens of its retention (the numbers
 # line says the retention reached): half the graphs of the exact search (16 frames: 62 ms a move,
 # was 108), and never further off than SCC's own steps in K make the exact one. Every view and
@@ -59,7 +55,7 @@ class Session:
     probed: tuple[int, int] | None = None  # the probe's clicked (frame, token)
     curve: tuple[np.ndarray, np.ndarray] | None = None  # (taus, retention) for the plot
     scrubs: dict = field(default_factory=dict)  # frame -> the τ scrubber's steps
-    _fitted: dict = field(default_factory=dict, repr=False)  # width -> the frames fitted to it
+    _thumbnails: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def frames(self) -> int:
@@ -69,19 +65,18 @@ class Session:
     def features(self) -> str:
         return self.analysis.backend.name
 
-    def thumbnails(self, width: int = THUMB_WIDTH) -> np.ndarray:
-        """The frames fitted to ``width`` (made once per width): the grid and the large frame
-        are drawn on these, so a redraw under the slider costs what the page shows, not the
-        video's resolution."""
-        if width not in self._fitted:
-            self._fitted[width] = fit_width(self.analysis.clip.frames, width)
-        return self._fitted[width]
+    def thumbnails(self) -> np.ndarray:
+        """The frames fitted to THUMB_WIDTH (made once): the grid is drawn on these, so a redraw
+        under the slider costs what the page shows, not the video's resolution."""
+        if self._thumbnails is None:
+            self._thumbnails = fit_width(self.analysis.clip.frames, THUMB_WIDTH)
+        return self._thumbnails
 
     def release(self) -> None:
         """Free the heavy parts (the analysis's tokens and caches, the pictures' frames)."""
         self.analysis.release()
         self.scrubs.clear()
-        self._fitted.clear()
+        self._thumbnails = None
 
     def compress_at(self, retention: float, use_tau: bool, tau: float) -> Compression:
         """SCC at the slider's retention, or at the advanced panel's tau."""

@@ -19,7 +19,6 @@ from scissor_viz.numbers import tau_short, tau_text
 from scissor_viz.ui.backends import gpu
 from scissor_viz.ui.memory import return_free_memory
 from scissor_viz.ui.session import (  # noqa: F401 (the session's names, where they were)
-    LARGE_WIDTH,
     NO_VIDEO,
     THUMB_WIDTH,
     NoSession,
@@ -120,14 +119,6 @@ def region_images(
     return list(zip(images, captions))
 
 
-def large_image(session: Session) -> np.ndarray:
-    """The selected frame drawn for the session's view, LARGE_WIDTH wide at most."""
-    frames = session.thumbnails(LARGE_WIDTH)
-    only = [session.frame]
-    key = view_key(session.view)
-    return regions.view_overlays(frames, session.comp, key, fill=session.fill, only=only)[0]
-
-
 def view_caption(view: str) -> str:
     """How to read the frames in this view."""
     return regions.CAPTIONS[view_key(view)]
@@ -151,10 +142,9 @@ def frames_views(session: Session) -> dict:
     uris = [jpeg_uri(image) for image, _ in pictures]
     full = [caption for _, caption in pictures]
     short = regions.short_captions(session.comp, view_key(session.view))
-    large = jpeg_uri(large_image(session), LARGE_WIDTH)
     return dict(
         regions=frames_html(uris, short, session.frame, titles=full),
-        large=large_html(large, full[session.frame], session.frame),
+        large=large_html(uris[session.frame], full[session.frame], session.frame),
     )
 
 
