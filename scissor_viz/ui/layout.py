@@ -336,11 +336,13 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
         loaded = wire(c, loaded.success, on.after_load, ["state"], **LIGHT)
         then_views(wire(c, loaded.success, **at_retention))
     # While the slider moves (mouse or keys): the regions, the numbers and the frame's graph
-    # at every step; the open tab and the answer once it rests.
+    # at every step; the open tab and the answer once it rests (the tab beside the graph, not
+    # after it: one hop less between the release and the tab's redraw).
     moved = wire(c, c.retention.change, **at_retention)
-    moved = wire(c, moved.success, **graph)
+    wire(c, moved.success, **graph)
+    wire(c, moved.success, **tab)
     hinted = wire(c, moved.success, on.answer_hint, ["state"], **LIGHT)
-    wire(c, wire(c, hinted.success, **tab).success, **answers)
+    wire(c, hinted.success, **answers)
     by_tau = (
         (c.tau.submit, on.apply_tau, ["state", "tau", "view", "fill"]),
         (c.use_tau.input, on.refresh_tau, ["state", "tau", "use_tau", "retention", "view", "fill"]),
