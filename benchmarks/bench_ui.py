@@ -61,7 +61,9 @@ WATCH_TAB = """() => {
   window.__silent = 0; window.__agreed = null; clearInterval(window.__tw);
   window.__tw = setInterval(() => {
     const m = document.querySelector('#numbers').innerText.match(/→ ([\\d,]+) tokens/);
-    const line = document.querySelector('#drawn-similarity').innerText;
+    // (the line's own words: a redraw's progress timer may sit in front of them)
+    const text = document.querySelector('#drawn-similarity').innerText;
+    const line = text.slice(Math.max(0, text.search(/Drawn for|⚠️/)));
     if (!m) return;
     const agrees = line.startsWith('Drawn for') && line.includes(' ' + m[1] + ' token');
     if (!agrees && !line.includes('Out of date')) window.__silent += 1;

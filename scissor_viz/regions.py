@@ -1,10 +1,11 @@
 """The Regions gallery: each frame of a compression drawn for one view, and captions that say
 what that view shows.
 
-Two-line API::
+The API::
 
     images = view_overlays(frames, comp, "temporal")          # list of uint8 (H, W, 3)
     captions = view_captions(comp, "temporal", timestamps)    # 'f3 · 46 cells kept as 29 tokens…'
+    short = short_captions(comp, "temporal")                  # 'f3 · 29 tokens\n150 cells merged'
 
 ``comp`` is a ``Compression`` or a loaded ``Partition`` (spatial_labels, temporal_labels,
 assignment). The views:
@@ -331,6 +332,31 @@ def view_captions(
     facts = view_counts(comp, view)
     stamps = [None] * len(facts) if timestamps is None else [float(s) for s in timestamps]
     return [frame_caption(t, stamps[t], counts=f) for t, f in enumerate(facts)]
+
+
+def short_captions(comp: Any, view: str = "temporal") -> list[str]:
+    """The captions of :func:`view_captions` in two short lines (a thumbnail about 120 pixels
+    wide shows about 20 characters a line), the same counts in the same units, e.g.
+    'f1 · 29 tokens' / '150 cells merged' (temporal: the tokens the frame keeps, and its cells
+    merged into earlier frames); 'f1 · 133 regions' / 'of 196 tokens' (spatial); 'f1 · 129
+    tokens' / '24 cells moved' (merge)."""
+    labels = view_labels(comp, view)
+    p = labels.shape[1]
+    if view == "spatial":
+        lines = [(plural(int(n), "region"), f"of {plural(p, 'token')}") for n in _distinct(labels)]
+    elif view == "temporal":
+        merged = (home_frames(labels)[labels] < np.arange(len(labels))[:, None]).sum(1)
+        lines = [
+            (plural(int(k), "token"), f"{plural(int(m), 'cell')} merged" if m else "no cell merged")
+            for k, m in zip(kept_per_frame(labels), merged)
+        ]
+    else:
+        moved = (labels != as_numpy(comp.temporal_labels)).sum(1)
+        lines = [
+            (plural(int(n), "token"), f"{plural(int(m), 'cell')} moved" if m else "no cell moved")
+            for n, m in zip(_distinct(labels), moved)
+        ]
+    return [f"f{t} · {first}\n{second}" for t, (first, second) in enumerate(lines)]
 
 
 def probe_note(comp: Any, view: str, frame: int, token: int) -> str:

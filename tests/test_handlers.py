@@ -67,6 +67,31 @@ def test_refresh_redraws_every_frame(session):
     assert abs(session.comp.num_tokens - 0.2 * 6 * 196) <= 3
 
 
+def test_grid_captions_are_short_and_their_tooltips_whole(session):
+    """Each frame of the grid: two short lines (about 20 characters each fit under a ~120-pixel
+    thumbnail) whose tokens add up to the count, the whole caption in its tooltip; the large
+    frame says the selected frame's whole caption."""
+    out = on.refresh(session, 0.3, "Temporal step", False)
+    figures = re.findall(
+        r'<figure[^>]* title="([^"]+)">.*?<figcaption>(.*?)</figcaption>', out["regions"]
+    )
+    assert len(figures) == 6
+    tokens = 0
+    for t, (title, caption) in enumerate(figures):
+        lines = caption.split("<br>")
+        assert len(lines) == 2 and all(len(line) <= 21 for line in lines), caption
+        assert lines[0].startswith(f"f{t} · ") and title.startswith(f"f{t} · ")
+        tokens += int(re.search(r"([\d,]+) tokens?", lines[0])[1].replace(",", ""))
+        merged = re.search(r"(\d+) cells? merged", lines[1])
+        assert f"as {lines[0].split(' · ')[1]}" in title  # the same tokens, in whole words
+        assert (merged is None) == ("merged" not in title), (caption, title)
+        if merged:
+            assert f"{merged[1]} merged into earlier frames" in title
+    assert tokens == session.comp.num_tokens
+    large = re.search(r"<figcaption>Selected: (.*?)</figcaption>", out["large"])[1]
+    assert large == figures[session.frame][0]
+
+
 def test_the_tau_shown_gives_the_count_shown(session):
     """The τ box gets the τ in use as the short decimal the numbers line shows; typed back
     (Enter), it gives exactly the same count."""
@@ -91,6 +116,26 @@ def test_a_new_setting_marks_drawn_tabs_out_of_date(session):
     assert skipped(on.tab_views(session, 0, "Temporal step", "Similarity", old))
     again = on.tab_views(session, 0, "Temporal step", "Similarity", session.stamp)
     assert again["drawn_similarity"].startswith("Drawn for")
+
+
+def test_a_tab_drawn_while_the_setting_changed_is_not_sent(session, monkeypatch):
+    """The slider moved while a tab was being drawn (its views could mix two compressions):
+    the redraw sends nothing and the tab's line stays as it was (out of date), for the new
+    setting's own redraw to follow."""
+    on.refresh(session, 0.3, "Temporal step", False)
+    on.tab_views(session, 0, "Temporal step", "Similarity")
+    before = session.drawn["Similarity"]
+    matrix = on.views.matrix_figure
+
+    def moved_meanwhile(s, frame):
+        figure = matrix(s, frame)
+        on.refresh(s, 0.6, "Temporal step", False)  # another event, in another thread
+        return figure
+
+    monkeypatch.setattr(on.views, "matrix_figure", moved_meanwhile)
+    assert skipped(on.tab_views(session, 0, "Temporal step", "Similarity", session.stamp))
+    assert session.drawn["Similarity"] == before
+    assert on.views.banner(session, "Similarity").startswith("⚠️ **Out of date**")
 
 
 def test_only_the_open_tab_is_drawn(session):
@@ -127,13 +172,15 @@ def test_play_toggles_and_scrubbing_wraps(session):
 
 
 def test_grid_is_drawn_on_thumbnails_and_exports_at_full_size(session, tmp_path, monkeypatch):
-    """The grid's pictures are made from THUMB_WIDTH-wide frames (cheap under the slider);
-    the exported GIF keeps the video's resolution."""
-    html = on.refresh(session, 0.3, "Spatial step", False)["regions"]
-    first = re.search(r'src="data:image/jpeg;base64,([^"]+)"', html).group(1)
-    thumb = Image.open(io.BytesIO(base64.b64decode(first)))
+    """The grid's pictures (and the large frame's) are made from THUMB_WIDTH-wide frames
+    (cheap under the slider); the exported GIF keeps the video's resolution."""
+    out = on.refresh(session, 0.3, "Spatial step", False)
     height, width = session.analysis.clip.frames.shape[1:3]
-    assert width > THUMB_WIDTH and thumb.size == (THUMB_WIDTH, round(height * THUMB_WIDTH / width))
+    for html in (out["regions"], out["large"]):
+        first = re.search(r'src="data:image/jpeg;base64,([^"]+)"', html).group(1)
+        picture = Image.open(io.BytesIO(base64.b64decode(first)))
+        size = THUMB_WIDTH
+        assert width > size and picture.size == (size, round(height * size / width))
     monkeypatch.setattr(on, "export_folder", lambda: tmp_path)
     out = on.export_files.__wrapped__(session, "Spatial step", False, progress=lambda *a, **k: None)
     gif = out["files"][0]
@@ -253,3 +300,49 @@ def test_an_event_that_changes_nothing_skips_all_its_outputs():
     listen = lambda fn, inputs, outputs, **options: fn  # noqa: E731
     assert wire(c, listen, nothing)() == gr.skip()
     assert wire(c, listen, one)() == {c.a: 1}
+
+
+def test_a_one_frame_video_has_no_frame_slider_and_says_1_frame():
+    """Issue 15, 8: one sampled frame: no Frame slider, "1 frame", a one-bar frame axis."""
+    analysis = VideoAnalysis.open(str(CLIP), PixelBackend(), num_frames=1)
+    one = Session(analysis, video="bigbuckbunny.mp4", asked=(1, "pixels"))
+    out = on.after_load(one)
+    assert out["frame"]["visible"] is False
+    out = on.refresh(one, 0.35, "Temporal step", False)
+    assert "(1 frame × 196)" in out["numbers"] and out["regions"].count("<figure") == 1
+    assert " · 1 frame · " in one.label()
+    figure = on.views.video_figures(one)["per_frame"]
+    assert tuple(figure.layout.xaxis.range) == (-0.5, 0.5)
+
+
+def test_a_refused_video_says_why_on_the_page_and_clears_the_old_views(tmp_path):
+    """Issue 15, 7: after a refused upload its reason stays on the page (the toast fades),
+    naming the file, and everything drawn from the previous video is cleared."""
+    from types import SimpleNamespace
+
+    from scissor_viz.ui.backends import Backends
+
+    served = on.Served(Backends(PixelBackend(), None, False))
+    request = SimpleNamespace(session_hash="refused-test", headers={}, client=None)
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video\n" * 100)
+    with pytest.raises(gr.Error) as err:
+        served.load({"path": str(bad)}, 6, "pixels", "", 0.0, request, lambda *a, **k: None)
+    out = served.load_failed(request)
+    assert out["numbers"].startswith("⚠️ **Could not open `broken.mp4`**: ")
+    assert str(err.value.message) in out["numbers"]
+    assert out["state"] is None and out["regions"] == "" and out["large"] == ""
+    for name in ("probe_gallery", "compare_gallery", "compare_table", "files", "answers_table"):
+        assert not out[name], name
+    assert all(out[name] == "" for name in on.views.BANNERS.values())
+    assert out["export_btn"]["interactive"] is False
+
+
+def test_one_heavy_job_of_a_page_at_a_time(session):
+    """Compare, Curves and Export wait for a running one (the server refuses a page's second
+    heavy job, and the page would show Gradio's bare "busy" toast): asleep while it runs,
+    awake after it while a video is in."""
+    assert set(on.heavy_started()) == set(on.HEAVY_BUTTONS)
+    assert all(u["interactive"] is False for u in on.heavy_started().values())
+    assert all(u["interactive"] is True for u in on.heavy_done(session).values())
+    assert all(u["interactive"] is False for u in on.heavy_done(None).values())

@@ -9,8 +9,9 @@ page is read and checked:
 (a) tokens, retention and τ agree across the numbers line, the τ box, the τ-graph, the open
     tab's views, Teach's "τ in use", Compare's SCC row and the answer panel;
 (b) nothing shown belongs to an earlier video or setting unless it says so ("Out of date");
-(c) the frames' captions add up (the temporal view's kept tokens sum to the count; the spatial
-    view's regions span the numbers line's range);
+(c) the frames' captions add up and none is cut off (the temporal view's tokens sum to the
+    count, and each frame's whole caption, its tooltip, has cells kept + merged = 196; the
+    spatial view's regions span the numbers line's range);
 (d) no error toast except after the bad file, whose message stays readable on the page.
 
 A failure prints the seed and the actions that led to it. CI walks 32 actions (seed 15);
@@ -53,7 +54,8 @@ SEED = int(os.environ.get("SCISSOR_VIZ_WALK_SEED", 15))
 QUIET_S = 0.8  # the page has settled when nothing it shows changed for this long
 TOP = re.compile(
     r"(?P<video>\S+): (?P<before>[\d,]+) → (?P<after>[\d,]+) tokens \((?P<frames>\d+) frames? "
-    r"× 196\) · retention reached (?P<retention>[\d.]+)% · τ = (?P<tau>-?\d+(?:\.\d+)?)"
+    r"× (?P<per_frame>\d+)\) · retention reached (?P<retention>[\d.]+)% · "
+    r"τ = (?P<tau>-?\d+(?:\.\d+)?)"
     r".*?regions after the spatial step: (?P<low>\d+)–(?P<high>\d+) per frame"
 )
 DRAWN = re.compile(r"^Drawn for (?P<video>\S+) · (?P<frames>\d+) frames? · "
@@ -122,6 +124,9 @@ READ = """() => {
     use_tau: !!(document.querySelector('#use-tau input') || {}).checked,
     graph_title: text('#tau-graph .gtitle'),
     captions: Array.from(document.querySelectorAll('#regions figcaption')).map(e => e.innerText),
+    titles: Array.from(document.querySelectorAll('#regions figure')).map(e => e.title),
+    clipped: Array.from(document.querySelectorAll('#regions figcaption'))
+      .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText),
     grid: document.querySelectorAll('#regions img').length,
     large: text('#large-frame figcaption'),
     answer: text('#answer'),
@@ -343,12 +348,15 @@ class Walk:
             assert g and np.float32(float(g[1])) == tau, (s["graph_title"], m["tau"])
         # the frames: one per sampled frame, the large one among them
         assert s["grid"] == frames and s["large"].startswith("Selected: f"), s
-        # (c) captions add up
+        # (c) captions add up, and none is cut off
         captions = s["captions"]
-        if s["view"] == "Temporal step":
-            kept = [re.search(r"(\d+) kept", c) for c in captions]
-            if all(kept):
-                assert sum(int(k[1]) for k in kept) == after, (captions, after)
+        assert not s["clipped"], s["clipped"]
+        if s["view"] == "Temporal step":  # 'f1 · 44 tokens\n143 cells merged' (whole: title)
+            kept = [int(re.search(r"· ([\d,]+) tokens?", c)[1]) for c in captions]
+            assert sum(kept) == after, (captions, after)
+            for title in s["titles"]:
+                cells = re.search(r"(\d+) cells? kept as .*?(?:· (\d+) merged|$)", title)
+                assert int(cells[1]) + int(cells[2] or 0) == int(m["per_frame"]), title
         if s["view"] == "Spatial step":
             counts = [int(re.search(r"([\d,]+) regions?", c)[1].replace(",", "")) for c in captions]
             assert (min(counts), max(counts)) == (int(m["low"]), int(m["high"])), (captions, m[0])

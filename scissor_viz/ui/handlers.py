@@ -257,6 +257,7 @@ def tab_views(session, frame, view, tab, stamp=None):
     session = live_session(session)
     if tab not in views.TABS[:3] or newer(session, stamp):
         return gr.skip()
+    drawing, was = session.stamp, session.drawn.get(tab)
     frame = session.clamp(frame)
     if tab == "Similarity":
         out = dict(matrix=views.matrix_figure(session, frame), **views.video_figures(session))
@@ -270,6 +271,9 @@ def tab_views(session, frame, view, tab, stamp=None):
         out = dict(step=gr.update(minimum=1, maximum=len(steps), value=start))
         out |= views.scrub_view(steps, start, session.comp.tau)
         out["step"] = gr.update(minimum=1, maximum=len(steps), value=start)
+    if session.stamp != drawing:  # the setting changed while drawing: the views may mix two
+        session.drawn[tab] = was  # compressions; the new setting's own redraw follows
+        return gr.skip()
     session.mark_drawn(tab)
     return dict(out, **views.banners(session))
 
@@ -374,6 +378,23 @@ def show_answers(session, question, stamp=None, progress=gr.Progress()):
     progress(0.6, desc=f"answering from all {session.analysis.num_tokens} tokens")
     full = ask_model(session.analysis, question)
     return dict(answer_md=views.answers_markdown(session, compressed, full))
+
+
+HEAVY_BUTTONS = ("compare_btn", "curves_btn", "export_btn")
+
+
+@outputs(*HEAVY_BUTTONS)
+def heavy_started():
+    """A comparison or an export started: the server runs one such job per page at a time
+    (``fairness.PER_SESSION``) and would refuse a second, so its buttons wait for it."""
+    return {name: gr.update(interactive=False) for name in HEAVY_BUTTONS}
+
+
+@outputs(*HEAVY_BUTTONS)
+def heavy_done(session):
+    """The job ended (done or failed): the buttons wake up again while a video is in."""
+    awake = isinstance(session, Session) and session.analysis is not None
+    return {name: gr.update(interactive=awake) for name in HEAVY_BUTTONS}
 
 
 @outputs("compare_gallery", "compare_table", "drawn_compare")

@@ -64,8 +64,8 @@ CSS = """
   gap: 6px; }
 #regions figure { margin: 0; cursor: pointer; }
 #regions figure img { width: 100%; height: auto; display: block; border-radius: 4px; }
-#regions figcaption { font-size: 11px; text-align: center; white-space: nowrap;
-  overflow: hidden; }
+#regions figcaption { font-size: 11px; line-height: 1.3; text-align: center;
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .frames .thumbnail-item { aspect-ratio: auto; height: auto; display: flex;
   flex-direction: column; }
 .frames .thumbnail-item img { object-fit: contain !important; height: auto; }
@@ -336,11 +336,13 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
         loaded = wire(c, loaded.success, on.after_load, ["state"], **LIGHT)
         then_views(wire(c, loaded.success, **at_retention))
     # While the slider moves (mouse or keys): the regions, the numbers and the frame's graph
-    # at every step; the open tab and the answer once it rests.
+    # at every step; the open tab and the answer once it rests (the tab beside the graph, not
+    # after it: one hop less between the release and the tab's redraw).
     moved = wire(c, c.retention.change, **at_retention)
-    moved = wire(c, moved.success, **graph)
+    wire(c, moved.success, **graph)
+    wire(c, moved.success, **tab)
     hinted = wire(c, moved.success, on.answer_hint, ["state"], **LIGHT)
-    wire(c, wire(c, hinted.success, **tab).success, **answers)
+    wire(c, hinted.success, **answers)
     by_tau = (
         (c.tau.submit, on.apply_tau, ["state", "tau", "view", "fill"]),
         (c.use_tau.input, on.refresh_tau, ["state", "tau", "use_tau", "retention", "view", "fill"]),
@@ -365,11 +367,17 @@ def _wire_tabs(c: SimpleNamespace) -> None:
     wire(c, c.step.input, on.scrub_to, ["state", "frame", "step"], **LIVE)
     wire(c, c.play.click, on.toggle_play, ["playing"], **LIGHT)
     wire(c, c.player.tick, on.scrub_next, ["state", "frame", "step"], **LIVE)
-    compare = ["state", "methods", "frame", "question"]
-    wire(c, c.compare_btn.click, on.compare, compare, **HEAVY)
-    wire(c, c.curves_btn.click, on.curves, ["state", "methods", "question"], **HEAVY)
+    heavy = (
+        (c.compare_btn, on.compare, ["state", "methods", "frame", "question"]),
+        (c.curves_btn, on.curves, ["state", "methods", "question"]),
+        (c.export_btn, on.export_files, ["state", "view", "fill"]),
+    )
+    quiet = dict(LIGHT, show_progress="hidden")
+    for button, fn, inputs in heavy:  # one at a time: the others' buttons wait for it
+        started = wire(c, button.click, on.heavy_started, **quiet)
+        ran = wire(c, started.then, fn, inputs, **HEAVY)
+        wire(c, ran.then, on.heavy_done, ["state"], **quiet)
     wire(c, c.answers_btn.click, on.compare_answers, ["state", "methods", "question"], **MODEL)
-    wire(c, c.export_btn.click, on.export_files, ["state", "view", "fill"], **HEAVY)
 
 
 class Page(gr.Blocks):

@@ -136,12 +136,15 @@ def redraw(session: Session) -> dict:
 
 
 def frames_views(session: Session) -> dict:
-    """The frames grid (the selected frame marked) and the selected frame drawn large."""
+    """The frames grid (the selected frame marked; short captions, the whole one in each
+    figure's tooltip) and the selected frame drawn large with its whole caption."""
     pictures = region_images(session, session.view, session.fill)
     uris = [jpeg_uri(image) for image, _ in pictures]
+    full = [caption for _, caption in pictures]
+    short = regions.short_captions(session.comp, view_key(session.view))
     return dict(
-        regions=frames_html(uris, [c for _, c in pictures], session.frame),
-        large=large_html(uris[session.frame], pictures[session.frame][1], session.frame),
+        regions=frames_html(uris, short, session.frame, titles=full),
+        large=large_html(uris[session.frame], full[session.frame], session.frame),
     )
 
 
@@ -231,15 +234,18 @@ def jpeg_uri(image: np.ndarray, width: int = THUMB_WIDTH) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def frames_html(uris: list[str], captions: list[str], selected: int = 0) -> str:
-    """The frames grid: one figure per frame (clickable), its caption under it, the selected
-    one outlined. The page updates it in place, so the old pictures stay up until the new ones
-    have arrived."""
+def frames_html(
+    uris: list[str], captions: list[str], selected: int = 0, titles: list[str] | None = None
+) -> str:
+    """The frames grid: one figure per frame (clickable), its caption under it (lines split
+    at newlines; ``titles``: the whole caption, shown on hover), the selected one outlined.
+    The page updates it in place, so the old pictures stay up until the new ones arrive."""
+    titles = titles or captions
     figures = "".join(
-        f'<figure data-frame="{t}"{" class=selected" if t == selected else ""}>'
-        f'<img src="{uri}" alt="frame {t}"><figcaption>{html.escape(caption)}</figcaption>'
-        "</figure>"
-        for t, (uri, caption) in enumerate(zip(uris, captions))
+        f'<figure data-frame="{t}"{" class=selected" if t == selected else ""} '
+        f'title="{html.escape(title)}"><img src="{uri}" alt="frame {t}">'
+        f"<figcaption>{html.escape(caption).replace(chr(10), '<br>')}</figcaption></figure>"
+        for t, (uri, caption, title) in enumerate(zip(uris, captions, titles))
     )
     return f'<div class="frames-grid">{figures}</div>'
 
@@ -250,12 +256,6 @@ def large_html(uri: str, caption: str, frame: int) -> str:
         f'<figure class="large" data-frame="{frame}"><img src="{uri}" alt="frame {frame}, large">'
         f"<figcaption>Selected: {html.escape(caption)}</figcaption></figure>"
     )
-
-
-def region_html(session: Session, view: str, fill: bool) -> str:
-    """The frames grid of this view."""
-    pictures = region_images(session, view, fill)
-    return frames_html([jpeg_uri(i) for i, _ in pictures], [c for _, c in pictures], session.frame)
 
 
 def numbers_markdown(session: Session) -> str:
