@@ -346,7 +346,7 @@ def probe(session, frame, view, fill, evt: gr.SelectData):
     frame = session.clamp(frame)
     image = session.analysis.clip.frames[frame]
     y, x = checks.click_at(evt.index, *image.shape[:2])
-    token = grid.token_at(y, x, image.shape[0], image.shape[1])
+    token = grid.token_at(y, x, image.shape[0], image.shape[1], *session.grid.shape)
     return views.probe_views(session, frame, token, view, fill)
 
 
@@ -418,14 +418,16 @@ def export_files(session, view, fill, progress=gr.Progress()):
     stem = f"{Path(session.video).stem or 'video'}-scissor"
     gif = export.save_gif(images, folder / f"{stem}-regions.gif")
     mp4 = export.save_mp4(images, folder / f"{stem}-regions.mp4")
-    summary = session.analysis.summary(session.comp)
-    part = export.save_partition(
+    summary, tokens = session.analysis.summary(session.comp), session.grid
+    part = export.save_partition(  # one row of labels per token grid (a Qwen pair: one)
         folder / f"{stem}-partition.json",
         session.comp,
-        num_frames=summary["frames"],
-        timestamps=summary["timestamps"],
+        num_frames=tokens.groups(summary["frames"]),
+        timestamps=session.step_stamps(),
         method="scc",
         backend=summary["backend"],
+        meta={"grid": dict(rows=tokens.rows, cols=tokens.cols, frames=summary["frames"],
+                           frames_per_group=tokens.frames_per_group)},  # fmt: skip
     )
     session.mark_drawn("Export")
     return dict(files=[str(gif), str(mp4), str(part)], drawn_export=views.banner(session, "Export"))
