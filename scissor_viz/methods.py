@@ -290,9 +290,8 @@ def uniform_pool(
     frames, per_frame, _ = tokens.shape
     rows, cols = grid or (math.isqrt(per_frame),) * 2
     if rows * cols != per_frame:
-        raise ValueError(
-            f"uniform pooling needs the frame's grid: {per_frame} tokens are not {rows} x {cols}"
-        )
+        shape = f"{rows} x {cols}" if grid else "a square grid (give grid=(rows, cols))"
+        raise ValueError(f"uniform pooling: {per_frame} tokens a frame are not {shape}")
     t, h, w = pool_shape(frames, per_frame, retention, (rows, cols))
     f = torch.arange(frames)[:, None, None] * t // frames
     i = torch.arange(rows)[None, :, None] * h // rows
