@@ -379,10 +379,16 @@ def view_captions(
 
 
 def probe_note(
-    comp: Any, view: str, frame: int, token: int, grid: TokenGrid | None = None
+    comp: Any,
+    view: str,
+    frame: int,
+    token: int,
+    grid: TokenGrid | None = None,
+    frames: int | None = None,
 ) -> str:
     """What the clicked token (of frame ``frame``) has in its region in ``view``,
-    plural-aware; with temporal groups it counts groups of frames."""
+    plural-aware; with temporal groups it counts groups of frames (``frames``: the video's,
+    default all groups full)."""
     labels = view_labels(comp, view)
     grid = _grid(labels, grid)
     step, cols, n = grid.frames_per_group, grid.cols, grid.frames_per_group
@@ -390,7 +396,8 @@ def probe_note(
     members, where_in = int(mine.sum()), int(mine.any(axis=1).sum())
     unit = "frame" if n == 1 else f"group of {n} frames"
     units = "frames" if n == 1 else f"groups of {n} frames"
-    name = f"frame {frame}" if n == 1 else f"frames {grid.step_name(frame // step, 10**9)[1:]}"
+    frames = len(labels) * n if frames is None else frames
+    name = f"frame {frame}" if n == 1 else f"frames {grid.step_name(frame // n, frames)[1:]}"
     where = f"Token {token} of {name} (row {token // cols}, column {token % cols})"
     if members == 1:
         return f"{where} was kept alone: 1 token across 1 {unit}."

@@ -177,7 +177,9 @@ def probe_views(session: Session, frame: int, token: int, view: str, fill: bool)
     return dict(
         probe_gallery=region_images(session, view, fill, probe=(frame, token)),
         probe_plot=figure,
-        probe_note=regions.probe_note(session.comp, view_key(view), frame, token, grid),
+        probe_note=regions.probe_note(
+            session.comp, view_key(view), frame, token, grid, session.frames
+        ),
         probe_image=regions.probe_image(
             analysis.clip.frames[frame], similarity[step], token, cols=grid.cols
         ),
@@ -339,8 +341,7 @@ def tau_graph(session: Session, frame: int):
     if grid.frames_per_group > 1:
         name = f"Frames {grid.step_name(step, session.frames)[1:]}"
     title = (
-        f"{name} · τ = {tau_short(comp.tau)} · "
-        f"{regions.plural(int(labels.max()) + 1, 'region')}"
+        f"{name} · τ = {tau_short(comp.tau)} · {regions.plural(int(labels.max()) + 1, 'region')}"
     )
     return graphs.tau_graph_figure(
         sim, comp.tau, labels, analysis.clip.frames[frame], title=title, cols=grid.cols
