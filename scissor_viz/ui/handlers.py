@@ -11,6 +11,7 @@ import tempfile
 import time
 import uuid
 from collections import OrderedDict
+from dataclasses import asdict
 from pathlib import Path
 
 import gradio as gr
@@ -426,14 +427,7 @@ def export_files(session, view, fill, progress=gr.Progress()):
         timestamps=session.step_stamps(),
         method="scc",
         backend=summary["backend"],
-        meta={
-            "grid": dict(
-                rows=tokens.rows,
-                cols=tokens.cols,
-                frames=summary["frames"],
-                frames_per_group=tokens.frames_per_group,
-            )
-        },  # fmt: skip
+        meta={"grid": dict(asdict(tokens), frames=summary["frames"])},  # rows, cols, per group
     )
     session.mark_drawn("Export")
     return dict(files=[str(gif), str(mp4), str(part)], drawn_export=views.banner(session, "Export"))
