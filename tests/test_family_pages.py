@@ -1,7 +1,7 @@
 """The page on every supported family, in a real browser: the app built with a tiny random
 twin of each family (tests/tiny_vlms.py, tests/tiny_llava.py) loads the example and draws the
-family's own token grid: the numbers line names it (16 frames × P, a rows × cols grid, Qwen's
-frames in groups of 2), every frame has its overlay, and the τ-graph has one dot per token on
+family's own token grid: the numbers line names it (16 frames × P, "token grid rows × cols",
+Qwen's frames in groups of 2), every frame has its overlay, and the τ-graph has one dot per token on
 rows × cols. Tiny twins answer in a fraction of a second, so this stays fast."""
 
 from __future__ import annotations
@@ -75,11 +75,12 @@ def test_the_page_draws_each_familys_grid(family, browser, tiny_llava_folder):
         page = open_page(browser, url)
         before, after = compress_example(page, FRAMES)
         numbers = page.locator("#numbers").inner_text()
-        p = grid.tokens_per_frame
-        frames = f"{FRAMES} frames"
+        p, unit, frames = grid.tokens_per_frame, "frame", f"{FRAMES} frames"
         if grid.frames_per_group > 1:
+            unit = "group"
             frames += f" in {grid.groups(FRAMES)} groups of {grid.frames_per_group}"
-        assert f"({frames} × {p}, a {grid.rows} × {grid.cols} grid each)" in numbers, numbers
+        assert f"({frames} × {p})" in numbers, numbers
+        assert numbers.endswith(f"token grid {grid.rows} × {grid.cols} per {unit}"), numbers
         assert before == grid.groups(FRAMES) * p and 0 < after <= before
         assert backend.family in page.locator("#backend-status").inner_text()
         xs, ys = wait_for(lambda: page.evaluate(TOKEN_DOTS), SLOW, "the τ-graph's tokens")

@@ -289,11 +289,10 @@ def numbers_markdown(session: Session) -> str:
         frames += f" in {regions.plural(groups, 'group')} of {grid.frames_per_group}"
     return (
         f"`{session.video}`: **{s['tokens_before']:,} → {s['tokens_after']:,} tokens** "
-        f"({s['frames']} {frames} × {s['tokens_per_frame']}, a {grid.rows} × {grid.cols} "
-        f"grid each) · retention reached "
+        f"({s['frames']} {frames} × {s['tokens_per_frame']}) · retention reached "
         f"**{s['retention']:.1%}** · τ = **{tau_words(s['tau'])}**{exact} · "
         f"regions after the spatial step: {min(per_frame)}–{max(per_frame)} per {unit} "
-        f"(mean {np.mean(per_frame):.1f})"
+        f"(mean {np.mean(per_frame):.1f}) · token grid {grid.rows} × {grid.cols} per {unit}"
     )
 
 
