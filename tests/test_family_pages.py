@@ -37,7 +37,7 @@ pytestmark = [
 
 TOKEN_DOTS = """() => {
   const plot = document.querySelector('#tau-graph .js-plotly-plot');
-  const dots = plot && (plot.data || []).find(t => t.name === 'tokens');
+  const dots = plot && (plot._fullData || []).find(t => t.name === 'tokens');  // decoded
   return dots ? [Array.from(dots.x), Array.from(dots.y)] : null;
 }"""
 

@@ -8,6 +8,12 @@ introduced by its timestamp, ``<t seconds><|vision_start|>`` + P placeholders +
 is labelled second t and a group the mean of its frames' seconds (the processor averages a
 group's timestamps the same way). A compressed token goes into the run of its representative's
 group and takes its representative's position (docs/patch.md), so it needs its ``source``.
+
+Not yet: answers. The language model also adds DeepStack features (other vision layers' grids)
+at the video's positions, and the page's tokens do not carry them (the patch merges them with
+SCC's partition inside ``generate``, but a backend's ``answer`` gets the reduced tokens only),
+so an answer from these tokens would not be the model's: the backend declares
+``can_answer = False`` and says why, rather than answer differently from the model.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 import torch
 
+from scissor_viz.models.base import AnswerUnavailable
 from scissor_viz.models.qwen2_5_vl import VIDEO, Qwen2_5_VLBackend
 
 START, END = "<|vision_start|>", "<|vision_end|>"
@@ -25,7 +32,15 @@ class Qwen3VLBackend(Qwen2_5_VLBackend):
     family = "Qwen3-VL"
     model_types = ("qwen3_vl",)
     model_class = "Qwen3VLForConditionalGeneration"
-    features = "its vision transformer's merged 2×2 patches, per pair of frames (with DeepStack)"
+    features = "its vision transformer's merged 2×2 patches, per pair of frames"
+    can_answer = False
+    unavailable_reason = (
+        "Qwen3-VL answers are not wired yet: its DeepStack features would have to travel with "
+        "the page's tokens (the features shown are the model's own)"
+    )
+
+    def answer(self, question: str, tokens: torch.Tensor, max_new_tokens: int = 64, **kwargs):
+        raise AnswerUnavailable(self.unavailable_reason)
 
     def group_seconds(self, group: int) -> float:
         """The timestamp a group's run is introduced by: its frames' mean second."""
