@@ -45,6 +45,7 @@ class VideoTokens:
     clip: str = ""  # the clip's cache key / fingerprint
     importance: torch.Tensor | None = None  # (T, P) vision-tower attention, for VisionZip
     attention_fn: Callable[[torch.Tensor], torch.Tensor] | None = None  # LLM attention, FastV
+    grid: tuple[int, int] | None = None  # a frame's (group's) rows x cols (None: square)
 
 
 def backend_video_tokens(
@@ -63,7 +64,8 @@ def backend_video_tokens(
         attention_fn = lambda t: backend.llm_attention(text, t)  # noqa: E731
     if vision_attention and backend.has_vision_attention:
         importance = backend.vision_attention(clip.frames, key=clip.key)
-    return VideoTokens(tokens, backend.name, clip.key, importance, attention_fn)
+    grid = backend.grid_for(clip.frames).shape
+    return VideoTokens(tokens, backend.name, clip.key, importance, attention_fn, grid)
 
 
 def token_sources(reduced: Compression | Reduction) -> torch.Tensor:
@@ -89,6 +91,7 @@ def run_method(video: VideoTokens, method: str, retention: float) -> tuple[Reduc
         retention,
         importance=video.importance,
         attention_fn=video.attention_fn,
+        grid=video.grid,
     )
     return reduction, method_row(video.tokens, method, retention, reduction, start)
 
@@ -125,7 +128,7 @@ class VideoAnalysis:
 
     clip: VideoClip
     backend: Backend
-    tokens: torch.Tensor  # (frames, 196, d)
+    tokens: torch.Tensor  # (G, P, d): G time steps (frames, or Qwen's pairs) of the backend's grid
     index: ScissorIndex
     _answers: BoundedCache = field(
         default_factory=lambda: BoundedCache(MAX_ANSWERS, MAX_ANSWER_BYTES), repr=False

@@ -26,7 +26,7 @@ import plotly.io as pio
 import torch
 from PIL import Image
 
-from scissor_viz.grid import as_numpy, grid_side
+from scissor_viz.grid import as_numpy, grid_shape
 from scissor_viz.numbers import tau_text
 from scissor_viz.regions import plural
 from scissor_viz.scc import unit_rows
@@ -56,7 +56,7 @@ TAU_TICKS = (
 )
 
 CAPTIONS: dict[str, str] = {
-    "tau_graph": "The frame's maximum spanning tree on its 14 x 14 grid: each line links two "
+    "tau_graph": "The frame's maximum spanning tree on its token grid: each line links two "
     "tokens, the strongest links first. Solid coloured lines are above tau and join tokens into "
     "regions (exactly the spatial step's); faint lines are the joins a lower tau would make.",
     "temporal_graph": "The temporal step: each dot is a region one frame kept, in its frame's "
@@ -212,44 +212,48 @@ def probe_similarity(tokens: Any, frame: int, token: int) -> np.ndarray:
     return (xn @ xn[frame, token]).clamp_(-1.0, 1.0).numpy()
 
 
-def _mosaic(values: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(T, P) values as one image of T g x g tiles, ``columns`` to a row, two empty (NaN) rows
-    above every tile for its label and one empty column between tiles; and the mosaic row and
-    column of every value (flattened, frame-major)."""
+def _mosaic(
+    values: np.ndarray, columns: int, cols: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T, P) values as one image of T h x g tiles (P = h * g, g = ``cols``, square unless
+    given), ``columns`` to a row, two empty (NaN) rows above every tile for its label and one
+    empty column between tiles; and the mosaic row and column of every value (flattened,
+    frame-major)."""
     t_count, p = values.shape
-    g = grid_side(p)
+    h, g = grid_shape(p, cols)
     rows = math.ceil(t_count / columns)
-    mosaic = np.full((rows * (g + 2), columns * (g + 1) - 1), np.nan, dtype=np.float32)
+    mosaic = np.full((rows * (h + 2), columns * (g + 1) - 1), np.nan, dtype=np.float32)
     tile_r, tile_c = np.divmod(np.arange(t_count), columns)
     cells = np.arange(p)
-    ys = (tile_r[:, None] * (g + 2) + 2 + cells // g).ravel()
+    ys = (tile_r[:, None] * (h + 2) + 2 + cells // g).ravel()
     xs = (tile_c[:, None] * (g + 1) + cells % g).ravel()
     mosaic[ys, xs] = values.ravel()
     return mosaic, ys, xs
 
 
-def _label_tiles(fig: go.Figure, t_count: int, columns: int, g: int) -> None:
-    """'f<t>' in the two empty rows above each tile of a :func:`_mosaic`: short, so labels
-    never run into their neighbours however narrow the tiles (times are in the hover)."""
-    for t in range(t_count):
+def _label_tiles(fig: go.Figure, names: Sequence[str], columns: int, h: int, g: int) -> None:
+    """A tile's name ('f3', a group's 'f2–3') in the two empty rows above each h x g tile of a
+    :func:`_mosaic`: short, so labels never run into their neighbours however narrow the tiles
+    (times are in the hover)."""
+    for t, name in enumerate(names):
         tile_r, tile_c = divmod(t, columns)
         fig.add_annotation(
             x=tile_c * (g + 1) + (g - 1) / 2,
-            y=tile_r * (g + 2) + 0.5,
-            text=f"f{t}",
+            y=tile_r * (h + 2) + 0.5,
+            text=name,
             showarrow=False,
             font={"size": 10},
         )
 
 
-def _tile_hover(shape: tuple, ys, xs, p: int, timestamps) -> np.ndarray:
+def _tile_hover(shape: tuple, ys, xs, p: int, timestamps, names: Sequence[str]) -> np.ndarray:
     """Hover text of every mosaic cell: 'f3 · 1.0s · token 100' ('' between tiles)."""
     text = np.full(shape, "", dtype=object)
     frame, token = np.divmod(np.arange(len(ys)), p)
-    when = [""] * (frame.max() + 1 if len(frame) else 0)
+    when = [""] * len(names)
     if timestamps is not None:
         when = [f" · {s:.1f}s" for s in timestamps]
-    text[ys, xs] = [f"f{f}{when[f]} · token {k}" for f, k in zip(frame, token)]
+    text[ys, xs] = [f"{names[f]}{when[f]} · token {k}" for f, k in zip(frame, token)]
     return text
 
 
@@ -282,15 +286,20 @@ def probe_figure(
     columns: int | None = None,
     timestamps: Sequence[float] | None = None,
     title: str | None = None,
+    cols: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> go.Figure:
     """(T, P) probe similarities as one mosaic of T grid heatmaps (frame f at tile f, read
-    left-to-right, labelled above), the clicked token boxed in red, cells above ``tau`` dotted;
-    the colour range spreads the values (5 % quantile to 1)."""
+    left-to-right, labelled above with ``names``, default 'f<t>'; rows of ``cols`` cells,
+    square unless given), the clicked token boxed in red, cells above ``tau`` dotted; the
+    colour range spreads the values (5 % quantile to 1). ``frame`` is the clicked token's
+    tile; ``timestamps`` one per tile."""
     sim = as_numpy(similarity).astype(np.float32)
     t_count, p = sim.shape
-    g = grid_side(p)
+    h, g = grid_shape(p, cols)
+    names = [f"f{t}" for t in range(t_count)] if names is None else list(names)
     columns = columns or min(t_count, 8)
-    mosaic, ys, xs = _mosaic(sim, columns)
+    mosaic, ys, xs = _mosaic(sim, columns, g)
     zmin, _ = color_range(sim)
     above = sim.ravel() > np.float32(tau) if tau is not None else np.zeros(sim.size, bool)
     if frame is not None and token is not None:
@@ -313,14 +322,14 @@ def probe_figure(
             zmax=1.0,
             colorbar={"title": "cos"},
             name="similarity",
-            text=_tile_hover(mosaic.shape, ys, xs, p, timestamps),
+            text=_tile_hover(mosaic.shape, ys, xs, p, timestamps, names),
             hovertemplate="%{text}: %{z:.4f}<extra></extra>",
         )
     )
     _probe_marks(fig, xs, ys, above if tau is not None else None, frame, token, p)
-    _label_tiles(fig, t_count, columns, g)
-    rows = mosaic.shape[0] / (g + 2)  # about 520 px of tiles across: no empty bands
-    fig.update_layout(height=int(np.clip(120 + rows * 520 * (g + 2) / mosaic.shape[1], 260, 900)))
+    _label_tiles(fig, names, columns, h, g)
+    rows = mosaic.shape[0] / (h + 2)  # about 520 px of tiles across: no empty bands
+    fig.update_layout(height=int(np.clip(120 + rows * 520 * (h + 2) / mosaic.shape[1], 260, 900)))
     fig.update_xaxes(visible=False, range=[-0.5, mosaic.shape[1] - 0.5])
     fig.update_yaxes(visible=False, range=[mosaic.shape[0] - 0.5, -0.5], scaleanchor="x")
     return fig

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from scissor_viz.figures import as_tensor, cosine, image_uri, new_figure
-from scissor_viz.grid import as_numpy, check_frame, grid_side, label_grid
+from scissor_viz.grid import as_numpy, check_frame, grid_shape, label_grid
 from scissor_viz.numbers import tau_text
 from scissor_viz.overlay import hex_colors, palette
 from scissor_viz.regions import home_frames, plural
@@ -59,10 +59,9 @@ def _lines(fig: go.Figure, ends: tuple, *, name: str, color: str, width: float, 
 # ----------------------------------------------------------------------------- the tau graph
 
 
-def _background(fig: go.Figure, frame: Any, g: int) -> None:
-    """The frame under the grid, squashed to a square as the model sees it."""
-    side = 16 * g
-    square = Image.fromarray(check_frame(frame)).resize((side, side), Image.BILINEAR)
+def _background(fig: go.Figure, frame: Any, rows: int, cols: int) -> None:
+    """The frame under the rows x cols grid, squashed to the grid as the model sees it."""
+    square = Image.fromarray(check_frame(frame)).resize((16 * cols, 16 * rows), Image.BILINEAR)
     fig.add_trace(
         go.Image(
             source=image_uri(np.asarray(square)),
@@ -76,10 +75,12 @@ def _background(fig: go.Figure, frame: Any, g: int) -> None:
     )
 
 
-def _tree_links(fig: go.Figure, edges: np.ndarray, heights: np.ndarray, tau: float, lab) -> None:
-    """The tree's links on the grid: faint below tau, solid and in their region's colour above
-    (one trace per region: a line trace has one colour), and a hover point at each middle."""
-    g = grid_side(len(lab))
+def _tree_links(
+    fig: go.Figure, edges: np.ndarray, heights: np.ndarray, tau: float, lab, g: int
+) -> None:
+    """The tree's links on the grid (rows of ``g``): faint below tau, solid and in their
+    region's colour above (one trace per region: a line trace has one colour), and a hover
+    point at each middle."""
     x, y = np.arange(len(lab)) % g, np.arange(len(lab)) // g
     i, j = edges[:, 0], edges[:, 1]
     above = heights > np.float32(tau)
@@ -105,9 +106,9 @@ def _tree_links(fig: go.Figure, edges: np.ndarray, heights: np.ndarray, tau: flo
     )
 
 
-def _token_dots(fig: go.Figure, lab: np.ndarray) -> None:
-    """A dot per token on its grid cell, in its region's colour, small and grey when alone."""
-    g = grid_side(len(lab))
+def _token_dots(fig: go.Figure, lab: np.ndarray, g: int) -> None:
+    """A dot per token on its grid cell (rows of ``g``), in its region's colour, small and grey
+    when alone."""
     sizes = np.bincount(lab)
     alone = sizes[lab] == 1
     colors = np.array(hex_colors(palette(int(lab.max()) + 1)))
@@ -136,19 +137,22 @@ def tau_graph_figure(
     frame: Any = None,
     *,
     title: str | None = None,
+    cols: int | None = None,
 ) -> go.Figure:
-    """One frame's maximum spanning tree on its token grid: the P - 1 links that decide its
+    """One frame's maximum spanning tree on its token grid (rows of ``cols``, square unless
+    given): the P - 1 links that decide its
     regions at every tau. Links above ``tau`` are solid, one colour per region (their
     components are exactly the spatial step's regions); links below are faint. Dots are
     coloured by region (``labels``, default: the tree's components), grey when alone; ``frame``
     is drawn underneath."""
     sim = as_numpy(similarity).astype(np.float32)
-    p, g = len(sim), grid_side(len(sim))
+    p = len(sim)
+    rows, g = grid_shape(p, cols)
     edges, heights = merge_forest(sim)
     above = heights > np.float32(tau)
     if labels is None:
         labels = components(p, edges[above, 0], edges[above, 1])[1]
-    lab = label_grid(labels).ravel()
+    lab = label_grid(labels, g).ravel()
     regions = len(np.unique(lab))
     fig = new_figure(
         title
@@ -160,11 +164,11 @@ def tau_graph_figure(
         showlegend=False,
     )
     if frame is not None:
-        _background(fig, frame, g)
-    _tree_links(fig, edges, heights, tau, lab)
-    _token_dots(fig, lab)
+        _background(fig, frame, rows, g)
+    _tree_links(fig, edges, heights, tau, lab, g)
+    _token_dots(fig, lab, g)
     fig.update_xaxes(range=[-0.6, g - 0.4], showgrid=False, constrain="domain")
-    fig.update_yaxes(range=[g - 0.4, -0.6], showgrid=False, scaleanchor="x")
+    fig.update_yaxes(range=[rows - 0.4, -0.6], showgrid=False, scaleanchor="x")
     return fig
 
 
@@ -183,7 +187,7 @@ class _Regions:
     column: np.ndarray  # (M,) mean grid column of each region's tokens
 
     @classmethod
-    def of(cls, comp: Any) -> _Regions:
+    def of(cls, comp: Any, cols: int | None = None) -> _Regions:
         spatial = as_numpy(comp.spatial_labels).astype(np.int64)
         t_count, p = spatial.shape
         glob = video_labels(torch.as_tensor(spatial)).numpy()
@@ -192,8 +196,8 @@ class _Regions:
         final[glob] = as_numpy(comp.temporal_labels).astype(np.int64).ravel()
         frame[glob] = np.repeat(np.arange(t_count), p)
         size = np.bincount(glob, minlength=m)
-        cols = np.tile(np.arange(p) % grid_side(p), t_count)
-        column = np.bincount(glob, weights=cols, minlength=m) / size
+        columns = np.tile(np.arange(p) % grid_shape(p, cols)[1], t_count)
+        column = np.bincount(glob, weights=columns, minlength=m) / size
         return cls(glob.reshape(t_count, p), frame, final, size, column)
 
 
@@ -300,16 +304,18 @@ def temporal_graph_figure(
     max_nodes: int = MAX_NODES,
     seed: int = 0,
     title: str | None = None,
+    cols: int | None = None,
 ) -> go.Figure:
-    """The temporal step's graph, drawn where it did something: one row per final token whose
-    regions span two or more frames (at most ``max_rows``, :func:`chosen_tokens`), rows in
-    order of the frame that keeps the token; in it a dot per spatial region of that token, at
-    x = its frame (offset by its mean column), sized by its tokens; a line links each region
-    to its most similar drawn region when that is above tau, so a token kept across frames is
-    a horizontal chain. Tokens within one frame are counted in the note, not drawn. Above
-    ``max_nodes`` regions a seeded sample is drawn (the note says so). ``comp``:
-    spatial_labels, temporal_labels, tau."""
-    regions = _Regions.of(comp)
+    """The temporal step's graph (token grids in rows of ``cols``, square unless given; one x
+    band per frame or temporal group, ``timestamps`` one per band), drawn where it did
+    something: one row per final token whose regions span two or more frames (at most
+    ``max_rows``, :func:`chosen_tokens`), rows in order of the frame that keeps the token; in
+    it a dot per spatial region of that token, at x = its frame (offset by its mean column),
+    sized by its tokens; a line links each region to its most similar drawn region when that
+    is above tau, so a token kept across frames is a horizontal chain. Tokens within one frame
+    are counted in the note, not drawn. Above ``max_nodes`` regions a seeded sample is drawn
+    (the note says so). ``comp``: spatial_labels, temporal_labels, tau."""
+    regions = _Regions.of(comp, cols)
     t_count, _ = regions.glob.shape
     home = home_frames(comp.temporal_labels)  # final token -> the frame that keeps it
     rows, multi = chosen_tokens(regions, home, max_rows)
@@ -321,7 +327,7 @@ def temporal_graph_figure(
         nodes = np.sort(np.random.default_rng(seed).choice(nodes, max_nodes, replace=False))
     reps, _ = spatial_representatives(tokens, comp.spatial_labels, nodes)
     i, j, _ = strongest_links(cosine(torch.from_numpy(reps)), comp.tau)
-    g = grid_side(regions.glob.shape[1])
+    g = grid_shape(regions.glob.shape[1], cols)[1]
     x = regions.frame[nodes] + 0.1 + 0.8 * (regions.column[nodes] + 0.5) / g
     y = row[regions.final[nodes]]
     fig = new_figure(

@@ -51,6 +51,23 @@ class TokenGrid:
         """Token grids (time steps) for ``frames`` frames; a last partial group counts."""
         return -(-frames // self.frames_per_group)
 
+    @classmethod
+    def of(cls, p: int, cols: int | None = None) -> TokenGrid:
+        """The grid of P tokens per frame in rows of ``cols`` (square unless given)."""
+        return cls(*grid_shape(p, cols))
+
+    def steps(self, frames: int) -> np.ndarray:
+        """(frames,) the time step (token grid) each of ``frames`` frames is drawn with: a
+        temporal group's frames all show their group's grid."""
+        return np.arange(frames) // self.frames_per_group
+
+    def step_name(self, step: int, frames: int) -> str:
+        """How the page names time step ``step`` of a ``frames``-frame video: 'f3', or for a
+        group the frames it covers, 'f2–3'."""
+        first = step * self.frames_per_group
+        last = min(first + self.frames_per_group, frames) - 1
+        return f"f{first}" if last == first else f"f{first}–{last}"
+
     def __str__(self) -> str:
         group = f" per {self.frames_per_group} frames" if self.frames_per_group > 1 else ""
         return f"{self.rows} × {self.cols}{group}"

@@ -250,41 +250,52 @@ def scc_temporal(tokens: torch.Tensor, retention: float) -> Reduction:
 # ----------------------------------------------------------------------------- other reducers
 
 
-def _near_square_grids(side: int) -> np.ndarray:
-    """(h, w) grids with h, w <= side and w in {h, h + 1}."""
-    h = np.arange(1, side + 1)
-    return np.concatenate([np.stack([h, h], 1), np.stack([h[:-1], h[:-1] + 1], 1)])
+def _near_shape_grids(rows: int, cols: int) -> np.ndarray:
+    """(h, w) grids with h <= rows, w <= cols and w in {W, W + 1}, W = round(h * cols / rows)
+    (at least 1): the shapes of a rows x cols grid pooled (square: w in {h, h + 1})."""
+    h = np.arange(1, rows + 1)
+    w = np.maximum(np.round(h * cols / rows).astype(np.int64), 1)
+    grids = np.concatenate([np.stack([h, w], 1), np.stack([h, w + 1], 1)])
+    return grids[grids[:, 1] <= cols]
 
 
-def pool_shape(frames: int, per_frame: int, retention: float) -> tuple[int, int, int]:
-    """The (t, h, w) output grid of :func:`uniform_pool` for this budget."""
-    side = math.isqrt(per_frame)
+def pool_shape(
+    frames: int, per_frame: int, retention: float, grid: tuple[int, int] | None = None
+) -> tuple[int, int, int]:
+    """The (t, h, w) output grid of :func:`uniform_pool` for this budget (``grid``: the
+    frame's rows x cols, square unless given)."""
+    rows, cols = grid or (math.isqrt(per_frame),) * 2
     k = budget(frames * per_frame, retention)
     if k < frames:  # fewer tokens than frames: pool time too, one token per time cell
         return k, 1, 1
-    grids = _near_square_grids(side)
+    grids = _near_shape_grids(rows, cols)
     sizes = frames * grids[:, 0] * grids[:, 1]
     best = np.lexsort((-sizes, np.abs(sizes - k)))[0]  # closest to K, ties to the larger
     return frames, int(grids[best, 0]), int(grids[best, 1])
 
 
-def uniform_pool(tokens: torch.Tensor, retention: float) -> Reduction:
-    """PLLaVA-style uniform pooling of each frame's square grid to a smaller grid.
+def uniform_pool(
+    tokens: torch.Tensor, retention: float, grid: tuple[int, int] | None = None
+) -> Reduction:
+    """PLLaVA-style uniform pooling of each frame's rows x cols ``grid`` (square unless given)
+    to a smaller grid.
 
-    The grid is the near-square h x w (w = h or h + 1) whose T * h * w is closest to the budget
-    (ties to the larger), so the retention reached is reported, not forced; when the budget is
-    below one token per frame, time is pooled too (K time cells of 1 x 1). Cells partition the
-    grid (row i -> floor(i * h / side)), so each output token is the mean of its cell; this is
-    adaptive average pooling where h divides the side, and one-cell-per-token otherwise."""
+    The grid is the h x w of the frame's shape (w = round(h * cols / rows) or one more; square:
+    h or h + 1) whose T * h * w is closest to the budget (ties to the larger), so the retention
+    reached is reported, not forced; when the budget is below one token per frame, time is
+    pooled too (K time cells of 1 x 1). Cells partition the grid (row i -> floor(i * h /
+    rows)), so each output token is the mean of its cell; this is adaptive average pooling
+    where h divides the rows, and one-cell-per-token otherwise."""
     _check(tokens, retention)
     frames, per_frame, _ = tokens.shape
-    side = math.isqrt(per_frame)
-    if side * side != per_frame:
-        raise ValueError(f"uniform pooling needs a square grid per frame, got {per_frame} tokens")
-    t, h, w = pool_shape(frames, per_frame, retention)
+    rows, cols = grid or (math.isqrt(per_frame),) * 2
+    if rows * cols != per_frame:
+        shape = f"{rows} x {cols}" if grid else "a square grid (give grid=(rows, cols))"
+        raise ValueError(f"uniform pooling: {per_frame} tokens a frame are not {shape}")
+    t, h, w = pool_shape(frames, per_frame, retention, (rows, cols))
     f = torch.arange(frames)[:, None, None] * t // frames
-    i = torch.arange(side)[None, :, None] * h // side
-    j = torch.arange(side)[None, None, :] * w // side
+    i = torch.arange(rows)[None, :, None] * h // rows
+    j = torch.arange(cols)[None, None, :] * w // cols
     cell = ((f * h + i) * w + j).reshape(frames, per_frame).to(tokens.device)
     pooled = segment_mean(_flat(tokens), cell.flatten(), t * h * w)
     return Reduction(
@@ -488,13 +499,15 @@ def reduce(
     seed: int = 0,
     importance: torch.Tensor | None = None,
     attention_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    grid: tuple[int, int] | None = None,
 ) -> Reduction:
     """Run one of :data:`METHODS` on (T, P, d) tokens at retention ``r`` in (0, 1]. ``seed``
     is for random selection, ``importance`` (vision-tower attention, (T, P)) for VisionZip,
-    ``attention_fn`` (tokens -> LLM attention scores) for FastV; others ignore them."""
+    ``attention_fn`` (tokens -> LLM attention scores) for FastV, ``grid`` (a frame's rows x
+    cols; square unless given) for pooling; others ignore them."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     fn = METHODS[method].fn
-    given = {"seed": seed, "importance": importance, "attention_fn": attention_fn}
+    given = {"seed": seed, "importance": importance, "attention_fn": attention_fn, "grid": grid}
     params = inspect.signature(fn).parameters
     return fn(tokens, retention, **{k: v for k, v in given.items() if k in params})

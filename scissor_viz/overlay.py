@@ -27,7 +27,7 @@ from scissor_viz.grid import (
     cell_index,
     cell_of,
     check_frame,
-    grid_side,
+    grid_shape,
     label_grid,
     label_grids,
 )
@@ -114,6 +114,7 @@ class CellStyle:
     offset: np.ndarray  # (P, 3), added after scaling
     outline: np.ndarray | None = None  # (P,) ids; None draws no lines
     closed: bool = False  # also line the picture's edge beside cells of outline id >= 0
+    cols: int | None = None  # cells per grid row (None: a square grid of P cells)
 
 
 def default_border_width(height: int, width: int) -> int:
@@ -135,7 +136,7 @@ def render(
     darkened to :data:`RIM` on each side (so white lines show on sky and snow too)."""
     image = check_frame(frame)
     h, w = image.shape[:2]
-    expand = _expander(h, w, grid_side(len(style.scale)))
+    expand = _expander(h, w, *grid_shape(len(style.scale), style.cols))
     scale = np.round(np.clip(style.scale, 0, 1) * 256).astype(np.uint16)
     if (scale != 256).any():
         scaled = image.astype(np.uint16)  # 255 * 256 + 128 fits in 16 bits unsigned
@@ -180,20 +181,20 @@ def _line_table(color: tuple[int, int, int], alpha: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _repeats(height: int, width: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
+def _repeats(height: int, width: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel rows of each cell row and pixel columns of each cell column (cell_edges' gaps)."""
-    return np.diff(cell_edges(height, grid)), np.diff(cell_edges(width, grid))
+    return np.diff(cell_edges(height, rows)), np.diff(cell_edges(width, cols))
 
 
-def _expander(height: int, width: int, grid: int):
-    """A function from per-cell values (P, ...) to per-pixel values (H, W, ...), contiguous:
-    the same map as :func:`scissor_viz.grid.cell_index`, built by repeating rows and columns
-    (several times faster than gathering through the index)."""
-    rows, cols = _repeats(height, width, grid)
+def _expander(height: int, width: int, rows: int, cols: int):
+    """A function from per-cell values (P, ...) of a rows x cols grid to per-pixel values
+    (H, W, ...), contiguous: the same map as :func:`scissor_viz.grid.cell_index`, built by
+    repeating rows and columns (several times faster than gathering through the index)."""
+    row_px, col_px = _repeats(height, width, rows, cols)
 
     def expand(values: np.ndarray) -> np.ndarray:
-        cells = values.reshape(grid, grid, *values.shape[1:])
-        return np.repeat(np.repeat(cells, rows, axis=0), cols, axis=1)
+        cells = values.reshape(rows, cols, *values.shape[1:])
+        return np.repeat(np.repeat(cells, row_px, axis=0), col_px, axis=1)
 
     return expand
 
@@ -223,25 +224,31 @@ def _border_masks(label_map: np.ndarray, width: int) -> tuple[np.ndarray, np.nda
 
 
 @lru_cache(maxsize=8)
-def cell_dots(height: int, width: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W) read-only masks of a small disc at every cell's centre and of the ring around it."""
-    ys, xs = cell_edges(height, grid), cell_edges(width, grid)
+def cell_dots(
+    height: int, width: int, grid: int, cols: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) read-only masks of a small disc at every cell's centre and of the ring around it,
+    on a ``grid`` x ``cols`` grid (``cols`` defaults to ``grid``: square)."""
+    cols = grid if cols is None else cols
+    ys, xs = cell_edges(height, grid), cell_edges(width, cols)
     cy, cx = (ys[:-1] + ys[1:] - 1) / 2, (xs[:-1] + xs[1:] - 1) / 2
-    rows, cols = np.arange(height), np.arange(width)
-    dy = (rows - cy[cell_of(rows, height, grid)])[:, None]
-    dx = (cols - cx[cell_of(cols, width, grid)])[None, :]
-    radius = max(1.5, min(height, width) / grid / 4.5)
+    py, px = np.arange(height), np.arange(width)
+    dy = (py - cy[cell_of(py, height, grid)])[:, None]
+    dx = (px - cx[cell_of(px, width, cols)])[None, :]
+    radius = max(1.5, min(height / grid, width / cols) / 4.5)
     dist = np.hypot(dy, dx)
     disc, ring = dist <= radius, (dist > radius) & (dist <= radius + 1.5)
     disc.flags.writeable = ring.flags.writeable = False
     return disc, ring
 
 
-def mark_dots(image: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """A white dot ringed in black at the centre of every token cell in ``cells`` ((P,) bool)."""
+def mark_dots(image: np.ndarray, cells: np.ndarray, cols: int | None = None) -> np.ndarray:
+    """A white dot ringed in black at the centre of every token cell in ``cells`` ((P,) bool,
+    rows of ``cols`` cells; square unless given)."""
     h, w = image.shape[:2]
-    disc, ring = cell_dots(h, w, grid_side(len(cells)))
-    chosen = np.asarray(cells, dtype=bool)[cell_index(h, w, grid_side(len(cells)))]
+    shape = grid_shape(len(cells), cols)
+    disc, ring = cell_dots(h, w, *shape)
+    chosen = np.asarray(cells, dtype=bool)[cell_index(h, w, *shape)]
     out = image.copy()
     out[ring & chosen] = 0
     out[disc & chosen] = 255
@@ -249,13 +256,20 @@ def mark_dots(image: np.ndarray, cells: np.ndarray) -> np.ndarray:
 
 
 def mark_cell(
-    image: np.ndarray, token: int, *, grid: int = 14, color: tuple[int, int, int] = (220, 20, 60)
+    image: np.ndarray,
+    token: int,
+    *,
+    grid: int = 14,
+    cols: int | None = None,
+    color: tuple[int, int, int] = (220, 20, 60),
 ) -> np.ndarray:
-    """The image with token cell ``token`` outlined (e.g. the clicked probe cell)."""
+    """The image with token cell ``token`` of a ``grid`` x ``cols`` grid (square unless
+    ``cols`` is given) outlined (e.g. the clicked probe cell)."""
     out = check_frame(image).copy()
     h, w = out.shape[:2]
-    ys, xs = cell_edges(h, grid), cell_edges(w, grid)
-    r, c = divmod(int(token), grid)
+    cols = grid if cols is None else cols
+    ys, xs = cell_edges(h, grid), cell_edges(w, cols)
+    r, c = divmod(int(token), cols)
     y0, y1, x0, x1 = ys[r], ys[r + 1], xs[c], xs[c + 1]
     t = max(1, 2 * default_border_width(h, w))
     sides = [
@@ -284,23 +298,26 @@ def _band_sums(a: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def _cell_sums(frame: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray]:
-    """(P, 3) pixel sums and (P,) pixel counts of every token cell."""
+def _cell_sums(frame: np.ndarray, grid: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P, 3) pixel sums and (P,) pixel counts of every token cell of a grid x cols grid."""
     h, w = frame.shape[:2]
-    rows, cols = cell_edges(h, grid), cell_edges(w, grid)
+    rows, cols = cell_edges(h, grid), cell_edges(w, cols)
     sums = _band_sums(_band_sums(frame, rows, 0), cols, 1)
     counts = np.diff(rows)[:, None] * np.diff(cols)[None, :]
     return sums.reshape(-1, 3), counts.reshape(-1)
 
 
-def region_means(frames: Sequence[np.ndarray] | np.ndarray, labels: Any) -> np.ndarray:
-    """(K, 3) float mean colour of each label's pixels over all frames (labels (T, P) or
-    (T, g, g); K = max label + 1). A label with no pixels gets grey."""
-    grids = label_grids(labels, len(frames))
+def region_means(
+    frames: Sequence[np.ndarray] | np.ndarray, labels: Any, cols: int | None = None
+) -> np.ndarray:
+    """(K, 3) float mean colour of each label's pixels over all frames (labels (T, P) in rows
+    of ``cols``, square unless given, or (T, rows, cols); K = max label + 1). A label with no
+    pixels gets grey."""
+    grids = label_grids(labels, len(frames), cols)
     num = max(int(g.max()) for g in grids) + 1
     sums, counts = np.zeros((num, 3)), np.zeros(num)
     for frame, lab in zip(frames, grids):
-        cell_sum, cell_count = _cell_sums(check_frame(frame), lab.shape[0])
+        cell_sum, cell_count = _cell_sums(check_frame(frame), *lab.shape)
         np.add.at(sums, lab.ravel(), cell_sum)
         np.add.at(counts, lab.ravel(), cell_count)
     means = np.full((num, 3), 128.0)
@@ -352,8 +369,10 @@ def overlay(
     border_alpha: float = LINE_ALPHA,
     highlight: int | None = None,
     dim: float = DIM,
+    cols: int | None = None,
 ) -> np.ndarray:
-    """One frame (uint8 (H, W, 3)) with its token cells coloured by label.
+    """One frame (uint8 (H, W, 3)) with its token cells coloured by label: (P,) labels in rows
+    of ``cols`` (square unless given) or (rows, cols) ones.
 
     ``colors``: (K, 3) colour per label (default :func:`palette`; :func:`region_means` with
     ``mode="paint", alpha=1`` gives the mean-colour fill). ``plain``: (K,) bool, labels left
@@ -363,7 +382,8 @@ def overlay(
     only that label's cells keep their colour and lines; the rest are scaled by ``dim``.
     """
     image = check_frame(frame)
-    lab = label_grid(labels).ravel()
+    grid = label_grid(labels, cols)
+    lab = grid.ravel()
     colors = palette(int(lab.max()) + 1) if colors is None else as_numpy(colors)
     plain = None if plain is None else np.asarray(plain, dtype=bool)
     style = label_style(lab, colors, alpha, mode=mode, plain=plain)
@@ -371,7 +391,8 @@ def overlay(
         keep = lab == highlight
         outline = np.where(keep, 1, -1)
         style = CellStyle(np.where(keep, style.scale, dim), style.offset * keep[:, None], outline)
-    style = replace(style, outline=style.outline if borders else None, closed=closed)
+    outline = style.outline if borders else None
+    style = replace(style, outline=outline, closed=closed, cols=grid.shape[1])
     return render(
         image,
         style,
@@ -388,15 +409,17 @@ def overlay_video(
     alpha: float | None = None,
     *,
     plain_singletons: bool = True,
+    cols: int | None = None,
     **kwargs: Any,
 ) -> list[np.ndarray]:
-    """:func:`overlay` of every frame with its row of (T, P) labels, colours shared across frames.
+    """:func:`overlay` of every frame with its row of (T, P) labels (rows of ``cols`` cells,
+    square unless given; or (T, rows, cols)), colours shared across frames.
 
     ``fill="palette"`` tints (``alpha`` default :data:`TINT`), and a label with one cell in the
     whole video stays untinted unless ``plain_singletons=False``. ``fill="mean"`` paints each
     label with the mean colour of its pixels over *all* frames (``alpha`` default 1).
     """
-    grids = label_grids(labels, len(frames))
+    grids = label_grids(labels, len(frames), cols)
     num = max(int(g.max()) for g in grids) + 1
     if fill == "mean":
         colors, mode, plain = region_means(frames, grids), "paint", None
@@ -420,12 +443,16 @@ def heat_overlay(
     alpha: float = 0.6,
     vmin: float | None = None,
     vmax: float | None = None,
+    cols: int | None = None,
 ) -> np.ndarray:
-    """One frame with each token cell blended towards a value's viridis colour; values (P,) or
-    (g, g), scaled from [vmin, vmax] (default: their range)."""
-    vals = as_numpy(values).astype(np.float64).ravel()
-    grid_side(vals.size)
+    """One frame with each token cell blended towards a value's viridis colour; values (P,) in
+    rows of ``cols`` (square unless given) or (rows, cols), scaled from [vmin, vmax] (default:
+    their range)."""
+    vals = as_numpy(values).astype(np.float64)
+    cols = vals.shape[1] if vals.ndim == 2 else cols
+    vals = vals.ravel()
+    grid_shape(vals.size, cols)
     vmin = float(vals.min()) if vmin is None else vmin
     vmax = float(vals.max()) if vmax is None else vmax
     colors = _viridis(vals, vmin, vmax)
-    return render(frame, CellStyle(np.full(vals.size, 1.0 - alpha), alpha * colors))
+    return render(frame, CellStyle(np.full(vals.size, 1.0 - alpha), alpha * colors, cols=cols))

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from scissor_viz.grid import as_numpy, cell_edges, grid_side
+from scissor_viz.grid import TokenGrid, as_numpy, cell_edges, grid_shape
 from scissor_viz.overlay import (
     DIM,
     DIM_LIFT,
@@ -83,15 +83,26 @@ def frame_caption(
     tokens: int | None = None,
     *,
     counts: Sequence[str] = (),
+    name: str | None = None,
 ) -> str:
-    """A thumbnail's caption, 'f3 · 2.1s · 12 tokens' (then ``counts``); the time is left out
-    when the caption would be longer than :data:`CAPTION_CHARS`."""
+    """A thumbnail's caption, 'f3 · 2.1s · 12 tokens' (then ``counts``; ``name`` replaces
+    'f3', e.g. a temporal group's 'f2–3'); the time is left out when the caption would be
+    longer than :data:`CAPTION_CHARS`."""
+    name = f"f{index}" if name is None else name
     facts = ([plural(tokens, "token")] if tokens is not None else []) + list(counts)
     if timestamp is not None:
-        full = " · ".join([f"f{index}", f"{timestamp:.1f}s", *facts])
+        full = " · ".join([name, f"{timestamp:.1f}s", *facts])
         if len(full) <= CAPTION_CHARS:
             return full
-    return " · ".join([f"f{index}", *facts])
+    return " · ".join([name, *facts])
+
+
+def _grid(labels: np.ndarray, grid: TokenGrid | None) -> TokenGrid:
+    """``grid``, else the square grid of the labels' P tokens; checked against the labels."""
+    grid = TokenGrid.of(labels.shape[1]) if grid is None else grid
+    if grid.tokens_per_frame != labels.shape[1]:
+        raise ValueError(f"{labels.shape[1]} tokens per frame is not a {grid} grid")
+    return grid
 
 
 # ----------------------------------------------------------------------------- the partition
@@ -160,57 +171,65 @@ def view_overlays(
     fill: bool = False,
     probe: tuple[int, int] | None = None,
     alpha: float = TINT,
+    grid: TokenGrid | None = None,
 ) -> list[np.ndarray]:
-    """Every frame drawn for ``view`` (see the module docstring). ``fill`` paints regions their
-    mean colour over all their pixels instead of tinting; ``probe=(frame, token)`` keeps only
-    that token's region (in this view) bright, in every frame, and outlines the token."""
+    """Every frame drawn for ``view`` (see the module docstring) on the token ``grid`` (default:
+    square). ``fill`` paints regions their mean colour over all their pixels instead of
+    tinting; ``probe=(frame, token)`` keeps only that token's region (in this view) bright, in
+    every frame, and outlines the token. A temporal group's grid (Qwen-VL: one per two frames)
+    is drawn on each of its frames; "→ f2" then names the first frame of the group a cell's
+    token belongs to."""
     labels = view_labels(comp, view)
-    if len(frames) != len(labels):
-        raise ValueError(f"{len(frames)} frames but labels for {len(labels)}")
+    grid = _grid(labels, grid)
+    if grid.groups(len(frames)) != len(labels):
+        raise ValueError(f"{len(frames)} frames but labels for {len(labels)} {grid} grids")
+    steps = grid.steps(len(frames))
     num = int(labels.max()) + 1
-    colors = region_means(frames, labels) if fill else palette(num)
+    colors = region_means(frames, labels[steps], grid.cols) if fill else palette(num)
     scale, offset, outline = _styles(labels, colors, fill, alpha)
     source = np.full(labels.shape, -1)
     if view == "temporal":  # cells merged into an earlier frame's token: dimmed, by that frame
         home = home_frames(labels)[labels]
         merged = home < np.arange(len(labels))[:, None]
-        source[merged] = home[merged]
+        source[merged] = home[merged] * grid.frames_per_group  # the group's first frame
         scale[merged] *= DIM  # painted (fill): scale 0, so dimmed through its colour below
         offset[merged] = (offset[merged] * DIM if fill else 0.0) + DIM_LIFT
         outline = np.where(merged, -1, outline)  # lines around the kept regions only
     if probe is not None:
-        keep = labels == labels[probe]
+        keep = labels == labels[steps[probe[0]], probe[1]]
         scale, offset = np.where(keep, scale, DIM), offset * keep[..., None]
         outline = np.where(keep, 1, -1)
     moved = as_numpy(comp.assignment) != as_numpy(comp.temporal_labels)
     out = []
+    rows, cols = grid.shape
     for t, frame in enumerate(frames):
-        image = render(frame, CellStyle(scale[t], offset[t], outline[t], closed=True))
-        if view == "merge" and moved[t].any():
-            image = mark_dots(image, moved[t])
-        if (source[t] >= 0).any():
-            image = _source_marks(image, source[t])
+        g = steps[t]
+        image = render(frame, CellStyle(scale[g], offset[g], outline[g], closed=True, cols=cols))
+        if view == "merge" and moved[g].any():
+            image = mark_dots(image, moved[g], cols)
+        if (source[g] >= 0).any():
+            image = _source_marks(image, source[g], cols)
         if probe is not None and t == probe[0]:
-            image = mark_cell(image, probe[1], grid=grid_side(labels.shape[1]))
+            image = mark_cell(image, probe[1], grid=rows, cols=cols)
         out.append(image)
     return out
 
 
 @lru_cache(maxsize=1)
-def _grid_pairs(g: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair of 4-neighbouring cells of a g x g grid (i < j)."""
-    cells = np.arange(g * g).reshape(g, g)
+def _grid_pairs(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of 4-neighbouring cells of a rows x cols grid (i < j)."""
+    cells = np.arange(rows * cols).reshape(rows, cols)
     i = np.concatenate([cells[:, :-1].ravel(), cells[:-1].ravel()])
     j = np.concatenate([cells[:, 1:].ravel(), cells[1:].ravel()])
     return i, j
 
 
-def _mark_places(source: np.ndarray) -> list[tuple[int, int]]:
+def _mark_places(source: np.ndarray, cols: int | None = None) -> list[tuple[int, int]]:
     """(cell, frame) for an arrow label: for each frame s that cells went to, the cell nearest
     the middle of the largest connected group of cells that went to s (largest groups first,
-    at most :data:`MAX_MARKS`)."""
-    g = grid_side(len(source))
-    i, j = _grid_pairs(g)
+    at most :data:`MAX_MARKS`); ``source`` (P,) in rows of ``cols`` (square unless given)."""
+    rows, g = grid_shape(len(source), cols)
+    i, j = _grid_pairs(rows, g)
     same = (source[i] == source[j]) & (source[i] >= 0)
     num, blob = components(len(source), i[same], j[same])
     sizes = np.bincount(blob, minlength=num)
@@ -261,14 +280,14 @@ def _mark(frame: int, size: int) -> Image.Image:
     return stamp
 
 
-def _source_marks(image: np.ndarray, source: np.ndarray) -> np.ndarray:
+def _source_marks(image: np.ndarray, source: np.ndarray, cols: int | None = None) -> np.ndarray:
     """'→ f<s>' labels, centred on a cell where cells went to frame s (:func:`_mark_places`)."""
     h, w = image.shape[:2]
-    g = grid_side(len(source))
-    ys, xs = cell_edges(h, g), cell_edges(w, g)
+    rows, g = grid_shape(len(source), cols)
+    ys, xs = cell_edges(h, rows), cell_edges(w, g)
     size = max(10, round(min(h, w) / 10))
     canvas = Image.fromarray(image)
-    for cell, s in _mark_places(source):
+    for cell, s in _mark_places(source, g):
         r, c = divmod(cell, g)
         stamp = _mark(s, size)
         y, x = (ys[r] + ys[r + 1]) / 2, (xs[c] + xs[c + 1]) / 2
@@ -277,22 +296,30 @@ def _source_marks(image: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 
 def probe_image(
-    frame: Any, similarity: Any, token: int, *, vmin: float | None = None, vmax: float = 1.0
+    frame: Any,
+    similarity: Any,
+    token: int,
+    *,
+    vmin: float | None = None,
+    vmax: float = 1.0,
+    cols: int | None = None,
 ) -> np.ndarray:
     """One frame tinted by every token's similarity (P,) to the clicked ``token`` (viridis:
-    bright is similar), the clicked cell outlined in red."""
+    bright is similar), the clicked cell outlined in red; rows of ``cols`` (square unless
+    given)."""
     sim = as_numpy(similarity).astype(np.float64).ravel()
+    rows, cols = grid_shape(sim.size, cols)
     low = float(np.quantile(sim, 0.05)) if vmin is None else vmin
-    image = heat_overlay(frame, sim, alpha=0.55, vmin=low, vmax=vmax)
-    return mark_cell(image, token, grid=grid_side(sim.size))
+    image = heat_overlay(frame, sim, alpha=0.55, vmin=low, vmax=vmax, cols=cols)
+    return mark_cell(image, token, grid=rows, cols=cols)
 
 
 # ----------------------------------------------------------------------------- captions
 
 
 def view_counts(comp: Any, view: str) -> list[list[str]]:
-    """Each frame's facts for ``view``, one unit per word, so the views' numbers explain each
-    other (P tokens = P cells a frame):
+    """Each frame's (temporal group's) facts for ``view``, one unit per word, so the views'
+    numbers explain each other (P tokens = P cells a frame):
 
     * spatial: ``133 regions of 196 tokens`` (the tokens the spatial step leaves);
     * temporal: ``46 cells kept as 29 tokens · 150 merged into earlier frames`` (cells: kept +
@@ -325,21 +352,42 @@ def _distinct(labels: np.ndarray) -> np.ndarray:
 
 
 def view_captions(
-    comp: Any, view: str = "temporal", timestamps: Sequence[float] | None = None
+    comp: Any,
+    view: str = "temporal",
+    timestamps: Sequence[float] | None = None,
+    grid: TokenGrid | None = None,
+    frames: int | None = None,
 ) -> list[str]:
     """One caption per frame that says what ``view`` shows of it (:func:`view_counts`), e.g.
-    'f1 · 46 cells kept as 29 tokens · 150 merged into earlier frames'."""
+    'f1 · 46 cells kept as 29 tokens · 150 merged into earlier frames'. With temporal groups
+    (``grid.frames_per_group`` > 1; ``frames``: the video's, default all groups full) the
+    counts are the group's, on its first frame ('f2–3 · …'), and its other frames say whose
+    tokens they show ('f3 · tokens of f2–3')."""
     facts = view_counts(comp, view)
-    stamps = [None] * len(facts) if timestamps is None else [float(s) for s in timestamps]
-    return [frame_caption(t, stamps[t], counts=f) for t, f in enumerate(facts)]
+    step = 1 if grid is None else grid.frames_per_group
+    frames = len(facts) * step if frames is None else frames
+    stamps = [None] * frames if timestamps is None else [float(s) for s in timestamps]
+    if step == 1:
+        return [frame_caption(t, stamps[t], counts=f) for t, f in enumerate(facts)]
+    out = []
+    for t in range(frames):
+        g, name = t // step, grid.step_name(t // step, frames)
+        if t % step == 0:
+            out.append(frame_caption(t, stamps[t], counts=facts[g], name=name))
+        else:
+            out.append(frame_caption(t, stamps[t], counts=[f"tokens of {name}"]))
+    return out
 
 
-def short_captions(comp: Any, view: str = "temporal") -> list[str]:
+def short_captions(
+    comp: Any, view: str = "temporal", grid: TokenGrid | None = None, frames: int | None = None
+) -> list[str]:
     """The captions of :func:`view_captions` in two short lines (a thumbnail about 120 pixels
     wide shows about 20 characters a line), the same counts in the same units, e.g.
     'f1 · 29 tokens' / '150 cells merged' (temporal: the tokens the frame keeps, and its cells
     merged into earlier frames); 'f1 · 133 regions' / 'of 196 tokens' (spatial); 'f1 · 129
-    tokens' / '24 cells moved' (merge)."""
+    tokens' / '24 cells moved' (merge). With temporal groups the group's counts go on its first
+    frame ('f2–3 · …'), as in :func:`view_captions`."""
     labels = view_labels(comp, view)
     p = labels.shape[1]
     if view == "spatial":
@@ -356,19 +404,43 @@ def short_captions(comp: Any, view: str = "temporal") -> list[str]:
             (plural(int(n), "token"), f"{plural(int(m), 'cell')} moved" if m else "no cell moved")
             for n, m in zip(_distinct(labels), moved)
         ]
-    return [f"f{t} · {first}\n{second}" for t, (first, second) in enumerate(lines)]
+    step = 1 if grid is None else grid.frames_per_group
+    if step == 1:
+        return [f"f{t} · {first}\n{second}" for t, (first, second) in enumerate(lines)]
+    frames = len(lines) * step if frames is None else frames
+    out = []
+    for t in range(frames):
+        g, name = t // step, grid.step_name(t // step, frames)
+        first, second = lines[g] if t % step == 0 else ("tokens", f"of {name}")
+        out.append(f"{name if t % step == 0 else f'f{t}'} · {first}\n{second}")
+    return out
 
 
-def probe_note(comp: Any, view: str, frame: int, token: int) -> str:
-    """What the clicked token's region is in ``view``, plural-aware."""
+def probe_note(
+    comp: Any,
+    view: str,
+    frame: int,
+    token: int,
+    grid: TokenGrid | None = None,
+    frames: int | None = None,
+) -> str:
+    """What the clicked token (of frame ``frame``) has in its region in ``view``,
+    plural-aware; with temporal groups it counts groups of frames (``frames``: the video's,
+    default all groups full)."""
     labels = view_labels(comp, view)
-    g = grid_side(labels.shape[1])
-    mine = labels == labels[frame, token]
-    members, frames = int(mine.sum()), int(mine.any(axis=1).sum())
-    where = f"Token {token} of frame {frame} (row {token // g}, column {token % g})"
+    grid = _grid(labels, grid)
+    step, cols, n = grid.frames_per_group, grid.cols, grid.frames_per_group
+    mine = labels == labels[frame // step, token]
+    members, where_in = int(mine.sum()), int(mine.any(axis=1).sum())
+    unit = "frame" if n == 1 else f"group of {n} frames"
+    units = "frames" if n == 1 else f"groups of {n} frames"
+    frames = len(labels) * n if frames is None else frames
+    name = f"frame {frame}" if n == 1 else f"frames {grid.step_name(frame // n, frames)[1:]}"
+    where = f"Token {token} of {name} (row {token // cols}, column {token % cols})"
     if members == 1:
-        return f"{where} was kept alone: 1 token across 1 frame."
+        return f"{where} was kept alone: 1 token across 1 {unit}."
+    counted = f"{where_in:,} {unit if where_in == 1 else units}"
     return (
-        f"{where} is in a region of {plural(members, 'token')} across "
-        f"{plural(frames, 'frame')}; they became one token."
+        f"{where} is in a region of {plural(members, 'token')} across {counted}; they became "
+        "one token."
     )

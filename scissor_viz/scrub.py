@@ -106,13 +106,14 @@ def scrub_steps(
     tau: float | None = None,
     fill: bool = False,
     max_side: int = MAX_SIDE,
+    cols: int | None = None,
 ) -> list[ScrubStep]:
     """One frame's regions at about ``steps`` taus as tau falls (every token alone ... one
     region), and at ``tau`` if given (``current=True``). Each step's picture tints and outlines
     every region of more than one token, the largest too (lines also along the picture's edge,
     so one region filling the frame is still drawn as a region); a region keeps its colour as
     it grows; a token alone is left as it is. With ``fill`` regions are painted their mean
-    colour instead of tinted."""
+    colour instead of tinted. The P tokens lie in rows of ``cols`` (square unless given)."""
     image = _small(check_frame(frame), max_side)
     edges, heights = merge_forest(as_numpy(similarity))
     p = len(heights) + 1
@@ -124,10 +125,10 @@ def scrub_steps(
         regions, largest = int((sizes > 0).sum()), int(sizes.max())
         if fill:
             colors = np.zeros((p, 3))
-            colors[: labels.max() + 1] = region_means([image], labels[None])
+            colors[: labels.max() + 1] = region_means([image], labels[None], cols)
         mode, alpha = ("paint", 1.0) if fill else ("tint", TINT)
         picture = draw_regions(
-            image, labels, colors, alpha, mode=mode, plain=sizes < 2, closed=True
+            image, labels, colors, alpha, mode=mode, plain=sizes < 2, closed=True, cols=cols
         )
         joins = p - regions
         text = _sentence(t, joins, regions, largest)

@@ -57,6 +57,7 @@ from scissor_viz.patch import ScissorState
 from scissor_viz.scc import scissor_compress, scissor_index
 from scissor_viz.video import load_video
 from tests.tiny_llava import IMAGE_MEAN, IMAGE_STD, random_frames
+from tests.tiny_vlms import twin_backend
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "assets" / "bigbuckbunny.mp4"
 
@@ -789,23 +790,8 @@ def test_attention_maps_stay_within_the_memory_budget(tiny_backend, frames, monk
 # ----------------------------------------------------------------------------- every family
 
 
-def twin_backend(family: str):
-    """The family's backend on its tiny twin (tests/tiny_vlms.py), preprocessing as the twin's
-    processor outputs are built (SigLIP-style mean/std 0.5, no resize for the twin's frames)."""
-    from scissor_viz.models import LlavaNextVideoBackend, Qwen2_5_VLBackend, SmolVLMBackend
-    from scissor_viz.models.qwen2_5_vl import QwenPreprocessing
-    from tests.tiny_vlms import build_twins
-
-    twin = build_twins()[family]
-    half = (0.5, 0.5, 0.5)
-    if family == "llava_next_video":
-        pre = VideoPreprocessing(64, 64, half, half)
-        return twin, LlavaNextVideoBackend(twin.model, twin.tokenizer, pre, pretrained=False)
-    if family == "smolvlm":
-        pre = VideoPreprocessing(64, 64, half, half)
-        return twin, SmolVLMBackend(twin.model, twin.tokenizer, pre, pretrained=False)
-    pre = QwenPreprocessing(4, 2, 2, min_pixels=8 * 8, max_pixels=64 * 96, mean=half, std=half)
-    return twin, Qwen2_5_VLBackend(twin.model, twin.tokenizer, pre, pretrained=False)
+FAMILIES = ["llava_next_video", "qwen2_5_vl", "qwen3_vl", "internvl", "smolvlm"]
+PER_RUN = ("qwen3_vl", "internvl", "smolvlm")  # a run of placeholders per frame (Qwen3: group)
 
 
 @pytest.mark.parametrize(
@@ -816,13 +802,17 @@ def twin_backend(family: str):
         ("smolvlm", (64, 64), (4, 8, 8, 1)),
         ("qwen2_5_vl", (64, 64), (4, 8, 8, 2)),  # 8 frames: 4 pairs of 8 x 8
         ("qwen2_5_vl", (48, 88), (4, 6, 11, 2)),  # a non-square 6 x 11 grid per pair
+        ("qwen3_vl", (64, 64), (4, 8, 8, 2)),
+        ("qwen3_vl", (48, 88), (4, 6, 11, 2)),
+        ("internvl", (64, 64), (4, 8, 8, 1)),
+        ("internvl", (48, 90), (4, 8, 8, 1)),  # squashed to the tower's 64 x 64
     ],
 )
 def test_each_family_encodes_its_own_grid(family, size, shape):
     from scissor_viz.grid import TokenGrid
 
     twin, backend = twin_backend(family)
-    frames = random_frames(8 if family == "qwen2_5_vl" else 4, *size, seed=5)
+    frames = random_frames(8 if family.startswith("qwen") else 4, *size, seed=5)
     groups, rows, cols, per_group = shape
     assert backend.grid_for(frames) == TokenGrid(rows, cols, per_group)
     tokens = backend.encode(frames)
@@ -848,7 +838,19 @@ def test_qwen_preprocessing_equals_the_twins_processor_outputs():
     assert ours["video_grid_thw"].tolist() == [[3, 16, 16]]
 
 
-@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_5_vl", "smolvlm"])
+ANSWERING = [f for f in FAMILIES if f != "qwen3_vl"]  # Qwen3-VL: DeepStack not carried yet
+
+
+def test_qwen3_vl_declares_it_cannot_answer_yet():
+    """Its answers would lack the DeepStack features the stock model adds: it says so."""
+    _, backend = twin_backend("qwen3_vl")
+    tokens = backend.encode(random_frames(4, 64, 64, seed=7))
+    assert not backend.can_answer and "DeepStack" in backend.unavailable_reason
+    with pytest.raises(AnswerUnavailable, match="DeepStack"):
+        backend.answer(QUESTION, tokens, shape=(tokens.shape[0], 8, 8))
+
+
+@pytest.mark.parametrize("family", ANSWERING)
 def test_each_familys_full_answer_equals_stock_generate(family):
     twin, backend = twin_backend(family)
     frames = random_frames(4, 64, 64, seed=7)
@@ -857,7 +859,8 @@ def test_each_familys_full_answer_equals_stock_generate(family):
     shape = (tokens.shape[0], 8, 8)  # Qwen's grid follows the frames: the shape is given
     ours = backend.answer(QUESTION, tokens, max_new_tokens=n, min_new_tokens=n, shape=shape)
     pixels = backend.pixel_inputs(frames)
-    if family == "smolvlm":  # per-frame runs: the backend's own stock prompt
+    pixels.pop("input_ids", None)  # InternVL's: which prompt the frames belong to
+    if family in PER_RUN:  # per-frame runs: the backend's own stock prompt
         ids = backend.video_inputs(QUESTION, shape)["input_ids"]
     else:
         count = tokens.shape[0] * tokens.shape[1]
@@ -865,7 +868,7 @@ def test_each_familys_full_answer_equals_stock_generate(family):
         prompt = prompt.replace(backend.video_token, backend.video_token * count)
         ids = backend.tokenizer(prompt, return_tensors="pt").input_ids
     stock_inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **pixels}
-    if family == "qwen2_5_vl":
+    if family.startswith("qwen"):
         stock_inputs["mm_token_type_ids"] = (ids == backend.video_token_id).long() * 2
     with torch.inference_mode():
         stock = backend.model.generate(
@@ -875,7 +878,7 @@ def test_each_familys_full_answer_equals_stock_generate(family):
     torch.testing.assert_close(ours.first_logits, stock.logits[0][0].float(), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_5_vl", "smolvlm"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_video_analysis_runs_on_each_family(family):
     """The app's analysis end to end: tokens on the family's grid, SCC, the answers (full,
     SCC, a selection method) through the patched model; Qwen on a non-square grid."""
@@ -889,10 +892,14 @@ def test_video_analysis_runs_on_each_family(family):
     analysis = VideoAnalysis.from_clip(clip, backend)
     grid = analysis.grid
     assert analysis.tokens.shape[:2] == (grid.groups(6), grid.tokens_per_frame)
-    if family == "qwen2_5_vl":
+    if family.startswith("qwen"):
         assert (grid.rows, grid.cols, grid.frames_per_group) == (6, 11, 2)
     comp = analysis.compress(retention=0.2)
     assert 0 < comp.num_tokens < analysis.num_tokens
+    if not backend.can_answer:  # Qwen3-VL (see test_qwen3_vl_declares_it_cannot_answer_yet)
+        with pytest.raises(AnswerUnavailable):
+            analysis.answer("What is here?", comp)
+        return
     full = analysis.answer("What is here?")
     mine = analysis.answer("What is here?", comp)
     assert full.visual_tokens == analysis.num_tokens and mine.visual_tokens == comp.num_tokens

@@ -156,6 +156,18 @@ def caption_numbers(caption: str) -> dict[str, int]:
     return {k: int(m.group(1).replace(",", "")) for k, m in found.items() if m}
 
 
+def short_numbers(caption: str) -> dict[str, int]:
+    """The counts a grid caption states ('f1 · 44 tokens\n143 cells merged')."""
+    patterns = {
+        "regions": r"· ([\d,]+) regions?\n",
+        "tokens": r"· ([\d,]+) tokens?\n",
+        "merged": r"\n([\d,]+) cells? merged$",
+        "moved": r"\n([\d,]+) cells? moved$",
+    }
+    found = {k: re.search(v, caption) for k, v in patterns.items()}
+    return {k: int(m.group(1).replace(",", "")) for k, m in found.items() if m}
+
+
 def check_captions_add_up(comp) -> None:
     """Each view's per-frame counts are of one unit and add up: regions of P tokens (the
     spatial counts); cells kept + cells merged = P, tokens kept summing to K; tokens after
@@ -176,6 +188,19 @@ def check_captions_add_up(comp) -> None:
     assignment, labels = np.asarray(comp.assignment), np.asarray(comp.temporal_labels)
     assert [c["after merging"] for c in merge] == [len(np.unique(r)) for r in assignment]
     assert [c.get("moved", 0) for c in merge] == (assignment != labels).sum(1).tolist()
+    # the grid's two short lines: the same counts in the same units, each line short
+    for view, whole in (("spatial", spatial), ("temporal", temporal), ("merge", merge)):
+        short = region_views.short_captions(comp, view)
+        assert all(len(line) <= 21 for c in short for line in c.split("\n")), short
+        numbers = [short_numbers(c) for c in short]
+        if view == "temporal":
+            assert [n["tokens"] for n in numbers] == [c["kept tokens"] for c in whole]
+            assert [n.get("merged", 0) for n in numbers] == [c.get("merged", 0) for c in whole]
+        elif view == "spatial":
+            assert [n["regions"] for n in numbers] == [c["regions"] for c in whole]
+        else:
+            assert [n["tokens"] for n in numbers] == [c["after merging"] for c in whole]
+            assert [n.get("moved", 0) for n in numbers] == [c.get("moved", 0) for c in whole]
 
 
 def test_captions_match_the_view(region_video):

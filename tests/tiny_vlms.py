@@ -310,3 +310,32 @@ def build_twins(seed: int = 0) -> dict[str, Twin]:
         "internvl": Twin("internvl", build_internvl(tokenizer, seed), tokenizer, 4, 64),
         "smolvlm": Twin("smolvlm", build_smolvlm(tokenizer, seed), tokenizer, 4, 64),
     }
+
+
+def twin_backend(family: str):
+    """The family's backend on its tiny twin (tests/tiny_vlms.py), preprocessing as the twin's
+    processor outputs are built (SigLIP-style mean/std 0.5, no resize for the twin's frames);
+    LLaVA-NeXT-Video, Qwen2.5-VL, Qwen3-VL, InternVL and SmolVLM2 (OneVision's is
+    tests/tiny_llava.py's checkpoint folder)."""
+    from scissor_viz.models import (
+        InternVLBackend,
+        LlavaNextVideoBackend,
+        Qwen2_5_VLBackend,
+        Qwen3VLBackend,
+        SmolVLMBackend,
+    )
+    from scissor_viz.models.llava_onevision import VideoPreprocessing
+    from scissor_viz.models.qwen2_5_vl import QwenPreprocessing
+
+    twin = build_twins()[family]
+    half = (0.5, 0.5, 0.5)
+    if family == "llava_next_video":
+        pre = VideoPreprocessing(64, 64, half, half)
+        return twin, LlavaNextVideoBackend(twin.model, twin.tokenizer, pre, pretrained=False)
+    if family in ("smolvlm", "internvl"):
+        pre = VideoPreprocessing(64, 64, half, half)
+        cls = SmolVLMBackend if family == "smolvlm" else InternVLBackend
+        return twin, cls(twin.model, twin.tokenizer, pre, pretrained=False)
+    pre = QwenPreprocessing(4, 2, 2, min_pixels=8 * 8, max_pixels=64 * 96, mean=half, std=half)
+    cls = Qwen2_5_VLBackend if family == "qwen2_5_vl" else Qwen3VLBackend
+    return twin, cls(twin.model, twin.tokenizer, pre, pretrained=False)

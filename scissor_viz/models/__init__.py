@@ -4,7 +4,7 @@
   family through transformers (the tokens its LLM reads, from the SCC patch's own feature
   extraction; answers through the patched model), one subclass per family:
   ``LlavaOnevisionBackend``, ``LlavaNextVideoBackend``, ``Qwen2_5_VLBackend``,
-  ``SmolVLMBackend``;
+  ``Qwen3VLBackend``, ``InternVLBackend``, ``SmolVLMBackend``;
 * :class:`~scissor_viz.models.pixels.PixelBackend`: no weights, per-cell colour/texture
   descriptors on the configured family's grid; it cannot answer.
 
@@ -25,6 +25,7 @@ from scissor_viz.models.base import (
     check_frames,
 )
 from scissor_viz.models.cache import TokenCache
+from scissor_viz.models.internvl import InternVLBackend
 from scissor_viz.models.llava_next_video import LlavaNextVideoBackend
 from scissor_viz.models.llava_onevision import LlavaOnevisionBackend
 from scissor_viz.models.loading import (
@@ -47,6 +48,7 @@ from scissor_viz.models.loading import (
 )
 from scissor_viz.models.pixels import PixelBackend
 from scissor_viz.models.qwen2_5_vl import Qwen2_5_VLBackend
+from scissor_viz.models.qwen3_vl import Qwen3VLBackend
 from scissor_viz.models.smolvlm import SmolVLMBackend
 from scissor_viz.models.vlm import VideoLLMBackend
 
@@ -72,6 +74,8 @@ __all__ = [
     "LlavaNextVideoBackend",
     "LlavaOnevisionBackend",
     "Qwen2_5_VLBackend",
+    "Qwen3VLBackend",
+    "InternVLBackend",
     "SmolVLMBackend",
     "VideoLLMBackend",
     "PixelBackend",

@@ -33,10 +33,12 @@ from scissor_viz.models.base import (
     CheckpointRefused,
 )
 from scissor_viz.models.cache import TokenCache
+from scissor_viz.models.internvl import InternVLBackend
 from scissor_viz.models.llava_next_video import LlavaNextVideoBackend
 from scissor_viz.models.llava_onevision import LlavaOnevisionBackend
 from scissor_viz.models.pixels import PixelBackend
 from scissor_viz.models.qwen2_5_vl import Qwen2_5_VLBackend
+from scissor_viz.models.qwen3_vl import Qwen3VLBackend
 from scissor_viz.models.smolvlm import SmolVLMBackend
 from scissor_viz.models.vlm import VideoLLMBackend
 from scissor_viz.progress import ProgressFn, report
@@ -59,6 +61,8 @@ FAMILIES: list[type[VideoLLMBackend]] = [
     LlavaOnevisionBackend,
     LlavaNextVideoBackend,
     Qwen2_5_VLBackend,
+    Qwen3VLBackend,
+    InternVLBackend,
     SmolVLMBackend,
 ]
 PREPROCESSING_FILES = (

@@ -11,6 +11,7 @@ import tempfile
 import time
 import uuid
 from collections import OrderedDict
+from dataclasses import asdict
 from pathlib import Path
 
 import gradio as gr
@@ -350,7 +351,7 @@ def probe(session, frame, view, fill, evt: gr.SelectData):
     frame = session.clamp(frame)
     image = session.analysis.clip.frames[frame]
     y, x = checks.click_at(evt.index, *image.shape[:2])
-    token = grid.token_at(y, x, image.shape[0], image.shape[1])
+    token = grid.token_at(y, x, image.shape[0], image.shape[1], *session.grid.shape)
     return views.probe_views(session, frame, token, view, fill)
 
 
@@ -439,14 +440,15 @@ def export_files(session, view, fill, progress=gr.Progress()):
     stem = f"{Path(session.video).stem or 'video'}-scissor"
     gif = export.save_gif(images, folder / f"{stem}-regions.gif")
     mp4 = export.save_mp4(images, folder / f"{stem}-regions.mp4")
-    summary = session.analysis.summary(session.comp)
-    part = export.save_partition(
+    summary, tokens = session.analysis.summary(session.comp), session.grid
+    part = export.save_partition(  # one row of labels per token grid (a Qwen pair: one)
         folder / f"{stem}-partition.json",
         session.comp,
-        num_frames=summary["frames"],
-        timestamps=summary["timestamps"],
+        num_frames=tokens.groups(summary["frames"]),
+        timestamps=session.step_stamps(),
         method="scc",
         backend=summary["backend"],
+        meta={"grid": dict(asdict(tokens), frames=summary["frames"])},  # rows, cols, per group
     )
     session.mark_drawn("Export")
     return dict(files=[str(gif), str(mp4), str(part)], drawn_export=views.banner(session, "Export"))

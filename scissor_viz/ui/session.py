@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from scissor_viz.analysis import VideoAnalysis
+from scissor_viz.grid import TokenGrid
 from scissor_viz.numbers import tau_short
 from scissor_viz.regions import plural
 from scissor_viz.scc import Compression
@@ -58,6 +59,20 @@ class Session:
     @property
     def frames(self) -> int:
         return len(self.analysis.clip.frames)
+
+    @property
+    def grid(self) -> TokenGrid:
+        """The token grid of the video on the page (the backend's, for its frames)."""
+        return self.analysis.grid
+
+    def step(self, frame: int) -> int:
+        """The time step (row of the tokens and labels) frame ``frame`` is drawn with: the frame
+        itself, or its temporal group (Qwen-VL: one token grid per two frames)."""
+        return int(frame) // self.grid.frames_per_group
+
+    def step_stamps(self) -> list[float]:
+        """Each time step's timestamp: its (first) frame's."""
+        return [float(s) for s in self.analysis.clip.timestamps[:: self.grid.frames_per_group]]
 
     @property
     def features(self) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from scissor_viz import figures, graphs, overlay, regions, scrub
+from scissor_viz.grid import as_numpy
 from scissor_viz.methods import METHODS
 from scissor_viz.numbers import tau_short, tau_text
 from scissor_viz.ui.backends import gpu
@@ -34,8 +35,10 @@ DEFAULT_FRAMES = 16
 VIEWS = {"Temporal step": "temporal", "Spatial step": "spatial", "Merge assignment": "merge"}
 DEFAULT_VIEW = "Temporal step"
 READING_GUIDE = """
-**How to read the picture.** Each sampled frame is cut into a 14 × 14 grid of cells: one cell is
-one visual token, what the video LLM sees. SCC joins tokens that look alike.
+**How to read the picture.** Each sampled frame is cut into the model's grid of cells (14 × 14
+for LLaVA-OneVision; the line above the frames gives the grid in use): one cell is one visual
+token, what the video LLM sees. A model that encodes frames in pairs (Qwen-VL) has one grid per
+pair: both frames of a pair show the pair's regions. SCC joins tokens that look alike.
 
 * **Spatial step**: inside one frame, neighbouring-or-not cells more similar than τ join; each
   tinted region with an outline is one token now. A cell left untinted stayed alone.
@@ -114,8 +117,9 @@ def region_images(
     on the grid's thumbnails unless ``full_size`` (exports)."""
     analysis, comp, key = session.analysis, session.comp, view_key(view)
     frames = analysis.clip.frames if full_size else session.thumbnails()
-    images = regions.view_overlays(frames, comp, key, fill=fill, probe=probe)
-    captions = regions.view_captions(comp, key, analysis.clip.timestamps)
+    grid = session.grid
+    images = regions.view_overlays(frames, comp, key, fill=fill, probe=probe, grid=grid)
+    captions = regions.view_captions(comp, key, analysis.clip.timestamps, grid, len(frames))
     return list(zip(images, captions))
 
 
@@ -141,7 +145,9 @@ def frames_views(session: Session) -> dict:
     pictures = region_images(session, session.view, session.fill)
     uris = [jpeg_uri(image) for image, _ in pictures]
     full = [caption for _, caption in pictures]
-    short = regions.short_captions(session.comp, view_key(session.view))
+    short = regions.short_captions(
+        session.comp, view_key(session.view), session.grid, len(pictures)
+    )
     return dict(
         regions=frames_html(uris, short, session.frame, titles=full),
         large=large_html(uris[session.frame], full[session.frame], session.frame),
@@ -151,25 +157,37 @@ def frames_views(session: Session) -> dict:
 def probe_picture(session: Session, frame: int, view: str) -> np.ndarray:
     """The frame to click on, with its regions in the view."""
     labels = regions.view_labels(session.comp, view_key(view))
-    return overlay.overlay(session.analysis.clip.frames[frame], labels[frame])
+    image = session.analysis.clip.frames[frame]
+    return overlay.overlay(image, labels[session.step(frame)], cols=session.grid.cols)
 
 
 def probe_views(session: Session, frame: int, token: int, view: str, fill: bool) -> dict:
     """The probe's answer to a click: its region in every frame, the similarity figure, the
     note, and the frame with the clicked cell marked and every token tinted by its similarity
     to it."""
-    analysis = session.analysis
-    similarity = figures.probe_similarity(analysis.tokens, frame, token)
+    analysis, grid, step = session.analysis, session.grid, session.step(frame)
+    similarity = figures.probe_similarity(analysis.tokens, step, token)
+    names = [grid.step_name(g, session.frames) for g in range(len(similarity))]
     figure = figures.probe_figure(
-        similarity, frame, token, session.comp.tau, timestamps=analysis.clip.timestamps
+        similarity,
+        step,
+        token,
+        session.comp.tau,
+        timestamps=session.step_stamps(),
+        cols=grid.cols,
+        names=names,
     )
     session.probed = (frame, token)
     session.mark_drawn("Probe")
     return dict(
         probe_gallery=region_images(session, view, fill, probe=(frame, token)),
         probe_plot=figure,
-        probe_note=regions.probe_note(session.comp, view_key(view), frame, token),
-        probe_image=regions.probe_image(analysis.clip.frames[frame], similarity[frame], token),
+        probe_note=regions.probe_note(
+            session.comp, view_key(view), frame, token, grid, session.frames
+        ),
+        probe_image=regions.probe_image(
+            analysis.clip.frames[frame], similarity[step], token, cols=grid.cols
+        ),
         drawn_probe=banner(session, "Probe"),
     )
 
@@ -180,7 +198,10 @@ def scrub_steps(session: Session, frame: int) -> list[scrub.ScrubStep]:
     if key not in session.scrubs:
         analysis = session.analysis
         steps = scrub.scrub_steps(
-            analysis.clip.frames[frame], analysis.index.frame_similarity[frame], tau=key[1]
+            analysis.clip.frames[frame],
+            analysis.index.frame_similarity[session.step(frame)],
+            tau=key[1],
+            cols=session.grid.cols,
         )
         session.scrubs = {key: steps}
     return session.scrubs[key]
@@ -263,12 +284,17 @@ def numbers_markdown(session: Session) -> str:
     per_frame = s["spatial_tokens_per_frame"]
     exact = "" if s["exact"] else " (temporal step sampled with ε)"
     frames = "frame" if s["frames"] == 1 else "frames"
+    grid, groups = session.grid, len(per_frame)
+    unit = "frame"
+    if grid.frames_per_group > 1:  # one token grid per group of frames (Qwen-VL)
+        unit = "group"
+        frames += f" in {regions.plural(groups, 'group')} of {grid.frames_per_group}"
     return (
         f"`{session.video}`: **{s['tokens_before']:,} → {s['tokens_after']:,} tokens** "
         f"({s['frames']} {frames} × {s['tokens_per_frame']}) · retention reached "
         f"**{s['retention']:.1%}** · τ = **{tau_words(s['tau'])}**{exact} · "
-        f"regions after the spatial step: {min(per_frame)}–{max(per_frame)} per frame "
-        f"(mean {np.mean(per_frame):.1f})"
+        f"regions after the spatial step: {min(per_frame)}–{max(per_frame)} per {unit} "
+        f"(mean {np.mean(per_frame):.1f}) · token grid {grid.rows} × {grid.cols} per {unit}"
     )
 
 
@@ -307,22 +333,28 @@ def answers_markdown(session: Session, compressed, full) -> str:
 
 def tau_graph(session: Session, frame: int):
     """The selected frame's τ-graph: its spanning tree, the links above τ in region colours."""
-    analysis, comp = session.analysis, session.comp
+    analysis, comp, grid = session.analysis, session.comp, session.grid
     frame = clamp_frame(session, frame)
-    sim = analysis.index.frame_similarity[frame].cpu().numpy()
-    labels = comp.spatial_labels[frame].cpu().numpy()
+    step = session.step(frame)
+    sim = analysis.index.frame_similarity[step].cpu().numpy()
+    labels = comp.spatial_labels[step].cpu().numpy()
+    name = f"Frame {frame}"
+    if grid.frames_per_group > 1:
+        name = f"Frames {grid.step_name(step, session.frames)[1:]}"
     title = (
-        f"Frame {frame} · τ = {tau_short(comp.tau)} · "
-        f"{regions.plural(int(labels.max()) + 1, 'region')}"
+        f"{name} · τ = {tau_short(comp.tau)} · {regions.plural(int(labels.max()) + 1, 'region')}"
     )
-    return graphs.tau_graph_figure(sim, comp.tau, labels, analysis.clip.frames[frame], title=title)
+    return graphs.tau_graph_figure(
+        sim, comp.tau, labels, analysis.clip.frames[frame], title=title, cols=grid.cols
+    )
 
 
 def matrix_figure(session: Session, frame: int):
     """The selected frame's similarity matrix, ordered by region."""
     frame = clamp_frame(session, frame)
-    sim = session.analysis.index.frame_similarity[frame].cpu().numpy()
-    labels = session.comp.spatial_labels[frame].cpu().numpy()
+    step = session.step(frame)
+    sim = session.analysis.index.frame_similarity[step].cpu().numpy()
+    labels = session.comp.spatial_labels[step].cpu().numpy()
     return figures.similarity_matrix_figure(
         sim, labels, title=f"Frame {frame}: similarity by region"
     )
@@ -336,9 +368,11 @@ def video_figures(session: Session) -> dict:
         session.curve = analysis.retention_curve()
     taus, retention = session.curve
     heights = analysis.index.spatial_merge_heights()  # computed once per video
-    stamps = analysis.clip.timestamps
+    stamps = session.step_stamps()  # one per frame, or per temporal group
     return dict(
-        temporal=graphs.temporal_graph_figure(analysis.tokens, comp, timestamps=stamps),
+        temporal=graphs.temporal_graph_figure(
+            analysis.tokens, comp, timestamps=stamps, cols=session.grid.cols
+        ),
         curve=figures.retention_figure(taus, retention, comp.tau, comp.retention, heights),
         per_frame=figures.tokens_per_frame_figure(
             comp.spatial_counts, stamps, kept=regions.kept_per_frame(comp.temporal_labels)
@@ -349,16 +383,19 @@ def video_figures(session: Session) -> dict:
 def compare_views(session: Session, methods: list[str], frame: int, question) -> dict:
     """Each method's regions on one frame (mean colours), and a table of their numbers, at the
     session's compression (SCC's row is the compression on screen: the same K)."""
-    analysis = session.analysis
+    analysis, grid = session.analysis, session.grid
     frame = clamp_frame(session, frame)
+    steps = grid.steps(session.frames)
     for method in set(methods) - set(analysis.methods()):
         gr.Warning(f"{METHOD_LABELS[method]} needs a loaded model; skipped.")
     images, table = [], []
     for method, reduction, row in analysis.compare(methods, session.comp, question):
-        means = overlay.region_means(analysis.clip.frames, reduction.assignment)
+        assignment = as_numpy(reduction.assignment)[steps]  # a group's grid on its frames
+        means = overlay.region_means(analysis.clip.frames, assignment, grid.cols)
         image = overlay.overlay(
-            analysis.clip.frames[frame], reduction.assignment[frame], means, 1.0, mode="paint"
-        )
+            analysis.clip.frames[frame], assignment[frame], means, 1.0, mode="paint",
+            cols=grid.cols,
+        )  # fmt: skip
         label = f"{METHOD_LABELS[method]}: {reduction.num_tokens} tokens"
         images.append((image, f"{label}, coverage {row['coverage']:.3f}"))
         table.append(
