@@ -89,6 +89,9 @@ def test_a_group_is_drawn_on_each_of_its_frames():
     assert captions[0].startswith("f0–1") and "66 cells kept" in captions[0]
     assert captions[1] == "f1 · 0.5s · tokens of f0–1"
     assert captions[2].startswith("f2–3") and "55 merged into earlier frames" in captions[2]
+    short = regions.short_captions(comp, "temporal", grid, 4)  # the grid's two lines
+    assert short[0].startswith("f0–1 · ") and short[1] == "f1 · tokens\nof f0–1"
+    assert short[2].endswith("55 cells merged") and len(short) == 4
     note = regions.probe_note(comp, "temporal", 3, 40, grid)
     assert note.startswith("Token 40 of frames 2–3 (row 3, column 7)")
     assert "across 2 groups of 2 frames" in note
