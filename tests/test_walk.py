@@ -46,7 +46,7 @@ from tests.browser import (
     slider_track,
     wait_for,
 )
-from tests.serving import free_port
+from tests.serving import serve_app
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = int(os.environ.get("SCISSOR_VIZ_WALK_STEPS", 32))
@@ -65,6 +65,7 @@ TABS = ("How to read it", "Similarity", "Probe", "Teach", "Compare", "Export")
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.timeout(600),  # about 3 minutes here; a hang ends the run (pyproject.toml)
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing"),
 ]
 
@@ -98,14 +99,11 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    from scissor_viz.ui import build_demo
-
-    demo = build_demo(checkpoint=str(tmp_path_factory.mktemp("weights") / "no-checkpoint"))
-    _, local_url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
-    )
-    yield local_url
-    demo.close()
+    """`python app.py` without weights, in a process of its own as a Space runs it: nothing an
+    earlier test left in this process (caches, budgets, queues) reaches the walk."""
+    tmp = tmp_path_factory.mktemp("walk-app")
+    with serve_app(tmp / "app.log", SCISSOR_VIZ_CHECKPOINT=str(tmp / "no-checkpoint")) as url:
+        yield url
 
 
 # ----------------------------------------------------------------------------- reading the page
