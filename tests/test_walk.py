@@ -25,6 +25,9 @@ from __future__ import annotations
 import os
 import random
 import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,6 +54,8 @@ from tests.serving import serve_app
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = int(os.environ.get("SCISSOR_VIZ_WALK_STEPS", 32))
 SEED = int(os.environ.get("SCISSOR_VIZ_WALK_SEED", 15))
+OWN_PROCESS = "SCISSOR_VIZ_WALK_OWN_PROCESS"  # set in the walk's own pytest
+WALK_LIMIT_S = 540
 QUIET_S = 0.8  # the page has settled when nothing it shows changed for this long
 TOP = re.compile(
     r"(?P<video>\S+): (?P<before>[\d,]+) → (?P<after>[\d,]+) tokens \((?P<frames>\d+) frames? "
@@ -396,18 +401,43 @@ class Walk:
 LIVE_TABS = ("drawn-similarity", "drawn-probe", "drawn-teach")  # redrawn when open
 
 
-def test_random_walk(url, clips):
+def test_random_walk(request):
+    """The walk, in a pytest of its own (``OWN_PROCESS``): after the rest of the suite in one
+    process its page stopped answering (Chromium and Playwright's driver spinning, the call
+    never returning, pytest's timeout unable to interrupt it), while the same walk in a fresh
+    interpreter passes. A walk that hangs there is killed with its browser and fails, showing
+    the actions it took."""
+    if os.environ.get(OWN_PROCESS) == "1":
+        return walk(request.getfixturevalue("url"), request.getfixturevalue("clips"))
+    command = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-x",
+               f"{__file__}::test_random_walk"]  # fmt: skip
+    child = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, OWN_PROCESS: "1"}, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        output, _ = child.communicate(timeout=WALK_LIMIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)  # pytest, its app.py, Playwright and Chromium
+        output, _ = child.communicate()
+        pytest.fail(f"the walk did not end within {WALK_LIMIT_S} s:\n{output[-6000:]}")
+    assert child.returncode == 0, output[-8000:]
+    assert re.search(r"\b1 passed\b", output), output[-2000:]
+
+
+def walk(url: str, clips: dict[str, Path]) -> None:
     rng = random.Random(SEED)
     with chromium() as browser:
         page = open_page(browser, url)
-        walk = Walk(page, clips, rng)
+        walker = Walk(page, clips, rng)
         try:
             for _ in range(STEPS):
-                walk.step()
+                walker.step()
+                print(f"walk {len(walker.done)}: {walker.done[-1]}", flush=True)
         except Exception as err:
-            actions = "\n  ".join(walk.done)
+            actions = "\n  ".join(walker.done)
             raise AssertionError(
-                f"seed {SEED}, after {len(walk.done)} actions:\n  {actions}\n{err}"
+                f"seed {SEED}, after {len(walker.done)} actions:\n  {actions}\n{err}"
             ) from err
         finally:
             page.close()
