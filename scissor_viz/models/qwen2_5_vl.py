@@ -142,10 +142,15 @@ class Qwen2_5_VLBackend(VideoLLMBackend):
             raise ValueError("Qwen2.5-VL positions tokens on the video's grid: give shape=")
         groups, rows, cols = shape
         prompt = self.build_prompt(question)
-        ids = self.tokenizer(
-            prompt.replace(self.video_token, self.video_token * (groups * rows * cols)),
-            return_tensors="pt",
-        ).input_ids.to(self.device)
+        return self._grid_inputs(
+            prompt.replace(self.video_token, self.video_token * (groups * rows * cols)), shape
+        )
+
+    def _grid_inputs(self, prompt: str, shape: tuple[int, int, int]) -> dict[str, Any]:
+        """The model's inputs for a prompt whose video placeholders are laid out already: ids,
+        mask, the video's grid (``shape`` in merged tokens) and each placeholder's type."""
+        groups, rows, cols = shape
+        ids = self.tokenizer(prompt, return_tensors="pt").input_ids.to(self.device)
         merge = self.preprocessing.merge_size
         thw = torch.tensor([[groups, rows * merge, cols * merge]], device=self.device)
         return {

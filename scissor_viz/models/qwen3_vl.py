@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from scissor_viz.models.base import AnswerUnavailable
-from scissor_viz.models.qwen2_5_vl import VIDEO, Qwen2_5_VLBackend
+from scissor_viz.models.qwen2_5_vl import Qwen2_5_VLBackend
 
 START, END = "<|vision_start|>", "<|vision_end|>"
 
@@ -67,12 +67,4 @@ class Qwen3VLBackend(Qwen2_5_VLBackend):
             prompt = prompt.replace(wrapped, video, 1)
         else:
             prompt = prompt.replace(self.video_token, video, 1)
-        ids = self.tokenizer(prompt, return_tensors="pt").input_ids.to(self.device)
-        merge = self.preprocessing.merge_size
-        thw = torch.tensor([[groups, rows * merge, cols * merge]], device=self.device)
-        return {
-            "input_ids": ids,
-            "attention_mask": torch.ones_like(ids),
-            "video_grid_thw": thw,
-            "mm_token_type_ids": (ids == self.video_token_id).long() * VIDEO,
-        }
+        return self._grid_inputs(prompt, shape)
