@@ -20,8 +20,9 @@ from scissor_viz.numbers import tau_short, tau_text
 from scissor_viz.ui.backends import gpu
 from scissor_viz.ui.memory import return_free_memory
 from scissor_viz.ui.session import (  # noqa: F401 (the session's names, where they were)
+    GRID_WIDTH,
+    LARGE_WIDTH,
     NO_VIDEO,
-    THUMB_WIDTH,
     NoSession,
     Session,
     fit_width,
@@ -114,9 +115,9 @@ def region_images(
     full_size: bool = False,
 ) -> list[tuple[np.ndarray, str]]:
     """Every frame drawn for the view, with its caption (``probe``: one token's region lit);
-    on the grid's thumbnails unless ``full_size`` (exports)."""
+    on the grid's GRID_WIDTH thumbnails unless ``full_size`` (exports)."""
     analysis, comp, key = session.analysis, session.comp, view_key(view)
-    frames = analysis.clip.frames if full_size else session.thumbnails()
+    frames = analysis.clip.frames if full_size else session.thumbnails(GRID_WIDTH)
     grid = session.grid
     images = regions.view_overlays(frames, comp, key, fill=fill, probe=probe, grid=grid)
     captions = regions.view_captions(comp, key, analysis.clip.timestamps, grid, len(frames))
@@ -148,10 +149,25 @@ def frames_views(session: Session) -> dict:
     short = regions.short_captions(
         session.comp, view_key(session.view), session.grid, len(pictures)
     )
+    large = jpeg_uri(large_image(session))
     return dict(
         regions=frames_html(uris, short, session.frame, titles=full),
-        large=large_html(uris[session.frame], full[session.frame], session.frame),
+        large=large_html(large, full[session.frame], session.frame),
     )
+
+
+def large_image(session: Session) -> np.ndarray:
+    """The selected frame drawn for the session's view on its LARGE_WIDTH frame (only that
+    one: the grid's pictures are smaller)."""
+    frames = session.thumbnails(LARGE_WIDTH)
+    return regions.view_overlays(
+        frames,
+        session.comp,
+        view_key(session.view),
+        fill=session.fill,
+        grid=session.grid,
+        only=session.frame,
+    )[0]
 
 
 def probe_picture(session: Session, frame: int, view: str) -> np.ndarray:
@@ -245,7 +261,7 @@ def answer_hint(session: Session) -> str:
     return f"{seen} Let go of the slider (or press *Ask again*) for its answer."
 
 
-def jpeg_uri(image: np.ndarray, width: int = THUMB_WIDTH) -> str:
+def jpeg_uri(image: np.ndarray, width: int = LARGE_WIDTH) -> str:
     """A JPEG data URI of a uint8 (H, W, 3) image, at most ``width`` pixels wide."""
     picture = Image.fromarray(image)
     if picture.width > width:
