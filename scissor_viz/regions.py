@@ -172,14 +172,13 @@ def view_overlays(
     probe: tuple[int, int] | None = None,
     alpha: float = TINT,
     grid: TokenGrid | None = None,
-    only: int | None = None,
 ) -> list[np.ndarray]:
     """Every frame drawn for ``view`` (see the module docstring) on the token ``grid`` (default:
     square). ``fill`` paints regions their mean colour over all their pixels instead of
     tinting; ``probe=(frame, token)`` keeps only that token's region (in this view) bright, in
     every frame, and outlines the token. A temporal group's grid (Qwen-VL: one per two frames)
     is drawn on each of its frames; "→ f2" then names the first frame of the group a cell's
-    token belongs to. ``only``: frame ``only`` alone, as drawn among all (a list of one)."""
+    token belongs to."""
     labels = view_labels(comp, view)
     grid = _grid(labels, grid)
     if grid.groups(len(frames)) != len(labels):
@@ -204,8 +203,6 @@ def view_overlays(
     out = []
     rows, cols = grid.shape
     for t, frame in enumerate(frames):
-        if only is not None and t != only:
-            continue
         g = steps[t]
         image = render(frame, CellStyle(scale[g], offset[g], outline[g], closed=True, cols=cols))
         if view == "merge" and moved[g].any():

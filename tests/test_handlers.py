@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import itertools
 import re
 from pathlib import Path
 
@@ -14,12 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scissor_viz import regions
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import PixelBackend
 from scissor_viz.ui import handlers as on
-from scissor_viz.ui import views
-from scissor_viz.ui.session import GRID_WIDTH, LARGE_WIDTH, Session, fit_width
+from scissor_viz.ui.session import GRID_WIDTH, THUMB_WIDTH, Session, fit_width
 from scissor_viz.video import VideoError
 
 CLIP = Path(__file__).resolve().parents[1] / "assets" / "bigbuckbunny.mp4"
@@ -175,12 +172,12 @@ def test_play_toggles_and_scrubbing_wraps(session):
 
 
 def test_grid_is_drawn_on_thumbnails_and_exports_at_full_size(session, tmp_path, monkeypatch):
-    """The grid's pictures are made from GRID_WIDTH-wide frames and the large frame from a
-    LARGE_WIDTH-wide one (cheap under the slider); the exported GIF keeps the video's
-    resolution."""
+    """The pictures are drawn on THUMB_WIDTH-wide frames (cheap under the slider): the large
+    frame is sent at that width, the grid's shrunk to GRID_WIDTH (a quarter of the bytes); the
+    exported GIF keeps the video's resolution."""
     out = on.refresh(session, 0.3, "Spatial step", False)
     height, width = session.analysis.clip.frames.shape[1:3]
-    for html, size in ((out["regions"], GRID_WIDTH), (out["large"], LARGE_WIDTH)):
+    for html, size in ((out["regions"], GRID_WIDTH), (out["large"], THUMB_WIDTH)):
         first = re.search(r'src="data:image/jpeg;base64,([^"]+)"', html).group(1)
         picture = Image.open(io.BytesIO(base64.b64decode(first)))
         assert width > size and picture.size == (size, round(height * size / width))
@@ -190,20 +187,6 @@ def test_grid_is_drawn_on_thumbnails_and_exports_at_full_size(session, tmp_path,
     assert Path(gif).name == "bigbuckbunny-scissor-regions.gif"
     assert out["drawn_export"].startswith("Drawn for `bigbuckbunny.mp4`")
     assert Image.open(gif).size == (width, height)
-
-
-def test_large_frame_is_its_frame_of_every_view_drawn_alone(session):
-    """The selected frame, drawn alone on its LARGE_WIDTH frame, is exactly that frame of the
-    whole video drawn at that size (every view, tinted and filled: the same dimming, marks and
-    outlines)."""
-    frames = session.thumbnails(LARGE_WIDTH)
-    session.frame = 3
-    for view, fill in itertools.product(views.VIEWS, (False, True)):
-        session.view, session.fill = view, fill
-        every = regions.view_overlays(
-            frames, session.comp, views.view_key(view), fill=fill, grid=session.grid
-        )
-        assert (views.large_image(session) == every[3]).all(), (view, fill)
 
 
 def test_small_frames_are_enlarged_by_a_whole_factor_for_the_grid():

@@ -69,8 +69,8 @@ def session_bytes(session) -> int:
     analysis = getattr(session, "analysis", None)
     if analysis is None:
         return 0
-    pictures = getattr(session, "_thumbnails", None) or {}  # width -> fitted frames
-    return analysis.nbytes()["total"] + sum(frames.nbytes for frames in pictures.values())
+    pictures = getattr(session, "_thumbnails", None)
+    return analysis.nbytes()["total"] + (pictures.nbytes if pictures is not None else 0)
 
 
 def budget_from_env() -> int:

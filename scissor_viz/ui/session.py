@@ -23,11 +23,10 @@ from scissor_viz.numbers import tau_short
 from scissor_viz.regions import plural
 from scissor_viz.scc import Compression
 
-# Pixels: the frames of the grid are drawn at most GRID_WIDTH wide (shown about 122 px wide at
-# 1440 x 1000: twice that stays sharp on a high-density screen, and every slider step sends a
-# quarter of the bytes 480 would), the selected frame at most LARGE_WIDTH (shown about 506 px).
+THUMB_WIDTH = 480  # pixels: frames are drawn at most this wide (the large frame is shown ~506)
+# The grid's pictures are sent shrunk to this width: shown about 122 px wide at 1440 x 1000
+# (twice that stays sharp on a high-density screen), a slider step sends a quarter of the bytes.
 GRID_WIDTH = 240
-LARGE_WIDTH = 480
 # The slider's tau search stops at a K within this many tokens of its target: half the graphs
 # of the exact search (README, "Decisions"), never further off than SCC's own steps in K.
 SLIDER_SLACK = 2
@@ -58,7 +57,7 @@ class Session:
     probed: tuple[int, int] | None = None  # the probe's clicked (frame, token)
     curve: tuple[np.ndarray, np.ndarray] | None = None  # (taus, retention) for the plot
     scrubs: dict = field(default_factory=dict)  # frame -> the τ scrubber's steps
-    _thumbnails: dict[int, np.ndarray] | None = field(default=None, repr=False)  # width -> frames
+    _thumbnails: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def frames(self) -> int:
@@ -82,15 +81,12 @@ class Session:
     def features(self) -> str:
         return self.analysis.backend.name
 
-    def thumbnails(self, width: int = GRID_WIDTH) -> np.ndarray:
-        """The frames fitted to ``width`` (made once per width): the grid is drawn on
-        GRID_WIDTH ones and the large frame on LARGE_WIDTH ones, so a redraw under the slider
-        costs what the page shows, not the video's resolution."""
+    def thumbnails(self) -> np.ndarray:
+        """The frames fitted to THUMB_WIDTH (made once): the grid is drawn on these, so a redraw
+        under the slider costs what the page shows, not the video's resolution."""
         if self._thumbnails is None:
-            self._thumbnails = {}
-        if width not in self._thumbnails:
-            self._thumbnails[width] = fit_width(self.analysis.clip.frames, width)
-        return self._thumbnails[width]
+            self._thumbnails = fit_width(self.analysis.clip.frames, THUMB_WIDTH)
+        return self._thumbnails
 
     def release(self) -> None:
         """Free the heavy parts (the analysis's tokens and caches, the pictures' frames)."""

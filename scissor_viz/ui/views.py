@@ -21,8 +21,8 @@ from scissor_viz.ui.backends import gpu
 from scissor_viz.ui.memory import return_free_memory
 from scissor_viz.ui.session import (  # noqa: F401 (the session's names, where they were)
     GRID_WIDTH,
-    LARGE_WIDTH,
     NO_VIDEO,
+    THUMB_WIDTH,
     NoSession,
     Session,
     fit_width,
@@ -115,9 +115,9 @@ def region_images(
     full_size: bool = False,
 ) -> list[tuple[np.ndarray, str]]:
     """Every frame drawn for the view, with its caption (``probe``: one token's region lit);
-    on the grid's GRID_WIDTH thumbnails unless ``full_size`` (exports)."""
+    on the grid's thumbnails unless ``full_size`` (exports)."""
     analysis, comp, key = session.analysis, session.comp, view_key(view)
-    frames = analysis.clip.frames if full_size else session.thumbnails(GRID_WIDTH)
+    frames = analysis.clip.frames if full_size else session.thumbnails()
     grid = session.grid
     images = regions.view_overlays(frames, comp, key, fill=fill, probe=probe, grid=grid)
     captions = regions.view_captions(comp, key, analysis.clip.timestamps, grid, len(frames))
@@ -142,32 +142,20 @@ def redraw(session: Session) -> dict:
 
 def frames_views(session: Session) -> dict:
     """The frames grid (the selected frame marked; short captions, the whole one in each
-    figure's tooltip) and the selected frame drawn large with its whole caption."""
+    figure's tooltip) and the selected frame drawn large with its whole caption. Every frame
+    is drawn THUMB_WIDTH wide and shrunk to GRID_WIDTH for the grid: the grid looks as the
+    browser would show the large drawing, at a quarter of the bytes."""
     pictures = region_images(session, session.view, session.fill)
-    uris = [jpeg_uri(image) for image, _ in pictures]
+    uris = [jpeg_uri(image, GRID_WIDTH) for image, _ in pictures]  # drawn large, sent small
     full = [caption for _, caption in pictures]
     short = regions.short_captions(
         session.comp, view_key(session.view), session.grid, len(pictures)
     )
-    large = jpeg_uri(large_image(session))
+    large = jpeg_uri(pictures[session.frame][0])
     return dict(
         regions=frames_html(uris, short, session.frame, titles=full),
         large=large_html(large, full[session.frame], session.frame),
     )
-
-
-def large_image(session: Session) -> np.ndarray:
-    """The selected frame drawn for the session's view on its LARGE_WIDTH frame (only that
-    one: the grid's pictures are smaller)."""
-    frames = session.thumbnails(LARGE_WIDTH)
-    return regions.view_overlays(
-        frames,
-        session.comp,
-        view_key(session.view),
-        fill=session.fill,
-        grid=session.grid,
-        only=session.frame,
-    )[0]
 
 
 def probe_picture(session: Session, frame: int, view: str) -> np.ndarray:
@@ -261,7 +249,7 @@ def answer_hint(session: Session) -> str:
     return f"{seen} Let go of the slider (or press *Ask again*) for its answer."
 
 
-def jpeg_uri(image: np.ndarray, width: int = LARGE_WIDTH) -> str:
+def jpeg_uri(image: np.ndarray, width: int = THUMB_WIDTH) -> str:
     """A JPEG data URI of a uint8 (H, W, 3) image, at most ``width`` pixels wide."""
     picture = Image.fromarray(image)
     if picture.width > width:
