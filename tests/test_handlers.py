@@ -65,6 +65,19 @@ def test_refresh_redraws_every_frame(session):
     assert out["regions"].count("<figure") == 6 and "→" in out["numbers"] and out["view_caption"]
     assert "bigbuckbunny.mp4" in out["numbers"] and 'class="large"' in out["large"]
     assert abs(session.comp.num_tokens - 0.2 * 6 * 196) <= 3
+    # the answer panel says what the model sees at this setting, at once
+    assert f"{session.comp.num_tokens:,} visual tokens" in out["answer_md"], out["answer_md"]
+
+
+def test_tau_graph_of_a_superseded_setting_is_skipped(session):
+    """The frame's τ-graph asked for a setting the slider has already left is not drawn (the
+    newer setting's graph follows); for the setting on screen, or unstamped, it is."""
+    asked = on.refresh(session, 0.3, "Temporal step", False)["stamp"]
+    assert "τ = " in on.tau_graph(session, 0, asked)["tau_graph"].layout.title.text
+    on.refresh(session, 0.1, "Temporal step", False)
+    assert session.stamp != asked and skipped(on.tau_graph(session, 0, asked))
+    assert not skipped(on.tau_graph(session, 0, session.stamp))
+    assert not skipped(on.tau_graph(session, 0))
 
 
 def test_grid_captions_are_short_and_their_tooltips_whole(session):

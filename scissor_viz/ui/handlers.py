@@ -126,7 +126,7 @@ def outputs(*names: str):
     return declare
 
 
-MAIN = ("numbers", "regions", "large", "view_caption", *views.BANNERS.values())
+MAIN = ("numbers", "regions", "large", "view_caption", "answer_md", *views.BANNERS.values())
 TAB_VIEWS = ("matrix", "temporal", "curve", "per_frame", "probe_image", "probe_gallery")
 TAB_VIEWS += ("probe_plot", "probe_note", "step", "scrub_image", "scrub_note")
 # What a new video (frames, features) clears: everything drawn from the old one.
@@ -179,7 +179,8 @@ def after_load(session):
 @fairness.takes_turns
 def refresh(session, retention, view, fill):
     """Compress at the slider's retention and redraw the main screen (the τ box takes the τ in
-    use, exactly: typed back it gives the same count)."""
+    use, exactly: typed back it gives the same count; the answer panel says what the model
+    sees now, until its answer for this setting comes)."""
     session = live_session(session, compressed=False)
     session.view, session.fill = view, bool(fill)
     comp = session.set_setting(retention, False, 0.0)
@@ -221,9 +222,14 @@ def refresh_tau(session, tau, use_tau, retention, view, fill):
 @outputs("tau_graph")
 @user_errors
 @fairness.takes_turns
-def tau_graph(session, frame):
-    """The selected frame's τ-graph at the current compression (always on screen)."""
-    return dict(tau_graph=views.tau_graph(live_session(session), frame))
+def tau_graph(session, frame, stamp=None):
+    """The selected frame's τ-graph at the current compression (always on screen). ``stamp``:
+    the setting it was asked for; a newer one has come (the slider still moving): skipped, the
+    newer setting's own graph follows (a stale graph would only delay it)."""
+    session = live_session(session)
+    if stamp is not None and int(stamp) != session.stamp:
+        return gr.skip()
+    return dict(tau_graph=views.tau_graph(session, frame))
 
 
 @outputs("regions", "large", "tau_graph")
@@ -353,14 +359,6 @@ def probe(session, frame, view, fill, evt: gr.SelectData):
     y, x = checks.click_at(evt.index, *image.shape[:2])
     token = grid.token_at(y, x, image.shape[0], image.shape[1], *session.grid.shape)
     return views.probe_views(session, frame, token, view, fill)
-
-
-@outputs("answer_md")
-@user_errors
-@fairness.takes_turns
-def answer_hint(session):
-    """While the slider moves: what the model would see (answers come when it settles)."""
-    return dict(answer_md=views.answer_hint(live_session(session)))
 
 
 @outputs("answer_md")

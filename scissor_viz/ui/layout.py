@@ -308,7 +308,7 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
     runs one chain: the main screen (which marks every tab's views out of date), the frame's
     τ-graph, then the open tab and the answer for that setting: these two skip themselves when a
     newer setting has come in the meantime, so the last one is drawn, once."""
-    graph = dict(fn=on.tau_graph, inputs=["state", "frame"], **LIVE)
+    graph = dict(fn=on.tau_graph, inputs=["state", "frame", "stamp"], **LIVE)
     tab = dict(
         fn=on.tab_views,
         inputs=["state", "frame", "view", "open_tab", "stamp"],
@@ -335,14 +335,14 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
         wire(c, loaded.failure, served.load_failed, **LIGHT)
         loaded = wire(c, loaded.success, on.after_load, ["state"], **LIGHT)
         then_views(wire(c, loaded.success, **at_retention))
-    # While the slider moves (mouse or keys): the regions, the numbers and the frame's graph
-    # at every step; the open tab and the answer once it rests (the tab beside the graph, not
-    # after it: one hop less between the release and the tab's redraw).
+    # While the slider moves (mouse or keys): the regions, the numbers and the answer panel's
+    # hint at every step, the frame's graph unless a newer step came; the open tab and the
+    # answer once it rests (the tab beside the graph, not after it: one hop less between the
+    # release and the tab's redraw).
     moved = wire(c, c.retention.change, **at_retention)
     wire(c, moved.success, **graph)
     wire(c, moved.success, **tab)
-    hinted = wire(c, moved.success, on.answer_hint, ["state"], **LIGHT)
-    wire(c, hinted.success, **answers)
+    wire(c, moved.success, **answers)
     by_tau = (
         (c.tau.submit, on.apply_tau, ["state", "tau", "view", "fill"]),
         (c.use_tau.input, on.refresh_tau, ["state", "tau", "use_tau", "retention", "view", "fill"]),

@@ -131,11 +131,13 @@ def view_caption(view: str) -> str:
 
 def redraw(session: Session) -> dict:
     """What a new compression (or colouring) changes on the main screen: the numbers, the
-    frames grid, the large frame, the view's caption, and every tab's "drawn for" line."""
+    frames grid, the large frame, the view's caption, the answer panel (what the model sees
+    now, until the answer for it comes) and every tab's "drawn for" line."""
     return dict(
         numbers=numbers_markdown(session),
         **frames_views(session),
         view_caption=view_caption(session.view),
+        answer_md=answer_hint(session),
         **banners(session),
     )
 
