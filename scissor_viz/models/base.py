@@ -100,6 +100,12 @@ class Backend(ABC):
         self.cache = cache if cache is not None else TokenCache()
 
     @property
+    def source(self) -> str:
+        """What the page calls these features, in a word or two: the model family ("pixel"
+        for the pixel descriptors)."""
+        return getattr(self, "family", "") or self.name
+
+    @property
     def tokens_per_frame(self) -> int:
         """Tokens per frame (per temporal group for Qwen-VL: ``grid.frames_per_group``)."""
         return self.grid.tokens_per_frame
@@ -140,6 +146,11 @@ class Backend(ABC):
         tokens = self._encode(frames, progress)
         self.cache.put(ckey, tokens)
         return tokens
+
+    def has_tokens(self, frames: np.ndarray, key: Hashable | None = None) -> bool:
+        """Whether :meth:`encode` of these frames (under ``key``) is in the cache: it would
+        return at once."""
+        return self.cache_key(check_frames(frames), key) in self.cache
 
     @abstractmethod
     def _encode(self, frames: np.ndarray, progress: ProgressFn | None) -> torch.Tensor: ...

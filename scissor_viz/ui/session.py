@@ -54,6 +54,8 @@ class Session:
     probed: tuple[int, int] | None = None  # the probe's clicked (frame, token)
     curve: tuple[np.ndarray, np.ndarray] | None = None  # (taus, retention) for the plot
     scrubs: dict = field(default_factory=dict)  # frame -> the τ scrubber's steps
+    note: str = ""  # a line over the numbers: pixel regions standing in for the model's, or why
+    replaced_by: Session | None = None  # the session that took over the page (the model's)
     _thumbnails: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -77,6 +79,23 @@ class Session:
     @property
     def features(self) -> str:
         return self.analysis.backend.name
+
+    def latest(self) -> Session:
+        """The session the page is about now: this one, or the one that replaced it (the
+        model's features replace the pixel regions drawn while it encoded). Events of the
+        page always work on it, whatever session an event was sent with."""
+        session = self
+        while session.replaced_by is not None:
+            session = session.replaced_by
+        return session
+
+    def replace(self, successor: Session) -> Session:
+        """``successor`` takes over the page from this session: it keeps the selected frame.
+        (This one is not released here: an event may still be drawing from it; it goes with
+        its last reference.)"""
+        successor.frame = self.clamp(self.frame)
+        self.replaced_by = successor
+        return successor
 
     def thumbnails(self) -> np.ndarray:
         """The frames fitted to THUMB_WIDTH (made once): the grid is drawn on these, so a redraw
@@ -119,7 +138,8 @@ class Session:
         """What the views of this stamp are drawn for, in a line."""
         comp = self.comp
         setting = f"{plural(comp.num_tokens, 'token')} · τ = {tau_short(comp.tau)}"
-        return f"`{self.video}` · {plural(self.frames, 'frame')} · {setting}"
+        features = f"{self.analysis.backend.source} features"
+        return f"`{self.video}` · {plural(self.frames, 'frame')} · {setting} · {features}"
 
     def mark_drawn(self, *names: str) -> None:
         for name in names:

@@ -289,12 +289,14 @@ def numbers_markdown(session: Session) -> str:
     if grid.frames_per_group > 1:  # one token grid per group of frames (Qwen-VL)
         unit = "group"
         frames += f" in {regions.plural(groups, 'group')} of {grid.frames_per_group}"
-    return (
+    note = f"{session.note}\n\n" if session.note else ""
+    return note + (
         f"`{session.video}`: **{s['tokens_before']:,} → {s['tokens_after']:,} tokens** "
         f"({s['frames']} {frames} × {s['tokens_per_frame']}) · retention reached "
         f"**{s['retention']:.1%}** · τ = **{tau_words(s['tau'])}**{exact} · "
         f"regions after the spatial step: {min(per_frame)}–{max(per_frame)} per {unit} "
-        f"(mean {np.mean(per_frame):.1f}) · token grid {grid.rows} × {grid.cols} per {unit}"
+        f"(mean {np.mean(per_frame):.1f}) · {session.analysis.backend.source} features, "
+        f"token grid {grid.rows} × {grid.cols} per {unit}"
     )
 
 
