@@ -486,9 +486,7 @@ def stand_in(session: Session, retention, view, fill) -> dict:
     what a loaded video's events draw (cleared tabs, the main screen, the frame's τ-graph, the
     answer panel saying the answers wait for the model), in one go."""
     out = after_load(session) | refresh(session, retention, view, fill)
-    return dict(
-        out, tau_graph=tau_graph(session, session.frame), answer_md=views.answer_hint(session)
-    )
+    return out | tau_graph(session, session.frame) | dict(answer_md=views.answer_hint(session))
 
 
 # ----------------------------------------------------------------------------- backend events
