@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from scissor_viz.grid import (
+    GRID,
     as_numpy,
     cell_edges,
     cell_index,
@@ -259,7 +260,7 @@ def mark_cell(
     image: np.ndarray,
     token: int,
     *,
-    grid: int = 14,
+    grid: int = GRID,
     cols: int | None = None,
     color: tuple[int, int, int] = (220, 20, 60),
 ) -> np.ndarray:

@@ -83,7 +83,7 @@ def test_partition_json_round_trips(tmp_path, comp):
         meta={"video": "clip.mp4"},
     )
     data = json.loads(path.read_text())
-    assert data["tau"] == comp.tau and data["retention"] == comp.retention
+    assert data["tau"] == comp.tau and data["retention"] == comp.retention_reached
     assert data["tokens_per_frame"] == comp.spatial_counts.tolist()
     assert data["num_tokens"] == comp.num_tokens and data["method"] == "llava-scissor"
     assert data["num_frames"] == 4 and data["frame_indices"] == [0, 8, 16, 24]
@@ -91,9 +91,9 @@ def test_partition_json_round_trips(tmp_path, comp):
     part = load_partition(path)
     for name in ("spatial_labels", "temporal_labels", "assignment"):
         np.testing.assert_array_equal(getattr(part, name), getattr(comp, name).numpy())
-    assert (part.tau, part.retention, part.num_tokens) == (
+    assert (part.tau, part.retention_reached, part.num_tokens) == (
         comp.tau,
-        comp.retention,
+        comp.retention_reached,
         comp.num_tokens,
     )
     assert part.frame_indices == [0, 8, 16, 24] and part.timestamps[1] == 0.3333333333333333

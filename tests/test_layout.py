@@ -49,6 +49,7 @@ ALLOWED = {
         "scissor_viz.metrics",
         "scissor_viz.progress",
         "scissor_viz.grid",
+        "scissor_viz.numbers",
     },
     **{
         picture: PICTURES | {"scissor_viz.scc", "scissor_viz.grid", "scissor_viz.numbers"}
@@ -62,7 +63,7 @@ ALLOWED = {
         "scissor_viz.scc",
         "scissor_viz.video",
     },
-    "scissor_viz.__main__": {"scissor_viz.methods", "scissor_viz.sweep"},
+    "scissor_viz.__main__": {"scissor_viz.methods", "scissor_viz.sweep", "scissor_viz.video"},
     "scissor_viz.ui": {
         "scissor_viz.ui",
         "scissor_viz.grid",

@@ -95,7 +95,7 @@ class Session:
         """SCC at the slider's retention, or at the advanced panel's tau."""
         if use_tau:
             return self.analysis.compress(tau=float(tau))
-        tolerance = min(SLIDER_SLACK / self.analysis.num_tokens, 0.5)  # below 1 for tiny videos
+        tolerance = min(SLIDER_SLACK / self.analysis.num_total, 0.5)  # below 1 for tiny videos
         return self.analysis.compress(retention=float(retention), tolerance=tolerance)
 
     def set_setting(self, retention: float, use_tau: bool, tau: float) -> Compression:
