@@ -192,9 +192,7 @@ class VideoAnalysis:
         values = sim[torch.isfinite(sim)].cpu().numpy()
         sample = values[:: max(1, len(values) // 200_000)]
         low, high = float(np.median(sample)), float(sample.max())
-        gaps = np.geomspace(
-            max(1.0 - high, GAP_FLOOR), max(1.0 - low, 2 * GAP_FLOOR), points
-        )
+        gaps = np.geomspace(max(1.0 - high, GAP_FLOOR), max(1.0 - low, 2 * GAP_FLOOR), points)
         taus = np.unique((1.0 - gaps).astype(np.float32))
         retention = np.array([self.index.count(float(t)) for t in taus]) / self.num_total
         return taus, retention
