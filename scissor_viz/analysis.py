@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from scissor_viz.grid import TokenGrid
 from scissor_viz.methods import Reduction, reduce, runnable_methods
 from scissor_viz.methods import forget as forget_linkages
 from scissor_viz.metrics import answer_fidelity, coverage, redundancy
 from scissor_viz.models import Answer, Backend
 from scissor_viz.models.cache import BoundedCache
 from scissor_viz.numbers import GAP_FLOOR
+from scissor_viz.pictures.grid import TokenGrid
 from scissor_viz.progress import ProgressFn, report, scaled
 from scissor_viz.scc import Compression, ScissorIndex, scissor_index, share_index
 from scissor_viz.scc import forget as forget_indexes

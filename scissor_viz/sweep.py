@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from scissor_viz import models
 from scissor_viz.analysis import MethodInputs, backend_method_inputs, run_method
-from scissor_viz.figures import metric_curves_figure
 from scissor_viz.methods import METHODS, runnable_methods
+from scissor_viz.pictures.figures import metric_curves_figure
 from scissor_viz.scc import check_retention
 from scissor_viz.video import DEFAULT_FRAMES, load_video
 

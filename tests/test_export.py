@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scissor_viz import graphs, regions
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.export import Partition, load_partition, save_gif, save_mp4, save_partition
 from scissor_viz.models.pixels import PixelBackend
+from scissor_viz.pictures import graphs, regions
 from scissor_viz.scc import ScissorIndex
 from tests import video_fixtures as vf
 from tests.picture_inputs import region_tokens

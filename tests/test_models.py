@@ -809,7 +809,7 @@ PER_RUN = ("qwen3_vl", "internvl", "smolvlm")  # a run of placeholders per frame
     ],
 )
 def test_each_family_encodes_its_own_grid(family, size, shape):
-    from scissor_viz.grid import TokenGrid
+    from scissor_viz.pictures.grid import TokenGrid
 
     twin, backend = twin_backend(family)
     frames = random_frames(8 if family.startswith("qwen") else 4, *size, seed=5)
@@ -909,7 +909,7 @@ def test_video_analysis_runs_on_each_family(family):
 
 
 def test_token_grid_helpers_take_rows_and_cols():
-    from scissor_viz.grid import TokenGrid, cell_index, grid_shape, label_grid, token_at
+    from scissor_viz.pictures.grid import TokenGrid, cell_index, grid_shape, label_grid, token_at
 
     grid = TokenGrid(16, 22, 2)
     assert grid.tokens_per_frame == 352 and grid.groups(16) == 8 and grid.groups(5) == 3

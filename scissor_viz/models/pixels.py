@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scissor_viz.grid import TokenGrid
 from scissor_viz.models.base import Backend
 from scissor_viz.models.cache import TokenCache
+from scissor_viz.pictures.grid import TokenGrid
 from scissor_viz.progress import ProgressFn, report
 
 GRID = TokenGrid.square()  # the default: LLaVA-OneVision's 14 x 14 = 196 tokens per frame

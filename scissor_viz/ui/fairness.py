@@ -19,7 +19,7 @@ import functools
 import ipaddress
 import threading
 
-from scissor_viz.grid import GRID
+from scissor_viz.pictures.grid import GRID
 from scissor_viz.video import DEFAULT_FRAMES
 
 LIGHT_GROUPS = ("light",)  # outside the shared cap

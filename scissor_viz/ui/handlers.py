@@ -16,10 +16,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from scissor_viz import export, figures, grid, scrub
+from scissor_viz import export
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import AnswerUnavailable, BackendLoadError
 from scissor_viz.numbers import tau_short
+from scissor_viz.pictures import figures, grid, scrub
 from scissor_viz.scc import check_retention
 from scissor_viz.ui import checks, fairness, views
 from scissor_viz.ui.backends import MODEL_CHOICE, Backends, gpu

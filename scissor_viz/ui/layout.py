@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from scissor_viz import figures, regions, scrub
 from scissor_viz.models import Backend
+from scissor_viz.pictures import figures, regions, scrub
 from scissor_viz.ui import checks, fairness, memory
 from scissor_viz.ui import handlers as on
 from scissor_viz.ui.backends import MODEL_CHOICE, PIXEL_CHOICE, Backends, public_name

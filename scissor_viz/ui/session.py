@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image
 
 from scissor_viz.analysis import VideoAnalysis
-from scissor_viz.grid import TokenGrid
 from scissor_viz.numbers import tau_short
-from scissor_viz.regions import plural
+from scissor_viz.pictures.grid import TokenGrid
+from scissor_viz.pictures.regions import plural
 from scissor_viz.scc import Compression
 
 THUMB_WIDTH = 480  # pixels: frames in the grid (and the large frame) are drawn at most this wide

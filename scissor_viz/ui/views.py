@@ -13,10 +13,10 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from scissor_viz import figures, graphs, overlay, regions, scrub
-from scissor_viz.grid import as_numpy
 from scissor_viz.methods import METHODS
 from scissor_viz.numbers import tau_short, tau_text
+from scissor_viz.pictures import figures, graphs, overlay, regions, scrub
+from scissor_viz.pictures.grid import as_numpy
 from scissor_viz.ui.backends import gpu
 from scissor_viz.ui.memory import return_free_memory
 from scissor_viz.ui.session import (  # noqa: F401 (the session's names, where they were)

@@ -1,6 +1,6 @@
 """Plotly figures of LLaVA-Scissor's numbers -- the similarity matrix, the probe, the retention
 curve, tokens per frame, the methods' metric curves -- and the captions of every figure (the
-two graphs are drawn in :mod:`scissor_viz.graphs`).
+two graphs are drawn in :mod:`scissor_viz.pictures.graphs`).
 
 Two-line API::
 
@@ -26,9 +26,9 @@ import plotly.io as pio
 import torch
 from PIL import Image
 
-from scissor_viz.grid import as_numpy, grid_shape
 from scissor_viz.numbers import GAP_FLOOR, tau_text
-from scissor_viz.regions import plural
+from scissor_viz.pictures.grid import as_numpy, grid_shape
+from scissor_viz.pictures.regions import plural
 from scissor_viz.scc import unit_rows
 
 SPATIAL_BAR = "#c7d7ee"  # pale blue: the caption names these colours
