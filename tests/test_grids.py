@@ -149,7 +149,15 @@ def test_uniform_pooling_keeps_a_non_square_grids_shape():
 # ----------------------------------------------------------------------------- the page
 
 
-@pytest.fixture(scope="module", params=[TokenGrid(ROWS, COLS), TokenGrid(ROWS, COLS, 2)])
+@pytest.fixture(
+    scope="module",
+    params=[
+        TokenGrid(ROWS, COLS),
+        # Qwen's pairs are another family's grid: the full run only (each view takes ~4 s);
+        # the fast lane draws a group by test_a_group_is_drawn_on_each_of_its_frames
+        pytest.param(TokenGrid(ROWS, COLS, 2), marks=pytest.mark.slow),
+    ],
+)
 def session(request) -> Session:
     analysis = VideoAnalysis.open(str(CLIP), PixelBackend(grid=request.param), num_frames=6)
     s = Session(analysis, video="bigbuckbunny.mp4", asked=(6, "pixels"))
