@@ -256,7 +256,7 @@ def _compare_tab(c: SimpleNamespace) -> None:
         ],  # fmt: skip
         label="Numbers",
         wrap=True,
-        column_widths=["22%", "8%", "10%", "11%", "12%", "10%", "27%"],
+        column_widths=["22%", "8%", "13%", "11%", "12%", "10%", "24%"],
     )
     c.curves_plot = gr.Plot(label="Metrics against retention", elem_id="curves-plot")
     c.answers_note = gr.Markdown()
