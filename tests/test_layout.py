@@ -271,6 +271,13 @@ def test_one_copy_of_each_engine_helper():
 # ----------------------------------------------------------------------------- the pictures
 
 
+def test_the_pictures_index_imports_nothing():
+    """The models import pictures.grid, which runs the package's index first: an import there
+    (figures: plotly) would reach every model."""
+    tree = ast.parse(MODULES["scissor_viz.pictures"].read_text(encoding="utf-8"))
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
 @pytest.mark.parametrize("module", sorted(PICTURES | {"scissor_viz.pictures.grid"}))
 def test_pictures_reexport_nothing(module):
     """Every engine name a picture module imports, it uses itself (no re-export, no noqa)."""
