@@ -52,12 +52,17 @@ def upload() -> dict:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def load(backend, upload, choice=MODEL_CHOICE) -> list[dict]:
-    """Every update the page's load event yields."""
+def loading(backend, upload, choice=MODEL_CHOICE):
+    """The page's load event: a generator of its updates."""
     served = on.Served(Backends(backend, None, False))
     request = SimpleNamespace(session_hash=uuid.uuid4().hex, headers={}, client=None)
     quiet = lambda *a, **k: None  # noqa: E731
-    return list(served.load(upload, FRAMES, choice, "", 0.0, request, quiet, **LOADING))
+    return served.load(upload, FRAMES, choice, "", 0.0, request, quiet, **LOADING)
+
+
+def load(backend, upload, choice=MODEL_CHOICE) -> list[dict]:
+    """Every update the page's load event yields."""
+    return list(loading(backend, upload, choice))
 
 
 def test_pixel_regions_on_the_models_grid_first_then_the_models_features(model, upload):
@@ -102,6 +107,15 @@ def test_an_event_sent_with_the_pixel_session_works_on_the_models(model, upload)
     assert session.comp is not None and pixels.comp.tau != session.comp.tau
     graph = on.tau_graph(pixels, 0)["tau_graph"]
     assert f"τ = {on.tau_short(session.comp.tau)}" in graph.layout.title.text
+
+
+def test_the_frame_picked_during_the_pixel_stage_stays_picked(model, upload):
+    updates = loading(model, upload)
+    pixels = next(updates)["state"]
+    on.select_frame(pixels, 2)  # a click on the third frame while the model encodes
+    session = next(updates)["state"]
+    assert session.frame == 2 and on.after_load(session)["frame"]["value"] == 2
+    assert 'data-frame="2"' in on.refresh(session, 0.35, "Temporal step", False)["large"]
 
 
 def test_tokens_the_model_has_are_shown_at_once(model, upload):

@@ -163,7 +163,7 @@ def after_load(session):
     awake = gr.update(interactive=True)
     return dict(
         CLEARED,
-        frame=gr.update(maximum=max(count - 1, 1), value=0, visible=count > 1),
+        frame=gr.update(maximum=max(count - 1, 1), value=session.frame, visible=count > 1),
         ask=with_model,  # the answer panel says why not
         play=awake,
         compare_btn=awake,
@@ -567,7 +567,8 @@ class Served:
             model = chosen
             chosen = PixelBackend.standing_in(model, clip.frames, self.backends.pixels.cache)
         report = progress_callback(progress, "pixel regions" if model else None)
-        analysis = encode_clip(clip, chosen, float(epsilon or 0.0), report, private)
+        encode = VideoAnalysis.from_clip if isinstance(chosen, PixelBackend) else encode_clip
+        analysis = encode(clip, chosen, float(epsilon or 0.0), report, private)  # no GPU: pixels
         session = Session(analysis, video=video_name(path), asked=(int(frames), choice))
         if model is not None:
             session.note = STAND_IN.format(model=model.source)
