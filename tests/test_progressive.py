@@ -149,7 +149,7 @@ def test_a_model_that_fails_keeps_the_pixel_regions_and_says_why(model, upload, 
 
 # ----------------------------------------------------------------------------- in Chromium
 
-SLOW_ENCODE_S = 4.0  # the tiny model made slow: the pixel stage stays up this long
+SLOW_ENCODE_S = 6.0  # the tiny model made slow: the pixel stage stays up this long
 NUMBERS = re.compile(r"([\d,]+) → ([\d,]+) tokens")
 
 
@@ -189,6 +189,9 @@ def test_the_page_shows_pixels_first_and_ends_on_the_models_features(model, monk
             shown = page.evaluate("() => document.querySelectorAll('#regions img').length")
             assert shown == 16
             assert "Answers come once LLaVA-OneVision" in text(page, "#answer")
+            tau = re.search(r"τ = ([-\d.]+)", first).group(1)  # the τ-graph: the pixels' τ
+            title = "() => document.querySelector('#tau-graph .gtitle')?.textContent || ''"
+            wait_for(lambda: f"τ = {tau}" in page.evaluate(title), 3000, "the τ-graph")
             progress = page.locator("#backend-status .progress-text, #backend-status .meta-text")
             wait_for(lambda: progress.count() > 0, 10_000, "the encoding's progress")
             shoot(page, "progressive-1-pixels.png")
