@@ -21,9 +21,11 @@ more, or another seed::
 
 A page that stops answering (a page call has no timeout of its own) cannot hold the run: when
 no read has come back for HANG_S, :func:`hang_guard` records what Chromium's processes were
-doing and kills them, and the walk fails with its actions. The page is read once per poll,
-its pictures as fingerprints: shipping their data URIs (about 600 KB) ten times a second kept
-the renderer and Playwright's driver busy (polls of 31 ms median, up to 1.5 s; now 6 ms).
+doing and kills them, and the walk fails with its actions. (After the rest of the suite the
+walk once froze for good: test_video's AV1 encoder had left pytest's thread real-time, and the
+app, the driver and Chromium inherited that; tests/conftest.py now fails such a test.) The page
+is read once per poll, its pictures as fingerprints: their data URIs, about 600 KB, were sent
+ten times a second (polls of 31 ms median, up to 1.5 s; now 6 ms).
 """
 
 from __future__ import annotations
