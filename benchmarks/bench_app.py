@@ -177,7 +177,7 @@ def in_process(label: str, clip, backend: Counting, moves: list[float], worker) 
                 "move": i,
                 "retention": retention,
                 "tokens": k,
-                "miss": abs(k - retention * analysis.num_tokens),
+                "miss": abs(k - retention * analysis.num_total),
                 "tau_evals": len(analysis.index._counts) - evals,
                 "compress": compress.seconds,
                 "overlays": overlays.seconds,

@@ -48,6 +48,7 @@ SEARCH_LIMIT = 1 << 26  # region dot products a retention search may hold (256 M
 BRACKET_START = 3  # a retention search first tries the regions of a spatial count 3 x target
 BAND_AIM = 1.25  # a search's plain evaluation aims at this x the target's K (see _Band)
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
+TAU_FLOOR = float(np.nextafter(np.float32(-1), np.float32(-2)))  # below every similarity: K = 1
 TAU_RESOLUTION = 2e-6  # tau search stops here: float32 similarities of d-dim tokens differ by
 # about this much between devices and matmul kernels, so finer tau are not reproducible
 
@@ -61,7 +62,7 @@ class Compression:
     temporal_labels: torch.Tensor  # (frames, tokens_per_frame) final token of its component
     assignment: torch.Tensor  # (frames, tokens_per_frame) final token the merge step assigns
     tau: float
-    retention: float  # K / (frames * tokens_per_frame)
+    retention_reached: float  # K / (frames * tokens_per_frame)
     exact: bool  # False when the temporal step used the epsilon-sampled approximation
     representatives: torch.Tensor  # (K,) flat index (frame * P + i) of each token's representative
 
@@ -739,7 +740,7 @@ class ScissorIndex:
             temporal_labels=steps.temporal[steps.regions].reshape(shape),
             assignment=assignment.reshape(shape),
             tau=tau,
-            retention=len(finals) / self.num_total,
+            retention_reached=len(finals) / self.num_total,
             exact=steps.exact,
             representatives=steps.region_reps[steps.final_reps],
         )
@@ -827,7 +828,7 @@ class ScissorIndex:
     def _search(self, target: float, slack: float = 0.0) -> float:
         if self._gram is None and (self._gram_mode is False or self.num_total > GRAM_LIMIT):
             self._bracket(target)
-        lo, hi = float(np.nextafter(np.float32(-1), np.float32(-2))), 1.0  # K = 1 .. K = N
+        lo, hi = TAU_FLOOR, 1.0  # K = 1 .. K = N
         self._counts.setdefault(lo, 1)
         self._counts.setdefault(hi, self.num_total)
         width, stalls = math.inf, 0  # the bracket's count range one evaluation ago
@@ -889,9 +890,7 @@ def _settled(target: float, k_lo: int, k_hi: int, counts) -> bool:
     if k_hi - k_lo <= 1:
         return True
     inside = [min(max(k, k_lo + 1), k_hi - 1) for k in (math.floor(target), math.ceil(target))]
-    return min(_closeness(k, target) for k in counts) <= min(
-        _closeness(k, target) for k in inside
-    )
+    return min(_closeness(k, target) for k in counts) <= min(_closeness(k, target) for k in inside)
 
 
 # ----------------------------------------------------------------------------- functional API

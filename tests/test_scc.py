@@ -172,7 +172,7 @@ def test_temporal_and_merge_steps_by_hand(tokens, tau, gram):
     )
     assert comp.tokens.shape == (num, dim)
     torch.testing.assert_close(comp.tokens.double(), merged, rtol=1e-4, atol=1e-4)
-    assert comp.retention == num / (frames * per_frame)
+    assert comp.retention_reached == num / (frames * per_frame)
 
 
 def test_no_token_is_lost(tokens):
@@ -214,7 +214,7 @@ def test_output_runs_in_frame_order_without_temporal_merges():
 def test_extreme_taus(tokens):
     n = tokens.shape[0] * tokens.shape[1]
     keep_all = scissor_compress(tokens, 1.0)
-    assert keep_all.num_tokens == n and keep_all.retention == 1.0
+    assert keep_all.num_tokens == n and keep_all.retention_reached == 1.0
     torch.testing.assert_close(keep_all.tokens, tokens.reshape(n, -1))  # nothing merged, in order
     one = scissor_compress(tokens, -1.5)
     assert one.num_tokens == 1 and (one.assignment == 0).all()

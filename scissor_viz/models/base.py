@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from scissor_viz.grid import TokenGrid
 from scissor_viz.models.cache import TokenCache, frames_digest, frames_fingerprint
+from scissor_viz.pictures.grid import TokenGrid
 from scissor_viz.progress import ProgressFn, report
 
-TOKENS_PER_FRAME = 196  # 14 x 14 pooled tokens per 384 px frame (LLaVA-OneVision, the default)
 RANDOM_WEIGHTS_FLAG = "scissor_viz_random_weights"  # set in config.json by test/benchmark builders
 
 
@@ -91,7 +90,7 @@ class Backend(ABC):
     has_vision_attention: bool = False
     has_llm_attention: bool = False
     unavailable_reason: str | None = None  # why answer() is unavailable (None when it is)
-    grid: TokenGrid = TokenGrid.square(14)  # the token grid of a frame (or temporal group)
+    grid: TokenGrid = TokenGrid.square()  # the token grid of a frame (or temporal group)
     hidden_size: int = 0
     checkpoint: str | None = None
     load_error: str | None = None  # why a requested model is not loaded (pixel fallback)

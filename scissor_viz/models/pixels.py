@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scissor_viz.grid import TokenGrid
 from scissor_viz.models.base import Backend
 from scissor_viz.models.cache import TokenCache
+from scissor_viz.pictures.grid import TokenGrid
 from scissor_viz.progress import ProgressFn, report
 
-GRID = TokenGrid.square(14)  # the default: LLaVA-OneVision's 14 x 14 = 196 tokens per frame
+GRID = TokenGrid.square()  # the default: LLaVA-OneVision's 14 x 14 = 196 tokens per frame
 SIZE = 384  # frames are squashed to SIZE rows (x SIZE * cols / rows columns) first, as a model's
 # preprocessing squashes them to its input size
 ORIENTATION_BINS = 8

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from scissor_viz import export, figures, grid, scrub
+from scissor_viz import export
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.models import AnswerUnavailable, BackendLoadError
 from scissor_viz.numbers import tau_short
+from scissor_viz.pictures import figures, grid, scrub
 from scissor_viz.scc import check_retention
 from scissor_viz.ui import checks, fairness, views
 from scissor_viz.ui.backends import MODEL_CHOICE, Backends, gpu
 from scissor_viz.ui.memory import RELEASED, SESSIONS, Released, frees_memory
 from scissor_viz.ui.session import NoSession, Session, live_session, need_session, video_name
-from scissor_viz.ui.views import DEFAULT_FRAMES
-from scissor_viz.video import VideoError, without_paths
+from scissor_viz.video import DEFAULT_FRAMES, VideoError, without_paths
 
 log = logging.getLogger(__name__)
 # This server's exports (deleted on a timer and at exit; Gradio serves its own copies).
@@ -376,7 +376,7 @@ def show_answers(session, question, stamp=None, progress=gr.Progress()):
     question, comp = checks.question_text(question), session.comp
     progress(0.1, desc=f"answering from {comp.num_tokens} tokens")
     compressed = ask_model(session.analysis, question, comp)
-    progress(0.6, desc=f"answering from all {session.analysis.num_tokens} tokens")
+    progress(0.6, desc=f"answering from all {session.analysis.num_total} tokens")
     full = ask_model(session.analysis, question)
     return dict(answer_md=views.answers_markdown(session, compressed, full))
 
@@ -589,7 +589,7 @@ class Served:
             answer=result.text,
             visual_tokens=result.visual_tokens,
             prefill_seconds=result.prefill_seconds,
-            retention=comp.retention,
+            retention=comp.retention_reached,
             tau=comp.tau,
             backend=analysis.backend.name,
             pretrained=result.pretrained,

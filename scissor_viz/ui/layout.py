@@ -12,14 +12,13 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from scissor_viz import figures, regions, scrub
 from scissor_viz.models import Backend
+from scissor_viz.pictures import figures, regions, scrub
 from scissor_viz.ui import checks, fairness, memory
 from scissor_viz.ui import handlers as on
 from scissor_viz.ui.backends import MODEL_CHOICE, PIXEL_CHOICE, Backends, public_name
 from scissor_viz.ui.views import (
     BANNERS,
-    DEFAULT_FRAMES,
     DEFAULT_METHODS,
     DEFAULT_QUESTION,
     DEFAULT_RETENTION,
@@ -28,7 +27,7 @@ from scissor_viz.ui.views import (
     READING_GUIDE,
     VIEWS,
 )
-from scissor_viz.video import MAX_FRAMES, example_videos
+from scissor_viz.video import DEFAULT_FRAMES, MAX_FRAMES, example_videos
 
 SESSION_TTL = 600  # seconds a session's video stays in memory after its last change
 PLAY_SECONDS = 0.7  # the τ scrubber's pace when playing
@@ -246,10 +245,18 @@ def _compare_tab(c: SimpleNamespace) -> None:
         elem_classes="frames",
     )
     c.compare_table = gr.Dataframe(
-        headers=["method", "tokens", "kept", "coverage", "redundancy", "seconds", "note"],
+        headers=[
+            "method",
+            "tokens",
+            "retention reached",
+            "coverage",
+            "redundancy",
+            "seconds",
+            "note",
+        ],  # fmt: skip
         label="Numbers",
         wrap=True,
-        column_widths=["22%", "8%", "8%", "11%", "12%", "10%", "29%"],
+        column_widths=["22%", "8%", "13%", "11%", "12%", "10%", "24%"],
     )
     c.curves_plot = gr.Plot(label="Metrics against retention", elem_id="curves-plot")
     c.answers_note = gr.Markdown()

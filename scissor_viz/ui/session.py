@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image
 
 from scissor_viz.analysis import VideoAnalysis
-from scissor_viz.grid import TokenGrid
 from scissor_viz.numbers import tau_short
-from scissor_viz.regions import plural
+from scissor_viz.pictures.grid import TokenGrid
+from scissor_viz.pictures.regions import plural
 from scissor_viz.scc import Compression
 
 THUMB_WIDTH = 480  # pixels: frames in the grid (and the large frame) are drawn at most this wide
@@ -95,7 +95,7 @@ class Session:
         """SCC at the slider's retention, or at the advanced panel's tau."""
         if use_tau:
             return self.analysis.compress(tau=float(tau))
-        tolerance = min(SLIDER_SLACK / self.analysis.num_tokens, 0.5)  # below 1 for tiny videos
+        tolerance = min(SLIDER_SLACK / self.analysis.num_total, 0.5)  # below 1 for tiny videos
         return self.analysis.compress(retention=float(retention), tolerance=tolerance)
 
     def set_setting(self, retention: float, use_tau: bool, tau: float) -> Compression:

@@ -13,10 +13,10 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from scissor_viz import figures, graphs, overlay, regions, scrub
-from scissor_viz.grid import as_numpy
 from scissor_viz.methods import METHODS
 from scissor_viz.numbers import tau_short, tau_text
+from scissor_viz.pictures import figures, graphs, overlay, regions, scrub
+from scissor_viz.pictures.grid import as_numpy
 from scissor_viz.ui.backends import gpu
 from scissor_viz.ui.memory import return_free_memory
 from scissor_viz.ui.session import (  # noqa: F401 (the session's names, where they were)
@@ -31,7 +31,6 @@ from scissor_viz.ui.session import (  # noqa: F401 (the session's names, where t
 
 DEFAULT_QUESTION = "What is happening in this video?"
 DEFAULT_RETENTION = 0.35
-DEFAULT_FRAMES = 16
 VIEWS = {"Temporal step": "temporal", "Spatial step": "spatial", "Merge assignment": "merge"}
 DEFAULT_VIEW = "Temporal step"
 READING_GUIDE = """
@@ -234,10 +233,10 @@ def no_answer(backend, what: str = "") -> str:
 
 def answer_hint(session: Session) -> str:
     """The answer panel between answers: what the model sees, and why there is no answer."""
-    comp, total = session.comp, session.analysis.num_tokens
+    comp, total = session.comp, session.analysis.num_total
     seen = (
         f"The model would see **{regions.plural(comp.num_tokens, 'visual token')}** of "
-        f"{total:,} ({comp.retention:.1%}) of `{session.video}`."
+        f"{total:,} ({comp.retention_reached:.1%}) of `{session.video}`."
     )
     backend = session.analysis.backend
     if not backend.can_answer:
@@ -322,7 +321,7 @@ def answers_markdown(session: Session, compressed, full) -> str:
     return (
         random_weights(session.analysis.backend)
         + f"Answers about `{session.video}`.\n\n"
-        + block(f"At {session.comp.retention:.1%} retention", compressed)
+        + block(f"At {session.comp.retention_reached:.1%} retention", compressed)
         + "\n\n"
         + block("With every token", full)
         + f"\n\nPrefill {speedup:.1f}× faster with "
@@ -373,7 +372,7 @@ def video_figures(session: Session) -> dict:
         temporal=graphs.temporal_graph_figure(
             analysis.tokens, comp, timestamps=stamps, cols=session.grid.cols
         ),
-        curve=figures.retention_figure(taus, retention, comp.tau, comp.retention, heights),
+        curve=figures.retention_figure(taus, retention, comp.tau, comp.retention_reached, heights),
         per_frame=figures.tokens_per_frame_figure(
             comp.spatial_counts, stamps, kept=regions.kept_per_frame(comp.temporal_labels)
         ),
