@@ -406,6 +406,32 @@ def test_one_shot_search_without_region_products_agrees(monkeypatch):
         assert abs(scissor_compress(x, retention=r).num_tokens - r * n) <= 2
 
 
+def test_band_counts_are_the_plain_counts(monkeypatch):
+    """Without room for region products, a search's plain evaluation above the target keeps
+    its region pairs above the bracket's lower end (a band), and the taus between them are
+    counted from it: every such count is the plain path's count at that tau, the search lands
+    within two tokens of the target, and the band is gone after the search."""
+    banded = []
+    band_count = ScissorIndex._band_count
+    monkeypatch.setattr(
+        ScissorIndex, "_band_count", lambda self, tau: banded.append(tau) or band_count(self, tau)
+    )
+    for seed in (0, 3):
+        x = video_tokens(frames=6, dim=64, seed=seed)
+        n = x.shape[0] * x.shape[1]
+        monkeypatch.setattr(scc, "SEARCH_LIMIT", 30_000)  # no products; 10,000 band pairs
+        for r in (0.1, 0.35, 0.6):
+            banded.clear()
+            index = ScissorIndex(x, gram=False)
+            tau = index.tau_for_retention(r)
+            assert index._regions is None and index._band is None
+            assert banded, "no tau was counted from a band"
+            plain = ScissorIndex(x, gram=False)
+            for t in banded:
+                assert plain.count(t) == index._counts[t], (seed, r, t)
+            assert abs(index.count(tau) - r * n) <= 2
+
+
 def test_search_frees_its_scratch_and_capped_region_products_agree(monkeypatch):
     """The evaluations' scratch is gone after a search or a count (nbytes says so); with room
     for the products of only a third of the tokens' regions the bracket stops there, taus above
