@@ -58,6 +58,7 @@ from scissor_viz.scc import ScissorIndex
 from scissor_viz.synthetic import video_tokens
 from scissor_viz.ui import views
 from scissor_viz.video import load_video
+from tests.serving import LOAD_SETTING
 
 CLIP = ROOT / "assets" / "bigbuckbunny.mp4"
 BUDGET = 0.5  # seconds of server time per slider move at 16 frames
@@ -177,7 +178,7 @@ def in_process(label: str, clip, backend: Counting, moves: list[float], worker) 
                 "move": i,
                 "retention": retention,
                 "tokens": k,
-                "miss": abs(k - retention * analysis.num_tokens),
+                "miss": abs(k - retention * analysis.num_total),
                 "tau_evals": len(analysis.index._counts) - evals,
                 "compress": compress.seconds,
                 "overlays": overlays.seconds,
@@ -208,7 +209,15 @@ def over_http(label: str, backend: Counting, frames: int, moves: list[float]) ->
     try:
         client = Client(url, verbose=False, download_files=False)
         t0 = time.perf_counter()
-        client.predict(handle_file(str(CLIP)), frames, ui.MODEL_CHOICE, "", 0.05, api_name="/load")
+        client.predict(
+            handle_file(str(CLIP)),
+            frames,
+            ui.MODEL_CHOICE,
+            "",
+            0.05,
+            *LOAD_SETTING,
+            api_name="/load",
+        )
         load_s = time.perf_counter() - t0
         calls_after_load = backend.calls
         rows = []

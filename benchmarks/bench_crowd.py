@@ -30,7 +30,7 @@ from gradio_client import Client, handle_file
 
 from scissor_viz.ui import MODEL_CHOICE
 from tests import video_fixtures as vf
-from tests.serving import serve_app
+from tests.serving import LOAD_SETTING, serve_app
 
 CLIP = ROOT / "assets" / "bigbuckbunny.mp4"
 
@@ -63,7 +63,9 @@ def main() -> None:
     clips = videos(folder)
     with serve_app(folder / "app.log", SCISSOR_VIZ_CHECKPOINT=str(folder / "no-weights")) as url:
         page = Client(url, verbose=False, download_files=False)
-        page.predict(handle_file(str(CLIP)), 16, MODEL_CHOICE, "", 0.05, api_name="/load")
+        page.predict(
+            handle_file(str(CLIP)), 16, MODEL_CHOICE, "", 0.05, *LOAD_SETTING, api_name="/load"
+        )
         slider_moves(page, [0.35])  # the first draw also builds the curves' cache
         alone = slider_moves(page, retentions)
 

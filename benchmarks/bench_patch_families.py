@@ -46,7 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.family_shapes import FAMILIES, Family, pixel_inputs, pixel_rows, towers
 from scissor_viz import apply_patch
-from scissor_viz.patch import VideoTokens
+from scissor_viz.patch import SplicedTokens
 from tests.tiny_llava import build_tokenizer
 from tests.tiny_vlms import Twin
 
@@ -121,7 +121,7 @@ def encode(model, fam: Family, inputs: dict) -> tuple[Any, float, float]:
     return out, total, total - tower + scaled
 
 
-def prefill(model, fam: Family, ids, extra: dict, video: VideoTokens, real: int) -> dict:
+def prefill(model, fam: Family, ids, extra: dict, video: SplicedTokens, real: int) -> dict:
     """One patched generate(max_new_tokens=1): measured and checkpoint-depth prefill seconds."""
     with (
         torch.inference_mode(),
@@ -178,7 +178,7 @@ def measure(name: str, fam: Family, frames: int, dtype: torch.dtype, repeat: int
         scc_s = min(scc_s, time.perf_counter() - start)
     flat = grid.flatten(0, 1)
     source = torch.arange(len(flat)) if model.scissor.adapter.needs_source else None
-    full = VideoTokens(flat, source, layers=tuple(g.flatten(0, 1) for g in layers))
+    full = SplicedTokens(flat, source, layers=tuple(g.flatten(0, 1) for g in layers))
 
     prefill(model, fam, ids, extra, video, real_layers)  # warm-up
     cut = prefill(model, fam, ids, extra, video, real_layers)
@@ -195,7 +195,7 @@ def measure(name: str, fam: Family, frames: int, dtype: torch.dtype, repeat: int
         "encode_s_frame": encode_full / frames,
         "stock": stock,
         "cut": cut,
-        "kept": record.kept,
+        "kept": record.num_tokens,
         "tau": record.tau,
         "per_1k": 1000 * stock["scaled"] / stock["length"],
         "scc_s": scc_s,

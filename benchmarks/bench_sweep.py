@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scissor_viz.analysis import VideoTokens
+from scissor_viz.analysis import MethodInputs
 from scissor_viz.methods import METHODS
 from scissor_viz.sweep import find_videos, parse_retentions, run_sweep
 from scissor_viz.synthetic import video_tokens
@@ -27,8 +27,8 @@ from scissor_viz.synthetic import video_tokens
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
-def synthetic(path: Path, frames: int) -> VideoTokens:
-    return VideoTokens(
+def synthetic(path: Path, frames: int) -> MethodInputs:
+    return MethodInputs(
         video_tokens(frames=frames, dim=64), "synthetic tokens (no clips in assets/)"
     )
 

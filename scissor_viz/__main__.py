@@ -7,6 +7,7 @@ import sys
 
 from scissor_viz.methods import METHODS
 from scissor_viz.sweep import DEFAULT_RETENTIONS, find_videos, parse_retentions, run_sweep
+from scissor_viz.video import DEFAULT_FRAMES
 
 
 def _methods(text: str) -> list[str]:
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("videos", metavar="VIDEO_OR_FOLDER")
     sweep.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    sweep.add_argument("--frames", type=int, default=16, help="frames sampled per video (16)")
+    sweep.add_argument(
+        "--frames", type=int, default=DEFAULT_FRAMES, help="frames sampled per video (%(default)s)"
+    )
     sweep.add_argument(
         "--retentions", type=_retentions, default=DEFAULT_RETENTIONS,
         help="comma-separated retention ratios in (0, 1] (default 0.05,0.1,...,1.0)",

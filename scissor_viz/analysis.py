@@ -4,7 +4,7 @@
     comp = analysis.compress(retention=0.35)
 
 The app, its API endpoints and the sweep command all go through this, so what they show is
-computed one way: :class:`VideoTokens` and :func:`run_method` (one method at one retention, with
+computed one way: :class:`MethodInputs` and :func:`run_method` (one method at one retention, with
 its metrics) are shared by the app and the sweep.
 """
 
@@ -17,27 +17,27 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from scissor_viz.grid import TokenGrid
 from scissor_viz.methods import Reduction, reduce, runnable_methods
 from scissor_viz.methods import forget as forget_linkages
 from scissor_viz.metrics import answer_fidelity, coverage, redundancy
 from scissor_viz.models import Answer, Backend
 from scissor_viz.models.cache import BoundedCache
+from scissor_viz.numbers import GAP_FLOOR
+from scissor_viz.pictures.grid import TokenGrid
 from scissor_viz.progress import ProgressFn, report, scaled
 from scissor_viz.scc import Compression, ScissorIndex, scissor_index, share_index
 from scissor_viz.scc import forget as forget_indexes
-from scissor_viz.video import VideoClip, load_video
+from scissor_viz.video import DEFAULT_FRAMES, VideoClip, load_video
 
 MAX_ANSWERS = 32  # answers kept per video (question x method x retention)
 MAX_ANSWER_BYTES = 64 << 20  # 64 MiB: an answer holds 2 x vocab floats (1.2 MB for Qwen2)
 MAX_REDUCTIONS = 128  # other methods' results kept per video (method x retention)
 MAX_REDUCTION_BYTES = 256 << 20  # 256 MiB: a reduction holds K x d tokens (+ labels)
-CURVE_GAP_FLOOR = 1e-6  # the retention curve's smallest 1 - tau (the figure's axis floor)
 DEFAULT_FASTV_QUESTION = "Describe the video."  # FastV's attention needs a prompt
 
 
 @dataclass(frozen=True)
-class VideoTokens:
+class MethodInputs:
     """A video's tokens, where they came from, and the model's attention the methods may use."""
 
     tokens: torch.Tensor  # (T, P, d)
@@ -48,13 +48,13 @@ class VideoTokens:
     grid: tuple[int, int] | None = None  # a frame's (group's) rows x cols (None: square)
 
 
-def backend_video_tokens(
+def backend_method_inputs(
     backend: Backend,
     clip: VideoClip,
     tokens: torch.Tensor,
     question: str | None = None,
     vision_attention: bool = True,
-) -> VideoTokens:
+) -> MethodInputs:
     """``tokens`` of ``clip`` with what ``backend`` can add: the LLM's attention to
     ``question`` for FastV, the vision tower's attention for VisionZip (when
     ``vision_attention``; it costs a pass of the vision tower)."""
@@ -65,7 +65,7 @@ def backend_video_tokens(
     if vision_attention and backend.has_vision_attention:
         importance = backend.vision_attention(clip.frames, key=clip.key)
     grid = backend.grid_for(clip.frames).shape
-    return VideoTokens(tokens, backend.name, clip.key, importance, attention_fn, grid)
+    return MethodInputs(tokens, backend.name, clip.key, importance, attention_fn, grid)
 
 
 def token_sources(reduced: Compression | Reduction) -> torch.Tensor:
@@ -75,14 +75,14 @@ def token_sources(reduced: Compression | Reduction) -> torch.Tensor:
     comp = reduced if isinstance(reduced, Compression) else reduced.compression
     if comp is not None:
         return comp.representatives
-    if reduced.kept is not None and len(reduced.kept) == reduced.num_tokens:
-        return reduced.kept
+    if reduced.kept_index is not None and len(reduced.kept_index) == reduced.num_tokens:
+        return reduced.kept_index
     flat = reduced.assignment.flatten()
     first = torch.full((reduced.num_tokens,), flat.numel(), dtype=torch.long)
     return first.scatter_reduce(0, flat, torch.arange(flat.numel()), reduce="amin")
 
 
-def run_method(video: VideoTokens, method: str, retention: float) -> tuple[Reduction, dict]:
+def run_method(video: MethodInputs, method: str, retention: float) -> tuple[Reduction, dict]:
     """One method at one retention on one video's tokens: the reduction and its metrics."""
     start = time.perf_counter()
     reduction = reduce(
@@ -105,7 +105,7 @@ def method_row(
     return {
         "method": method,
         "retention": float(retention),
-        "retention_reached": float(reduction.retention),
+        "retention_reached": float(reduction.retention_reached),
         "num_tokens": int(reduction.num_tokens),
         "tau": reduction.tau,
         "coverage": coverage(tokens, reduction.tokens),
@@ -118,7 +118,7 @@ def method_row(
 def scc_reduction(comp: Compression) -> Reduction:
     """A compression as the comparison's SCC result (the same K, τ and assignment)."""
     return Reduction(
-        "scc", comp.tokens, comp.assignment, comp.retention, tau=comp.tau, compression=comp
+        "scc", comp.tokens, comp.assignment, comp.retention_reached, tau=comp.tau, compression=comp
     )
 
 
@@ -142,7 +142,7 @@ class VideoAnalysis:
         cls,
         path: str,
         backend: Backend,
-        num_frames: int = 16,
+        num_frames: int = DEFAULT_FRAMES,
         epsilon: float = 0.05,
         progress: ProgressFn | None = None,
         private: Hashable | None = None,
@@ -169,7 +169,8 @@ class VideoAnalysis:
         return cls(clip, backend, tokens, scissor_index(tokens, epsilon))  # shared with methods
 
     @property
-    def num_tokens(self) -> int:
+    def num_total(self) -> int:
+        """N: every token of the video (the analysis's; a compression's K is its num_tokens)."""
         return self.index.num_total
 
     def compress(
@@ -191,11 +192,9 @@ class VideoAnalysis:
         values = sim[torch.isfinite(sim)].cpu().numpy()
         sample = values[:: max(1, len(values) // 200_000)]
         low, high = float(np.median(sample)), float(sample.max())
-        gaps = np.geomspace(
-            max(1.0 - high, CURVE_GAP_FLOOR), max(1.0 - low, 2 * CURVE_GAP_FLOOR), points
-        )
+        gaps = np.geomspace(max(1.0 - high, GAP_FLOOR), max(1.0 - low, 2 * GAP_FLOOR), points)
         taus = np.unique((1.0 - gaps).astype(np.float32))
-        retention = np.array([self.index.count(float(t)) for t in taus]) / self.num_tokens
+        retention = np.array([self.index.count(float(t)) for t in taus]) / self.num_total
         return taus, retention
 
     def summary(self, comp: Compression) -> dict:
@@ -204,10 +203,10 @@ class VideoAnalysis:
             frames=len(self.clip.frames),
             timestamps=[round(float(t), 3) for t in self.clip.timestamps],
             tokens_per_frame=int(self.tokens.shape[1]),
-            tokens_before=self.num_tokens,
+            tokens_before=self.num_total,
             tokens_after=comp.num_tokens,
             spatial_tokens_per_frame=comp.spatial_counts.tolist(),
-            retention=comp.retention,
+            retention=comp.retention_reached,
             tau=comp.tau,
             exact=comp.exact,
             backend=self.backend.name,
@@ -230,8 +229,8 @@ class VideoAnalysis:
             tokens, source = self.tokens.flatten(0, 1), ("full",)
         else:
             tokens = reduced.tokens
-            source = (getattr(reduced, "method", "scc"), reduced.retention, reduced.num_tokens,
-                      getattr(reduced, "tau", None))  # fmt: skip
+            method = getattr(reduced, "method", "scc")
+            source = (method, reduced.retention_reached, reduced.num_tokens, reduced.tau)
         key = (question, max_new_tokens, source)
         answer = self._answers.get(key)
         if answer is None:
@@ -274,10 +273,10 @@ class VideoAnalysis:
         """The comparison methods this backend can run (FastV needs the LLM's attention)."""
         return runnable_methods(self.backend.has_llm_attention)
 
-    def method_tokens(self, question: str | None = None, method: str = "") -> VideoTokens:
+    def method_inputs(self, question: str | None = None, method: str = "") -> MethodInputs:
         """This video's tokens with the model's attention the methods use where there is a
         model: the LLM's for FastV, the vision tower's for VisionZip (token norms without)."""
-        return backend_video_tokens(
+        return backend_method_inputs(
             self.backend, self.clip, self.tokens, question, vision_attention=method == "visionzip"
         )
 
@@ -289,7 +288,7 @@ class VideoAnalysis:
         result = self._reductions.get(key)
         if result is None:
             share_index(self.index)  # the SCC methods use this index, also after release()
-            result = run_method(self.method_tokens(question, method), method, retention)
+            result = run_method(self.method_inputs(question, method), method, retention)
             self._reductions.put(key, result)
         return result
 
@@ -308,10 +307,10 @@ class VideoAnalysis:
                 yield (
                     method,
                     reduction,
-                    method_row(self.tokens, method, comp.retention, reduction, start),
+                    method_row(self.tokens, method, comp.retention_reached, reduction, start),
                 )
             else:
-                yield (method, *self.reduce(method, comp.retention, question))
+                yield (method, *self.reduce(method, comp.retention_reached, question))
 
     def curves(
         self, methods: list[str], retentions: Iterable[float], question: str | None = None
@@ -336,7 +335,7 @@ class VideoAnalysis:
         FastV's eager attention over every token of this video."""
         if "fastv" in methods and self.backend.has_llm_attention:
             text = (question or "").strip() or DEFAULT_FASTV_QUESTION
-            self.backend.check_llm_attention(text, self.num_tokens)
+            self.backend.check_llm_attention(text, self.num_total)
 
     def nbytes(self) -> dict[str, int]:
         """Bytes this analysis holds, by part, and their ``total``: the decoded ``frames``,

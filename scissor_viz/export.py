@@ -127,7 +127,7 @@ class Partition:
     temporal_labels: np.ndarray  # final token of each token's component
     assignment: np.ndarray  # final token the merge step assigns each token to
     tau: float
-    retention: float
+    retention_reached: float  # K / N ("retention" in the JSON)
     frame_indices: list[int] | None = None  # each sampled frame's number in the video
     timestamps: list[float] | None = None  # seconds
     method: str = "llava-scissor"
@@ -186,7 +186,7 @@ class Partition:
             temporal_labels=comp.temporal_labels,
             assignment=comp.assignment,
             tau=float(comp.tau),
-            retention=float(comp.retention),
+            retention_reached=float(comp.retention_reached),
             frame_indices=frame_indices,
             timestamps=timestamps,
             method=method,
@@ -201,7 +201,7 @@ class Partition:
             "method": self.method,
             "backend": self.backend,
             "tau": self.tau,
-            "retention": self.retention,
+            "retention": self.retention_reached,
             "num_tokens": self.num_tokens,
             "num_frames": self.num_frames,
             "frame_indices": self.frame_indices,
@@ -226,7 +226,7 @@ class Partition:
             temporal_labels=np.array(data["temporal_labels"], dtype=np.int64),
             assignment=np.array(data["assignment"], dtype=np.int64),
             tau=float(data["tau"]),
-            retention=float(data["retention"]),
+            retention_reached=float(data["retention"]),
             frame_indices=indices,
             timestamps=data.get("timestamps"),
             method=data.get("method", "llava-scissor"),

@@ -24,7 +24,6 @@ those scores as arguments (``scissor_viz.models`` reads them out of the model).
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 
 from scissor_viz import scc as engine
 from scissor_viz.scc import (
+    TAU_FLOOR,
     Compression,
     TensorCache,
     check_retention,
@@ -50,7 +50,6 @@ from scissor_viz.scc import (
 TEMPORAL_DENSE_LIMIT = 8_192  # temporal-only SCC: exact tau by single linkage up to this many
 VISIONZIP_DOMINANT = 54 / 64  # VisionZip's split of the budget (54 dominant + 10 contextual of 64)
 TOME_STEP = 0.25  # ToMe: at most this fraction of the current tokens merges per round
-_TAU_LOW = float(np.nextafter(np.float32(-1), np.float32(-2)))  # below every similarity: K minimal
 
 
 @dataclass(frozen=True)
@@ -60,10 +59,10 @@ class Reduction:
     method: str
     tokens: torch.Tensor  # (K, d) output sequence, in order, input dtype
     assignment: torch.Tensor  # (T, P) long, in 0..K-1
-    retention: float  # K / (T * P)
+    retention_reached: float  # K / (T * P)
     note: str = ""  # how the method was run, e.g. where its importance scores came from
     tau: float | None = None  # SCC methods: the threshold found for the retention
-    kept: torch.Tensor | None = None  # selection methods: flat index of each unchanged output token
+    kept_index: torch.Tensor | None = None  # selections: flat index of each unchanged output token
     compression: Compression | None = None  # "scc": the engine's full result (spatial labels, ...)
 
     @property
@@ -83,9 +82,9 @@ def _check(tokens: torch.Tensor, retention: float) -> None:
     check_retention(retention)
 
 
-def budget(num_tokens: int, retention: float) -> int:
+def budget(num_total: int, retention: float) -> int:
     """K for a fixed budget: round(r * N) (halves up), at least 1."""
-    return min(num_tokens, max(1, math.floor(retention * num_tokens + 0.5)))
+    return min(num_total, max(1, math.floor(retention * num_total + 0.5)))
 
 
 def _flat(tokens: torch.Tensor) -> torch.Tensor:
@@ -110,9 +109,9 @@ def _select(method: str, tokens: torch.Tensor, kept: torch.Tensor, note: str = "
         method=method,
         tokens=flat[kept],
         assignment=assignment.view(tokens.shape[:2]),
-        retention=len(kept) / len(flat),
+        retention_reached=len(kept) / len(flat),
         note=note,
-        kept=kept,
+        kept_index=kept,
     )
 
 
@@ -126,7 +125,7 @@ def _tau_for_target(merge_sims: np.ndarray, n: int, target: float) -> tuple[floa
     graph "similarity > tau" has the number of components closest to ``target`` (ties to the
     larger number), and that number. Components at tau = n - #(merge_sims > tau)."""
     s = np.sort(merge_sims.astype(np.float32))
-    candidates = np.unique(np.concatenate([s, np.float32([_TAU_LOW, 1.0])]))
+    candidates = np.unique(np.concatenate([s, np.float32([TAU_FLOOR, 1.0])]))
     counts = n - (len(s) - np.searchsorted(s, candidates, side="right"))
     best = np.lexsort((-counts, np.abs(counts - target)))[0]
     return float(candidates[best]), int(counts[best])
@@ -163,7 +162,7 @@ def _merge(method: str, tokens: torch.Tensor, finals: torch.Tensor, **kw) -> Red
         method=method,
         tokens=merge_step(finals, flat, assignment).to(tokens.dtype),
         assignment=assignment.view(tokens.shape[:2]),
-        retention=len(finals) / len(flat),
+        retention_reached=len(finals) / len(flat),
         **kw,
     )
 
@@ -178,7 +177,9 @@ def scc(tokens: torch.Tensor, retention: float) -> Reduction:
     index = scissor_index(tokens)
     tau = index.tau_for_retention(retention)  # below one token, the engine aims at one
     comp = index.compress(tau)
-    return Reduction("scc", comp.tokens, comp.assignment, comp.retention, tau=tau, compression=comp)
+    return Reduction(
+        "scc", comp.tokens, comp.assignment, comp.retention_reached, tau=tau, compression=comp
+    )
 
 
 def scc_spatial(tokens: torch.Tensor, retention: float) -> Reduction:
@@ -218,8 +219,8 @@ def _temporal_labels(tokens: torch.Tensor, target: float) -> tuple[torch.Tensor,
         labels = fcluster(z, cut, "distance") if n > 1 else np.zeros(1, dtype=np.int64)
         return torch.from_numpy(_first_seen(labels)).to(flat.device), tau
     # Large sets: bisection on float32 tau with the engine's blocked (sampled above its
-    # EXACT_LIMIT) components; K(tau) is non-decreasing, K(_TAU_LOW) = 1, K(1) = n.
-    lo, hi, best = _TAU_LOW, 1.0, (abs(n - target), -n, 1.0)
+    # EXACT_LIMIT) components; K(tau) is non-decreasing, K(TAU_FLOOR) = 1, K(1) = n.
+    lo, hi, best = TAU_FLOOR, 1.0, (abs(n - target), -n, 1.0)
     for _ in range(48):
         mid = float(np.float32((lo + hi) / 2))
         if not lo < mid < hi:
@@ -398,7 +399,7 @@ def visionzip(
         assignment.view(tokens.shape[:2]),
         k / n,
         note=note,
-        kept=dominant,
+        kept_index=dominant,
     )
 
 
@@ -507,7 +508,10 @@ def reduce(
     cols; square unless given) for pooling; others ignore them."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    fn = METHODS[method].fn
-    given = {"seed": seed, "importance": importance, "attention_fn": attention_fn, "grid": grid}
-    params = inspect.signature(fn).parameters
-    return fn(tokens, retention, **{k: v for k, v in given.items() if k in params})
+    extra = {
+        "random": {"seed": seed},
+        "visionzip": {"importance": importance},
+        "fastv": {"attention_fn": attention_fn},
+        "pool": {"grid": grid},
+    }
+    return METHODS[method].fn(tokens, retention, **extra.get(method, {}))

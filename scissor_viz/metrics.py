@@ -45,7 +45,7 @@ def reduction_metrics(tokens: torch.Tensor, reduction) -> dict[str, float]:
     return {
         "coverage": coverage(tokens, reduction.tokens),
         "redundancy": redundancy(reduction.tokens),
-        "retention": float(reduction.retention),
+        "retention_reached": float(reduction.retention_reached),
         "num_tokens": int(reduction.tokens.shape[0]),
     }
 

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+GAP_FLOOR = 1e-6  # the smallest 1 - τ the retention curve shows (log axis: similarity 1 sits here)
 
 
 def tau_text(tau: float | None) -> str:

@@ -46,7 +46,9 @@ EXACT_LIMIT = 16_384  # token sets up to this size get exact components, whateve
 GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (3 x 64 MiB)
 SEARCH_LIMIT = 1 << 26  # region dot products a retention search may hold (256 MiB float32)
 BRACKET_START = 3  # a retention search first tries the regions of a spatial count 3 x target
+BAND_AIM = 1.25  # a search's plain evaluation aims at this x the target's K (see _Band)
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
+TAU_FLOOR = float(np.nextafter(np.float32(-1), np.float32(-2)))  # below every similarity: K = 1
 TAU_RESOLUTION = 2e-6  # tau search stops here: float32 similarities of d-dim tokens differ by
 # about this much between devices and matmul kernels, so finer tau are not reproducible
 
@@ -60,7 +62,7 @@ class Compression:
     temporal_labels: torch.Tensor  # (frames, tokens_per_frame) final token of its component
     assignment: torch.Tensor  # (frames, tokens_per_frame) final token the merge step assigns
     tau: float
-    retention: float  # K / (frames * tokens_per_frame)
+    retention_reached: float  # K / (frames * tokens_per_frame)
     exact: bool  # False when the temporal step used the epsilon-sampled approximation
     representatives: torch.Tensor  # (K,) flat index (frame * P + i) of each token's representative
 
@@ -412,6 +414,49 @@ class _Regions:
     work: torch.Tensor | None = None  # (2, M * M) scratch of the evaluations during a search
 
 
+@dataclass
+class _Band:
+    """The pairs of spatial regions at ``tau`` whose similarity is above ``floor``, kept by a
+    plain evaluation at ``tau``: at any tau' in (floor, tau) the regions are unions of these,
+    and a region that is one of them has the same mean, so only the merged regions need new
+    similarities (a few rows) and the rest of the graph is these pairs above tau'."""
+
+    tau: float
+    floor: float
+    reps: torch.Tensor  # (M,) flat index of each region's representative token
+    i: torch.Tensor  # (E,) int32 pairs i < j of regions ...
+    j: torch.Tensor
+    sim: torch.Tensor  # (E,) ... and their similarity (> floor)
+
+
+class _BandRecorder:
+    """Wraps a plain evaluation's similarity rows and keeps their pairs above ``floor`` (the
+    upper triangle the graph reads), at most ``limit`` of them (else none)."""
+
+    def __init__(self, rows_of: SimilarityRows, floor: float, limit: int):
+        self.rows_of, self.floor, self.limit = rows_of, floor, limit
+        self.parts: list[tuple[torch.Tensor, ...]] | None = []
+        self.held = 0
+
+    def __call__(self, src: slice, c0: int) -> torch.Tensor:
+        sim = self.rows_of(src, c0)
+        if self.parts is not None:
+            r, c = (sim > self.floor).triu_(1).nonzero(as_tuple=True)
+            self.held += len(r)
+            if self.held > self.limit:
+                self.parts = None  # too many: the band is not kept
+            else:
+                self.parts.append(((r + src.start).int(), (c + c0).int(), sim[r, c]))
+        return sim
+
+    def band(self, tau: float, reps: torch.Tensor) -> _Band | None:
+        if self.parts is None:
+            return None
+        none = reps.new_empty(0, dtype=torch.int32)
+        i, j, sim = zip((none, none, none.float()), *self.parts, strict=True)
+        return _Band(tau, self.floor, reps, torch.cat(i), torch.cat(j), torch.cat(sim))
+
+
 class ScissorIndex:
     """LLaVA-Scissor on one video's tokens, with everything that does not depend on tau cached.
 
@@ -424,12 +469,15 @@ class ScissorIndex:
 
     Without the token Gram matrix (``gram=False``, or above ``GRAM_LIMIT`` tokens) a retention
     search brackets K from the spatial step's counts at every tau (each frame's maximum
-    spanning tree: K <= spatial count), computes the dot products of the regions at one tau
-    whose K is above the target, and evaluates every lower tau from them (O(M^2) per tau, in
-    one scratch freed after the search). Where that many products exceed ``SEARCH_LIMIT`` it
-    keeps those of the most regions it may hold and evaluates higher taus plainly (O(M^2 d)).
-    The search interpolates K in the spatial count and damps an end that stays put (Illinois
-    rule), so it needs few evaluations.
+    spanning tree: K <= spatial count). Where they fit ``SEARCH_LIMIT`` it computes the dot
+    products of the regions at the tau of BRACKET_START x the target's spatial count and
+    evaluates every lower tau from them (O(M^2) per tau, in one scratch freed after the
+    search). A tau above them is a plain evaluation (O(M^2 d)) aimed above the target, which
+    keeps its region pairs above the bracket's lower end (a band, at most ``SEARCH_LIMIT / 3``
+    pairs): every tau between the two is then counted from those pairs and the few regions
+    that merged (a few rows of d-dim products), so the search costs about one more
+    compression however many taus it tries. It interpolates K in the spatial count and damps
+    an end that stays put (Illinois rule), so it needs few evaluations.
     """
 
     def __init__(
@@ -454,6 +502,7 @@ class ScissorIndex:
         self._gram: torch.Tensor | None = None
         self._work: torch.Tensor | None = None  # (2, N, N) scratch for the Gram path
         self._regions: _Regions | None = None  # the search's region dot products
+        self._band: _Band | None = None  # the search's region pairs near its tau
         self._last: tuple[float, _Steps] | None = None  # the latest tau's steps, for compress
         self._counts: dict[float, int] = {}
         self._lock = threading.RLock()  # the workspace is shared by every call on this index
@@ -485,6 +534,7 @@ class ScissorIndex:
         that needs them builds them again. Counts and frame similarities stay."""
         with self._lock:
             self._gram, self._work, self._regions, self._last = None, None, None, None
+            self._band = None
 
     @property
     def nbytes(self) -> int:
@@ -492,6 +542,8 @@ class ScissorIndex:
         held = [self.frame_similarity, self._gram, self._work, *(self._forest or ())]
         if self._regions is not None:
             held += [self._regions.gram, self._regions.work]
+        if self._band is not None:
+            held += [self._band.i, self._band.j, self._band.sim]
         if self.flat.untyped_storage().data_ptr() != self.tokens.untyped_storage().data_ptr():
             held.append(self.flat)  # a float32 copy of tokens in another dtype
         total = sum(t.untyped_storage().nbytes() for t in held if t is not None)
@@ -554,19 +606,24 @@ class ScissorIndex:
         norm = out.diagonal().clamp(min=1e-24).rsqrt()
         return out.mul_(norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
 
-    def _steps(self, tau: float) -> _Steps:
+    def _steps(self, tau: float, floor: float | None = None) -> _Steps:
+        """The spatial and temporal steps at tau; with ``floor`` (< tau, a search's lower end)
+        a plain evaluation also keeps its region pairs above it (:class:`_Band`)."""
         if self._last is not None and self._last[0] == tau:
             return self._last[1]
         spatial, region_reps = self._spatial(tau)
         regions = video_labels(spatial)
         num_reps = len(region_reps)
-        reps, rep_gram = None, None
+        reps, rep_gram, recorder = None, None, None
         if self._regions is not None and tau <= self._regions.tau:
             rep_sim = self._region_similarity(regions, num_reps)
             rows_of = lambda src, c0: rep_sim[src, c0:]  # noqa: E731
         elif not self._use_gram(num_reps):
             reps = segment_mean(self.flat, regions, num_reps)
             rows_of = _direct_rows(reps)
+            exact = _sample_rows(num_reps, self.epsilon, self.seed, "cpu") is None
+            if floor is not None and floor < tau and exact:
+                rows_of = recorder = _BandRecorder(rows_of, floor, SEARCH_LIMIT // 3)
         else:  # rep_a . x_j, then rep_a . rep_b, from the token Gram matrix, in place
             rep_gram = segment_mean(self.gram, regions, num_reps, out=self._work[0, :num_reps])
             rep_sim = self._work[1].view(-1)[: num_reps**2].view(num_reps, num_reps)
@@ -579,6 +636,8 @@ class ScissorIndex:
             num_reps, tau, rows_of, self.epsilon, self.seed, self.tokens.device
         )
         self._counts[tau] = len(final_reps)
+        if recorder is not None and (band := recorder.band(tau, region_reps)) is not None:
+            self._band = band
         steps = _Steps(spatial, regions, region_reps, reps, temporal, final_reps, rep_gram, exact)
         if rep_gram is None:  # the Gram path's workspace is overwritten by the next tau
             self._last = (tau, steps)
@@ -592,16 +651,56 @@ class ScissorIndex:
             finally:
                 self._drop_work()
 
-    def _count(self, tau: float) -> int:
+    def _count(self, tau: float, floor: float | None = None) -> int:
         tau = check_tau(tau)
         if tau not in self._counts:
-            self._steps(tau)
+            if self._band is not None and self._band.floor < tau < self._band.tau:
+                self._counts[tau] = self._band_count(tau)
+            else:
+                self._steps(tau, floor)
         return self._counts[tau]
+
+    def _plain(self, tau: float) -> bool:
+        """Whether counting at tau costs a plain evaluation (O(M^2 d)): no search data covers it."""
+        band, regions = self._band, self._regions
+        return not (
+            (band is not None and band.floor < tau < band.tau)
+            or (regions is not None and tau <= regions.tau)
+            or self._gram is not None
+        )
+
+    def _band_count(self, tau: float) -> int:
+        """K at a tau inside the band: the band's pairs above tau between regions that did not
+        merge, and the merged regions' similarities to every region (a few rows of d-dim dot
+        products), as one graph."""
+        band = self._band
+        spatial, _ = self._spatial(tau)
+        regions = video_labels(spatial)
+        num = int(regions.max()) + 1
+        coarse = regions[band.reps]  # a band region lies inside the region of its representative
+        size = torch.bincount(coarse, minlength=num)
+        alone = size[coarse] == 1  # a band region that is a whole region at tau: same mean
+        i, j = band.i.long(), band.j.long()
+        keep = (band.sim > tau) & alone[i] & alone[j]
+        edges_i, edges_j = [coarse[i[keep]]], [coarse[j[keep]]]
+        merged = (size > 1).nonzero()[:, 0]
+        if len(merged):
+            means = unit_rows(segment_mean(self.flat, regions, num))
+            step = max(1, BLOCK_ELEMENTS // num)
+            for r0 in range(0, len(merged), step):
+                rows = merged[r0 : r0 + step]
+                sim = _similarity(means[rows], means)
+                sim[torch.arange(len(rows), device=sim.device), rows] = -2.0  # not itself
+                r, c = (sim > tau).nonzero(as_tuple=True)
+                edges_i.append(rows[r])
+                edges_j.append(c)
+        return _components(num, torch.cat(edges_i), torch.cat(edges_j))[0]
 
     def _drop_work(self) -> None:
         """Free the search's scratch (a later tau that needs it allocates it again)."""
         if self._regions is not None:
             self._regions.work = None
+        self._band = None
 
     # --- the merge step
 
@@ -641,7 +740,7 @@ class ScissorIndex:
             temporal_labels=steps.temporal[steps.regions].reshape(shape),
             assignment=assignment.reshape(shape),
             tau=tau,
-            retention=len(finals) / self.num_total,
+            retention_reached=len(finals) / self.num_total,
             exact=steps.exact,
             representatives=steps.region_reps[steps.final_reps],
         )
@@ -666,43 +765,33 @@ class ScissorIndex:
                 self._drop_work()
 
     def _bracket(self, target: float) -> None:
-        """Region dot products at a tau whose K reaches ``target``, so that the search below it
-        needs no d-dimensional work; the spatial counts (K <= spatial count) choose the tau:
-        first a spatial count BRACKET_START x the target, then scaled by target / K until K
-        reaches it (at most SEARCH_LIMIT products)."""
+        """The search's first two counts, both cheap. The spatial count bounds K (K <= spatial
+        count), so the tau whose spatial count is the target has K <= target: its plain
+        evaluation (at most the target's regions) is the bracket's lower end. If the products
+        of BRACKET_START x the target's regions fit SEARCH_LIMIT, they are computed at that
+        spatial count's tau, and every tau below it (the lower end included) is evaluated from
+        them without d-dimensional work. Taus above are the search's plain evaluations, each
+        keeping its region pairs near the target (:class:`_Band`) for the taus below it."""
         heights = torch.from_numpy(self.spatial_merge_heights()).flatten()
         heights = heights.sort(descending=True).values  # spatial count at tau: N - #(h > tau)
         n, merges = self.num_total, len(heights)
         if merges == 0:
             return
-        cap = min(n, math.isqrt(SEARCH_LIMIT))  # the most regions whose products may be held
-        want, tried = min(BRACKET_START * target, cap), -2.0  # tried: highest tau below target
-        while True:
-            tau = float(heights[min(int(n - want), merges - 1)])  # spatial count >= want
+        want = BRACKET_START * target
+        if want**2 <= SEARCH_LIMIT:
+            tau = float(heights[min(int(n - min(want, n)), merges - 1)])  # spatial count >= want
             if self._regions is None or self._regions.tau < tau:
                 spatial, reps = self._spatial(tau)
-                if len(reps) ** 2 > SEARCH_LIMIT:
-                    return  # too many regions to hold their dot products: plain evaluations
                 sums = torch.zeros(len(reps), self.flat.shape[1], device=self.flat.device)
                 sums.index_add_(0, video_labels(spatial), self.flat)
                 self._regions = _Regions(tau, reps, symmetric_gram(sums))
                 self._counts = {t: k for t, k in self._counts.items() if t > tau}  # one source
                 self._last = None
-            k = self._count(tau)
-            tried = tau if k < target else tried
-            if k >= target or want >= cap:  # at the cap, taus above it are plain evaluations
-                break
-            # K / spatial count rises with tau, so scaling by target / K is enough (often more:
-            # at most doubled, as each try costs its count squared)
-            spatial_count = n - int((heights > tau).sum())
-            grown = max(1.25 * spatial_count, spatial_count * target / k)
-            want = min(cap, 2 * spatial_count, grown)
+            if self._count(tau) < target:
+                return  # the lower end: taus above are plain evaluations
         below = math.ceil(n - target)  # merges that bring the spatial count to the target
-        if self._regions is not None and 0 < below <= merges:  # just under that height, the
-            # spatial count, so K, is at most the target: the bracket's lower end, cheaply
-            # (or a failed try's tau, if higher: its count, from coarser products, was dropped)
-            low = float(np.nextafter(np.float32(heights[below - 1]), np.float32(-2)))
-            self._count(max(low, tried))
+        if 0 < below <= merges:  # just under that height the spatial count is the target's
+            self._count(float(np.nextafter(np.float32(heights[below - 1]), np.float32(-2))))
 
     def _tau_between(
         self, lo: float, hi: float, counts: tuple[int, int, float], bisect: bool
@@ -739,7 +828,7 @@ class ScissorIndex:
     def _search(self, target: float, slack: float = 0.0) -> float:
         if self._gram is None and (self._gram_mode is False or self.num_total > GRAM_LIMIT):
             self._bracket(target)
-        lo, hi = float(np.nextafter(np.float32(-1), np.float32(-2))), 1.0  # K = 1 .. K = N
+        lo, hi = TAU_FLOOR, 1.0  # K = 1 .. K = N
         self._counts.setdefault(lo, 1)
         self._counts.setdefault(hi, self.num_total)
         width, stalls = math.inf, 0  # the bracket's count range one evaluation ago
@@ -772,6 +861,11 @@ class ScissorIndex:
             k_lo_eff = target * (k_lo / target) ** damp if kept[0] == 0 else k_lo
             k_hi_eff = target * (k_hi / target) ** damp if kept[0] == 1 else k_hi
             mid = self._tau_between(lo, hi, (k_lo_eff, k_hi_eff, target), bisect)
+            if mid is not None and not bisect and self._plain(mid) and k_hi > BAND_AIM * target:
+                # a plain evaluation keeps its region pairs above lo (a band) for every tau
+                # between lo and it: aimed above the target, it makes the rest of the search cheap
+                aim = (k_lo_eff, k_hi_eff, BAND_AIM * target)
+                mid = self._tau_between(lo, hi, aim, False) or mid
             if mid is None:  # no spatial count between them: the same in tau
                 share = 0.5 if bisect else (target - k_lo_eff) / (k_hi_eff - k_lo_eff)
                 mid = float(np.float32(lo + (hi - lo) * share))
@@ -779,7 +873,7 @@ class ScissorIndex:
                 mid = float(np.float32((lo + hi) / 2))
             if not lo < mid < hi:  # no float32 tau left between them
                 break
-            self._count(mid)
+            self._count(mid, lo)
         candidates = sorted(self._counts.items(), key=lambda tk: _closeness(tk[1], target))
         return candidates[0][0]
 
@@ -796,9 +890,7 @@ def _settled(target: float, k_lo: int, k_hi: int, counts) -> bool:
     if k_hi - k_lo <= 1:
         return True
     inside = [min(max(k, k_lo + 1), k_hi - 1) for k in (math.floor(target), math.ceil(target))]
-    return min(_closeness(k, target) for k in counts) <= min(
-        _closeness(k, target) for k in inside
-    )
+    return min(_closeness(k, target) for k in counts) <= min(_closeness(k, target) for k in inside)
 
 
 # ----------------------------------------------------------------------------- functional API

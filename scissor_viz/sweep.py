@@ -3,7 +3,7 @@
 Two-line API::
 
     rows = run_sweep(find_videos("clips/"), "runs/sweep", frames=16)       # real videos
-    rows = run_sweep(["a"], "runs/x", tokens_fn=lambda path, frames: VideoTokens(t, "synthetic"))
+    rows = run_sweep(["a"], "runs/x", tokens_fn=lambda path, frames: MethodInputs(t, "synthetic"))
 
 Command line: ``python -m scissor_viz sweep VIDEO_OR_FOLDER --out DIR``. Writes
 ``DIR/results.csv`` (one row per run, appended and flushed as it goes), ``DIR/results.json`` (the
@@ -26,11 +26,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from scissor_viz import models
-from scissor_viz.analysis import VideoTokens, backend_video_tokens, run_method
-from scissor_viz.figures import metric_curves_figure
+from scissor_viz.analysis import MethodInputs, backend_method_inputs, run_method
 from scissor_viz.methods import METHODS, runnable_methods
+from scissor_viz.pictures.figures import metric_curves_figure
 from scissor_viz.scc import check_retention
-from scissor_viz.video import load_video
+from scissor_viz.video import DEFAULT_FRAMES, load_video
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif"})
 DEFAULT_RETENTIONS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05, 0.1, ..., 1.0
@@ -42,7 +42,7 @@ _INT_FIELDS = {"frames", "frames_used", "num_tokens"}
 _FLOAT_FIELDS = {"retention", "retention_reached", "tau", "coverage", "redundancy", "seconds"}
 
 
-TokensFn = Callable[[Path, int], VideoTokens]
+TokensFn = Callable[[Path, int], MethodInputs]
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -83,13 +83,13 @@ def backend_tokens(
     back to token norms and FastV is skipped."""
     backend = None
 
-    def tokens_of(path: Path, frames: int) -> VideoTokens:
+    def tokens_of(path: Path, frames: int) -> MethodInputs:
         nonlocal backend
         if backend is None:
             backend = models.load_backend(checkpoint)
         clip = load_video(path, frames)
         tokens = backend.encode(clip.frames, key=clip.key)
-        return backend_video_tokens(backend, clip, tokens, question)
+        return backend_method_inputs(backend, clip, tokens, question)
 
     return tokens_of
 
@@ -169,7 +169,7 @@ def run_sweep(
     videos: Iterable[str | Path],
     out_dir: str | Path,
     *,
-    frames: int = 16,
+    frames: int = DEFAULT_FRAMES,
     retentions: Sequence[float] = DEFAULT_RETENTIONS,
     methods: Sequence[str] | None = None,
     tokens_fn: TokensFn | None = None,
@@ -179,7 +179,7 @@ def run_sweep(
 ) -> list[dict[str, object]]:
     """Run every method at every retention on every video; returns all rows (old and new).
 
-    ``tokens_fn(path, frames)`` gives a video's :class:`VideoTokens` (default: the model backend
+    ``tokens_fn(path, frames)`` gives a video's :class:`MethodInputs` (default: the model backend
     for ``checkpoint`` via :func:`backend_tokens`). ``methods`` defaults to every method that
     does not need the LLM; FastV, when asked for, is skipped for videos whose tokens come without
     ``attention_fn`` (and, having no rows, such a video is decoded again on every resume). A

@@ -25,6 +25,7 @@ ARGS = [
 VIEWPORT = {"width": 1440, "height": 1000}
 SLOW = 180_000  # ms: a compress on a busy 2-core machine
 NUMBERS = re.compile(r"([\d,]+) → ([\d,]+) tokens")
+STAND_IN = "⏳ Pixel regions for now"  # the numbers line while a model encodes (handlers.py)
 TAU = re.compile(r"τ = ([-\d.]+)")
 LOADED_IMAGES = (
     "sel => Array.from(document.querySelectorAll(sel))"
@@ -79,8 +80,10 @@ def wait_for(condition, timeout_ms: int, what: str, every: float = 0.05):
 
 
 def token_counts(page) -> tuple[int, int] | None:
-    """(tokens before, tokens after) from #numbers, or None before the first compression."""
-    m = NUMBERS.search(page.locator("#numbers").inner_text())
+    """(tokens before, tokens after) from #numbers, or None before the first compression and
+    while pixel regions stand in for a model that is still encoding the frames."""
+    text = page.locator("#numbers").inner_text()
+    m = None if text.startswith(STAND_IN) else NUMBERS.search(text)
     return (int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))) if m else None
 
 

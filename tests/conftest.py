@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+import os
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -42,6 +44,18 @@ def pytest_collection_modifyitems(items):
             or family not in (None, FAST_FAMILY)
         ):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def ordinary_scheduling():
+    """A test that leaves pytest's thread with a real-time scheduling policy fails (and the
+    policy is put back): processes started later inherit it, and two busy real-time processes
+    on a 2-core machine starve everything else (SVT-AV1 did this: tests/video_fixtures.py)."""
+    yield
+    if hasattr(os, "sched_getscheduler") and os.sched_getscheduler(0) != os.SCHED_OTHER:
+        policy = os.sched_getscheduler(0)
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        pytest.fail(f"the test left pytest's thread with scheduling policy {policy} (real-time)")
 
 
 @pytest.fixture(scope="session")

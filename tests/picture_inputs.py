@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from scissor_viz import overlay
+from scissor_viz.pictures import overlay
 
 G, P = 14, 196  # the default token grid: 14 x 14 cells, 196 tokens a frame
 

@@ -14,6 +14,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+# What the page sends to /load after the video, frames, features, checkpoint and ε: the
+# slider's retention, the view and the fill (the pixel stage is drawn at them).
+LOAD_SETTING = (0.35, "Temporal step", False)
 
 
 def free_port() -> int:

@@ -68,7 +68,7 @@ def test_release_frees_the_heavy_parts_and_stays_usable():
     before = analysis.compress(retention=0.35)
     analysis.reduce("scc", 0.35)
     analysis.answer("what?")
-    n = analysis.num_tokens
+    n = analysis.num_total
     held = analysis.nbytes()
     assert held["index"] >= 3 * n * n * 4 and held["answers"] and held["reductions"]
     assert scc.scissor_index(tokens) is scc.scissor_index(tokens)  # cached by the engine
@@ -109,4 +109,4 @@ def test_retention_curve_is_dense_where_the_retention_changes():
     assert retention[0] < 0.2 and retention[-1] > 0.8
     assert np.diff(retention).max() < 0.15, np.diff(retention).max()
     for t, r in zip(taus[::7], retention[::7], strict=True):
-        assert r == analysis.index.count(float(t)) / analysis.num_tokens
+        assert r == analysis.index.count(float(t)) / analysis.num_total

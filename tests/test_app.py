@@ -38,7 +38,7 @@ from gradio_client.exceptions import AppError
 from scissor_viz.ui import MODEL_CHOICE, build_demo
 from scissor_viz.ui.backends import NOT_LOADED
 from tests import video_fixtures as vf
-from tests.serving import call, launch, serve_app, upload
+from tests.serving import LOAD_SETTING, call, launch, serve_app, upload
 
 pytestmark = pytest.mark.slow  # every test here serves the app
 
@@ -278,7 +278,9 @@ def test_without_weights_compress_works_and_answer_says_why(pixel_url):
 
 def test_without_weights_the_page_says_no_model(pixel_url):
     c = client(pixel_url)
-    status = c.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, api_name="/load")
+    status = c.predict(
+        handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, *LOAD_SETTING, api_name="/load"
+    )[0]
     assert "No model loaded" in status and NOT_LOADED in status
     assert "does not exist" not in status and "/tmp" not in status
     refresh(c, 0.35)  # the page's chain after Compress: load, refresh, answers
@@ -309,10 +311,12 @@ def test_sessions_are_separate_and_the_slider_never_reencodes(model_url, tiny_ba
     monkeypatch.setattr(tiny_backend, "_encode", lambda *a, **k: calls.append(1) or encode(*a, **k))
     a, b, stranger = client(model_url), client(model_url), client(model_url)
 
-    status = a.predict(handle_file(str(CLIP)), 12, MODEL_CHOICE, "", 0.05, api_name="/load")
+    status = a.predict(
+        handle_file(str(CLIP)), 12, MODEL_CHOICE, "", 0.05, *LOAD_SETTING, api_name="/load"
+    )[0]
     assert "Random weights" in status
     assert len(calls) == 1  # 12 (and 7) frames: not encoded by any other test
-    b.predict(handle_file(str(CLIP)), 7, MODEL_CHOICE, "", 0.05, api_name="/load")
+    b.predict(handle_file(str(CLIP)), 7, MODEL_CHOICE, "", 0.05, *LOAD_SETTING, api_name="/load")
     assert len(calls) == 2
 
     for retention in (0.3, 0.12, 0.61, 0.3):
@@ -355,7 +359,9 @@ def test_many_users_at_once(model_url, tiny_backend, bad, clip_4k):
 
     def session_user(name, frames, retention):
         c = visitor(name)
-        c.predict(handle_file(str(CLIP)), frames, MODEL_CHOICE, "", 0.05, api_name="/load")
+        c.predict(
+            handle_file(str(CLIP)), frames, MODEL_CHOICE, "", 0.05, *LOAD_SETTING, api_name="/load"
+        )
         before, after, got = numbers_of(refresh(c, retention)[0])
         assert (before, got) == (frames * PER_FRAME, frames)
         assert abs(after - retention * before) <= FEW
@@ -435,7 +441,7 @@ def test_compare_methods_and_their_answers(model_url, pixel_url):
     """The Compare tab: every method's regions and numbers at one retention; with a model,
     each method's answer against the full-token one (labelled: random weights)."""
     c = client(model_url)
-    c.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, api_name="/load")
+    c.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, *LOAD_SETTING, api_name="/load")
     refresh(c, 0.2)
     methods = ["scc", "pool", "random", "tome", "visionzip", "fastv"]
     gallery, table, drawn = c.predict(methods, 0, QUESTION, api_name="/compare")
@@ -456,7 +462,7 @@ def test_compare_methods_and_their_answers(model_url, pixel_url):
         assert row[2] in (0, 1) and 0 <= row[3] <= 1 and row[4] >= 0  # EM, F1, KL
 
     p = client(pixel_url)  # no model: FastV is skipped, answers are refused with the reason
-    p.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, api_name="/load")
+    p.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, *LOAD_SETTING, api_name="/load")
     refresh(p, 0.2)
     gallery, table, _ = p.predict(methods, 0, QUESTION, api_name="/compare")
     assert len(gallery) == len(methods) - 1

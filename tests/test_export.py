@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scissor_viz import graphs, regions
 from scissor_viz.analysis import VideoAnalysis
 from scissor_viz.export import Partition, load_partition, save_gif, save_mp4, save_partition
 from scissor_viz.models.pixels import PixelBackend
+from scissor_viz.pictures import graphs, regions
 from scissor_viz.scc import ScissorIndex
 from tests import video_fixtures as vf
 from tests.picture_inputs import region_tokens
@@ -83,7 +83,7 @@ def test_partition_json_round_trips(tmp_path, comp):
         meta={"video": "clip.mp4"},
     )
     data = json.loads(path.read_text())
-    assert data["tau"] == comp.tau and data["retention"] == comp.retention
+    assert data["tau"] == comp.tau and data["retention"] == comp.retention_reached
     assert data["tokens_per_frame"] == comp.spatial_counts.tolist()
     assert data["num_tokens"] == comp.num_tokens and data["method"] == "llava-scissor"
     assert data["num_frames"] == 4 and data["frame_indices"] == [0, 8, 16, 24]
@@ -91,9 +91,9 @@ def test_partition_json_round_trips(tmp_path, comp):
     part = load_partition(path)
     for name in ("spatial_labels", "temporal_labels", "assignment"):
         np.testing.assert_array_equal(getattr(part, name), getattr(comp, name).numpy())
-    assert (part.tau, part.retention, part.num_tokens) == (
+    assert (part.tau, part.retention_reached, part.num_tokens) == (
         comp.tau,
-        comp.retention,
+        comp.retention_reached,
         comp.num_tokens,
     )
     assert part.frame_indices == [0, 8, 16, 24] and part.timestamps[1] == 0.3333333333333333

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from scissor_viz import figures, graphs, scc, scrub
-from scissor_viz import regions as region_views
+from scissor_viz import scc
 from scissor_viz.numbers import tau_text
+from scissor_viz.pictures import figures, graphs, scrub
+from scissor_viz.pictures import regions as region_views
 from tests.conftest import partition
 from tests.picture_inputs import G, P
 

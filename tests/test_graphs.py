@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from scissor_viz import graphs
+from scissor_viz.pictures import graphs
 from scissor_viz.scc import ScissorIndex
 from tests.conftest import graph_partition, partition
 from tests.picture_inputs import P, drawn_edges

@@ -4,7 +4,7 @@ frame allows."""
 import numpy as np
 import pytest
 
-from scissor_viz import grid
+from scissor_viz.pictures import grid
 from tests.picture_inputs import G, P
 
 SIZES = [(270, 480), (480, 270), (97, 131), (14, 14), (15, 29), (5, 9), (1, 3)]

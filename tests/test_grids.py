@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from scissor_viz import graphs, methods, overlay, regions
+from scissor_viz import methods
 from scissor_viz.analysis import VideoAnalysis
-from scissor_viz.grid import TokenGrid, cell_edges
 from scissor_viz.models import PixelBackend
+from scissor_viz.pictures import graphs, overlay, regions
+from scissor_viz.pictures.grid import TokenGrid, cell_edges
 from scissor_viz.scc import scissor_compress
 from scissor_viz.ui import handlers as on
 from scissor_viz.ui import views
@@ -120,7 +121,7 @@ def test_tau_graph_and_probe_figure_on_a_non_square_grid():
     dots = next(t for t in fig.data if t.name == "tokens")
     assert max(dots.x) == COLS - 1 and max(dots.y) == ROWS - 1
     assert tuple(fig.layout.yaxis.range) == (ROWS - 0.4, -0.6)
-    from scissor_viz import figures
+    from scissor_viz.pictures import figures
 
     probe = (x.flatten(0, 1) @ x[1, 7]).reshape(3, -1).numpy()
     fig = figures.probe_figure(probe, 1, 7, 0.9, cols=COLS, names=["f0–1", "f2–3", "f4–5"])
@@ -148,7 +149,15 @@ def test_uniform_pooling_keeps_a_non_square_grids_shape():
 # ----------------------------------------------------------------------------- the page
 
 
-@pytest.fixture(scope="module", params=[TokenGrid(ROWS, COLS), TokenGrid(ROWS, COLS, 2)])
+@pytest.fixture(
+    scope="module",
+    params=[
+        TokenGrid(ROWS, COLS),
+        # Qwen's pairs are another family's grid: the full run only (each view takes ~4 s);
+        # the fast lane draws a group by test_a_group_is_drawn_on_each_of_its_frames
+        pytest.param(TokenGrid(ROWS, COLS, 2), marks=pytest.mark.slow),
+    ],
+)
 def session(request) -> Session:
     analysis = VideoAnalysis.open(str(CLIP), PixelBackend(grid=request.param), num_frames=6)
     s = Session(analysis, video="bigbuckbunny.mp4", asked=(6, "pixels"))

@@ -340,7 +340,7 @@ def test_a_refused_video_says_why_on_the_page_and_clears_the_old_views(tmp_path)
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video\n" * 100)
     with pytest.raises(gr.Error) as err:
-        served.load({"path": str(bad)}, 6, "pixels", "", 0.0, request, lambda *a, **k: None)
+        list(served.load({"path": str(bad)}, 6, "pixels", "", 0.0, request, lambda *a, **k: None))
     out = served.load_failed(request)
     assert out["numbers"].startswith("⚠️ **Could not open `broken.mp4`**: ")
     assert str(err.value.message) in out["numbers"]

@@ -120,6 +120,7 @@ def test_formats_are_judged_by_content_not_name(hostile, tmp_path):
     assert probe_video(ts).codec == "h264" and load_video(ts, 4).num_frames == 4
 
 
+@pytest.mark.slow  # three decodes in child processes
 def test_each_frame_is_held_to_the_pixel_cap(tmp_path, monkeypatch):
     """The cap is passed to the children: a small mixed-size clip under a small cap is refused
     by every decoder path at its first larger frame, never decoded by decord instead."""
@@ -132,6 +133,7 @@ def test_each_frame_is_held_to_the_pixel_cap(tmp_path, monkeypatch):
         assert "has a frame larger than" in message and "decord" not in message, message
 
 
+@pytest.mark.slow  # a child process that runs out of memory
 def test_children_have_a_memory_limit(tmp_path, monkeypatch):
     """With the pixel cap lifted, a 16000 x 16000 frame (256 MB of grey) does not fit a child
     capped at 512 MiB of address space: refused with the limit in words, the server unharmed."""

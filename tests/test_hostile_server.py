@@ -39,7 +39,7 @@ from scissor_viz.ui import MODEL_CHOICE
 from scissor_viz.ui.checks import MAX_MESSAGE_CHARS
 from scissor_viz.ui.memory import RELEASED
 from tests import video_fixtures as vf
-from tests.serving import launch, serve_app, upload
+from tests.serving import LOAD_SETTING, launch, serve_app, upload
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,9 @@ def visitor(url: str, address: str) -> Client:
 
 
 def load(c: Client, frames: int) -> None:
-    c.predict(handle_file(str(CLIP)), frames, MODEL_CHOICE, "", 0.05, api_name="/load")
+    c.predict(
+        handle_file(str(CLIP)), frames, MODEL_CHOICE, "", 0.05, *LOAD_SETTING, api_name="/load"
+    )
 
 
 def slider_moves(c: Client, moves: int = 5) -> list[float]:
@@ -227,7 +229,11 @@ def test_no_message_names_the_checkpoint_folder_or_its_error(served):
     with pytest.raises(AppError) as info:
         c.predict(handle_file(str(CLIP)), "What?", 0.35, 4, api_name="/answer")
     texts.append(str(info.value))
-    texts.append(c.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, api_name="/load"))
+    texts.append(
+        c.predict(
+            handle_file(str(CLIP)), 4, MODEL_CHOICE, "", 0.05, *LOAD_SETTING, api_name="/load"
+        )[0]
+    )
     for text in texts:
         assert SECRET not in text and "does not exist" not in text, text[:300]
     assert "could not be loaded" in texts[-1]
@@ -338,7 +344,7 @@ def test_every_endpoint_that_encodes_or_answers_goes_through_spaces_gpu(with_spa
         "VideoAnalysis.open",
         "VideoAnalysis.answer",
     ]
-    assert calls(load, c, 4) == ["VideoAnalysis.open"]
+    assert calls(load, c, 4) == ["VideoAnalysis.from_clip"]  # the page decodes outside
     c.predict(0.35, "Temporal step", False, api_name="/refresh")
     assert (
         calls(c.predict, "What?", None, api_name="/show_answers")

@@ -29,7 +29,7 @@ from scissor_viz.models import REFUSED
 from scissor_viz.ui import MODEL_CHOICE, build_demo
 from scissor_viz.ui.checks import MAX_QUESTION_CHARS, NOT_AN_UPLOAD
 from scissor_viz.ui.handlers import export_folder
-from tests.serving import call, launch
+from tests.serving import LOAD_SETTING, call, launch
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "assets" / "bigbuckbunny.mp4"
@@ -101,7 +101,9 @@ def test_no_event_loads_an_unconfigured_checkpoint(app, tiny_llava_folder, tmp_p
     answers = []
     for ckpt in (str(tiny_llava_folder), str(tmp_path / "nothing-here"), "someone/unknown-7b"):
         with pytest.raises(AppError) as info:
-            c.predict(handle_file(str(CLIP)), 4, MODEL_CHOICE, ckpt, 0.05, api_name="/load")
+            c.predict(
+                handle_file(str(CLIP)), 4, MODEL_CHOICE, ckpt, 0.05, *LOAD_SETTING, api_name="/load"
+            )
         answers.append(str(info.value).replace(ckpt, "<ckpt>"))
         answers.append(c.predict(MODEL_CHOICE, ckpt, api_name="/status"))
         answers.append(c.predict(MODEL_CHOICE, ckpt, api_name="/poll_status")[0])

@@ -43,7 +43,7 @@ def check_contract(reduction: Reduction, tokens: torch.Tensor, method: str, r: f
         and reduction.assignment.dtype == torch.long
     )
     assert 0 <= int(reduction.assignment.min()) and int(reduction.assignment.max()) < k
-    assert reduction.retention == pytest.approx(k / n)
+    assert reduction.retention_reached == pytest.approx(k / n)
     assert torch.isfinite(reduction.tokens).all()
     if METHODS[method].fixed_budget:
         assert k == budget(n, r)
@@ -56,15 +56,17 @@ def check_contract(reduction: Reduction, tokens: torch.Tensor, method: str, r: f
             torch.zeros(k, d).index_add_(0, reduction.assignment.flatten(), flat) / members[:, None]
         )
         torch.testing.assert_close(reduction.tokens.float(), means, atol=1e-5, rtol=1e-5)
-    if reduction.kept is not None:
+    if reduction.kept_index is not None:
         assert torch.equal(
-            reduction.tokens[: len(reduction.kept)], tokens.reshape(n, d)[reduction.kept]
+            reduction.tokens[: len(reduction.kept_index)],
+            tokens.reshape(n, d)[reduction.kept_index],
         )
         assert torch.equal(
-            reduction.assignment.flatten()[reduction.kept], torch.arange(len(reduction.kept))
+            reduction.assignment.flatten()[reduction.kept_index],
+            torch.arange(len(reduction.kept_index)),
         )
     if method in SELECTING:
-        assert reduction.kept is not None and len(reduction.kept) == k
+        assert reduction.kept_index is not None and len(reduction.kept_index) == k
 
 
 # ----------------------------------------------------------------------------- contracts
@@ -85,7 +87,7 @@ def test_contract_on_structured_tokens(tokens, method, r):
 def test_full_retention_keeps_everything_unchanged(tokens, method):
     reduction = run(method, tokens, 1.0)
     n = tokens.shape[0] * tokens.shape[1]
-    assert reduction.retention == 1.0
+    assert reduction.retention_reached == 1.0
     torch.testing.assert_close(reduction.tokens, tokens.reshape(n, -1), atol=1e-6, rtol=0)
     assert torch.equal(reduction.assignment.flatten(), torch.arange(n))
 
@@ -263,7 +265,7 @@ def test_pooling_grid_choice():
     assert methods.pool_shape(16, 196, 0.1) == (16, 4, 5)  # 320 for a budget of 314
     assert methods.pool_shape(16, 196, 0.003) == (9, 1, 1)  # below a token per frame: pool time
     reduction = reduce("pool", video_tokens(frames=16, dim=8), 0.1)
-    assert reduction.num_tokens == 320 and reduction.retention == pytest.approx(320 / 3136)
+    assert reduction.num_tokens == 320 and reduction.retention_reached == pytest.approx(320 / 3136)
     assert "16x4x5" in reduction.note
 
 
@@ -281,14 +283,14 @@ def test_pooling_cells_are_uniform_blocks():
 def test_random_is_seeded(tokens):
     a, b = reduce("random", tokens, 0.2, seed=5), reduce("random", tokens, 0.2, seed=5)
     c = reduce("random", tokens, 0.2, seed=6)
-    assert torch.equal(a.kept, b.kept) and not torch.equal(a.kept, c.kept)
-    assert torch.all(a.kept.diff() > 0)  # sequence order
+    assert torch.equal(a.kept_index, b.kept_index) and not torch.equal(a.kept_index, c.kept_index)
+    assert torch.all(a.kept_index.diff() > 0)  # sequence order
 
 
 def test_dropped_tokens_go_to_their_most_similar_kept_token(tokens):
     reduction = reduce("random", tokens, 0.2)
     flat = torch.nn.functional.normalize(tokens.reshape(-1, tokens.shape[-1]), dim=-1)
-    sim = flat @ flat[reduction.kept].T
+    sim = flat @ flat[reduction.kept_index].T
     chosen = sim.gather(1, reduction.assignment.flatten()[:, None])[:, 0]
     torch.testing.assert_close(chosen, sim.max(dim=1).values)
 
@@ -307,8 +309,10 @@ def test_visionzip_dominant_and_contextual(tokens):
     top = torch.tensor([5, 200, 400, 700])
     importance.view(-1)[top] = 1.0
     reduction = reduce("visionzip", tokens, 10 / 784 + 1e-9, importance=importance)  # K = 10
-    assert reduction.num_tokens == 10 and len(reduction.kept) == 8  # round(54/64 * 10) dominant
-    assert set(top.tolist()) <= set(reduction.kept.tolist())
+    assert (
+        reduction.num_tokens == 10 and len(reduction.kept_index) == 8
+    )  # round(54/64 * 10) dominant
+    assert set(top.tolist()) <= set(reduction.kept_index.tolist())
     assert reduction.note == "importance from vision-tower attention"
     assert "token norms" in reduce("visionzip", tokens, 0.1).note
     reduction = reduce(
@@ -322,14 +326,14 @@ def test_dycoke_drops_repeated_frames_first():
     frame = torch.randn(196, 16, generator=g)
     static = frame.expand(8, -1, -1) + 0.01 * torch.randn(8, 196, 16, generator=g)
     reduction = reduce("dycoke", static, 1 / 8)  # exactly one frame's worth: frame 0 survives
-    assert torch.equal(reduction.kept, torch.arange(196))
+    assert torch.equal(reduction.kept_index, torch.arange(196))
     assert torch.equal(reduction.assignment, torch.arange(196).expand(8, -1))
     moving = static.clone()
     moving[5:, :20] += 3 * torch.randn(20, 16, generator=g)  # something changes at frame 5
     reduction = reduce("dycoke", moving, 236 / (8 * 196))
     # Frame 5 refers to frame 4 and frame 6 to frame 4 (both see the change), 7 to 6 (does not).
     changed = {f * 196 + i for f in (5, 6) for i in range(20)}
-    assert set(reduction.kept.tolist()) == set(range(196)) | changed
+    assert set(reduction.kept_index.tolist()) == set(range(196)) | changed
 
 
 def test_fastv_select_keeps_top_scores():
@@ -392,7 +396,7 @@ def test_fastv_end_to_end_on_the_tiny_model(tiny_llava):
 
     reduction = reduce("fastv", tokens, 0.25, attention_fn=attention_fn)
     check_contract(reduction, tokens, "fastv", 0.25)
-    assert torch.equal(reduction.kept, fastv_select(attention_fn(tokens), 0.25))
+    assert torch.equal(reduction.kept_index, fastv_select(attention_fn(tokens), 0.25))
     with pytest.raises(ValueError, match="layer"):
         fastv_scores(tiny_llava, text, None, slice(0, 4), layer=3)
 

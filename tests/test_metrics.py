@@ -73,7 +73,7 @@ def test_reduction_metrics_of_a_method():
     out = reduction_metrics(tokens, reduce("tome", tokens, 1.0))
     assert out["coverage"] == pytest.approx(1.0) and out["num_tokens"] == 392
     out = reduction_metrics(tokens, reduce("tome", tokens, 0.1))
-    assert 0 < out["coverage"] < 1 and out["retention"] == pytest.approx(39 / 392)
+    assert 0 < out["coverage"] < 1 and out["retention_reached"] == pytest.approx(39 / 392)
 
 
 # ----------------------------------------------------------------------------- answers

@@ -323,7 +323,7 @@ def test_answers_go_through_the_patch(tiny_backend, frames):
     tokens = tiny_backend.encode(frames).reshape(-1, tiny_backend.hidden_size)[:40]
     ans = tiny_backend.answer(QUESTION, tokens, max_new_tokens=2)
     record = tiny_backend.model.scissor.last[0]
-    assert record.videos[0].grid is None and record.videos[0].kept == 40  # tokens were given
+    assert record.videos[0].grid is None and record.videos[0].num_tokens == 40  # tokens were given
     assert record.tokens_after == 41 and record.length_after == ans.prompt_tokens
 
 
@@ -355,7 +355,7 @@ def test_scc_answer_is_the_patched_models_answer(tiny_backend, frames, retention
         record = tiny_backend.model.scissor.last[0]
     finally:
         apply_patch(tiny_backend.model, retention=1.0)  # the tiny_backend's own setting
-    assert record.videos[0].kept == comp.num_tokens and record.tau == tau
+    assert record.videos[0].num_tokens == comp.num_tokens and record.tau == tau
     assert record.length_after == ans.prompt_tokens
     assert ans.token_ids == out.sequences[0, ids.shape[1] :].tolist()
     torch.testing.assert_close(ans.first_logits, out.logits[0][0].float(), rtol=1e-5, atol=1e-5)
@@ -809,7 +809,7 @@ PER_RUN = ("qwen3_vl", "internvl", "smolvlm")  # a run of placeholders per frame
     ],
 )
 def test_each_family_encodes_its_own_grid(family, size, shape):
-    from scissor_viz.grid import TokenGrid
+    from scissor_viz.pictures.grid import TokenGrid
 
     twin, backend = twin_backend(family)
     frames = random_frames(8 if family.startswith("qwen") else 4, *size, seed=5)
@@ -895,21 +895,21 @@ def test_video_analysis_runs_on_each_family(family):
     if family.startswith("qwen"):
         assert (grid.rows, grid.cols, grid.frames_per_group) == (6, 11, 2)
     comp = analysis.compress(retention=0.2)
-    assert 0 < comp.num_tokens < analysis.num_tokens
+    assert 0 < comp.num_tokens < analysis.num_total
     if not backend.can_answer:  # Qwen3-VL (see test_qwen3_vl_declares_it_cannot_answer_yet)
         with pytest.raises(AnswerUnavailable):
             analysis.answer("What is here?", comp)
         return
     full = analysis.answer("What is here?")
     mine = analysis.answer("What is here?", comp)
-    assert full.visual_tokens == analysis.num_tokens and mine.visual_tokens == comp.num_tokens
-    assert mine.prompt_tokens - full.prompt_tokens == comp.num_tokens - analysis.num_tokens
+    assert full.visual_tokens == analysis.num_total and mine.visual_tokens == comp.num_tokens
+    assert mine.prompt_tokens - full.prompt_tokens == comp.num_tokens - analysis.num_total
     reduction, _ = analysis.reduce("random", 0.3)
     assert analysis.answer("What is here?", reduction).visual_tokens == reduction.num_tokens
 
 
 def test_token_grid_helpers_take_rows_and_cols():
-    from scissor_viz.grid import TokenGrid, cell_index, grid_shape, label_grid, token_at
+    from scissor_viz.pictures.grid import TokenGrid, cell_index, grid_shape, label_grid, token_at
 
     grid = TokenGrid(16, 22, 2)
     assert grid.tokens_per_frame == 352 and grid.groups(16) == 8 and grid.groups(5) == 3

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from scissor_viz import grid, overlay
-from scissor_viz import regions as region_views
+from scissor_viz.pictures import grid, overlay
+from scissor_viz.pictures import regions as region_views
 from tests.picture_inputs import G, P, luminance_r, textured_frames
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from scissor_viz import apply_patch, remove_patch
-from scissor_viz.patch import ScissorState, VideoTokens, adapter_for, representatives
+from scissor_viz.patch import ScissorState, SplicedTokens, adapter_for, representatives
 from scissor_viz.scc import scissor_compress, tau_for_retention
 from tests.tiny_vlms import PREFIX, build_twins
 
@@ -60,12 +60,12 @@ def without_pixels(inputs: dict, key: str = "pixel_values_videos") -> dict:
     return {k: v for k, v in inputs.items() if k != key}
 
 
-def full_tokens(model, inputs: dict) -> list[VideoTokens]:
+def full_tokens(model, inputs: dict) -> list[SplicedTokens]:
     """Every video's own features (and DeepStack grids), uncompressed: the splice path at
     retention 1."""
     with torch.no_grad():
         return [
-            VideoTokens(g.flatten(0, 1), layers=tuple(x.flatten(0, 1) for x in layers))
+            SplicedTokens(g.flatten(0, 1), layers=tuple(x.flatten(0, 1) for x in layers))
             for g, layers in adapter_for(model).encode(inputs)
         ]
 
@@ -294,7 +294,7 @@ def test_language_model_reads_scc_tokens(twin):
         expected = comp.tokens  # (K, d)
         assert torch.equal(scissor_compress(grid.clone(), comp.tau).tokens, expected)
         k, n = len(expected), grid.shape[0] * grid.shape[1]
-        assert k < n and record.videos[0].kept == k
+        assert k < n and record.videos[0].num_tokens == k
         valid = int(mask[b].sum())
         assert valid == int(stock_valid[b]) - (n - k) == record.length_after
         row = embeds[b, embeds.shape[1] - valid :]  # left padding dropped
@@ -516,7 +516,7 @@ def test_video_tokens_from_any_compression(twins):
         assert scissor.last[0].tokens_after == len(tokens) + 1  # + the newline
         assert scissor.last[0].length_after == short_ids.shape[1] - 1 + len(tokens) + 1
         with Capture(model) as capture:
-            bare = VideoTokens(tokens, tail=False)
+            bare = SplicedTokens(tokens, tail=False)
             model.generate(input_ids=short_ids, video_tokens=[bare], **GREEDY)
         assert scissor.last[0].tokens_after == len(tokens)
     new = a.sequences[0, full["input_ids"].shape[1] :]
@@ -548,27 +548,24 @@ def test_given_compression_equals_pixels(twin):
         tail = len(scissor.adapter.tail())
         assert [r.tokens_after for r in scissor.last] == [len(v.tokens) + tail for v in given]
         if scissor.adapter.needs_source:
-            bare = [VideoTokens(v.tokens) for v in given]
-            with pytest.raises(ValueError, match="VideoTokens.source"):
+            bare = [SplicedTokens(v.tokens) for v in given]
+            with pytest.raises(ValueError, match="SplicedTokens.source"):
                 model.generate(**rest, video_tokens=bare, **GREEDY)
     assert torch.equal(again.sequences, out.sequences)
     torch.testing.assert_close(again.logits[0], out.logits[0], rtol=1e-5, atol=1e-5)
 
 
 def test_representatives_from_the_engine():
-    """The patch reads representatives from the engine's Compression; one built without them
-    gets the engine's (the engine run again at its tau), and a partition that is not SCC's at
-    that tau is refused."""
+    """The patch reads representatives from the engine's Compression, the very tensor, and
+    recomputes nothing: a compression without them, or another grid, is refused."""
     gen = torch.Generator().manual_seed(1)
     tokens = torch.randn(3, 2, 4, generator=gen).repeat_interleave(10, 1)
     tokens = tokens + 0.05 * torch.randn(3, 20, 4, generator=gen)
     comp = scissor_compress(tokens, tau_for_retention(tokens, 0.3))
     assert representatives(tokens, comp) is comp.representatives
     bare = dataclasses.replace(comp, representatives=None)
-    assert torch.equal(representatives(tokens, bare), comp.representatives)
-    other = dataclasses.replace(bare, temporal_labels=torch.zeros_like(comp.temporal_labels))
-    with pytest.raises(ValueError, match="not SCC's"):
-        representatives(tokens, other)
+    with pytest.raises(ValueError, match="no representatives"):
+        representatives(tokens, bare)
     with pytest.raises(ValueError, match="not the grid"):
         representatives(tokens[:, :10], comp)
 
@@ -581,7 +578,7 @@ def test_splice_is_what_generate_prefills(twins):
     model = twin.model
     full = twin.inputs(QUESTIONS, [0, 1])
     grids = full_tokens(model, full)
-    given = [grids[0].tokens[::5], VideoTokens(grids[1].tokens[::9], tail=False)]
+    given = [grids[0].tokens[::5], SplicedTokens(grids[1].tokens[::9], tail=False)]
     short = twin.inputs(QUESTIONS, [0, 1])  # the stock placeholders: any run length works
     ids, mask = short["input_ids"], short["attention_mask"]
     with patched(model, retention=1.0) as scissor, Capture(model) as capture:
@@ -596,7 +593,7 @@ def test_splice_is_what_generate_prefills(twins):
     assert torch.equal(inputs["attention_mask"], prefill["attention_mask"])
     assert "pixel_values_videos" not in inputs
     for b, (video, where) in enumerate(zip(given, rows)):
-        tokens = video.tokens if isinstance(video, VideoTokens) else video
+        tokens = video.tokens if isinstance(video, SplicedTokens) else video
         assert where.shape == (len(tokens), 2) and bool((where[:, 0] == b).all())
         assert bool((where[1:, 1] == where[:-1, 1] + 1).all())  # one run, in order
         assert torch.equal(inputs["inputs_embeds"][b, where[:, 1]], tokens)

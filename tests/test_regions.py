@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scissor_viz import grid, overlay
-from scissor_viz import regions as region_views
+from scissor_viz.pictures import grid, overlay
+from scissor_viz.pictures import regions as region_views
 from scissor_viz.scc import ScissorIndex
 from tests.picture_inputs import G, P, luminance_r, region_tokens, static_partition, textured_frames
 

@@ -172,7 +172,7 @@ def test_temporal_and_merge_steps_by_hand(tokens, tau, gram):
     )
     assert comp.tokens.shape == (num, dim)
     torch.testing.assert_close(comp.tokens.double(), merged, rtol=1e-4, atol=1e-4)
-    assert comp.retention == num / (frames * per_frame)
+    assert comp.retention_reached == num / (frames * per_frame)
 
 
 def test_no_token_is_lost(tokens):
@@ -214,7 +214,7 @@ def test_output_runs_in_frame_order_without_temporal_merges():
 def test_extreme_taus(tokens):
     n = tokens.shape[0] * tokens.shape[1]
     keep_all = scissor_compress(tokens, 1.0)
-    assert keep_all.num_tokens == n and keep_all.retention == 1.0
+    assert keep_all.num_tokens == n and keep_all.retention_reached == 1.0
     torch.testing.assert_close(keep_all.tokens, tokens.reshape(n, -1))  # nothing merged, in order
     one = scissor_compress(tokens, -1.5)
     assert one.num_tokens == 1 and (one.assignment == 0).all()
@@ -404,6 +404,32 @@ def test_one_shot_search_without_region_products_agrees(monkeypatch):
     monkeypatch.setattr(scc, "SEARCH_LIMIT", 0)  # too many regions: plain evaluations
     for r in (0.05, 0.2, 0.4):
         assert abs(scissor_compress(x, retention=r).num_tokens - r * n) <= 2
+
+
+def test_band_counts_are_the_plain_counts(monkeypatch):
+    """Without room for region products, a search's plain evaluation above the target keeps
+    its region pairs above the bracket's lower end (a band), and the taus between them are
+    counted from it: every such count is the plain path's count at that tau, the search lands
+    within two tokens of the target, and the band is gone after the search."""
+    banded = []
+    band_count = ScissorIndex._band_count
+    monkeypatch.setattr(
+        ScissorIndex, "_band_count", lambda self, tau: banded.append(tau) or band_count(self, tau)
+    )
+    for seed in (0, 3):
+        x = video_tokens(frames=6, dim=64, seed=seed)
+        n = x.shape[0] * x.shape[1]
+        monkeypatch.setattr(scc, "SEARCH_LIMIT", 30_000)  # no products; 10,000 band pairs
+        for r in (0.1, 0.35, 0.6):
+            banded.clear()
+            index = ScissorIndex(x, gram=False)
+            tau = index.tau_for_retention(r)
+            assert index._regions is None and index._band is None
+            assert banded, "no tau was counted from a band"
+            plain = ScissorIndex(x, gram=False)
+            for t in banded:
+                assert plain.count(t) == index._counts[t], (seed, r, t)
+            assert abs(index.count(tau) - r * n) <= 2
 
 
 def test_search_frees_its_scratch_and_capped_region_products_agree(monkeypatch):

@@ -5,9 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-from scissor_viz import grid, scrub
-from scissor_viz import regions as region_views
 from scissor_viz.numbers import tau_text
+from scissor_viz.pictures import grid, scrub
+from scissor_viz.pictures import regions as region_views
 from tests.conftest import partition
 from tests.picture_inputs import G, P, textured_frames
 

@@ -8,7 +8,7 @@ import pytest
 
 from scissor_viz import __main__ as cli
 from scissor_viz import sweep
-from scissor_viz.analysis import VideoTokens
+from scissor_viz.analysis import MethodInputs
 from scissor_viz.sweep import (
     FIELDS,
     find_videos,
@@ -30,14 +30,14 @@ class FakeTokens:
         self.attention = attention
         self.broken = broken
 
-    def __call__(self, path: Path, frames: int) -> VideoTokens:
+    def __call__(self, path: Path, frames: int) -> MethodInputs:
         self.calls.append(path.name)
         if path.name in self.broken:
             raise ValueError("cannot decode")
         seed = sum(map(ord, path.name))
         tokens = video_tokens(frames=frames, side=6, dim=16, seed=seed)
         attention_fn = (lambda t: t.norm(dim=-1)) if self.attention else None
-        return VideoTokens(tokens, "synthetic", clip=f"key-{seed}", attention_fn=attention_fn)
+        return MethodInputs(tokens, "synthetic", clip=f"key-{seed}", attention_fn=attention_fn)
 
 
 def sweep_into(out: Path, tokens_fn, videos=("a.mp4", "b.mp4"), **kw) -> list[dict]:

@@ -7,9 +7,12 @@ size and through any lossy codec: see :func:`frame_index`.
 
 from __future__ import annotations
 
+import contextlib
 import fractions
 import io
+import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -66,6 +69,24 @@ def frame_index(frame: np.ndarray) -> int:
     return int(sum(int(b) << (GRID * GRID - 1 - k) for k, b in enumerate(bits)))
 
 
+@contextlib.contextmanager
+def ordinary_scheduling() -> Iterator[None]:
+    """Put this thread's scheduling policy back after encoding: SVT-AV1 (``libsvtav1``) run as
+    root leaves the thread that opened it SCHED_FIFO at priority 99, and every process started
+    from it afterwards inherits that (the walk's app.py, Playwright's driver and Chromium: two
+    of them busy at real-time priority on two cores starve the threads they wait for, and the
+    page froze)."""
+    if not hasattr(os, "sched_getscheduler"):  # not Linux
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
+
+
 def write_clip(
     path: Path,
     kind: str = "mp4-h264",
@@ -88,7 +109,7 @@ def write_clip(
     if gop is not None and encoder in ("libx264", "libx265"):
         options["g"] = str(gop)
     container_options = {"movflags": "+faststart"} if faststart else {}
-    with av.open(str(path), "w", options=container_options) as out:
+    with ordinary_scheduling(), av.open(str(path), "w", options=container_options) as out:
         stream = out.add_stream(encoder, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if rotation:
@@ -133,7 +154,7 @@ def _write_tone(out: av.container.OutputContainer, stream: av.AudioStream, secon
 def write_no_frames(path: Path, kind: str = "mp4-h264") -> Path:
     """A container that declares a video stream but holds no frames at all."""
     _, encoder, pix_fmt, options = CODECS[kind]
-    with av.open(str(path), "w") as out:
+    with ordinary_scheduling(), av.open(str(path), "w") as out:
         stream = out.add_stream(encoder, rate=12, options=options)
         stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
         out.start_encoding()  # write the header even though no packet follows

@@ -15,7 +15,6 @@ out of a model), ``cache`` (bounded LRU caches), ``pixels``. This file only re-e
 """
 
 from scissor_viz.models.base import (
-    TOKENS_PER_FRAME,
     AbilityUnavailable,
     Answer,
     AnswerUnavailable,
@@ -60,7 +59,6 @@ __all__ = [
     "DEFAULT_CHECKPOINT",
     "DEVICE_ENV",
     "FAMILIES",
-    "TOKENS_PER_FRAME",
     "AbilityUnavailable",
     "Answer",
     "AnswerUnavailable",

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from scissor_viz.grid import TokenGrid
 from scissor_viz.models.cache import TokenCache, frames_digest, frames_fingerprint
+from scissor_viz.pictures.grid import TokenGrid
 from scissor_viz.progress import ProgressFn, report
 
-TOKENS_PER_FRAME = 196  # 14 x 14 pooled tokens per 384 px frame (LLaVA-OneVision, the default)
 RANDOM_WEIGHTS_FLAG = "scissor_viz_random_weights"  # set in config.json by test/benchmark builders
 
 
@@ -91,13 +90,19 @@ class Backend(ABC):
     has_vision_attention: bool = False
     has_llm_attention: bool = False
     unavailable_reason: str | None = None  # why answer() is unavailable (None when it is)
-    grid: TokenGrid = TokenGrid.square(14)  # the token grid of a frame (or temporal group)
+    grid: TokenGrid = TokenGrid.square()  # the token grid of a frame (or temporal group)
     hidden_size: int = 0
     checkpoint: str | None = None
     load_error: str | None = None  # why a requested model is not loaded (pixel fallback)
 
     def __init__(self, cache: TokenCache | None = None):
         self.cache = cache if cache is not None else TokenCache()
+
+    @property
+    def source(self) -> str:
+        """What the page calls these features, in a word or two: the model family ("pixel"
+        for the pixel descriptors)."""
+        return getattr(self, "family", "") or self.name
 
     @property
     def tokens_per_frame(self) -> int:
@@ -140,6 +145,11 @@ class Backend(ABC):
         tokens = self._encode(frames, progress)
         self.cache.put(ckey, tokens)
         return tokens
+
+    def has_tokens(self, frames: np.ndarray, key: Hashable | None = None) -> bool:
+        """Whether :meth:`encode` of these frames (under ``key``) is in the cache: it would
+        return at once."""
+        return self.cache_key(check_frames(frames), key) in self.cache
 
     @abstractmethod
     def _encode(self, frames: np.ndarray, progress: ProgressFn | None) -> torch.Tensor: ...

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from scissor_viz.grid import TokenGrid
 from scissor_viz.models.llava_onevision import VideoPreprocessing
 from scissor_viz.models.vlm import VideoLLMBackend
+from scissor_viz.pictures.grid import TokenGrid
 
 START, END = "<img>", "</img>"  # the real tokenizer's markers around a frame's run
 

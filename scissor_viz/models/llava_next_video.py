@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from scissor_viz.grid import TokenGrid
 from scissor_viz.models.llava_onevision import VideoPreprocessing
 from scissor_viz.models.vlm import VideoLLMBackend
+from scissor_viz.pictures.grid import TokenGrid
 
 
 class LlavaNextVideoBackend(VideoLLMBackend):

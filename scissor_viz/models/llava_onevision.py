@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scissor_viz.grid import TokenGrid
 from scissor_viz.models.attention import (
     batch_within_budget,
     capture_attention,
@@ -28,6 +27,7 @@ from scissor_viz.models.attention import (
 )
 from scissor_viz.models.base import RANDOM_WEIGHTS_FLAG, check_frames
 from scissor_viz.models.vlm import VideoLLMBackend
+from scissor_viz.pictures.grid import TokenGrid
 from scissor_viz.progress import ProgressFn, report
 
 __all__ = [

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scissor_viz.grid import TokenGrid
 from scissor_viz.models.base import Backend
 from scissor_viz.models.cache import TokenCache
+from scissor_viz.pictures.grid import TokenGrid
 from scissor_viz.progress import ProgressFn, report
 
-GRID = TokenGrid.square(14)  # the default: LLaVA-OneVision's 14 x 14 = 196 tokens per frame
+GRID = TokenGrid.square()  # the default: LLaVA-OneVision's 14 x 14 = 196 tokens per frame
 SIZE = 384  # frames are squashed to SIZE rows (x SIZE * cols / rows columns) first, as a model's
 # preprocessing squashes them to its input size
 ORIENTATION_BINS = 8
@@ -164,9 +164,13 @@ def _smooth(grid: np.ndarray) -> np.ndarray:
 
 class PixelBackend(Backend):
     """Weight-free per-cell pixel descriptors on ``grid`` (the configured family's token grid;
-    a temporal group's descriptors are those of its first frame); cannot answer."""
+    a temporal group's descriptors are those of its first frame); cannot answer.
+
+    ``stand_in_for``: the model whose features these stand in for while it encodes (the app
+    shows pixel regions at once, on the model's grid, and replaces them with the model's)."""
 
     name = "pixels"
+    source = "pixel"
     pretrained = False
     can_answer = False
     hidden_size = DESCRIPTOR_SIZE
@@ -176,18 +180,31 @@ class PixelBackend(Backend):
         load_error: str | None = None,
         cache: TokenCache | None = None,
         grid: TokenGrid = GRID,
+        stand_in_for: str | None = None,
     ):
         super().__init__(cache)
         self.grid = grid
         self.load_error = load_error
+        self.stand_in_for = stand_in_for
         height, width = frame_size(grid)
+        what = "no model loaded" if stand_in_for is None else f"until {stand_in_for}'s arrive"
         self.description = (
-            "pixel descriptors — no model loaded: colour, colour spread, lightness layout and "
+            f"pixel descriptors — {what}: colour, colour spread, lightness layout and "
             f"edge statistics of each of the {grid.rows}×{grid.cols} cells of a {height}×{width} "
             f"frame ({DESCRIPTOR_SIZE} numbers per cell), not a model's features"
         )
         reason = "Answers need a video language model, and none is loaded."
+        if stand_in_for is not None:
+            reason = f"Answers come once {stand_in_for}'s features are in."
         self.unavailable_reason = f"{reason}\n{load_error}" if load_error else reason
+
+    @classmethod
+    def standing_in(
+        cls, model: Backend, frames: np.ndarray, cache: TokenCache | None = None
+    ) -> PixelBackend:
+        """Pixel descriptors on the grid ``model`` gives these frames, standing in for its
+        features while it encodes them."""
+        return cls(cache=cache, grid=model.grid_for(frames), stand_in_for=model.source)
 
     @property
     def cache_id(self):

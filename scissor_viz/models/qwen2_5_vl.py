@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scissor_viz.grid import TokenGrid
 from scissor_viz.models.base import check_frames
 from scissor_viz.models.vlm import VideoLLMBackend
+from scissor_viz.pictures.grid import TokenGrid
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from scissor_viz.grid import TokenGrid
 from scissor_viz.models.llava_onevision import VideoPreprocessing
 from scissor_viz.models.vlm import VideoLLMBackend
+from scissor_viz.pictures.grid import TokenGrid
 
 FRAME_TEXT = "\nFrame from {:02d}:{:02d}:"
 AROUND, GLOBAL = "<fake_token_around_image>", "<global-img>"  # the real processor's markers

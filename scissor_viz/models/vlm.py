@@ -24,7 +24,7 @@ import torch
 from scissor_viz.models.attention import check_attention_budget, decoder_of, fastv_scores
 from scissor_viz.models.base import Answer, Backend
 from scissor_viz.models.cache import TokenCache
-from scissor_viz.patch import ScissorState, VideoTokens, apply_patch
+from scissor_viz.patch import ScissorState, SplicedTokens, apply_patch
 from scissor_viz.progress import ProgressFn, report
 
 FALLBACK_TEMPLATE = "<|im_start|>user\n{video}\n{question}<|im_end|>\n<|im_start|>assistant\n"
@@ -270,7 +270,7 @@ class VideoLLMBackend(Backend):
                     f"{self.family} positions each token on its grid: give source= (the grid "
                     "index whose position each token takes)"
                 )
-        video = VideoTokens(tokens, None if source is None else torch.as_tensor(source), newline)
+        video = SplicedTokens(tokens, None if source is None else torch.as_tensor(source), newline)
         with self._lock, torch.inference_mode():
             inputs = self.video_inputs(question, shape)
             out, prefill, total = self._timed_generate(

@@ -13,7 +13,7 @@ placeholders and splices, family-free; one small adapter per model family
 :mod:`.internvl`, :mod:`.smolvlm`), listed in :mod:`.registry`. This module only re-exports.
 """
 
-from scissor_viz.patch.base import Adapter, SampleRecord, VideoRecord, VideoTokens
+from scissor_viz.patch.base import Adapter, SampleRecord, SplicedTokens, VideoRecord
 from scissor_viz.patch.patching import apply_patch, remove_patch
 from scissor_viz.patch.registry import (
     ADAPTERS,
@@ -30,7 +30,7 @@ __all__ = [
     "SampleRecord",
     "ScissorState",
     "VideoRecord",
-    "VideoTokens",
+    "SplicedTokens",
     "adapter_for",
     "apply_patch",
     "register_adapter",

@@ -19,7 +19,7 @@ from scissor_viz.scc import Compression
 
 
 @dataclass(frozen=True)
-class VideoTokens:
+class SplicedTokens:
     """What the language model reads in place of one video's placeholders."""
 
     tokens: torch.Tensor  # (K, d) in order
@@ -33,7 +33,7 @@ class VideoRecord:
     """One video of one prompt, as the patch compressed it."""
 
     grid: tuple[int, int] | None  # (frames, tokens_per_frame) SCC ran on; None: tokens given
-    kept: int  # K, the grid tokens after compression (Qwen2.5-VL frames: temporal pairs)
+    num_tokens: int  # K, the grid tokens after compression (Qwen2.5-VL frames: temporal pairs)
     tau: float | None  # None when the tokens were given (``video_tokens=``)
     seconds: float  # SCC (tau search + compression + representatives)
     compression: Compression | None
@@ -105,7 +105,7 @@ class Adapter:
         maximal run is one video."""
         return [[run] for run in runs_contiguous(input_ids, self.video_token_id)]
 
-    def finish(self, out: dict[str, Any], videos: list[VideoTokens], new_ids: torch.Tensor):
+    def finish(self, out: dict[str, Any], videos: list[SplicedTokens], new_ids: torch.Tensor):
         """Last changes to the stock method's inputs (Qwen3-VL: hand the tokens over as encoder
         outputs so the model adds their DeepStack features)."""
         return out
@@ -263,7 +263,7 @@ def pad_token_id(model: Any) -> int:
 
 
 def _pieces(
-    video: VideoTokens, runs: list[Run], tail: int, need_source: bool
+    video: SplicedTokens, runs: list[Run], tail: int, need_source: bool
 ) -> list[tuple[int, torch.Tensor]]:
     """Per run of the video: how many of its tokens go there, and for each the index into the
     run of the placeholder whose stock position it takes. With one run, every token (and the
@@ -275,7 +275,7 @@ def _pieces(
     elif need_source and k != n - tail:
         raise ValueError(
             "this model places video tokens by their grid (positions, or the run of their frame): "
-            "give VideoTokens.source, the grid index of each token's representative "
+            "give SplicedTokens.source, the grid index of each token's representative "
             "(model.scissor.video_tokens(grid, comp) does)"
         )
     else:
@@ -295,7 +295,7 @@ def splice(
     adapter: Adapter,
     inputs: dict[str, Any],
     runs: list[list[Run]],
-    videos: list[VideoTokens],
+    videos: list[SplicedTokens],
     generate: bool,
 ) -> tuple[dict[str, Any], Layout]:
     """The stock inputs with each video's runs replaced by its tokens (+ the family's tail):

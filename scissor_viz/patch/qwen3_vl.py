@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from scissor_viz.patch.base import Run, VideoTokens, runs_contiguous
+from scissor_viz.patch.base import Run, SplicedTokens, runs_contiguous
 from scissor_viz.patch.qwen2_5_vl import Qwen2_5_VLAdapter
 
 
@@ -60,7 +60,7 @@ class Qwen3VLAdapter(Qwen2_5_VLAdapter):
         starts = [sum(groups[:v]) for v in range(len(groups))]
         return [runs[s : s + n] for s, n in zip(starts, groups)]
 
-    def finish(self, out: dict[str, Any], videos: list[VideoTokens], new_ids: torch.Tensor):
+    def finish(self, out: dict[str, Any], videos: list[SplicedTokens], new_ids: torch.Tensor):
         """The stock model splices the tokens itself (from ``input_ids``), and adds their
         DeepStack features (zeros for given tokens without ``layers``)."""
         from transformers.models.qwen3_vl.modeling_qwen3_vl import (

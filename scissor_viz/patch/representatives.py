@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from scissor_viz.scc import Compression, scissor_compress, segment_mean, video_labels
+from scissor_viz.scc import Compression, segment_mean, video_labels
 
 
 def spatial_ids(comp: Compression) -> tuple[torch.Tensor, int]:
@@ -22,9 +22,8 @@ def spatial_ids(comp: Compression) -> tuple[torch.Tensor, int]:
 
 def representatives(tokens: torch.Tensor, comp: Compression) -> torch.Tensor:
     """(K,) flat index (frame * P + i) of each compressed token's representative token: the
-    engine's ``comp.representatives`` (``tokens``, the grid SCC ran on, is only checked). A
-    compression built without them (``representatives=None``) gets the engine's, from the
-    engine run again on ``tokens`` at its tau, if that run gives the same partition.
+    engine's ``comp.representatives``, found while it ordered its tokens (nothing is
+    recomputed here); ``tokens``, the grid SCC ran on, is only checked against the compression.
 
     Strictly increasing, because SCC orders its tokens by their representatives."""
     if tokens.shape[0] * tokens.shape[1] != comp.spatial_labels.numel():
@@ -32,12 +31,9 @@ def representatives(tokens: torch.Tensor, comp: Compression) -> torch.Tensor:
             f"tokens {tuple(tokens.shape)} are not the grid of this compression "
             f"{tuple(comp.spatial_labels.shape)}"
         )
-    if comp.representatives is not None:
-        return comp.representatives
-    again = scissor_compress(tokens.detach(), comp.tau)
-    if not torch.equal(again.temporal_labels.cpu(), comp.temporal_labels.cpu()):
-        raise ValueError("this compression has no representatives and is not SCC's at its tau")
-    return again.representatives
+    if comp.representatives is None:
+        raise ValueError("this compression has no representatives: make it with scissor_compress")
+    return comp.representatives
 
 
 def merge(tokens: torch.Tensor, comp: Compression) -> torch.Tensor:

@@ -15,8 +15,8 @@ from scissor_viz.patch.base import (
     Layout,
     Run,
     SampleRecord,
+    SplicedTokens,
     VideoRecord,
-    VideoTokens,
     runs_by_length,
     splice,
 )
@@ -58,10 +58,17 @@ class ScissorState:
     warning, as the stock model would take it (SCC's similarities are undefined there).
     """
 
-    def __init__(self, adapter: Adapter, retention: float | None, tau: float | None, **scc: Any):
+    def __init__(
+        self,
+        adapter: Adapter,
+        retention: float | None,
+        tau: float | None,
+        epsilon: float = 0.05,
+        seed: int = 0,
+    ):
         self.adapter = adapter
-        self.epsilon = scc.get("epsilon", 0.05)
-        self.seed = scc.get("seed", 0)
+        self.epsilon = epsilon
+        self.seed = seed
         self.last: list[SampleRecord] = []
         self.configure(retention, tau)
 
@@ -133,7 +140,7 @@ class ScissorState:
         grid: torch.Tensor,
         setting: Setting | None = None,
         layers: tuple[torch.Tensor, ...] = (),
-    ) -> tuple[VideoTokens, VideoRecord]:
+    ) -> tuple[SplicedTokens, VideoRecord]:
         """SCC on one (T, P, d) grid at ``setting`` (the current one by default): the tokens to
         splice, and a record. ``layers``, grids the model adds at the video's positions (Qwen3-VL's
         DeepStack), are merged with the same partition."""
@@ -156,18 +163,18 @@ class ScissorState:
         record = VideoRecord(
             tuple(grid.shape[:2]), comp.num_tokens, comp.tau, seconds, comp, source
         )
-        return VideoTokens(tokens, source, layers=merged), record
+        return SplicedTokens(tokens, source, layers=merged), record
 
     def video_tokens(
         self, grid: torch.Tensor, comp: Compression, layers: tuple[torch.Tensor, ...] = ()
-    ) -> VideoTokens:
+    ) -> SplicedTokens:
         """What to pass as ``video_tokens=[...]`` for a compression computed elsewhere on
         ``grid`` (e.g. by the app): its tokens, their representatives (the engine's
         ``comp.representatives``) where the family places tokens by their grid, and ``layers``
         (Qwen3-VL's DeepStack grids of the same video) merged with the same partition."""
         source = representatives(grid, comp) if self.adapter.needs_source else None
         merged = tuple(merge(layer, comp) for layer in layers)
-        return VideoTokens(comp.tokens, source, layers=merged)
+        return SplicedTokens(comp.tokens, source, layers=merged)
 
     # --- the patched entry points
 
@@ -208,9 +215,9 @@ class ScissorState:
     def _given(
         self,
         input_ids: torch.Tensor,
-        given: list[VideoTokens | Compression | torch.Tensor],
+        given: list[SplicedTokens | Compression | torch.Tensor],
         inputs: dict[str, Any],
-    ) -> tuple[list[VideoTokens], list[list[Run]]]:
+    ) -> tuple[list[SplicedTokens], list[list[Run]]]:
         videos = [_as_video_tokens(v) for v in given]
         runs = self.adapter.given_runs(input_ids, inputs)
         if len(runs) != len(videos):
@@ -219,7 +226,7 @@ class ScissorState:
 
     def splice(
         self,
-        video_tokens: list[VideoTokens | Compression | torch.Tensor],
+        video_tokens: list[SplicedTokens | Compression | torch.Tensor],
         generate: bool = False,
         **inputs: Any,
     ) -> tuple[dict[str, Any], list[torch.Tensor]]:
@@ -247,10 +254,10 @@ NON_FINITE = (
 )
 
 
-def _as_video_tokens(value: VideoTokens | Compression | torch.Tensor) -> VideoTokens:
-    if isinstance(value, VideoTokens):
+def _as_video_tokens(value: SplicedTokens | Compression | torch.Tensor) -> SplicedTokens:
+    if isinstance(value, SplicedTokens):
         return value
-    return VideoTokens(value.tokens if isinstance(value, Compression) else value)
+    return SplicedTokens(value.tokens if isinstance(value, Compression) else value)
 
 
 def _stock_records(

@@ -19,6 +19,9 @@ import functools
 import ipaddress
 import threading
 
+from scissor_viz.pictures.grid import GRID
+from scissor_viz.video import DEFAULT_FRAMES
+
 LIGHT_GROUPS = ("light",)  # outside the shared cap
 # Each cap is below its group's concurrency limit (layout.py), so a client at its cap leaves
 # a slot free for the others: light 16, figures 6, decode 3, heavy 2, model 1 (FIFO after it).
@@ -26,7 +29,7 @@ LIGHT_GROUPS = ("light",)  # outside the shared cap
 PER_SESSION = {"light": 8, "figures": 4, "decode": 1, "heavy": 1, "model": 3}
 PER_CLIENT = {"light": 12, "figures": 4, "decode": 2, "heavy": 1, "model": 3}
 SHARED = 48  # events queued or running in all heavy groups together
-BIG_TOKENS = 16 * 196  # videos above the page's 16 frames take turns in the quick groups
+BIG_TOKENS = DEFAULT_FRAMES * GRID * GRID  # videos above the default take turns in quick groups
 BUSY = "You already have {n} requests waiting for {what}; wait for one to finish."
 FULL = "The server is busy; try again in a minute."
 
@@ -95,7 +98,7 @@ def takes_turns(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         analysis = getattr(args[0] if args else None, "analysis", None)
-        if analysis is None or analysis.num_tokens <= BIG_TOKENS:
+        if analysis is None or analysis.num_total <= BIG_TOKENS:
             return fn(*args, **kwargs)
         with _big:
             return fn(*args, **kwargs)

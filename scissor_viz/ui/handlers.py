@@ -16,17 +16,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from scissor_viz import export, figures, grid, scrub
+from scissor_viz import export
 from scissor_viz.analysis import VideoAnalysis
-from scissor_viz.models import AnswerUnavailable, BackendLoadError
+from scissor_viz.models import AnswerUnavailable, BackendLoadError, PixelBackend
 from scissor_viz.numbers import tau_short
+from scissor_viz.pictures import figures, grid, scrub
 from scissor_viz.scc import check_retention
 from scissor_viz.ui import checks, fairness, views
 from scissor_viz.ui.backends import MODEL_CHOICE, Backends, gpu
 from scissor_viz.ui.memory import RELEASED, SESSIONS, Released, frees_memory
 from scissor_viz.ui.session import NoSession, Session, live_session, need_session, video_name
-from scissor_viz.ui.views import DEFAULT_FRAMES
-from scissor_viz.video import VideoError, without_paths
+from scissor_viz.video import DEFAULT_FRAMES, VideoError, load_video, without_paths
 
 log = logging.getLogger(__name__)
 # This server's exports (deleted on a timer and at exit; Gradio serves its own copies).
@@ -35,6 +35,7 @@ EXPORT_KEEP_S = float(os.environ.get("SCISSOR_VIZ_EXPORT_KEEP_S", 600))  # secon
 
 # The model's work, wrapped once at import (ZeroGPU registers functions when they are decorated).
 open_video = gpu(VideoAnalysis.open)
+encode_clip = gpu(VideoAnalysis.from_clip)
 ask_model = gpu(VideoAnalysis.answer)
 compare_methods = gpu(views.compare_views)  # FastV and VisionZip run the model
 method_curves = gpu(views.compare_curves)
@@ -44,7 +45,8 @@ def user_errors(fn):
     """Turn every error a person can cause into a readable gr.Error; log the rest."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args, **kwargs):  # the page's session now (the model's may have replaced it)
+        args = tuple(a.latest() if isinstance(a, Session) else a for a in args)
         session = next((a for a in args if isinstance(a, Session)), None)
         try:
             if session is None:
@@ -161,7 +163,7 @@ def after_load(session):
     awake = gr.update(interactive=True)
     return dict(
         CLEARED,
-        frame=gr.update(maximum=max(count - 1, 1), value=0, visible=count > 1),
+        frame=gr.update(maximum=max(count - 1, 1), value=session.frame, visible=count > 1),
         ask=with_model,  # the answer panel says why not
         play=awake,
         compare_btn=awake,
@@ -290,6 +292,7 @@ def release_session(session) -> None:
     """A session expired (idle for SESSION_TTL, or its page closed): free its heavy parts now,
     whoever still holds a reference."""
     if isinstance(session, Session):
+        session = session.latest()
         SESSIONS.forget(session)
         if session.analysis is not None:
             session.release()
@@ -374,7 +377,7 @@ def show_answers(session, question, stamp=None, progress=gr.Progress()):
     question, comp = checks.question_text(question), session.comp
     progress(0.1, desc=f"answering from {comp.num_tokens} tokens")
     compressed = ask_model(session.analysis, question, comp)
-    progress(0.6, desc=f"answering from all {session.analysis.num_tokens} tokens")
+    progress(0.6, desc=f"answering from all {session.analysis.num_total} tokens")
     full = ask_model(session.analysis, question)
     return dict(answer_md=views.answers_markdown(session, compressed, full))
 
@@ -466,6 +469,24 @@ def pending(session, frames, choice):
     return dict(pending=f"⏳ **Press Compress to apply** {' and '.join(wanted)}.")
 
 
+# The numbers line's first line while pixel regions stand in for a model's, and after it failed.
+STAND_IN = (
+    "⏳ **Pixel regions for now: {model} is encoding the frames.** Its features replace these "
+    "when they arrive (the bar at the top shows how far it is)."
+)
+MODEL_FAILED = "⚠️ **{model} could not encode the frames** ({why}): these are pixel regions."
+LOADED = ("state", "status", *AFTER_LOAD, *MAIN, "tau", "use_tau", "stamp", "tau_graph")
+LOADED = tuple(dict.fromkeys((*LOADED, "answer_md")))  # each once
+
+
+def stand_in(session: Session, retention, view, fill) -> dict:
+    """The page drawn from a session of pixel regions standing in for the model's features:
+    what a loaded video's events draw (cleared tabs, the main screen, the frame's τ-graph, the
+    answer panel saying the answers wait for the model), in one go."""
+    out = after_load(session) | refresh(session, retention, view, fill)
+    return out | tau_graph(session, session.frame) | dict(answer_md=views.answer_hint(session))
+
+
 # ----------------------------------------------------------------------------- backend events
 
 
@@ -475,35 +496,93 @@ class Served:
     def __init__(self, backends: Backends):
         self.backends = backends
 
-    @outputs("state", "status")
+    @outputs(*LOADED)
     def load(
-        self, video, frames, choice, ckpt, epsilon, request: gr.Request, progress=gr.Progress()
+        self,
+        video,
+        frames,
+        choice,
+        ckpt,
+        epsilon,
+        request: gr.Request,
+        progress=gr.Progress(),
+        retention=views.DEFAULT_RETENTION,
+        view=views.DEFAULT_VIEW,
+        fill=False,
     ):
         """Decode and encode the chosen video: the session's analysis (an upload's tokens are
         this session's own: another visitor's load of the same file never finds them). A
-        refusal is remembered for :meth:`load_failed`, which writes it on the page."""
+        refusal is remembered for :meth:`load_failed`, which writes it on the page.
+
+        A model that still has to encode the frames yields twice: first the pixel
+        descriptors' regions on the model's own grid, drawn at once (the numbers line says
+        they stand in for the model's features), then the model's session, which the events
+        after this one draw everywhere (nothing of the pixel stage is left). When the model's
+        encoding fails, the pixel pictures stay and the numbers line says why."""
         try:
-            return self._load(video, frames, choice, ckpt, epsilon, request, progress)
+            session, model, private = self._open(
+                video, frames, choice, ckpt, epsilon, request, progress
+            )
         except gr.Error as err:
             key = getattr(request, "session_hash", None)
             FAILED[key] = (name_of(video), str(err.message))
             while len(FAILED) > MAX_FAILED:
                 FAILED.popitem(last=False)
             raise
+        status = self.backends.status(choice, (ckpt or "").strip() or None)
+        if model is None:  # pixels asked for, no model, or its tokens are in the cache
+            yield dict(state=session, status=status)
+            return
+        yield dict(stand_in(session, retention, view, fill), status=status)
+        try:
+            final = self._encode(session, model, epsilon, private, progress)
+        except gr.Error as err:  # the pixel regions stay, and say why
+            log.warning("the model's encoding failed; pixel regions stay: %s", err.message)
+            session.note = MODEL_FAILED.format(model=model.source, why=err.message)
+            session.analysis.backend.unavailable_reason = session.note
+            answer = views.answer_hint(session)
+            yield dict(numbers=views.numbers_markdown(session), answer_md=answer)
+            return
+        SESSIONS.forget(session)  # the model's session takes over the page (and the budget)
+        yield dict(state=session.replace(final), status=status)
 
     @frees_memory
     @user_errors
-    def _load(self, video, frames, choice, ckpt, epsilon, request, progress):
+    def _open(self, video, frames, choice, ckpt, epsilon, request, progress):
+        """Decode the video: its session, on the model's features or, while a model has yet to
+        encode it, on pixel descriptors of the model's grid; that model (else None); the key
+        that files an upload's tokens apart from others'."""
         if not video:
             raise gr.Error("Upload a video or click one of the examples.")
         path = checks.uploaded_video(video)
         private = None if checks.is_example(path) else getattr(request, "session_hash", "")
-        report = progress_callback(progress)
         chosen = self.backends.get(choice, ckpt, progress_callback(progress, "loading the model"))
-        analysis = open_video(path, chosen, int(frames), float(epsilon or 0.0), report, private)
+        progress(0.0, desc="decoding frames")
+        clip = load_video(path, int(frames))  # raises VideoError
+        key = clip.key if private is None else (clip.key, private)
+        model = None
+        if not isinstance(chosen, PixelBackend) and not chosen.has_tokens(clip.frames, key):
+            model = chosen
+            chosen = PixelBackend.standing_in(model, clip.frames, self.backends.pixels.cache)
+        report = progress_callback(progress, "pixel regions" if model else None)
+        encode = VideoAnalysis.from_clip if isinstance(chosen, PixelBackend) else encode_clip
+        analysis = encode(clip, chosen, float(epsilon or 0.0), report, private)  # no GPU: pixels
         session = Session(analysis, video=video_name(path), asked=(int(frames), choice))
+        if model is not None:
+            session.note = STAND_IN.format(model=model.source)
         with SESSIONS.use(session):  # counted in the memory budget from now on
-            return dict(state=session, status=self.backends.status(choice, ckpt))
+            return session, model, private
+
+    @frees_memory
+    @user_errors
+    def _encode(self, session, model, epsilon, private, progress):
+        """The model's features of the session's frames: the session that replaces it."""
+        clip = session.analysis.clip
+        report = progress_callback(progress, f"encoding frames with {model.source}")
+        analysis = encode_clip(clip, model, float(epsilon or 0.0), report, private)
+        final = Session(analysis, video=session.video, asked=session.asked)
+        with SESSIONS.use(final):
+            return final
 
     @outputs("state", "numbers", "regions", "large", "tau_graph", "answer_md", *AFTER_LOAD)
     def load_failed(self, request: gr.Request):
@@ -527,15 +606,28 @@ class Served:
             **{name: "" for name in views.BANNERS.values()},
         )
 
-    @outputs("state", "status")
+    @outputs(*LOADED)
     def load_new(
-        self, video, frames, choice, ckpt, epsilon, request: gr.Request, progress=gr.Progress()
+        self,
+        video,
+        frames,
+        choice,
+        ckpt,
+        epsilon,
+        request: gr.Request,
+        progress=gr.Progress(),
+        retention=views.DEFAULT_RETENTION,
+        view=views.DEFAULT_VIEW,
+        fill=False,
     ):
         """A video picked (uploaded, or an example clicked): compress it at once; a cleared
         player does nothing."""
         if not video:
-            return gr.skip()
-        return self.load(video, frames, choice, ckpt, epsilon, request, progress)
+            yield gr.skip()
+            return
+        yield from self.load(
+            video, frames, choice, ckpt, epsilon, request, progress, retention, view, fill
+        )
 
     def status(self, choice, ckpt):
         return self.backends.status(choice, (ckpt or "").strip() or None)
@@ -587,7 +679,7 @@ class Served:
             answer=result.text,
             visual_tokens=result.visual_tokens,
             prefill_seconds=result.prefill_seconds,
-            retention=comp.retention,
+            retention=comp.retention_reached,
             tau=comp.tau,
             backend=analysis.backend.name,
             pretrained=result.pretrained,

@@ -8,18 +8,18 @@ selected frame's similarity graph beside them, and the answer panel under it. De
 from __future__ import annotations
 
 import functools
+import inspect
 from types import SimpleNamespace
 
 import gradio as gr
 
-from scissor_viz import figures, regions, scrub
 from scissor_viz.models import Backend
+from scissor_viz.pictures import figures, regions, scrub
 from scissor_viz.ui import checks, fairness, memory
 from scissor_viz.ui import handlers as on
 from scissor_viz.ui.backends import MODEL_CHOICE, PIXEL_CHOICE, Backends, public_name
 from scissor_viz.ui.views import (
     BANNERS,
-    DEFAULT_FRAMES,
     DEFAULT_METHODS,
     DEFAULT_QUESTION,
     DEFAULT_RETENTION,
@@ -28,7 +28,7 @@ from scissor_viz.ui.views import (
     READING_GUIDE,
     VIEWS,
 )
-from scissor_viz.video import MAX_FRAMES, example_videos
+from scissor_viz.video import DEFAULT_FRAMES, MAX_FRAMES, example_videos
 
 SESSION_TTL = 600  # seconds a session's video stays in memory after its last change
 PLAY_SECONDS = 0.7  # the τ scrubber's pace when playing
@@ -246,10 +246,18 @@ def _compare_tab(c: SimpleNamespace) -> None:
         elem_classes="frames",
     )
     c.compare_table = gr.Dataframe(
-        headers=["method", "tokens", "kept", "coverage", "redundancy", "seconds", "note"],
+        headers=[
+            "method",
+            "tokens",
+            "retention reached",
+            "coverage",
+            "redundancy",
+            "seconds",
+            "note",
+        ],  # fmt: skip
         label="Numbers",
         wrap=True,
-        column_widths=["22%", "8%", "8%", "11%", "12%", "10%", "29%"],
+        column_widths=["22%", "8%", "13%", "11%", "12%", "10%", "24%"],
     )
     c.curves_plot = gr.Plot(label="Metrics against retention", elem_id="curves-plot")
     c.answers_note = gr.Markdown()
@@ -289,16 +297,24 @@ def wire(c: SimpleNamespace, listener, fn, inputs=(), **options):
     dict of some of them by name. Returns the event, to chain the next one on."""
     named = {name: getattr(c, name) for name in getattr(fn, "outputs", ())}
 
-    @functools.wraps(fn)
-    def by_name(*args, **kwargs):
-        out = fn(*args, **kwargs)
+    def components(out):
         if isinstance(out, dict) and "__type__" not in out:  # not gr.skip()
             if not out:  # nothing to change (Gradio reads an empty dict as one value)
                 return gr.skip()
             return {named[name]: value for name, value in out.items()}
         return out
 
-    return listener(by_name, [getattr(c, name) for name in inputs], list(named.values()), **options)
+    @functools.wraps(fn)
+    def by_name(*args, **kwargs):
+        return components(fn(*args, **kwargs))
+
+    @functools.wraps(fn)
+    def each_by_name(*args, **kwargs):  # a generator: each of its updates, by name
+        for out in fn(*args, **kwargs):
+            yield components(out)
+
+    wrapped = each_by_name if inspect.isgeneratorfunction(fn) else by_name
+    return listener(wrapped, [getattr(c, name) for name in inputs], list(named.values()), **options)
 
 
 def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
@@ -329,9 +345,11 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
         event = wire(c, event.success, **graph)
         wire(c, wire(c, event.success, **tab).success, **answers)
 
-    loading = ["video", "frames", "choice", "ckpt", "epsilon"]
+    # A model still to encode the frames: pixel regions on its grid first (the load yields
+    # them), then its session, drawn by the events after the load; the bar on the status line.
+    loading = ["video", "frames", "choice", "ckpt", "epsilon", "retention", "view", "fill"]
     for trigger, load in ((c.run.click, served.load), (c.video.change, served.load_new)):
-        loaded = wire(c, trigger, load, loading, **DECODE, **PAGE)
+        loaded = wire(c, trigger, load, loading, show_progress_on=[c.status], **DECODE, **PAGE)
         wire(c, loaded.failure, served.load_failed, **LIGHT)
         loaded = wire(c, loaded.success, on.after_load, ["state"], **LIGHT)
         then_views(wire(c, loaded.success, **at_retention))

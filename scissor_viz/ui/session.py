@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image
 
 from scissor_viz.analysis import VideoAnalysis
-from scissor_viz.grid import TokenGrid
 from scissor_viz.numbers import tau_short
-from scissor_viz.regions import plural
+from scissor_viz.pictures.grid import TokenGrid
+from scissor_viz.pictures.regions import plural
 from scissor_viz.scc import Compression
 
 THUMB_WIDTH = 480  # pixels: frames are drawn at most this wide (the large frame is shown ~506)
@@ -57,6 +57,8 @@ class Session:
     probed: tuple[int, int] | None = None  # the probe's clicked (frame, token)
     curve: tuple[np.ndarray, np.ndarray] | None = None  # (taus, retention) for the plot
     scrubs: dict = field(default_factory=dict)  # frame -> the τ scrubber's steps
+    note: str = ""  # a line over the numbers: pixel regions standing in for the model's, or why
+    replaced_by: Session | None = None  # the session that took over the page (the model's)
     _thumbnails: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -81,6 +83,23 @@ class Session:
     def features(self) -> str:
         return self.analysis.backend.name
 
+    def latest(self) -> Session:
+        """The session the page is about now: this one, or the one that replaced it (the
+        model's features replace the pixel regions drawn while it encoded). Events of the
+        page always work on it, whatever session an event was sent with."""
+        session = self
+        while session.replaced_by is not None:
+            session = session.replaced_by
+        return session
+
+    def replace(self, successor: Session) -> Session:
+        """``successor`` takes over the page from this session: it keeps the selected frame.
+        (This one is not released here: an event may still be drawing from it; it goes with
+        its last reference.)"""
+        successor.frame = self.clamp(self.frame)
+        self.replaced_by = successor
+        return successor
+
     def thumbnails(self) -> np.ndarray:
         """The frames fitted to THUMB_WIDTH (made once): the grid is drawn on these, so a redraw
         under the slider costs what the page shows, not the video's resolution."""
@@ -98,7 +117,7 @@ class Session:
         """SCC at the slider's retention, or at the advanced panel's tau."""
         if use_tau:
             return self.analysis.compress(tau=float(tau))
-        tolerance = min(SLIDER_SLACK / self.analysis.num_tokens, 0.5)  # below 1 for tiny videos
+        tolerance = min(SLIDER_SLACK / self.analysis.num_total, 0.5)  # below 1 for tiny videos
         return self.analysis.compress(retention=float(retention), tolerance=tolerance)
 
     def set_setting(self, retention: float, use_tau: bool, tau: float) -> Compression:
@@ -122,7 +141,8 @@ class Session:
         """What the views of this stamp are drawn for, in a line."""
         comp = self.comp
         setting = f"{plural(comp.num_tokens, 'token')} · τ = {tau_short(comp.tau)}"
-        return f"`{self.video}` · {plural(self.frames, 'frame')} · {setting}"
+        features = f"{self.analysis.backend.source} features"
+        return f"`{self.video}` · {plural(self.frames, 'frame')} · {setting} · {features}"
 
     def mark_drawn(self, *names: str) -> None:
         for name in names:

@@ -13,10 +13,10 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from scissor_viz import figures, graphs, overlay, regions, scrub
-from scissor_viz.grid import as_numpy
 from scissor_viz.methods import METHODS
 from scissor_viz.numbers import tau_short, tau_text
+from scissor_viz.pictures import figures, graphs, overlay, regions, scrub
+from scissor_viz.pictures.grid import as_numpy
 from scissor_viz.ui.backends import gpu
 from scissor_viz.ui.memory import return_free_memory
 from scissor_viz.ui.session import (  # noqa: F401 (the session's names, where they were)
@@ -32,7 +32,6 @@ from scissor_viz.ui.session import (  # noqa: F401 (the session's names, where t
 
 DEFAULT_QUESTION = "What is happening in this video?"
 DEFAULT_RETENTION = 0.35
-DEFAULT_FRAMES = 16
 VIEWS = {"Temporal step": "temporal", "Spatial step": "spatial", "Merge assignment": "merge"}
 DEFAULT_VIEW = "Temporal step"
 READING_GUIDE = """
@@ -240,10 +239,10 @@ def no_answer(backend, what: str = "") -> str:
 
 def answer_hint(session: Session) -> str:
     """The answer panel between answers: what the model sees, and why there is no answer."""
-    comp, total = session.comp, session.analysis.num_tokens
+    comp, total = session.comp, session.analysis.num_total
     seen = (
         f"The model would see **{regions.plural(comp.num_tokens, 'visual token')}** of "
-        f"{total:,} ({comp.retention:.1%}) of `{session.video}`."
+        f"{total:,} ({comp.retention_reached:.1%}) of `{session.video}`."
     )
     backend = session.analysis.backend
     if not backend.can_answer:
@@ -295,12 +294,14 @@ def numbers_markdown(session: Session) -> str:
     if grid.frames_per_group > 1:  # one token grid per group of frames (Qwen-VL)
         unit = "group"
         frames += f" in {regions.plural(groups, 'group')} of {grid.frames_per_group}"
-    return (
+    note = f"{session.note}\n\n" if session.note else ""
+    return note + (
         f"`{session.video}`: **{s['tokens_before']:,} → {s['tokens_after']:,} tokens** "
         f"({s['frames']} {frames} × {s['tokens_per_frame']}) · retention reached "
         f"**{s['retention']:.1%}** · τ = **{tau_words(s['tau'])}**{exact} · "
         f"regions after the spatial step: {min(per_frame)}–{max(per_frame)} per {unit} "
-        f"(mean {np.mean(per_frame):.1f}) · token grid {grid.rows} × {grid.cols} per {unit}"
+        f"(mean {np.mean(per_frame):.1f}) · {session.analysis.backend.source} features, "
+        f"token grid {grid.rows} × {grid.cols} per {unit}"
     )
 
 
@@ -328,7 +329,7 @@ def answers_markdown(session: Session, compressed, full) -> str:
     return (
         random_weights(session.analysis.backend)
         + f"Answers about `{session.video}`.\n\n"
-        + block(f"At {session.comp.retention:.1%} retention", compressed)
+        + block(f"At {session.comp.retention_reached:.1%} retention", compressed)
         + "\n\n"
         + block("With every token", full)
         + f"\n\nPrefill {speedup:.1f}× faster with "
@@ -379,7 +380,7 @@ def video_figures(session: Session) -> dict:
         temporal=graphs.temporal_graph_figure(
             analysis.tokens, comp, timestamps=stamps, cols=session.grid.cols
         ),
-        curve=figures.retention_figure(taus, retention, comp.tau, comp.retention, heights),
+        curve=figures.retention_figure(taus, retention, comp.tau, comp.retention_reached, heights),
         per_frame=figures.tokens_per_frame_figure(
             comp.spatial_counts, stamps, kept=regions.kept_per_frame(comp.temporal_labels)
         ),

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from scissor_viz.grid import as_numpy, check_frame
 from scissor_viz.numbers import tau_text
-from scissor_viz.overlay import TINT, palette, region_means
-from scissor_viz.overlay import overlay as draw_regions
-from scissor_viz.regions import plural
+from scissor_viz.pictures.grid import as_numpy, check_frame
+from scissor_viz.pictures.overlay import TINT, palette, region_means
+from scissor_viz.pictures.overlay import overlay as draw_regions
+from scissor_viz.pictures.regions import plural
 from scissor_viz.scc import components, merge_forest
 
 CAPTION = (

@@ -22,11 +22,11 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
-from scissor_viz.figures import as_tensor, cosine, image_uri, new_figure
-from scissor_viz.grid import as_numpy, check_frame, grid_shape, label_grid
 from scissor_viz.numbers import tau_text
-from scissor_viz.overlay import hex_colors, palette
-from scissor_viz.regions import home_frames, plural
+from scissor_viz.pictures.figures import as_tensor, cosine, image_uri, new_figure
+from scissor_viz.pictures.grid import as_numpy, check_frame, grid_shape, label_grid
+from scissor_viz.pictures.overlay import hex_colors, palette
+from scissor_viz.pictures.regions import home_frames, plural
 from scissor_viz.scc import components, merge_forest, segment_mean, video_labels
 
 MAX_NODES = 16 * 196  # regions drawn at most (above, a sample): at most 38 MiB of similarity

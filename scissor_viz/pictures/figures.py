@@ -1,10 +1,10 @@
 """Plotly figures of LLaVA-Scissor's numbers -- the similarity matrix, the probe, the retention
 curve, tokens per frame, the methods' metric curves -- and the captions of every figure (the
-two graphs are drawn in :mod:`scissor_viz.graphs`).
+two graphs are drawn in :mod:`scissor_viz.pictures.graphs`).
 
 Two-line API::
 
-    fig = retention_figure(taus, retention, comp.tau, comp.retention, heights)
+    fig = retention_figure(taus, retention, comp.tau, comp.retention_reached, heights)
     fig = similarity_matrix_figure(index.frame_similarity[0], comp.spatial_labels[0])
 
 Figures take plain arrays (numpy or torch), so they draw a loaded JSON partition as well as a
@@ -26,16 +26,15 @@ import plotly.io as pio
 import torch
 from PIL import Image
 
-from scissor_viz.grid import as_numpy, grid_shape
-from scissor_viz.numbers import tau_text
-from scissor_viz.regions import plural
+from scissor_viz.numbers import GAP_FLOOR, tau_text
+from scissor_viz.pictures.grid import as_numpy, grid_shape
+from scissor_viz.pictures.regions import plural
 from scissor_viz.scc import unit_rows
 
 SPATIAL_BAR = "#c7d7ee"  # pale blue: the caption names these colours
 KEPT_BAR = "#f26b30"  # orange
 MAX_MATRIX = 512  # the similarity matrix shows at most this many rows (every k-th beyond)
 MAX_CURVE_POINTS = 2000  # the spatial-only retention curve is thinned to about this many steps
-GAP_FLOOR = 1e-6  # 1 - tau is drawn on a log axis; similarities of 1 sit at this gap
 WHITE = pio.templates["plotly_white"]  # every figure's template
 TAU_TICKS = (
     -1.0,

@@ -9,7 +9,7 @@ The default *tint* shifts a region's hue towards its colour and leaves every pix
 as it was, so the video reads through the regions; lines are drawn between regions. Every
 picture is one per-cell affine map of the frame's pixels (``scale * pixel + offset``, a
 :class:`CellStyle`) followed by lines between cells, computed in fixed point for the whole
-frame at once. Pixels map to token cells with :func:`scissor_viz.grid.cell_index`.
+frame at once. Pixels map to token cells with :func:`scissor_viz.pictures.grid.cell_index`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from scissor_viz.grid import (
+from scissor_viz.pictures.grid import (
+    GRID,
     as_numpy,
     cell_edges,
     cell_index,
@@ -188,7 +189,7 @@ def _repeats(height: int, width: int, rows: int, cols: int) -> tuple[np.ndarray,
 
 def _expander(height: int, width: int, rows: int, cols: int):
     """A function from per-cell values (P, ...) of a rows x cols grid to per-pixel values
-    (H, W, ...), contiguous: the same map as :func:`scissor_viz.grid.cell_index`, built by
+    (H, W, ...), contiguous: the same map as :func:`scissor_viz.pictures.grid.cell_index`, built by
     repeating rows and columns (several times faster than gathering through the index)."""
     row_px, col_px = _repeats(height, width, rows, cols)
 
@@ -259,7 +260,7 @@ def mark_cell(
     image: np.ndarray,
     token: int,
     *,
-    grid: int = 14,
+    grid: int = GRID,
     cols: int | None = None,
     color: tuple[int, int, int] = (220, 20, 60),
 ) -> np.ndarray:

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from scissor_viz.grid import TokenGrid, as_numpy, cell_edges, grid_shape
-from scissor_viz.overlay import (
+from scissor_viz.pictures.grid import TokenGrid, as_numpy, cell_edges, grid_shape
+from scissor_viz.pictures.overlay import (
     DIM,
     DIM_LIFT,
     TINT,
