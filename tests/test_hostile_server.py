@@ -190,7 +190,7 @@ def test_heavy_loops_of_four_sessions_leave_a_slider_its_pace(served):
     alone = statistics.median(slider_moves(me))
     loopers = [Raw(url, f"10.0.1.{k}") for k in range(4)]
     for raw in loopers:
-        raw.run("load", raw.upload(CLIP), 32, MODEL_CHOICE, "", 0.05)
+        raw.run("load", raw.upload(CLIP), 32, MODEL_CHOICE, "", 0.05, *LOAD_SETTING)
         raw.run("refresh", None, 0.35, "Temporal step", False)
     stop = threading.Event()
     rounds = []
@@ -243,7 +243,7 @@ def test_echoes_are_cut_and_clicks_outside_the_picture_refused(served):
     url, _ = served
     raw = Raw(url, "10.0.3.1")
     hostile = "x" * 200_000
-    raw.run("load", raw.upload(CLIP), 4, MODEL_CHOICE, "", 0.05)
+    raw.run("load", raw.upload(CLIP), 4, MODEL_CHOICE, "", 0.05, *LOAD_SETTING)
     raw.run("refresh", None, 0.35, "Temporal step", False)
     for api, data in (
         ("compare", (None, [hostile], 0, "What?")),
@@ -264,7 +264,7 @@ def test_echoes_are_cut_and_clicks_outside_the_picture_refused(served):
 def test_exports_go_on_a_timer(served):
     url, tmp = served
     raw = Raw(url, "10.0.3.2")
-    raw.run("load", raw.upload(CLIP), 4, MODEL_CHOICE, "", 0.05)
+    raw.run("load", raw.upload(CLIP), 4, MODEL_CHOICE, "", 0.05, *LOAD_SETTING)
     raw.run("refresh", None, 0.35, "Temporal step", False)
     assert output(raw.run("export_files", None, "Temporal step", False))["data"][0]
     (root,) = tmp.glob("scissor-viz-exports-*")
@@ -282,7 +282,7 @@ def test_a_clip_analysed_before_shows_the_same_progress(served):
 
     def progress(address: str) -> list[tuple]:
         raw = Raw(url, address)
-        messages = raw.run("load", raw.upload(clip), 6, MODEL_CHOICE, "", 0.05)
+        messages = raw.run("load", raw.upload(clip), 6, MODEL_CHOICE, "", 0.05, *LOAD_SETTING)
         return [
             (p.get("desc"), p.get("progress"))
             for m in messages
@@ -381,7 +381,7 @@ def test_a_closed_page_is_released_on_the_ten_minute_rule(tmp_path):
     url = launch(demo)
     try:
         raw = Raw(url, "10.0.7.1")
-        raw.run("load", raw.upload(CLIP), 4, MODEL_CHOICE, "", 0.05)
+        raw.run("load", raw.upload(CLIP), 4, MODEL_CHOICE, "", 0.05, *LOAD_SETTING)
         with raw.http.stream("GET", f"gradio_api/heartbeat/{raw.session}") as beat:
             next(beat.iter_lines())  # the page is open
         state = demo.state_holder.session_data[raw.session]
