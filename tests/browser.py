@@ -31,6 +31,15 @@ LOADED_IMAGES = (
     "sel => Array.from(document.querySelectorAll(sel))"
     ".filter(e => e.complete && e.naturalWidth > 0).map(e => e.src)"
 )
+# The same images, each as its src's length and a hash of it: what a poll needs to see a
+# picture change, without sending the grid's data URIs (about 600 KB) at every poll.
+FINGERPRINTS = """sel => Array.from(document.querySelectorAll(sel))
+  .filter(e => e.complete && e.naturalWidth > 0).map(e => {
+    const src = e.src;
+    let h = 0;
+    for (let i = 0; i < src.length; i++) h = (Math.imul(h, 31) + src.charCodeAt(i)) | 0;
+    return src.length + ':' + h;
+  })"""
 # Counts, every 10 ms, the overlays on screen (loaded, in #regions): the least seen is kept.
 WATCH_OVERLAYS = """() => {
   window.__fewest = 1e9;
@@ -90,6 +99,11 @@ def token_counts(page) -> tuple[int, int] | None:
 def overlays(page, selector: str = "#regions img") -> list[str]:
     """The src of every loaded image under ``selector``."""
     return page.evaluate(LOADED_IMAGES, selector)
+
+
+def fingerprints(page, selector: str = "#regions img") -> list[str]:
+    """A fingerprint (FINGERPRINTS) of every loaded image under ``selector``: cheap to poll."""
+    return page.evaluate(FINGERPRINTS, selector)
 
 
 def error_toasts(page) -> list[str]:
@@ -171,9 +185,9 @@ def settle(page, before: str, quiet_s: float = 0.4, timeout_ms: int = SLOW) -> f
     """Seconds until #numbers differs from ``before`` and the overlays (all loaded) have not
     changed for ``quiet_s``; the time returned is that of the last change seen."""
     t0 = time.monotonic()
-    last, seen = t0, (before, tuple(overlays(page)))
+    last, seen = t0, (before, tuple(fingerprints(page)))
     while time.monotonic() - t0 < timeout_ms / 1000:
-        now = (page.locator("#numbers").inner_text(), tuple(overlays(page)))
+        now = (page.locator("#numbers").inner_text(), tuple(fingerprints(page)))
         if now != seen:
             last, seen = time.monotonic(), now
         elif now[0] != before and time.monotonic() - last >= quiet_s:

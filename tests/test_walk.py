@@ -48,6 +48,7 @@ import pytest
 from tests import video_fixtures as vf
 from tests.browser import (
     CHROMIUM,
+    FINGERPRINTS,
     SLOW,
     chromium,
     compress_example,
@@ -121,7 +122,8 @@ def url(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- reading the page
 
-READ = """() => {
+READ = (
+    """() => {
   const text = (sel) => { const e = document.querySelector(sel); return e ? e.innerText : ''; };
   const visible = (e) => e && e.offsetParent !== null;
   const tab = document.querySelector('[role=tab][aria-selected=true]');
@@ -149,17 +151,13 @@ READ = """() => {
     files: document.querySelectorAll('#files a').length,
     view: (document.querySelector('input[type=radio][value$="step"]:checked, '
       + 'input[type=radio][value="Merge assignment"]:checked') || {}).value,
-    // the loaded pictures, each as its length and a hash of its src: the srcs themselves are
-    // data URIs of about 600 KB together, too much to send ten times a second
-    pictures: Array.from(document.querySelectorAll('#regions img, #large-frame img'))
-      .filter(e => e.complete && e.naturalWidth > 0).map(e => {
-        const src = e.src;
-        let h = 0;
-        for (let i = 0; i < src.length; i++) h = (Math.imul(h, 31) + src.charCodeAt(i)) | 0;
-        return src.length + ':' + h;
-      }),
+    // the loaded pictures as fingerprints: their data URIs are too much to send at every poll
+    pictures: ("""
+    + FINGERPRINTS
+    + """)('#regions img, #large-frame img'),
   };
 }"""
+)
 
 
 def choose_file(page, path: Path) -> None:
