@@ -529,7 +529,7 @@ class Served:
             while len(FAILED) > MAX_FAILED:
                 FAILED.popitem(last=False)
             raise
-        status = self.backends.status(choice, (ckpt or "").strip() or None)
+        status = self.status(choice, ckpt)
         if model is None:  # pixels asked for, no model, or its tokens are in the cache
             yield dict(state=session, status=status)
             return
