@@ -276,6 +276,20 @@ def test_without_weights_compress_works_and_answer_says_why(pixel_url):
     good_call(c, "pixels")
 
 
+def test_a_cleared_player_starts_nothing():
+    """A video is compressed when it is picked (an upload, an example put in the player), never
+    on the player's change: clearing it fired the load chain, which redrew the old video over the
+    next file's load or refusal (the random walk's seed 15 caught it, now and then)."""
+    config = build_demo().get_config_file()
+    (video,) = [c["id"] for c in config["components"] if c["props"].get("elem_id") == "video"]
+    deps = config["dependencies"]
+    on_video = {event for d in deps for i, event in d["targets"] if i == video and d["backend_fn"]}
+    assert on_video == {"upload"}
+    example = next(d["id"] for d in deps if d["api_name"] == "load_example")
+    loads = [d for d in deps if d["api_name"] and d["api_name"].startswith("load_new")]
+    assert {d["trigger_after"] for d in loads} == {None, example}
+
+
 def test_without_weights_the_page_says_no_model(pixel_url):
     c = client(pixel_url)
     status = c.predict(

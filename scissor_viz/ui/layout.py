@@ -97,8 +97,10 @@ def _controls(c: SimpleNamespace, backends: Backends) -> None:
     """The left column: the video, its examples and every knob."""
     c.video = gr.Video(label="Video", sources=["upload"], elem_id="video", height=220)
     examples = [[str(p)] for p in example_videos()]
+    c.example_picked = None  # the event that puts a clicked example in the player
     if examples:
-        gr.Examples(examples, inputs=[c.video], label="Examples (click one)")
+        picker = gr.Examples(examples, inputs=[c.video], label="Examples (click one)")
+        c.example_picked = picker.load_input_event
     c.retention = gr.Slider(
         0.01,
         1.0,
@@ -347,8 +349,13 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
 
     # A model still to encode the frames: pixel regions on its grid first (the load yields
     # them), then its session, drawn by the events after the load; the bar on the status line.
+    # A video is compressed when it is picked (uploaded, or an example put in the player), not
+    # on every change of the player: a cleared player starts nothing (its chain would redraw
+    # the old video over the next file's load or refusal).
     loading = ["video", "frames", "choice", "ckpt", "epsilon", "retention", "view", "fill"]
-    for trigger, load in ((c.run.click, served.load), (c.video.change, served.load_new)):
+    picked = [c.video.upload] + ([c.example_picked.then] if c.example_picked else [])
+    starts = [(c.run.click, served.load)] + [(trigger, served.load_new) for trigger in picked]
+    for trigger, load in starts:
         loaded = wire(c, trigger, load, loading, show_progress_on=[c.status], **DECODE, **PAGE)
         wire(c, loaded.failure, served.load_failed, **LIGHT)
         loaded = wire(c, loaded.success, on.after_load, ["state"], **LIGHT)
