@@ -31,7 +31,7 @@ import numbers
 import threading
 import weakref
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
@@ -47,6 +47,7 @@ GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matri
 SEARCH_LIMIT = 1 << 26  # region dot products a retention search may hold (256 MiB float32)
 BRACKET_START = 3  # a retention search first tries the regions of a spatial count 3 x target
 BAND_AIM = 1.25  # a search's plain evaluation aims at this x the target's K (see _Band)
+RECENT_STEPS = 16  # the taus whose steps an index keeps for a later compress
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
 TAU_FLOOR = float(np.nextafter(np.float32(-1), np.float32(-2)))  # below every similarity: K = 1
 TAU_RESOLUTION = 2e-6  # tau search stops here: float32 similarities of d-dim tokens differ by
@@ -399,7 +400,7 @@ class _Steps:
     reps: torch.Tensor | None  # (M, d) spatial representatives, float32 (None: not needed yet)
     temporal: torch.Tensor  # (M,) final token of each spatial representative
     final_reps: torch.Tensor  # (K,) spatial component each final token is ordered by
-    rep_gram: torch.Tensor | None  # (M, N) rep_a . x_j when the index holds the Gram matrix
+    gram: bool  # whether the steps read the token Gram matrix (so does the merge step)
     exact: bool
 
 
@@ -412,6 +413,20 @@ class _Regions:
     reps: torch.Tensor  # (M,) flat index of each region's representative token
     gram: torch.Tensor  # (M, M)
     work: torch.Tensor | None = None  # (2, M * M) scratch of the evaluations during a search
+
+
+@dataclass
+class _Pairs:
+    """Token pairs i < j whose cosine is above ``floor``, sorted by cosine (descending)."""
+
+    floor: float
+    ij: torch.Tensor  # (2, E) int32
+    cos: torch.Tensor  # (E,)
+
+
+def _sparse(index: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """A sparse (COO) matrix with ``values`` at ``index`` (2, nnz), for torch.sparse.mm."""
+    return torch.sparse_coo_tensor(index, values, shape, check_invariants=False)
 
 
 @dataclass
@@ -500,15 +515,16 @@ class ScissorIndex:
         self.frame_similarity.diagonal(dim1=1, dim2=2).fill_(-math.inf)
         self._gram_mode = gram
         self._gram: torch.Tensor | None = None
-        self._work: torch.Tensor | None = None  # (2, N, N) scratch for the Gram path
+        self._pairs: _Pairs | None = None  # token pairs above a floor, from the Gram matrix
         self._regions: _Regions | None = None  # the search's region dot products
         self._band: _Band | None = None  # the search's region pairs near its tau
-        self._last: tuple[float, _Steps] | None = None  # the latest tau's steps, for compress
+        self._recent: dict[float, _Steps] = {}  # the latest taus' steps, for compress
         self._counts: dict[float, int] = {}
         self._lock = threading.RLock()  # the workspace is shared by every call on this index
         self._heights: np.ndarray | None = None
         self._ascending: np.ndarray | None = None  # every frame's merge heights, sorted
         self._forest: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._sorted: torch.Tensor | None = None  # (N, P) each token's frame row, ascending
 
     # --- the Gram matrix, built the first time a step is cheaper with it
 
@@ -526,20 +542,91 @@ class ScissorIndex:
     def gram(self) -> torch.Tensor:
         if self._gram is None:
             self._gram = self.flat @ self.flat.T
-            self._work = torch.empty(2, *self._gram.shape, device=self.flat.device)
+            # a video asked many taus: the spatial step from the forest and sorted rows too
+            self._sorted = self.frame_similarity.flatten(0, 1).sort(dim=1).values
+            self.forest  # noqa: B018
         return self._gram
+
+    def _token_pairs(self, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token pairs i < j whose cosine (from the Gram matrix) is above tau: (2, E)
+        indices and (E,) cosines, from pairs kept above a floor <= tau, sorted by cosine
+        (descending), so every tau above the floor is a prefix. A tau below the floor keeps the
+        pairs above 2 tau - 1 (the floor's distance from 1 doubles: few rebuilds)."""
+        if self._pairs is None or tau < self._pairs.floor:
+            gram = self.gram
+            floor = min(tau, 2 * tau - 1)
+            norm = gram.diagonal().clamp(min=1e-24).rsqrt()
+            n = len(gram)
+            step = max(1, BLOCK_ELEMENTS // n)
+            parts = [(gram.new_empty(2, 0, dtype=torch.long), gram.new_empty(0))]
+            for r0 in range(0, n, step):
+                block = gram[r0 : r0 + step, r0:] * norm[r0 : r0 + step, None]
+                block = block.mul_(norm[None, r0:]).clamp_(-1.0, 1.0)
+                r, c = (block > floor).triu_(1).nonzero(as_tuple=True)
+                parts.append((torch.stack([r + r0, c + r0]), block[r, c]))
+            ij, cos = (torch.cat(part, dim=-1) for part in zip(*parts, strict=True))
+            cos, order = cos.sort(descending=True)
+            self._pairs = _Pairs(floor, ij[:, order].int(), cos)
+        pairs = self._pairs
+        above = int(torch.searchsorted(-pairs.cos, -tau))  # cos > tau: a prefix
+        return pairs.ij[:, :above].long(), pairs.cos[:above]
+
+    def _gram_temporal(
+        self, tau: float, regions: torch.Tensor, num: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The temporal step at tau from the token Gram matrix (exact, ordered): a region of one
+        token has that token's similarities, so the pairs of such regions are the token pairs
+        above tau (a cached prefix); only the regions of several tokens need new products, their
+        rows against every region (two sparse sums over the Gram matrix, O(tokens in them x N)).
+        A pair of two merged regions is read from the row of the lower one."""
+        gram, device = self.gram, self.flat.device
+        size = torch.bincount(regions, minlength=num)
+        merged = (size > 1).nonzero()[:, 0]  # (R,) regions of several tokens
+        local = torch.full((num,), -1, dtype=torch.long, device=device)
+        local[merged] = torch.arange(len(merged), device=device)
+        tokens = (size[regions] > 1).nonzero()[:, 0]
+        n = self.num_total
+        ones = torch.ones(len(tokens), device=device)
+        pick = _sparse(torch.stack([local[regions[tokens]], tokens]), ones, (len(merged), n))
+        sums = torch.sparse.mm(pick, gram)  # (R, N): merged region sums . each token
+        spread = _sparse(
+            torch.stack([regions, torch.arange(n, device=device)]),
+            torch.ones(n, device=device),
+            (num, n),
+        )
+        products = torch.sparse.mm(spread, sums.T).T  # (R, num): region sums . region sums
+        square = torch.zeros(num, device=device)  # |region sum|^2
+        single = size[regions] == 1
+        square[regions[single]] = gram.diagonal()[single]
+        square[merged] = products[torch.arange(len(merged), device=device), merged]
+        norm = square.clamp(min=1e-24).rsqrt()
+        cos = products.mul_(norm[merged, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
+        r, c = (cos > tau).nonzero(as_tuple=True)
+        once = (local[c] < 0) | (c > merged[r])  # each pair once, not itself
+        r, c = r[once], c[once]
+        ij, _ = self._token_pairs(tau)
+        a, b = regions[ij[0]], regions[ij[1]]
+        alone = (size[a] == 1) & (size[b] == 1)
+        i = torch.cat([merged[r], a[alone]])
+        j = torch.cat([c, b[alone]])
+        degree = 1 + torch.bincount(i, minlength=num) + torch.bincount(j, minlength=num)
+        count, labels = _components(num, i, j)
+        return _order_labels(labels, count, degree)
 
     def release(self) -> None:
         """Free the Gram matrices and their workspace (up to 3 x N^2 float32); a later tau
         that needs them builds them again. Counts and frame similarities stay."""
         with self._lock:
-            self._gram, self._work, self._regions, self._last = None, None, None, None
+            self._gram, self._pairs, self._regions, self._sorted = None, None, None, None
+            self._recent = {}
             self._band = None
 
     @property
     def nbytes(self) -> int:
         """Bytes this index holds beyond the tokens it was given."""
-        held = [self.frame_similarity, self._gram, self._work, *(self._forest or ())]
+        held = [self.frame_similarity, self._gram, self._sorted, *(self._forest or ())]
+        if self._pairs is not None:
+            held += [self._pairs.ij, self._pairs.cos]
         if self._regions is not None:
             held += [self._regions.gram, self._regions.work]
         if self._band is not None:
@@ -575,8 +662,14 @@ class ScissorIndex:
         """The spatial step, and each component's representative token (flat index), in the
         video's order of components."""
         frames, per_frame, _ = self.frame_similarity.shape
-        adjacency = self.frame_similarity > tau
-        degree = adjacency.sum(-1).flatten() + 1
+        if self._sorted is not None:  # degree = similarities above tau in each token's row
+            above = torch.searchsorted(
+                self._sorted, self._sorted.new_full((len(self._sorted), 1), tau), right=True
+            )
+            degree = (per_frame + 1) - above[:, 0]
+        else:
+            adjacency = self.frame_similarity > tau
+            degree = adjacency.sum(-1).flatten() + 1
         if self._forest is not None:  # a search built it: its edges above tau suffice
             edges, heights = self._forest
             f, e = (heights > tau).nonzero(as_tuple=True)
@@ -609,12 +702,12 @@ class ScissorIndex:
     def _steps(self, tau: float, floor: float | None = None) -> _Steps:
         """The spatial and temporal steps at tau; with ``floor`` (< tau, a search's lower end)
         a plain evaluation also keeps its region pairs above it (:class:`_Band`)."""
-        if self._last is not None and self._last[0] == tau:
-            return self._last[1]
+        if tau in self._recent:
+            return self._recent[tau]
         spatial, region_reps = self._spatial(tau)
         regions = video_labels(spatial)
         num_reps = len(region_reps)
-        reps, rep_gram, recorder = None, None, None
+        reps, recorder = None, None
         if self._regions is not None and tau <= self._regions.tau:
             rep_sim = self._region_similarity(regions, num_reps)
             rows_of = lambda src, c0: rep_sim[src, c0:]  # noqa: E731
@@ -624,23 +717,28 @@ class ScissorIndex:
             exact = _sample_rows(num_reps, self.epsilon, self.seed, "cpu") is None
             if floor is not None and floor < tau and exact:
                 rows_of = recorder = _BandRecorder(rows_of, floor, SEARCH_LIMIT // 3)
-        else:  # rep_a . x_j, then rep_a . rep_b, from the token Gram matrix, in place
-            rep_gram = segment_mean(self.gram, regions, num_reps, out=self._work[0, :num_reps])
-            rep_sim = self._work[1].view(-1)[: num_reps**2].view(num_reps, num_reps)
-            rep_sim.zero_().index_add_(1, regions, rep_gram)
-            rep_sim.div_(torch.bincount(regions)[None, :])
-            norm = rep_sim.diagonal().clamp(min=1e-24).rsqrt()
-            rep_sim.mul_(norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
-            rows_of = lambda src, c0: rep_sim[src, c0:]  # noqa: E731
+        else:  # from the token Gram matrix: only the merged regions need new products
+            temporal, final_reps = self._gram_temporal(tau, regions, num_reps)
+            self._counts[tau] = len(final_reps)
+            steps = _Steps(spatial, regions, region_reps, None, temporal, final_reps, True, True)
+            return self._remember(tau, steps)
         temporal, final_reps, exact = _ordered_components(
             num_reps, tau, rows_of, self.epsilon, self.seed, self.tokens.device
         )
         self._counts[tau] = len(final_reps)
         if recorder is not None and (band := recorder.band(tau, region_reps)) is not None:
             self._band = band
-        steps = _Steps(spatial, regions, region_reps, reps, temporal, final_reps, rep_gram, exact)
-        if rep_gram is None:  # the Gram path's workspace is overwritten by the next tau
-            self._last = (tau, steps)
+        steps = _Steps(spatial, regions, region_reps, reps, temporal, final_reps, False, exact)
+        return self._remember(tau, steps)
+
+    def _remember(self, tau: float, steps: _Steps) -> _Steps:
+        """Keep the steps of the latest taus (a search's best is often not its last), only the
+        newest with its spatial means (d-dim; compress recomputes them, O(N d))."""
+        for seen in list(self._recent)[-1:]:
+            self._recent[seen] = replace(self._recent[seen], reps=None)
+        while len(self._recent) >= RECENT_STEPS:
+            del self._recent[next(iter(self._recent))]
+        self._recent[tau] = steps
         return steps
 
     def count(self, tau: float) -> int:
@@ -706,19 +804,19 @@ class ScissorIndex:
 
     def _assign(self, steps: _Steps, finals: torch.Tensor) -> torch.Tensor:
         """Each original token's most similar final token (ties to the lower index)."""
-        if steps.rep_gram is not None:  # final_k . x_j and |final_k| from the Gram matrix
-            num = len(finals)
-            final_x = segment_mean(steps.rep_gram, steps.temporal, num)  # (K, N)
+        if steps.gram:  # cos(final_k, x_j) |x_j| from the Gram matrix, O(N^2)
+            num, n = len(finals), self.num_total
             final_of = steps.temporal[steps.regions]  # final token of each original token
-            weight = 1.0 / (
-                torch.bincount(steps.temporal, minlength=num)[final_of]
-                * torch.bincount(steps.regions)[steps.regions]
-            )  # final_k = sum_i weight_i x_i over its tokens i
-            own = final_x.gather(0, final_of[None])[0] * weight
-            norm_sq = torch.zeros(num, device=own.device).index_add_(0, final_of, own)
-            # cos = final_x / (|final_k| |x_j|); |x_j| > 0 scales a whole column, so it cannot
-            # change the column's argmax and is left out (zero columns give token 0, as cos 0)
-            return final_x.mul_(norm_sq.clamp(min=1e-24).rsqrt()[:, None]).argmax(dim=0)
+            weight = (  # final_k / |final_k| = sum_i weight_i x_i over its tokens i
+                finals.square().sum(1).clamp(min=1e-24).rsqrt()[final_of]
+                / torch.bincount(steps.temporal, minlength=num)[final_of]
+                / torch.bincount(steps.regions)[steps.regions]
+            )
+            index = torch.stack([final_of, torch.arange(n, device=final_of.device)])
+            final_x = torch.sparse.mm(_sparse(index, weight.float(), (num, n)), self.gram)
+            # |x_j| > 0 scales a whole column, so it cannot change the column's argmax and is
+            # left out (zero columns give token 0, as cos 0); argmax along rows is the fast one
+            return final_x.T.contiguous().argmax(dim=1)
         return nearest(self.flat, finals)[1]
 
     def compress(self, tau: float) -> Compression:
@@ -786,7 +884,7 @@ class ScissorIndex:
                 sums.index_add_(0, video_labels(spatial), self.flat)
                 self._regions = _Regions(tau, reps, symmetric_gram(sums))
                 self._counts = {t: k for t, k in self._counts.items() if t > tau}  # one source
-                self._last = None
+                self._recent = {}
             if self._count(tau) < target:
                 return  # the lower end: taus above are plain evaluations
         below = math.ceil(n - target)  # merges that bring the spatial count to the target

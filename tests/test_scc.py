@@ -197,6 +197,25 @@ def test_gram_and_direct_paths_agree(tokens):
         torch.testing.assert_close(a.tokens, b.tokens)
 
 
+def test_gram_counts_are_the_direct_counts_in_any_order():
+    """The Gram path reads merged regions' products from the Gram matrix and single tokens'
+    pairs from a cache kept above a floor (rebuilt lower when a lower tau comes): its counts,
+    temporal labels and representatives are the direct path's at every tau, asked in any order."""
+    x = video_tokens(frames=4, dim=32, seed=8)
+    direct = ScissorIndex(x, gram=False)
+    taus = [float(t) for t in np.linspace(0.5, 0.99, 15)]
+    for order in (taus, taus[::-1], taus[::3] + taus[1::3] + taus[2::3]):
+        gram = ScissorIndex(x, gram=True)
+        for tau in order:
+            assert gram.count(tau) == direct.count(tau), tau
+        for tau in order[::4]:
+            a, b = gram.compress(tau), direct.compress(tau)
+            assert torch.equal(a.temporal_labels, b.temporal_labels)
+            assert torch.equal(a.representatives, b.representatives)
+            assert torch.equal(a.assignment, b.assignment)
+    assert gram._pairs.floor <= min(taus)
+
+
 def test_output_runs_in_frame_order_without_temporal_merges():
     # Each frame's tokens live in their own coordinates, so nothing merges across frames and
     # the representatives' order (by index) puts the final tokens frame by frame.
