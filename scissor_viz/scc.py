@@ -123,7 +123,9 @@ def _check_tokens(x: torch.Tensor, rank: int, what: str) -> None:
         raise ValueError(f"{what} is empty (shape {tuple(x.shape)})")
     if not x.is_floating_point():
         raise ValueError(f"{what} must be a floating-point tensor, got {x.dtype}")
-    if not torch.isfinite(x).all():
+    # one pass where all is well (a NaN or an infinity makes the sum NaN or infinite); a sum
+    # that overflowed from finite values is told apart by the full check
+    if not torch.isfinite(x.sum(dtype=torch.float32)) and not torch.isfinite(x).all():
         raise ValueError(f"{what} contains NaN or infinite values")
 
 
@@ -218,11 +220,11 @@ def _graph_labels(
         blocks = [(rows[r0 : r0 + step], 0) for r0 in range(0, len(rows), step)]
     for src, c0 in blocks:
         mask = rows_of(src, c0) > tau
-        if rows is None:
-            mask.triu_(1)
-        else:
+        if rows is not None:
             mask[torch.arange(len(src), device=device), src] = False
         r, c = mask.nonzero(as_tuple=True)
+        if rows is None:  # the upper triangle: the block's columns start at its first row
+            r, c = r[c > r], c[c > r]
         if len(r) == 0:
             continue
         i = r + src.start if rows is None else src[r]
@@ -357,12 +359,13 @@ def symmetric_gram(x: torch.Tensor, blocks: int = 8) -> torch.Tensor:
 
 
 def nearest(
-    x: torch.Tensor, y: torch.Tensor, exclude_self: bool = False
+    x: torch.Tensor, y: torch.Tensor, exclude_self: bool = False, unit: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each row of ``x`` (..., d), the highest cosine similarity to a row of ``y`` (k, d)
     and that row's index (ties to the lower index), in row blocks of ``BLOCK_ELEMENTS``. With
     ``exclude_self`` (x and y the same set) a row never matches itself; a single row then gets
-    similarity -1 and index 0. A zero row has similarity 0 to everything: index 0."""
+    similarity -1 and index 0. A zero row has similarity 0 to everything: index 0. With
+    ``unit`` the rows of x are already :func:`unit_rows`."""
     x = x.reshape(-1, x.shape[-1])
     yn = unit_rows(y.reshape(-1, y.shape[-1]))
     n, k = len(x), len(yn)
@@ -370,7 +373,7 @@ def nearest(
     index = torch.empty(n, dtype=torch.long, device=x.device)
     step = max(1, BLOCK_ELEMENTS // max(k, 1))
     for r0 in range(0, n, step):  # x normalised block by block: no float32 copy of all of x
-        sim = _similarity(unit_rows(x[r0 : r0 + step]), yn)
+        sim = _similarity(x[r0 : r0 + step] if unit else unit_rows(x[r0 : r0 + step]), yn)
         if exclude_self:
             rows = torch.arange(len(sim), device=sim.device)
             sim[rows, rows + r0] = -2.0
@@ -510,6 +513,8 @@ class ScissorIndex:
         for f0 in range(0, frames, step):
             xn = unit_rows(tokens[f0 : f0 + step])
             sim[f0 : f0 + step] = _similarity(xn, xn)
+        # the unit rows serve the merge step too where one block held them all
+        self._unit = xn.reshape(self.num_total, -1) if frames <= step else None
         upper = sim.triu(1)  # the graph is the upper triangle; mirror it for degrees
         self.frame_similarity = upper + upper.mT
         self.frame_similarity.diagonal(dim1=1, dim2=2).fill_(-math.inf)
@@ -624,7 +629,8 @@ class ScissorIndex:
     @property
     def nbytes(self) -> int:
         """Bytes this index holds beyond the tokens it was given."""
-        held = [self.frame_similarity, self._gram, self._sorted, *(self._forest or ())]
+        held = [self.frame_similarity, self._gram, self._sorted, self._unit]
+        held += list(self._forest or ())
         if self._pairs is not None:
             held += [self._pairs.ij, self._pairs.cos]
         if self._regions is not None:
@@ -675,7 +681,8 @@ class ScissorIndex:
             f, e = (heights > tau).nonzero(as_tuple=True)
             i, j = edges[f, e].unbind(-1)
         else:
-            f, i, j = adjacency.triu_(1).nonzero(as_tuple=True)
+            f, i, j = adjacency.nonzero(as_tuple=True)
+            f, i, j = f[i < j], i[i < j], j[i < j]  # the upper triangle
         num, labels = _components(self.num_total, f * per_frame + i, f * per_frame + j)
         # Representatives are ordered by index, so each frame's ids are one contiguous run.
         ordered, reps = _order_labels(labels, num, degree)
@@ -817,6 +824,8 @@ class ScissorIndex:
             # |x_j| > 0 scales a whole column, so it cannot change the column's argmax and is
             # left out (zero columns give token 0, as cos 0); argmax along rows is the fast one
             return final_x.T.contiguous().argmax(dim=1)
+        if self._unit is not None:
+            return nearest(self._unit, finals, unit=True)[1]
         return nearest(self.flat, finals)[1]
 
     def compress(self, tau: float) -> Compression:
