@@ -43,10 +43,15 @@ from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 T = TypeVar("T")
 
 EXACT_LIMIT = 16_384  # token sets up to this size get exact components, whatever epsilon says
-GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (3 x 64 MiB)
+GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (64 MiB)
+# A one-shot search for a retention from this one on <= GRAM_LIMIT tokens reads their Gram
+# matrix (N^2 d / 2 once; then every tau and the merge step cost O(N^2) at most): the region
+# products of BRACKET_START x its target would cost over half as much, and plain evaluations
+# of that many regions more. Lower retentions bracket with region products (see ScissorIndex).
+ONE_SHOT_GRAM = 0.25
 SEARCH_LIMIT = 1 << 26  # region dot products a retention search may hold (256 MiB float32)
 BRACKET_START = 3  # a retention search first tries the regions of a spatial count 3 x target
-BAND_AIM = 1.25  # a search's plain evaluation aims at this x the target's K (see _Band)
+BAND_AIM = 2.0  # a search's plain evaluation aims at this x the target's K (see _Band)
 RECENT_STEPS = 16  # the taus whose steps an index keeps for a later compress
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
 TAU_FLOOR = float(np.nextafter(np.float32(-1), np.float32(-2)))  # below every similarity: K = 1
@@ -482,7 +487,12 @@ class ScissorIndex:
     a threshold; every (tau -> K) already evaluated, so a search for a new retention starts
     from a tight bracket; and, for up to ``GRAM_LIMIT`` tokens, the Gram matrix of all tokens,
     built the first time a tau leaves so many spatial representatives that the temporal and
-    merge similarities are cheaper from it (O(N^2) per tau instead of O(M^2 d)).
+    merge similarities are cheaper from it. On it a tau costs little: a region of one token
+    has that token's similarities (its pairs above tau are a prefix of the token pairs kept
+    sorted above a floor), so only the merged regions need products, their rows against every
+    region as two sparse sums over the Gram matrix (O(tokens in them x N), not O(M^2 d));
+    the merge step is one sparse product (O(N^2)). With the Gram matrix the spatial step reads
+    each frame's spanning tree and its sorted rows (no P x P pass per tau).
     ``gram=True/False`` forces either path (both give the same partitions up to float ties).
 
     Without the token Gram matrix (``gram=False``, or above ``GRAM_LIMIT`` tokens) a retention
@@ -538,15 +548,17 @@ class ScissorIndex:
         through num_reps, so the same tau always takes the same path)."""
         if self._gram_mode is not None:
             return self._gram_mode
-        # A matmul does M^2 d multiply-adds at full speed; the Gram path makes a few memory-bound
-        # passes over N^2 entries, worth about 64 N^2 multiply-adds (measured on a 2-core CPU).
+        # A matmul does M^2 d multiply-adds at full speed; the Gram path cost, when it made a
+        # few memory-bound passes over N^2 entries per tau, about 64 N^2 multiply-adds (measured
+        # on a 2-core CPU). It costs less per tau now; the rule stays, so that a tau's path
+        # (and a float tie's outcome) is the one it always was.
         dim = self.flat.shape[1]
         return self.num_total <= GRAM_LIMIT and num_reps**2 * dim > 64 * self.num_total**2
 
     @property
     def gram(self) -> torch.Tensor:
         if self._gram is None:
-            self._gram = self.flat @ self.flat.T
+            self._gram = symmetric_gram(self.flat)
             # a video asked many taus: the spatial step from the forest and sorted rows too
             self._sorted = self.frame_similarity.flatten(0, 1).sort(dim=1).values
             self.forest  # noqa: B018
@@ -760,7 +772,7 @@ class ScissorIndex:
         tau = check_tau(tau)
         if tau not in self._counts:
             if self._band is not None and self._band.floor < tau < self._band.tau:
-                self._counts[tau] = self._band_count(tau)
+                self._band_steps(tau)
             else:
                 self._steps(tau, floor)
         return self._counts[tau]
@@ -774,14 +786,15 @@ class ScissorIndex:
             or self._gram is not None
         )
 
-    def _band_count(self, tau: float) -> int:
-        """K at a tau inside the band: the band's pairs above tau between regions that did not
-        merge, and the merged regions' similarities to every region (a few rows of d-dim dot
-        products), as one graph."""
+    def _band_steps(self, tau: float) -> _Steps:
+        """The steps at a tau inside the band: the band's pairs above tau between regions that
+        did not merge, and the merged regions' similarities to every region (a few rows of
+        d-dim dot products; a pair of two merged regions read from the lower one's row), as one
+        graph, ordered as the plain path orders it."""
         band = self._band
-        spatial, _ = self._spatial(tau)
+        spatial, region_reps = self._spatial(tau)
         regions = video_labels(spatial)
-        num = int(regions.max()) + 1
+        num = len(region_reps)
         coarse = regions[band.reps]  # a band region lies inside the region of its representative
         size = torch.bincount(coarse, minlength=num)
         alone = size[coarse] == 1  # a band region that is a whole region at tau: same mean
@@ -794,12 +807,17 @@ class ScissorIndex:
             step = max(1, BLOCK_ELEMENTS // num)
             for r0 in range(0, len(merged), step):
                 rows = merged[r0 : r0 + step]
-                sim = _similarity(means[rows], means)
-                sim[torch.arange(len(rows), device=sim.device), rows] = -2.0  # not itself
-                r, c = (sim > tau).nonzero(as_tuple=True)
-                edges_i.append(rows[r])
-                edges_j.append(c)
-        return _components(num, torch.cat(edges_i), torch.cat(edges_j))[0]
+                r, c = (_similarity(means[rows], means) > tau).nonzero(as_tuple=True)
+                once = (size[c] == 1) | (c > rows[r])  # each pair once, not itself
+                edges_i.append(rows[r[once]])
+                edges_j.append(c[once])
+        i, j = torch.cat(edges_i), torch.cat(edges_j)
+        degree = 1 + torch.bincount(i, minlength=num) + torch.bincount(j, minlength=num)
+        count, labels = _components(num, i, j)
+        temporal, final_reps = _order_labels(labels, count, degree)
+        self._counts[tau] = len(final_reps)
+        steps = _Steps(spatial, regions, region_reps, None, temporal, final_reps, False, True)
+        return self._remember(tau, steps)
 
     def _drop_work(self) -> None:
         """Free the search's scratch (a later tau that needs it allocates it again)."""
@@ -1110,8 +1128,10 @@ def scissor_compress(
       call) gets only its floor's work: per-frame similarities, the representatives'
       similarities and the final assignment, nothing kept afterwards. With ``retention`` the
       search evaluates its taus from the dot products of the regions at one bracketing tau
-      (:class:`ScissorIndex`), so it costs about one compression more. If :func:`scissor_index`
-      already keeps an index for ``tokens`` (e.g. after :func:`tau_for_retention`), it is used;
+      and a band of region pairs (:class:`ScissorIndex`); from ``ONE_SHOT_GRAM`` retention on
+      at most ``GRAM_LIMIT`` tokens, from their Gram matrix instead (the search and the merge
+      step then cost little beyond it). If :func:`scissor_index` already keeps an index for
+      ``tokens`` (e.g. after :func:`tau_for_retention`), it is used;
     * ``reuse=True``: the index :func:`scissor_index` keeps for ``tokens`` (built if needed)
       serves this and later calls: frame similarities, every (tau -> K) seen, and the token Gram
       matrix when many taus make it pay. A caller that asks many taus may keep a
@@ -1130,7 +1150,12 @@ def scissor_compress(
         kept = None  # a kept index was built from checked tokens; a new one checks them
         if isinstance(tokens, torch.Tensor) and not tokens.is_inference():
             kept = _INDEXES.peek(tokens, (float(epsilon), int(seed)))
-        index = kept if kept is not None else ScissorIndex(tokens, epsilon, seed, gram=False)
+        if kept is not None:
+            index = kept
+        else:  # a search on few enough tokens reads their Gram matrix (see ONE_SHOT_GRAM)
+            small = isinstance(tokens, torch.Tensor) and tokens.shape[:-1].numel() <= GRAM_LIMIT
+            gram = retention is not None and small and retention >= ONE_SHOT_GRAM
+            index = ScissorIndex(tokens, epsilon, seed, gram=gram)
     if retention is not None:
         tau = index.tau_for_retention(retention)
     return index.compress(tau)

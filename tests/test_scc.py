@@ -428,12 +428,13 @@ def test_one_shot_search_without_region_products_agrees(monkeypatch):
 def test_band_counts_are_the_plain_counts(monkeypatch):
     """Without room for region products, a search's plain evaluation above the target keeps
     its region pairs above the bracket's lower end (a band), and the taus between them are
-    counted from it: every such count is the plain path's count at that tau, the search lands
-    within two tokens of the target, and the band is gone after the search."""
+    evaluated from it: every such count, temporal step and representative is the plain path's
+    at that tau, the search lands within two tokens of the target, and the band is gone after
+    the search."""
     banded = []
-    band_count = ScissorIndex._band_count
+    band_steps = ScissorIndex._band_steps
     monkeypatch.setattr(
-        ScissorIndex, "_band_count", lambda self, tau: banded.append(tau) or band_count(self, tau)
+        ScissorIndex, "_band_steps", lambda self, tau: banded.append(tau) or band_steps(self, tau)
     )
     for seed in (0, 3):
         x = video_tokens(frames=6, dim=64, seed=seed)
@@ -448,6 +449,10 @@ def test_band_counts_are_the_plain_counts(monkeypatch):
             plain = ScissorIndex(x, gram=False)
             for t in banded:
                 assert plain.count(t) == index._counts[t], (seed, r, t)
+            for t in [t for t in banded if t in index._recent]:  # the band's steps, kept
+                a, b = index.compress(t), plain.compress(t)
+                assert torch.equal(a.temporal_labels, b.temporal_labels), (seed, r, t)
+                assert torch.equal(a.representatives, b.representatives), (seed, r, t)
             assert abs(index.count(tau) - r * n) <= 2
 
 
@@ -591,11 +596,14 @@ def test_search_stops_only_when_no_count_between_could_be_closer():
 
 
 @pytest.mark.slow  # every retention, brute force
+@pytest.mark.parametrize("one_shot_gram", [scc.ONE_SHOT_GRAM, 2.0])  # 2.0: never the Gram
 @pytest.mark.parametrize("seed", [2, 3])
-def test_one_shot_search_matches_brute_force_on_every_retention(seed):
-    """The search by spatial count (no token Gram matrix) against every achievable count: the
-    nearest one wherever K rises monotonically with tau around the target; where K steps back
-    (the spatial means move with tau) a search may stop at a crossing one token further."""
+def test_one_shot_search_matches_brute_force_on_every_retention(seed, one_shot_gram, monkeypatch):
+    """The search by spatial count (below ONE_SHOT_GRAM without the token Gram matrix, or at
+    every retention) against every achievable count: the nearest one wherever K rises
+    monotonically with tau around the target; where K steps back (the spatial means move with
+    tau) a search may stop at a crossing one token further."""
+    monkeypatch.setattr(scc, "ONE_SHOT_GRAM", one_shot_gram)
     x = video_tokens(frames=3, side=4, dim=16, regions=4, seed=seed)  # 48 tokens
     reference = brute_force_counts(ScissorIndex(x))
     ks = [reference[t] for t in sorted(reference)]
