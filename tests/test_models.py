@@ -851,6 +851,7 @@ def twin_clip(family: str, frames: np.ndarray):
     return backend, VideoAnalysis.from_clip(clip, backend)
 
 
+@pytest.mark.slow  # a family other than OneVision (tests/conftest.py)
 def test_qwen3_vl_keeps_its_deepstack_grids_with_the_tokens():
     """encode's one vision pass gives the tokens and the DeepStack grids: exactly the patch's
     own ``adapter.encode`` of the processor outputs, cached as one entry (its bytes counted in
@@ -873,6 +874,7 @@ def test_qwen3_vl_keeps_its_deepstack_grids_with_the_tokens():
     assert backend.cache.stats.misses == 1
 
 
+@pytest.mark.slow  # a family other than OneVision (tests/conftest.py)
 @pytest.mark.parametrize("retention", [0.2, 0.05])
 def test_qwen3_vl_answer_is_the_patched_models_answer(retention):
     """The app's Qwen3-VL answer from SCC's compression (its tokens, their representatives'
@@ -903,6 +905,7 @@ def test_qwen3_vl_answer_is_the_patched_models_answer(retention):
     torch.testing.assert_close(ours.first_logits, stock.logits[0][0].float(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # a family other than OneVision (tests/conftest.py)
 def test_qwen3_vl_answers_need_their_deepstack_features():
     """DeepStack changes the twin's answer (so the equalities above test it), and an answer
     without the levels, or with levels for other tokens, is refused rather than made up."""
@@ -926,6 +929,7 @@ def test_qwen3_vl_answers_need_their_deepstack_features():
         other.answer(QUESTION, torch.zeros(len(comp.tokens), other.hidden_size), layers=layers)
 
 
+@pytest.mark.slow  # a family other than OneVision (tests/conftest.py)
 def test_other_methods_carry_deepstack_by_their_assignment():
     """The rule for other reductions: a token a selection kept has its own DeepStack
     features, a merged or pooled token the mean of the tokens it stands for; SCC's are merged
