@@ -51,7 +51,10 @@ GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matri
 ONE_SHOT_GRAM = 0.25
 SEARCH_LIMIT = 1 << 26  # region dot products a retention search may hold (256 MiB float32)
 BRACKET_START = 3  # a retention search first tries the regions of a spatial count 3 x target
-BAND_AIM = 2.0  # a search's plain evaluation aims at this x the target's K (see _Band)
+# A search's plain evaluation aims this share of the way from the target's K to N (see _Band):
+# its interpolation from below tends to undershoot, and one that lands above makes the band;
+# about 2 x the target at 10 % retention, 1.25 x at 35 % (a plain evaluation costs M^2 d)
+BAND_AIM = 0.12
 RECENT_STEPS = 16  # the taus whose steps an index keeps for a later compress
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
 TAU_FLOOR = float(np.nextafter(np.float32(-1), np.float32(-2)))  # below every similarity: K = 1
@@ -986,10 +989,11 @@ class ScissorIndex:
             k_lo_eff = target * (k_lo / target) ** damp if kept[0] == 0 else k_lo
             k_hi_eff = target * (k_hi / target) ** damp if kept[0] == 1 else k_hi
             mid = self._tau_between(lo, hi, (k_lo_eff, k_hi_eff, target), bisect)
-            if mid is not None and not bisect and self._plain(mid) and k_hi > BAND_AIM * target:
+            aim_k = target + BAND_AIM * (self.num_total - target)
+            if mid is not None and not bisect and self._plain(mid) and k_hi > aim_k:
                 # a plain evaluation keeps its region pairs above lo (a band) for every tau
                 # between lo and it: aimed above the target, it makes the rest of the search cheap
-                aim = (k_lo_eff, k_hi_eff, BAND_AIM * target)
+                aim = (k_lo_eff, k_hi_eff, aim_k)
                 mid = self._tau_between(lo, hi, aim, False) or mid
             if mid is None:  # no spatial count between them: the same in tau
                 share = 0.5 if bisect else (target - k_lo_eff) / (k_hi_eff - k_lo_eff)
