@@ -634,11 +634,12 @@ class ScissorIndex:
         return _order_labels(labels, count, degree)
 
     def release(self) -> None:
-        """Free the Gram matrices and their workspace (up to 3 x N^2 float32); a later tau
-        that needs them builds them again. Counts and frame similarities stay."""
+        """Free the Gram matrix (N^2 float32), its sorted pairs, the search's products and the
+        tokens' unit rows; a later tau that needs them builds them again. Counts, frame
+        similarities and spanning forests stay."""
         with self._lock:
             self._gram, self._pairs, self._regions, self._sorted = None, None, None, None
-            self._recent = {}
+            self._recent, self._unit = {}, None  # (the merge step normalises tokens again)
             self._band = None
 
     @property
