@@ -28,6 +28,7 @@ class InternVLBackend(VideoLLMBackend):
     family = "InternVL"
     model_types = ("internvl",)
     model_class = "InternVLForConditionalGeneration"
+    video_processor = "InternVLVideoProcessor"
     features = "InternViT features pixel-shuffled and projected, per frame"
     has_llm_attention = False  # FastV over per-frame runs: not wired (declared, not probed)
 
@@ -50,7 +51,7 @@ class InternVLBackend(VideoLLMBackend):
 
     @classmethod
     def preprocessing_from_config(cls, cfg: dict, source: str = "") -> VideoPreprocessing:
-        return VideoPreprocessing.from_config(cfg, source=source)
+        return VideoPreprocessing.from_config(cfg, source, cls.video_processor)
 
     def pixel_inputs(self, frames: np.ndarray) -> dict[str, torch.Tensor]:
         """One image per frame, and the placeholders that say they are one prompt's frames

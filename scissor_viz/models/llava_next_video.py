@@ -21,6 +21,7 @@ class LlavaNextVideoBackend(VideoLLMBackend):
     family = "LLaVA-NeXT-Video"
     model_types = ("llava_next_video",)
     model_class = "LlavaNextVideoForConditionalGeneration"
+    video_processor = "LlavaNextVideoVideoProcessor"
     features = "CLIP features pooled 2×2 and projected, per frame"
 
     def __init__(self, model, tokenizer, preprocessing: VideoPreprocessing, **kwargs):
@@ -37,7 +38,7 @@ class LlavaNextVideoBackend(VideoLLMBackend):
 
     @classmethod
     def preprocessing_from_config(cls, cfg: dict, source: str = "") -> VideoPreprocessing:
-        return VideoPreprocessing.from_config(cfg, source=source)
+        return VideoPreprocessing.from_config(cfg, source, cls.video_processor)
 
     def pixel_inputs(self, frames: np.ndarray) -> dict[str, torch.Tensor]:
         return {"pixel_values_videos": self.preprocessing(frames)[None]}

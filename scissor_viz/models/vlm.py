@@ -40,6 +40,8 @@ class VideoLLMBackend(Backend):
     family: ClassVar[str] = "video LLM"  # what visitors read, e.g. "LLaVA-OneVision"
     model_types: ClassVar[tuple[str, ...]] = ()  # config.model_type values the family loads
     model_class: ClassVar[str] = ""  # the transformers class name
+    # the family's transformers video processor, used where torchvision runs (models/processors.py)
+    video_processor: ClassVar[str] = ""
     features: ClassVar[str] = "vision features"  # one phrase: what encode returns
     can_answer = True
     has_llm_attention = True
