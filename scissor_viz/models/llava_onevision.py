@@ -3,8 +3,8 @@
 The stock model reads, per frame, SigLIP's 27 x 27 patch features projected and pooled
 bilinearly to 14 x 14 = 196 tokens, then ONE ``image_newline`` per video (docs/models.md).
 :class:`LlavaOnevisionBackend` adds to the shared :class:`~scissor_viz.models.vlm.VideoLLMBackend`
-the family's preprocessing (:class:`VideoPreprocessing`: transformers' video processor needs
-torchvision, which has no CPU build for this torch), its 14 x 14 grid, and the vision tower's
+the family's preprocessing (:class:`VideoPreprocessing`: its video processor where torchvision
+runs, else transformers' ``PilBackend`` on the same config), its 14 x 14 grid, and the tower's
 attention (VisionZip). Its ``encode`` is the patch's ``grids`` (the model's own
 ``get_video_features``, newline removed); its ``answer`` the patched ``generate``.
 """

@@ -5,7 +5,9 @@ config's pixel budget (transformers' ``smart_resize``), frames are paired into t
 (the last one repeated to fill a pair) and 2 x 2 patches merge: a 448 x 616 frame pair gives one
 16 x 22 grid. Video tokens carry 3-D rotary positions, so :meth:`Qwen2_5_VLBackend.answer`
 prompts with the stock run of placeholders and ``video_grid_thw``, and a compressed token takes
-the position of its ``source`` (the patch's representative rule; docs/patch.md).
+the position of its ``source`` (the patch's representative rule; docs/patch.md). Pixels:
+``Qwen2VLVideoProcessor`` where torchvision runs, else transformers' ``PilBackend`` for the
+frames and the video processors' patch order (:class:`QwenPreprocessing`).
 ``second_per_grid_ts`` is not given (the sampled frames' rate is the app's, not the model's).
 """
 
