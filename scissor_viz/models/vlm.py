@@ -8,8 +8,10 @@ the grids a model adds at the video's positions, Qwen3-VL's DeepStack, kept with
 what the app shows is exactly what the model's answers are computed from. ``answer`` runs the
 patched model's ``generate`` with the tokens (and their DeepStack features,
 :func:`reduce_layers`) given as ``video_tokens=``. A family's module
-supplies what is its own: the preprocessing (:meth:`pixel_inputs`, by transformers' processors:
-models/processors.py), the token grid (:meth:`grid_for`), and for a model that
+(``llava_onevision``, ``llava_next_video``, ``qwen2_5_vl``, ``qwen3_vl``, ``internvl``,
+``smolvlm``) supplies what is its own: the preprocessing (:meth:`pixel_inputs`, by
+transformers' processors: models/processors.py), the token grid (:meth:`grid_for`), and for a
+model that
 positions its video tokens on their grid (Qwen's M-RoPE) the stock prompt (:meth:`video_inputs`).
 """
 
