@@ -11,8 +11,8 @@ patched model's ``generate`` with the tokens (and their DeepStack features,
 (``llava_onevision``, ``llava_next_video``, ``qwen2_5_vl``, ``qwen3_vl``, ``internvl``,
 ``smolvlm``) supplies what is its own: the preprocessing (:meth:`pixel_inputs`, by
 transformers' processors: models/processors.py), the token grid (:meth:`grid_for`), and for a
-model that
-positions its video tokens on their grid (Qwen's M-RoPE) the stock prompt (:meth:`video_inputs`).
+model that positions its video tokens on their grid (Qwen's M-RoPE) the stock prompt
+(:meth:`video_inputs`).
 """
 
 from __future__ import annotations
