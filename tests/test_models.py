@@ -70,6 +70,14 @@ def frames():
     return random_frames(3, 90, 120, seed=1)
 
 
+@pytest.fixture
+def without_torchvision(monkeypatch):
+    """The torchvision-free route, whatever is installed (this machine has no usable one)."""
+    from scissor_viz.models import processors
+
+    monkeypatch.setattr(processors, "torchvision_usable", lambda: False)
+
+
 def stock_video_features(backend, pixel_values):
     """The transformers model's own video features for one video: (T * 196 + 1, d), the last
     row the image_newline (transformers 5.24 appends it in get_video_features, earlier 5.x
@@ -99,7 +107,9 @@ def pil_processor_pixels(folder, frames):
 
 
 @pytest.mark.parametrize("shape", [(90, 120), (384, 384), (480, 640), (37, 500)])
-def test_preprocessing_matches_transformers_image_processor(tiny_llava_folder, shape):
+def test_preprocessing_matches_transformers_image_processor(
+    tiny_llava_folder, shape, without_torchvision
+):
     frames = random_frames(2, *shape, seed=3)
     ours = load_preprocessing(str(tiny_llava_folder))(frames)
     theirs = pil_processor_pixels(tiny_llava_folder, frames)
@@ -107,7 +117,9 @@ def test_preprocessing_matches_transformers_image_processor(tiny_llava_folder, s
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
 
 
-def test_preprocessing_uses_checkpoint_mean_std_not_class_defaults(tiny_llava_folder):
+def test_preprocessing_uses_checkpoint_mean_std_not_class_defaults(
+    tiny_llava_folder, without_torchvision
+):
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
     pp = load_preprocessing(str(tiny_llava_folder))
@@ -144,6 +156,164 @@ def test_preprocessing_from_config_sizes():
     assert VideoPreprocessing.from_config(dict(base, size={"height": 8, "width": 9})).width == 9
     with pytest.raises(ValueError):
         VideoPreprocessing.from_config({"size": {"height": 384, "width": 384}})
+
+
+# --------------------------------------------- transformers' processors (models/processors.py)
+
+
+def pil_resized(frames, height, width, resample):
+    """A small reference: PIL's resize of each frame, then (x / 255 - 0.5) / 0.5."""
+    from PIL import Image
+
+    out = [
+        np.asarray(Image.fromarray(f).resize((width, height), resample=resample)) for f in frames
+    ]
+    x = np.stack(out).astype(np.float64) / 255
+    return torch.from_numpy(((x.astype(np.float32) - 0.5) / 0.5).transpose(0, 3, 1, 2))
+
+
+def test_torchvision_usable_is_false_when_it_cannot_import(monkeypatch):
+    import sys
+
+    from scissor_viz.models import processors
+
+    processors.torchvision_usable.cache_clear()
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # `import torchvision` raises
+    try:
+        assert processors.torchvision_usable() is False
+    finally:
+        processors.torchvision_usable.cache_clear()
+
+
+def first_tensor(out) -> torch.Tensor:
+    """A preprocessing's pixels: the tensor, or the first of its dict of model inputs."""
+    return out if isinstance(out, torch.Tensor) else next(iter(out.values()))
+
+
+PIL_ROUTE = {  # family -> the torchvision-free transformers class that makes its pixels
+    "llava_onevision": "PilBackend",
+    "llava_next_video": "PilBackend",
+    "internvl": "PilBackend",
+    "smolvlm": "SmolVLMImageProcessorPil",
+}
+
+
+@pytest.mark.parametrize(
+    "family", ["llava_onevision", "llava_next_video", "internvl", "smolvlm", "qwen2_5_vl"]
+)
+def test_the_family_video_processor_is_chosen_by_importability(monkeypatch, family):
+    """Where torchvision runs, the family's own video processor (the class the backend names,
+    built from the checkpoint's config) makes the pixel inputs; where it does not, the
+    torchvision-free transformers class. Decided by ``torchvision_usable``, not hard-coded."""
+    import transformers
+
+    from scissor_viz.models import processors
+    from scissor_viz.models.loading import family_of
+    from tests.tiny_vlms import TWIN_CONFIGS
+
+    frames = random_frames(4, 48, 90, seed=8)
+    made = []
+
+    class FakeVideoProcessor:  # stands in for the torchvision-backed class
+        @classmethod
+        def from_dict(cls, cfg):
+            made.append(cfg)
+            return cls()
+
+        def __call__(self, videos, return_tensors):
+            (video,) = videos
+            t = len(video)
+            if family.startswith("qwen"):
+                return {
+                    "pixel_values_videos": torch.full((t * 2, 3), 7.0),
+                    "video_grid_thw": torch.tensor([[t // 2, 2, 2]]),
+                }
+            key = "pixel_values" if family == "smolvlm" else "pixel_values_videos"
+            out = {key: torch.full((1, t, 3, 64, 64), 7.0)}
+            if family == "smolvlm":
+                out["pixel_attention_mask"] = torch.ones(1, t, 64, 64, dtype=torch.int64)
+            return out
+
+    cls = family_of(family)
+    half = [0.5] * 3
+    cfg = TWIN_CONFIGS.get(family, {"size": 64, "image_mean": half, "image_std": half})
+    monkeypatch.setattr(transformers, cls.video_processor, FakeVideoProcessor, raising=False)
+
+    monkeypatch.setattr(processors, "torchvision_usable", lambda: True)
+    pre = cls.preprocessing_from_config(cfg)
+    pixels = first_tensor(pre(frames))
+    assert made and (pixels == 7).all()  # the video processor's output, from the config
+    assert made[0]["image_mean"] == half
+
+    monkeypatch.setattr(processors, "torchvision_usable", lambda: False)
+    pre = cls.preprocessing_from_config(cfg)
+    pixels = first_tensor(pre(frames))
+    assert len(made) == 1 and not (pixels == 7).all()
+    if family in PIL_ROUTE:
+        assert pre.processor.name == PIL_ROUTE[family] and not pre.processor.is_video
+
+
+def test_qwen3_vl_never_uses_its_clip_budget_video_processor(monkeypatch):
+    """Qwen3VLVideoProcessor sizes frames from the whole clip's budget (the grid would depend
+    on the encode batch): the per-frame path is used even where torchvision runs."""
+    from scissor_viz.models import Qwen3VLBackend, processors
+    from tests.tiny_vlms import TWIN_CONFIGS
+
+    monkeypatch.setattr(processors, "torchvision_usable", lambda: True)
+    pre = Qwen3VLBackend.preprocessing_from_config(TWIN_CONFIGS["qwen3_vl"])
+    assert pre.video is None
+    out = pre(random_frames(4, 48, 88, seed=1))
+    assert out["video_grid_thw"].tolist() == [[2, 12, 22]]
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (48, 90), (90, 48), (37, 100)])
+def test_next_video_and_internvl_pixels_equal_their_towers_image_processors(
+    without_torchvision, shape
+):
+    """Cross-checks against other transformers classes doing the same steps: LLaVA-NeXT-Video's
+    short side + centre crop = ``CLIPImageProcessorPil``'s; InternVL's squash =
+    ``GotOcr2ImageProcessorPil`` without patches (InternVL's own image processor)."""
+    from transformers import CLIPImageProcessorPil, GotOcr2ImageProcessorPil
+
+    from tests.tiny_vlms import TWIN_CONFIGS
+
+    frames = random_frames(3, *shape, seed=9)
+    _, next_video = twin_backend("llava_next_video")
+    clip = CLIPImageProcessorPil(
+        size={"shortest_edge": 64},
+        crop_size={"height": 64, "width": 64},
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    theirs = clip(images=list(frames), return_tensors="pt")["pixel_values"]
+    ours = next_video.pixel_inputs(frames)["pixel_values_videos"][0]
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+    _, internvl = twin_backend("internvl")
+    got = GotOcr2ImageProcessorPil(**TWIN_CONFIGS["internvl"], crop_to_patches=False)
+    theirs = got(images=list(frames), return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(
+        internvl.pixel_inputs(frames)["pixel_values"], theirs, rtol=0, atol=1e-6
+    )
+
+
+def test_smolvlm_pixels_are_its_video_processors_two_resizes(without_torchvision):
+    """SmolVLM2's video processor resizes the longest edge to the video size (the other edge
+    rounded up to even), then the frame to the tower's square: a 48 x 90 frame goes
+    90 -> 64 wide, 48 -> 34 high, then 64 x 64 (not one squash, which differs)."""
+    from PIL import Image
+
+    _, backend = twin_backend("smolvlm")
+    frames = random_frames(3, 48, 90, seed=10)
+    out = backend.pixel_inputs(frames)
+    assert out["pixel_values"].shape == (1, 3, 3, 64, 64)
+    assert out["pixel_attention_mask"].shape == (1, 3, 64, 64) and out["pixel_attention_mask"].all()
+    lanczos = Image.Resampling.LANCZOS
+    step = np.stack([np.asarray(Image.fromarray(f).resize((64, 34), lanczos)) for f in frames])
+    expected = pil_resized(step, 64, 64, lanczos)
+    torch.testing.assert_close(out["pixel_values"][0], expected, rtol=0, atol=1e-6)
+    squash = pil_resized(frames, 64, 64, lanczos)
+    assert (out["pixel_values"][0] - squash).abs().max() > 0.01
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -799,7 +969,7 @@ PER_RUN = ("qwen3_vl", "internvl", "smolvlm")  # a run of placeholders per frame
     "family, size, shape",
     [
         ("llava_next_video", (64, 64), (4, 8, 8, 1)),  # 4 frames of 8 x 8
-        ("llava_next_video", (48, 90), (4, 8, 8, 1)),  # squashed to 64 x 64: still 8 x 8
+        ("llava_next_video", (48, 90), (4, 8, 8, 1)),  # short side 64, cropped: still 8 x 8
         ("smolvlm", (64, 64), (4, 8, 8, 1)),
         ("qwen2_5_vl", (64, 64), (4, 8, 8, 2)),  # 8 frames: 4 pairs of 8 x 8
         ("qwen2_5_vl", (48, 88), (4, 6, 11, 2)),  # a non-square 6 x 11 grid per pair
@@ -828,7 +998,7 @@ def test_each_family_encodes_its_own_grid(family, size, shape):
     assert pixels.shape[:2] == tokens.shape[:2]
 
 
-def test_qwen_preprocessing_equals_the_twins_processor_outputs():
+def test_qwen_preprocessing_equals_the_twins_processor_outputs(without_torchvision):
     from tests.tiny_vlms import normalized, qwen_patches
 
     twin, backend = twin_backend("qwen2_5_vl")

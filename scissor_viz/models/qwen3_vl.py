@@ -29,6 +29,9 @@ class Qwen3VLBackend(Qwen2_5_VLBackend):
     family = "Qwen3-VL"
     model_types = ("qwen3_vl",)
     model_class = "Qwen3VLForConditionalGeneration"
+    # Qwen3VLVideoProcessor sizes frames from the whole clip's pixel budget, so its grid would
+    # depend on how many frames an encode batch holds: the per-frame path is used everywhere
+    video_processor = ""
     features = "its vision transformer's merged 2×2 patches, per pair of frames"
 
     @property

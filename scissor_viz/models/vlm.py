@@ -9,9 +9,10 @@ what the app shows is exactly what the model's answers are computed from. ``answ
 patched model's ``generate`` with the tokens (and their DeepStack features,
 :func:`reduce_layers`) given as ``video_tokens=``. A family's module
 (``llava_onevision``, ``llava_next_video``, ``qwen2_5_vl``, ``qwen3_vl``, ``internvl``,
-``smolvlm``) supplies what is its own: the
-preprocessing (:meth:`pixel_inputs`), the token grid (:meth:`grid_for`), and for a model that
-positions its video tokens on their grid (Qwen's M-RoPE) the stock prompt (:meth:`video_inputs`).
+``smolvlm``) supplies what is its own: the preprocessing (:meth:`pixel_inputs`, by
+transformers' processors: models/processors.py), the token grid (:meth:`grid_for`), and for a
+model that positions its video tokens on their grid (Qwen's M-RoPE) the stock prompt
+(:meth:`video_inputs`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class VideoLLMBackend(Backend):
     family: ClassVar[str] = "video LLM"  # what visitors read, e.g. "LLaVA-OneVision"
     model_types: ClassVar[tuple[str, ...]] = ()  # config.model_type values the family loads
     model_class: ClassVar[str] = ""  # the transformers class name
+    # the family's transformers video processor, used where torchvision runs (models/processors.py)
+    video_processor: ClassVar[str] = ""
     features: ClassVar[str] = "vision features"  # one phrase: what encode returns
     can_answer = True
     has_llm_attention = True
