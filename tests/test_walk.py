@@ -132,6 +132,8 @@ READ = (
   return {
     numbers: text('#numbers'),
     pending: text('#pending'),
+    // a load's progress (its timer ticks) shows on the status line: not settled while it runs
+    status: text('#backend-status'),
     tab: tab ? tab.innerText.trim() : '',
     tau_box: (document.querySelector('#tau input') || {}).value,
     use_tau: !!(document.querySelector('#use-tau input') || {}).checked,
@@ -283,15 +285,29 @@ class Walk:
         wait_for(lambda: "bigbuckbunny.mp4" in snapshot(self.page)["numbers"], SLOW, "example")
 
     def upload(self):
-        name = self.rng.choice([n for n in self.clips if n != "broken.mp4"])
+        # another clip than the one on the page: the same one again would leave nothing on the
+        # page to wait for (its numbers line is already there), and the walk went on while it
+        # loaded (a Compress then refused as the session's second load; seed 7 under load)
+        name = self.rng.choice([n for n in self.clips if n not in ("broken.mp4", self.video)])
         choose_file(self.page, self.clips[name])
         self.video, self.bad = name, None
         wait_for(lambda: f"{name}: " in snapshot(self.page)["numbers"], SLOW, f"upload {name}")
         return name
 
     def upload_bad(self):
+        # the server's own toast first: after an earlier refusal the numbers line already says
+        # "Could not open", and the walk went on before this one's error came (its toast then
+        # showed after the next action; seed 7 under load). The player's own "Video not
+        # playable" toast comes at once, before the server has answered: not that one.
+        self._close_toasts()
+        wait_for(lambda: not error_toasts(self.page), SLOW, "the earlier toasts to go")
         choose_file(self.page, self.clips["broken.mp4"])
         self.video, self.bad = None, "broken.mp4"
+        wait_for(
+            lambda: any("'broken.mp4'" in t for t in error_toasts(self.page)),
+            SLOW,
+            "the server's refusal in a toast",
+        )
         wait_for(lambda: "Could not open" in snapshot(self.page)["numbers"], SLOW, "refusal")
 
     def drag(self):
