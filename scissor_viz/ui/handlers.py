@@ -128,13 +128,15 @@ def outputs(*names: str):
     return declare
 
 
-MAIN = ("numbers", "regions", "large", "view_caption", "answer_md", *views.BANNERS.values())
+MAIN = ("numbers", "regions", "large", "view_caption", "answer_md", "drawn_graph")
+MAIN += tuple(views.BANNERS.values())
 TAB_VIEWS = ("matrix", "temporal", "curve", "per_frame", "probe_image", "probe_gallery")
 TAB_VIEWS += ("probe_plot", "probe_note", "step", "scrub_image", "scrub_note")
 # What a new video (frames, features) clears: everything drawn from the old one.
 DERIVED = TAB_VIEWS + ("compare_gallery", "compare_table", "curves_plot", "answers_table")
-DERIVED += ("answers_note", "files", "pending")
+DERIVED += ("answers_note", "files", "pending", "tau_graph", "drawn_graph")
 CLEARED = {name: None for name in DERIVED} | {"probe_note": "", "scrub_note": "", "pending": ""}
+CLEARED |= {"drawn_graph": ""}
 CLEARED |= {"probe_gallery": [], "compare_gallery": [], "files": None}
 AFTER_LOAD = ("frame", "ask", "play", "compare_btn", "curves_btn", "export_btn", "answers_btn")
 AFTER_LOAD += ("answers_why", "choice", *DERIVED, *views.BANNERS.values())
@@ -179,20 +181,61 @@ def after_load(session):
 @outputs("state", *MAIN, "tau", "use_tau", "stamp")
 @user_errors
 @fairness.takes_turns
-def refresh(session, retention, view, fill):
+def refresh(session, retention, view, fill, clock=None):
     """Compress at the slider's retention and redraw the main screen (the τ box takes the τ in
     use, exactly: typed back it gives the same count; the answer panel says what the model
-    sees now, until its answer for this setting comes)."""
+    sees now, until its answer for this setting comes; the frame's τ-graph is marked out of
+    date until the slider rests). ``clock``: see :func:`at_retention`."""
+    return at_retention(live_session(session, compressed=False), retention, view, fill, clock)
+
+
+@outputs("state", *MAIN, "tau", "use_tau", "stamp", "tau_graph")
+@user_errors
+@fairness.takes_turns
+def rest(session, retention, view, fill, frame, clock=None):
+    """The slider let go (the mouse released, a key lifted): the main screen at its retention
+    unless the page shows it already, and the frame's τ-graph, at once: it does not wait for
+    the step in flight, which is not sent once this one has taken the screen."""
     session = live_session(session, compressed=False)
-    session.view, session.fill = view, bool(fill)
-    comp = session.set_setting(retention, False, 0.0)
-    return dict(
-        views.redraw(session),
-        state=session,
-        tau=float(tau_short(comp.tau)),
-        use_tau=False,
-        stamp=session.stamp,
-    )
+    return at_retention(session, retention, view, fill, clock, frame)
+
+
+def at_retention(session, retention, view, fill, clock, frame=None) -> dict:
+    """The main screen at the slider's retention and, with ``frame``, that frame's τ-graph.
+
+    The setting changes under the session's lock; the pictures are drawn outside it, from a
+    snapshot, so a newer request need not wait for them; they are sent unless a newer redraw
+    of the screen was claimed meanwhile (its own pictures follow). ``clock``: the page's time
+    of the request (None: not the page's). A request older than one applied changes nothing;
+    a page's request for the screen it shows (or is being sent) draws only a missing graph."""
+    with session.lock:
+        if not session.admit(clock):
+            return {}
+        session.view, session.fill = view, bool(fill)
+        comp = session.set_setting(retention, False, 0.0)
+        main = clock is None or session.shown != session.screen()
+        if main:
+            session.shown, session.claims = session.screen(), session.claims + 1
+        claim, shot = session.claims, session.snapshot()
+    out = {}
+    if main:
+        out = dict(
+            views.redraw(shot),
+            state=session,
+            tau=float(tau_short(comp.tau)),
+            use_tau=False,
+            stamp=shot.stamp,
+        )
+    frame = None if frame is None else shot.clamp(frame)
+    graph = frame is not None and not views.graph_is_drawn(shot, frame)
+    if graph:
+        out |= dict(tau_graph=views.tau_graph(shot, frame), drawn_graph="")
+    with session.lock:
+        if session.claims != claim:  # a newer setting took the screen: its pictures follow
+            return {}
+        if graph:
+            views.mark_graph(shot, frame)
+        return out
 
 
 @outputs("state", *MAIN, "use_tau", "stamp")
@@ -202,6 +245,7 @@ def apply_tau(session, tau, view, fill):
     """A τ typed and confirmed with Enter: compress at it (and say τ now rules)."""
     session = live_session(session, compressed=False)
     session.view, session.fill = view, bool(fill)
+    session.redraws()
     session.set_setting(session.retention, True, tau)
     return dict(views.redraw(session), state=session, use_tau=True, stamp=session.stamp)
 
@@ -214,6 +258,7 @@ def refresh_tau(session, tau, use_tau, retention, view, fill):
     the τ box takes the τ in use, as after a slider move)."""
     session = live_session(session, compressed=False)
     session.view, session.fill = view, bool(fill)
+    session.redraws()
     comp = session.set_setting(retention, use_tau, tau)
     shown = {} if use_tau else {"tau": float(tau_short(comp.tau))}
     return dict(
@@ -221,7 +266,7 @@ def refresh_tau(session, tau, use_tau, retention, view, fill):
     )
 
 
-@outputs("tau_graph")
+@outputs("tau_graph", "drawn_graph")
 @user_errors
 @fairness.takes_turns
 def tau_graph(session, frame, stamp=None):
@@ -231,17 +276,21 @@ def tau_graph(session, frame, stamp=None):
     session = live_session(session)
     if stamp is not None and int(stamp) != session.stamp:
         return gr.skip()
-    return dict(tau_graph=views.tau_graph(session, frame))
+    figure = views.tau_graph(session, frame)
+    views.mark_graph(session, frame)
+    return dict(tau_graph=figure, drawn_graph="")
 
 
-@outputs("regions", "large", "tau_graph")
+@outputs("regions", "large", "tau_graph", "drawn_graph")
 @user_errors
 @fairness.takes_turns
 def select_frame(session, frame):
     """A frame picked (slider or a click on the grid): drawn large, marked, and its τ-graph."""
     session = live_session(session)
-    session.frame = session.clamp(frame)
-    return dict(views.frames_views(session), tau_graph=views.tau_graph(session, session.frame))
+    session.frame, session.shown = session.clamp(frame), None  # (Session.shown)
+    graph = views.tau_graph(session, session.frame)
+    views.mark_graph(session, session.frame)
+    return dict(views.frames_views(session), tau_graph=graph, drawn_graph="")
 
 
 SETTLE_S = 0.15  # a redraw of a tab waits this long for a newer setting before it starts
@@ -309,7 +358,7 @@ def open_tab(evt: gr.SelectData):
 @fairness.takes_turns
 def recolour(session, view, fill):
     session = live_session(session)
-    session.view, session.fill = view, bool(fill)
+    session.view, session.fill, session.shown = view, bool(fill), None  # (Session.shown)
     return dict(views.frames_views(session), view_caption=views.view_caption(view))
 
 
@@ -584,7 +633,7 @@ class Served:
         with SESSIONS.use(final):
             return final
 
-    @outputs("state", "numbers", "regions", "large", "tau_graph", "answer_md", *AFTER_LOAD)
+    @outputs("state", "numbers", "regions", "large", "answer_md", *AFTER_LOAD)
     def load_failed(self, request: gr.Request):
         """A video refused: the reason stays on the page (the toast fades), and everything
         drawn from the previous video goes with it."""
@@ -597,7 +646,6 @@ class Served:
             numbers=f"⚠️ **Could not open {f'`{name}`' if name else 'the video'}**: {why}",
             regions="",
             large="",
-            tau_graph=None,
             answer_md="Answers appear here.",
             frame=gr.update(value=0),
             answers_why="",
