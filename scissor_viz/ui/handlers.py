@@ -203,16 +203,22 @@ def rest(session, retention, view, fill, frame, clock=None):
 def at_retention(session, retention, view, fill, clock, frame=None) -> dict:
     """The main screen at the slider's retention and, with ``frame``, that frame's τ-graph.
 
-    The setting changes under the session's lock; the pictures are drawn outside it, from a
-    snapshot, so a newer request need not wait for them; they are sent unless a newer redraw
-    of the screen was claimed meanwhile (its own pictures follow). ``clock``: the page's time
-    of the request (None: not the page's). A request older than one applied changes nothing;
-    a page's request for the screen it shows (or is being sent) draws only a missing graph."""
+    The τ search runs outside the session's lock and the pictures are drawn from a snapshot,
+    so a newer request never waits for an older one's pictures; the setting changes under the
+    lock, and the pictures are sent unless a newer redraw of the screen was claimed meanwhile
+    (its own pictures follow). ``clock``: the page's time of the request (None: not the
+    page's). A request older than one admitted, or overtaken by one for another retention,
+    changes nothing; a page's request for the screen it shows (or is being sent) draws only
+    a missing graph."""
     with session.lock:
-        if not session.admit(clock):
+        if not session.admit(clock, retention):
+            return {}
+    comp = session.compress_at(retention, False, 0.0)
+    with session.lock:
+        if not session.still_wanted(clock, retention):
             return {}
         session.view, session.fill = view, bool(fill)
-        comp = session.set_setting(retention, False, 0.0)
+        session.set_setting(retention, False, 0.0, comp)
         main = clock is None or session.shown != session.screen()
         if main:
             session.shown, session.claims = session.screen(), session.claims + 1

@@ -7,8 +7,8 @@ every change of video, frames, features or setting: every view of the page remem
 it was drawn from (``drawn``), so the page can say which views are out of date.
 
 The page's setting requests (the Retention slider's moves and its release) carry the page's
-clock: the session applies them in the order the page sent them (``admit``), whatever order
-the server's threads run them in, under the session's ``lock``.
+clock: the session applies them in the order the page sent them (``admit``, ``still_wanted``),
+whatever order the server's threads run them in, under the session's ``lock``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ class Session:
     scrubs: dict = field(default_factory=dict)  # frame -> the τ scrubber's steps
     note: str = ""  # a line over the numbers: pixel regions standing in for the model's, or why
     replaced_by: Session | None = None  # the session that took over the page (the model's)
-    clock: float = -math.inf  # the page's time of the newest setting request applied
+    clock: float = -math.inf  # the page's time of the newest setting request admitted
+    wanted: float | None = None  # ... and the retention it asks for
     # The main screen's last full redraw: what it is drawn for (``screen``; None after a part
     # of it was redrawn for something else), and how many were claimed (the latest is sent).
     shown: tuple | None = None
@@ -133,25 +134,34 @@ class Session:
         tolerance = min(SLIDER_SLACK / self.analysis.num_total, 0.5)  # below 1 for tiny videos
         return self.analysis.compress(retention=float(retention), tolerance=tolerance)
 
-    def set_setting(self, retention: float, use_tau: bool, tau: float) -> Compression:
-        """Compress at a setting: the session's compression and stamp change together (the
-        stamp stays when the compression is the one on screen already)."""
-        comp = self.compress_at(retention, use_tau, tau)
+    def set_setting(
+        self, retention: float, use_tau: bool, tau: float, comp: Compression | None = None
+    ) -> Compression:
+        """Compress at a setting (``comp``: already compressed for it): the session's
+        compression and stamp change together (the stamp stays when the compression is the one
+        on screen already)."""
+        comp = comp or self.compress_at(retention, use_tau, tau)
         if self.comp is None or comp.tau != self.comp.tau:
             self.stamp = next(STAMPS)
         self.comp, self.use_tau, self.retention = comp, bool(use_tau), float(retention)
         return comp
 
-    def admit(self, clock) -> bool:
+    def admit(self, clock, retention) -> bool:
         """Whether a setting request the page sent at ``clock`` (its own time; None: not the
-        page's) may be applied: not when a newer one was applied already (the page's requests
-        can overtake each other on the server). Hold ``lock`` from here until it is drawn."""
+        page's) for ``retention`` is wanted: not when a newer one came already (the page's
+        requests can overtake each other on the server); it is recorded. Under ``lock``."""
         if clock is None:
             return True
         if float(clock) < self.clock:
             return False
-        self.clock = float(clock)
+        self.clock, self.wanted = float(clock), float(retention)
         return True
+
+    def still_wanted(self, clock, retention) -> bool:
+        """Whether an admitted request is still wanted: no newer request for another
+        retention came since (a newer one for the same retention wants the same). Under
+        ``lock``."""
+        return clock is None or self.wanted == float(retention)
 
     def screen(self) -> tuple:
         """What the main screen shows at this moment's state: setting, colouring, frame."""
