@@ -195,21 +195,24 @@ def refresh(session, retention, view, fill, clock=None):
 def rest(session, retention, view, fill, frame, clock=None):
     """The slider let go (the mouse released, a key lifted): the main screen at its retention
     unless the page shows it already, and the frame's τ-graph, at once: it does not wait for
-    the step in flight, which is not sent once this one has taken the screen."""
+    the step in flight, which is not sent once this one has taken the screen. (Gradio runs
+    the events of one trigger one after the other: the graph comes in this event.)"""
     session = live_session(session, compressed=False)
     return at_retention(session, retention, view, fill, clock, frame)
 
 
 def at_retention(session, retention, view, fill, clock, frame=None) -> dict:
-    """The main screen at the slider's retention and, with ``frame``, that frame's τ-graph.
+    """The main screen at the slider's retention and, with ``frame``, that frame's τ-graph
+    and the setting's stamp (for the open tab and the answer that follow).
 
     The τ search runs outside the session's lock and the pictures are drawn from a snapshot,
     so a newer request never waits for an older one's pictures; the setting changes under the
-    lock, and the pictures are sent unless a newer redraw of the screen was claimed meanwhile
-    (its own pictures follow). ``clock``: the page's time of the request (None: not the
-    page's). A request older than one admitted, or overtaken by one for another retention,
-    changes nothing; a page's request for the screen it shows (or is being sent) draws only
-    a missing graph."""
+    lock. ``clock``: the page's time of the request (None: not the page's). A request older
+    than one admitted, or overtaken by one for another retention, changes nothing (an empty
+    dict: nothing to send); a page's request for the screen it shows already (or is being
+    sent) draws only what is missing. The main screen is sent unless a newer redraw of it was
+    claimed meanwhile, the graph unless the setting or the frame changed meanwhile (their own
+    pictures follow)."""
     with session.lock:
         if not session.admit(clock, retention):
             return {}
@@ -219,29 +222,38 @@ def at_retention(session, retention, view, fill, clock, frame=None) -> dict:
             return {}
         session.view, session.fill = view, bool(fill)
         session.set_setting(retention, False, 0.0, comp)
-        main = clock is None or session.shown != session.screen()
+        shot = session.snapshot()
+        main = clock is None or session.shown != shot.screen()
         if main:
-            session.shown, session.claims = session.screen(), session.claims + 1
-        claim, shot = session.claims, session.snapshot()
-    out = {}
+            session.shown, session.claims = shot.screen(), session.claims + 1
+        claim = session.claims
+    out = {} if frame is None else dict(stamp=shot.stamp, **graph_of(session, shot, frame))
     if main:
-        out = dict(
+        screen = dict(
             views.redraw(shot),
             state=session,
             tau=float(tau_short(comp.tau)),
             use_tau=False,
             stamp=shot.stamp,
         )
-    frame = None if frame is None else shot.clamp(frame)
-    graph = frame is not None and not views.graph_is_drawn(shot, frame)
-    if graph:
-        out |= dict(tau_graph=views.tau_graph(shot, frame), drawn_graph="")
+        with session.lock:  # (the graph's line as it is now)
+            if session.claims == claim:
+                out = screen | out | {"drawn_graph": views.graph_banner(shot)}
+    return out
+
+
+def graph_of(session, shot, frame) -> dict:
+    """Frame ``frame``'s τ-graph drawn from ``shot`` (a snapshot of ``session``), unless the
+    page has it already; none if the setting or the frame changed meanwhile."""
+    frame = shot.clamp(frame)
+    if views.graph_is_drawn(shot, frame):
+        return {}
+    figure = views.tau_graph(shot, frame)
     with session.lock:
-        if session.claims != claim:  # a newer setting took the screen: its pictures follow
+        if (session.stamp, session.frame) != (shot.stamp, shot.frame):
             return {}
-        if graph:
-            views.mark_graph(shot, frame)
-        return out
+        views.mark_graph(shot, frame)
+    return dict(tau_graph=figure, drawn_graph="")
 
 
 @outputs("state", *MAIN, "use_tau", "stamp")
