@@ -20,7 +20,7 @@ import torch
 from scissor_viz.methods import Reduction, reduce, runnable_methods
 from scissor_viz.methods import forget as forget_linkages
 from scissor_viz.metrics import answer_fidelity, coverage, redundancy
-from scissor_viz.models import Answer, Backend
+from scissor_viz.models import Answer, Backend, reduce_layers
 from scissor_viz.models.cache import BoundedCache
 from scissor_viz.numbers import GAP_FLOOR
 from scissor_viz.pictures.grid import TokenGrid
@@ -82,6 +82,26 @@ def token_sources(reduced: Compression | Reduction) -> torch.Tensor:
     return first.scatter_reduce(0, flat, torch.arange(flat.numel()), reduce="amin")
 
 
+def token_layers(
+    layers: tuple[torch.Tensor, ...], reduced: Compression | Reduction | None
+) -> tuple[torch.Tensor, ...]:
+    """Per level of ``layers`` ((G, P, d_l) grids the model adds at the video's positions:
+    Qwen3-VL's DeepStack), the (K, d_l) features of ``reduced``'s tokens
+    (:func:`scissor_viz.models.reduce_layers`): SCC's merged with its very partition (as the
+    patched model does inside ``generate``); a selection's kept tokens their own; any other
+    token the mean of the tokens assigned to it. All of them when ``reduced`` is None."""
+    if reduced is None:
+        return tuple(layer.flatten(0, 1) for layer in layers)
+    comp = reduced if isinstance(reduced, Compression) else reduced.compression
+    return reduce_layers(
+        layers,
+        num_tokens=reduced.num_tokens,
+        assignment=reduced.assignment,
+        compression=comp,
+        kept_index=getattr(reduced, "kept_index", None),
+    )
+
+
 def run_method(video: MethodInputs, method: str, retention: float) -> tuple[Reduction, dict]:
     """One method at one retention on one video's tokens: the reduction and its metrics."""
     start = time.perf_counter()
@@ -130,6 +150,7 @@ class VideoAnalysis:
     backend: Backend
     tokens: torch.Tensor  # (G, P, d): G time steps (frames, or Qwen's pairs) of the backend's grid
     index: ScissorIndex
+    layers: tuple[torch.Tensor, ...] = ()  # (G, P, d_l): what the LLM adds there (DeepStack)
     _answers: BoundedCache = field(
         default_factory=lambda: BoundedCache(MAX_ANSWERS, MAX_ANSWER_BYTES), repr=False
     )
@@ -164,9 +185,11 @@ class VideoAnalysis:
         private: Hashable | None = None,
     ) -> VideoAnalysis:
         key = clip.key if private is None else (clip.key, private)
-        tokens = backend.encode(clip.frames, key=key, progress=progress)
+        encoded = backend.encoded(clip.frames, key=key, progress=progress)
         report(progress, 1.0, "tokens ready")
-        return cls(clip, backend, tokens, scissor_index(tokens, epsilon))  # shared with methods
+        tokens = encoded.tokens
+        index = scissor_index(tokens, epsilon)  # shared with the methods
+        return cls(clip, backend, tokens, index, encoded.layers)
 
     @property
     def num_total(self) -> int:
@@ -220,8 +243,9 @@ class VideoAnalysis:
         max_new_tokens: int = 64,
     ) -> Answer:
         """The backend's answer from a compression's (or another method's) tokens, or from
-        every token when ``reduced`` is None; cached per (question, tokens). Raises
-        AnswerUnavailable without a model."""
+        every token when ``reduced`` is None; cached per (question, tokens). The features
+        the model adds at the video's positions (``layers``, Qwen3-VL's DeepStack) go with the
+        tokens, reduced alike (:func:`token_layers`). Raises AnswerUnavailable without a model."""
         question = question.strip()
         if not question:
             raise ValueError("ask a question about the video")
@@ -241,6 +265,7 @@ class VideoAnalysis:
                 max_new_tokens=max_new_tokens,
                 source=None if reduced is None else token_sources(reduced),
                 shape=(self.tokens.shape[0], grid.rows, grid.cols),
+                layers=token_layers(self.layers, reduced),
             )
             self._answers.put(key, answer)
         return answer
@@ -339,12 +364,13 @@ class VideoAnalysis:
 
     def nbytes(self) -> dict[str, int]:
         """Bytes this analysis holds, by part, and their ``total``: the decoded ``frames``,
-        the ``tokens`` (shared with the backend's token cache), the ``index`` (frame
+        the ``tokens`` and ``layers`` (shared with the backend's token cache), the ``index`` (frame
         similarities, and the Gram matrix and its workspace while built), cached ``answers``
         and ``reductions`` (each cache at most MAX_ANSWER_BYTES / MAX_REDUCTION_BYTES)."""
         parts = {
             "frames": self.clip.frames.nbytes,
             "tokens": self.tokens.untyped_storage().nbytes(),
+            "layers": sum(x.untyped_storage().nbytes() for x in self.layers),
             "index": self.index.nbytes,
             "answers": self._answers.nbytes,
             "reductions": self._reductions.nbytes,

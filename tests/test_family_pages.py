@@ -2,7 +2,9 @@
 twin of each family (tests/tiny_vlms.py, tests/tiny_llava.py) loads the example and draws the
 family's own token grid: the numbers line names it (16 frames × P, "token grid rows × cols",
 Qwen's frames in groups of 2), every frame has its overlay, and the τ-graph has one dot per token on
-rows × cols. Tiny twins answer in a fraction of a second, so this stays fast."""
+rows × cols; and the family's model answers (every family can: Qwen3-VL with its DeepStack
+features), from the K tokens on screen and from every token. Tiny twins answer in a fraction of
+a second, so this stays fast."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from tests.browser import (
     compress_example,
     error_toasts,
     open_page,
+    token_counts,
     wait_for,
 )
 
@@ -46,6 +49,12 @@ TOKEN_DOTS = """() => {
 def browser():
     with chromium() as b:
         yield b
+
+
+def answered(page) -> str | None:
+    """The answer panel's text once it holds the model's answers (compressed and full)."""
+    text = page.locator("#answer").inner_text()
+    return text if "With every token" in text else None
 
 
 def family_backend(family: str, tiny_llava_folder):
@@ -92,6 +101,10 @@ def test_the_page_draws_each_familys_grid(family, browser, tiny_llava_folder):
             assert re.fullmatch(r"f1 · tokens\s+of f0–1", captions[1])  # (two short lines)
             title = page.locator("#regions figure").nth(1).get_attribute("title") or ""
             assert re.match(r"f1 · .*tokens of f0–1", title), title  # the whole caption
+        answers = wait_for(lambda: answered(page), SLOW, "the model's answers")
+        total, kept = token_counts(page)  # the model's (the pixel stage's went before)
+        assert f"— {kept:,} visual tokens" in answers, answers
+        assert f"With every token — {total:,} visual tokens" in answers, answers
         assert not error_toasts(page) and not page.crashes
         page.close()
     finally:

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from scissor_viz.analysis import token_layers
 from scissor_viz.metrics import first_token_kl
 from scissor_viz.models import (
     ALLOW_ANY_ENV,
@@ -69,6 +70,14 @@ def frames():
     return random_frames(3, 90, 120, seed=1)
 
 
+@pytest.fixture
+def without_torchvision(monkeypatch):
+    """The torchvision-free route, whatever is installed (this machine has no usable one)."""
+    from scissor_viz.models import processors
+
+    monkeypatch.setattr(processors, "torchvision_usable", lambda: False)
+
+
 def stock_video_features(backend, pixel_values):
     """The transformers model's own video features for one video: (T * 196 + 1, d), the last
     row the image_newline (transformers 5.24 appends it in get_video_features, earlier 5.x
@@ -98,7 +107,9 @@ def pil_processor_pixels(folder, frames):
 
 
 @pytest.mark.parametrize("shape", [(90, 120), (384, 384), (480, 640), (37, 500)])
-def test_preprocessing_matches_transformers_image_processor(tiny_llava_folder, shape):
+def test_preprocessing_matches_transformers_image_processor(
+    tiny_llava_folder, shape, without_torchvision
+):
     frames = random_frames(2, *shape, seed=3)
     ours = load_preprocessing(str(tiny_llava_folder))(frames)
     theirs = pil_processor_pixels(tiny_llava_folder, frames)
@@ -106,7 +117,9 @@ def test_preprocessing_matches_transformers_image_processor(tiny_llava_folder, s
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
 
 
-def test_preprocessing_uses_checkpoint_mean_std_not_class_defaults(tiny_llava_folder):
+def test_preprocessing_uses_checkpoint_mean_std_not_class_defaults(
+    tiny_llava_folder, without_torchvision
+):
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
     pp = load_preprocessing(str(tiny_llava_folder))
@@ -143,6 +156,164 @@ def test_preprocessing_from_config_sizes():
     assert VideoPreprocessing.from_config(dict(base, size={"height": 8, "width": 9})).width == 9
     with pytest.raises(ValueError):
         VideoPreprocessing.from_config({"size": {"height": 384, "width": 384}})
+
+
+# --------------------------------------------- transformers' processors (models/processors.py)
+
+
+def pil_resized(frames, height, width, resample):
+    """A small reference: PIL's resize of each frame, then (x / 255 - 0.5) / 0.5."""
+    from PIL import Image
+
+    out = [
+        np.asarray(Image.fromarray(f).resize((width, height), resample=resample)) for f in frames
+    ]
+    x = np.stack(out).astype(np.float64) / 255
+    return torch.from_numpy(((x.astype(np.float32) - 0.5) / 0.5).transpose(0, 3, 1, 2))
+
+
+def test_torchvision_usable_is_false_when_it_cannot_import(monkeypatch):
+    import sys
+
+    from scissor_viz.models import processors
+
+    processors.torchvision_usable.cache_clear()
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # `import torchvision` raises
+    try:
+        assert processors.torchvision_usable() is False
+    finally:
+        processors.torchvision_usable.cache_clear()
+
+
+def first_tensor(out) -> torch.Tensor:
+    """A preprocessing's pixels: the tensor, or the first of its dict of model inputs."""
+    return out if isinstance(out, torch.Tensor) else next(iter(out.values()))
+
+
+PIL_ROUTE = {  # family -> the torchvision-free transformers class that makes its pixels
+    "llava_onevision": "PilBackend",
+    "llava_next_video": "PilBackend",
+    "internvl": "PilBackend",
+    "smolvlm": "SmolVLMImageProcessorPil",
+}
+
+
+@pytest.mark.parametrize(
+    "family", ["llava_onevision", "llava_next_video", "internvl", "smolvlm", "qwen2_5_vl"]
+)
+def test_the_family_video_processor_is_chosen_by_importability(monkeypatch, family):
+    """Where torchvision runs, the family's own video processor (the class the backend names,
+    built from the checkpoint's config) makes the pixel inputs; where it does not, the
+    torchvision-free transformers class. Decided by ``torchvision_usable``, not hard-coded."""
+    import transformers
+
+    from scissor_viz.models import processors
+    from scissor_viz.models.loading import family_of
+    from tests.tiny_vlms import TWIN_CONFIGS
+
+    frames = random_frames(4, 48, 90, seed=8)
+    made = []
+
+    class FakeVideoProcessor:  # stands in for the torchvision-backed class
+        @classmethod
+        def from_dict(cls, cfg):
+            made.append(cfg)
+            return cls()
+
+        def __call__(self, videos, return_tensors):
+            (video,) = videos
+            t = len(video)
+            if family.startswith("qwen"):
+                return {
+                    "pixel_values_videos": torch.full((t * 2, 3), 7.0),
+                    "video_grid_thw": torch.tensor([[t // 2, 2, 2]]),
+                }
+            key = "pixel_values" if family == "smolvlm" else "pixel_values_videos"
+            out = {key: torch.full((1, t, 3, 64, 64), 7.0)}
+            if family == "smolvlm":
+                out["pixel_attention_mask"] = torch.ones(1, t, 64, 64, dtype=torch.int64)
+            return out
+
+    cls = family_of(family)
+    half = [0.5] * 3
+    cfg = TWIN_CONFIGS.get(family, {"size": 64, "image_mean": half, "image_std": half})
+    monkeypatch.setattr(transformers, cls.video_processor, FakeVideoProcessor, raising=False)
+
+    monkeypatch.setattr(processors, "torchvision_usable", lambda: True)
+    pre = cls.preprocessing_from_config(cfg)
+    pixels = first_tensor(pre(frames))
+    assert made and (pixels == 7).all()  # the video processor's output, from the config
+    assert made[0]["image_mean"] == half
+
+    monkeypatch.setattr(processors, "torchvision_usable", lambda: False)
+    pre = cls.preprocessing_from_config(cfg)
+    pixels = first_tensor(pre(frames))
+    assert len(made) == 1 and not (pixels == 7).all()
+    if family in PIL_ROUTE:
+        assert pre.processor.name == PIL_ROUTE[family] and not pre.processor.is_video
+
+
+def test_qwen3_vl_never_uses_its_clip_budget_video_processor(monkeypatch):
+    """Qwen3VLVideoProcessor sizes frames from the whole clip's budget (the grid would depend
+    on the encode batch): the per-frame path is used even where torchvision runs."""
+    from scissor_viz.models import Qwen3VLBackend, processors
+    from tests.tiny_vlms import TWIN_CONFIGS
+
+    monkeypatch.setattr(processors, "torchvision_usable", lambda: True)
+    pre = Qwen3VLBackend.preprocessing_from_config(TWIN_CONFIGS["qwen3_vl"])
+    assert pre.video is None
+    out = pre(random_frames(4, 48, 88, seed=1))
+    assert out["video_grid_thw"].tolist() == [[2, 12, 22]]
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (48, 90), (90, 48), (37, 100)])
+def test_next_video_and_internvl_pixels_equal_their_towers_image_processors(
+    without_torchvision, shape
+):
+    """Cross-checks against other transformers classes doing the same steps: LLaVA-NeXT-Video's
+    short side + centre crop = ``CLIPImageProcessorPil``'s; InternVL's squash =
+    ``GotOcr2ImageProcessorPil`` without patches (InternVL's own image processor)."""
+    from transformers import CLIPImageProcessorPil, GotOcr2ImageProcessorPil
+
+    from tests.tiny_vlms import TWIN_CONFIGS
+
+    frames = random_frames(3, *shape, seed=9)
+    _, next_video = twin_backend("llava_next_video")
+    clip = CLIPImageProcessorPil(
+        size={"shortest_edge": 64},
+        crop_size={"height": 64, "width": 64},
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    theirs = clip(images=list(frames), return_tensors="pt")["pixel_values"]
+    ours = next_video.pixel_inputs(frames)["pixel_values_videos"][0]
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+    _, internvl = twin_backend("internvl")
+    got = GotOcr2ImageProcessorPil(**TWIN_CONFIGS["internvl"], crop_to_patches=False)
+    theirs = got(images=list(frames), return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(
+        internvl.pixel_inputs(frames)["pixel_values"], theirs, rtol=0, atol=1e-6
+    )
+
+
+def test_smolvlm_pixels_are_its_video_processors_two_resizes(without_torchvision):
+    """SmolVLM2's video processor resizes the longest edge to the video size (the other edge
+    rounded up to even), then the frame to the tower's square: a 48 x 90 frame goes
+    90 -> 64 wide, 48 -> 34 high, then 64 x 64 (not one squash, which differs)."""
+    from PIL import Image
+
+    _, backend = twin_backend("smolvlm")
+    frames = random_frames(3, 48, 90, seed=10)
+    out = backend.pixel_inputs(frames)
+    assert out["pixel_values"].shape == (1, 3, 3, 64, 64)
+    assert out["pixel_attention_mask"].shape == (1, 3, 64, 64) and out["pixel_attention_mask"].all()
+    lanczos = Image.Resampling.LANCZOS
+    step = np.stack([np.asarray(Image.fromarray(f).resize((64, 34), lanczos)) for f in frames])
+    expected = pil_resized(step, 64, 64, lanczos)
+    torch.testing.assert_close(out["pixel_values"][0], expected, rtol=0, atol=1e-6)
+    squash = pil_resized(frames, 64, 64, lanczos)
+    assert (out["pixel_values"][0] - squash).abs().max() > 0.01
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -798,7 +969,7 @@ PER_RUN = ("qwen3_vl", "internvl", "smolvlm")  # a run of placeholders per frame
     "family, size, shape",
     [
         ("llava_next_video", (64, 64), (4, 8, 8, 1)),  # 4 frames of 8 x 8
-        ("llava_next_video", (48, 90), (4, 8, 8, 1)),  # squashed to 64 x 64: still 8 x 8
+        ("llava_next_video", (48, 90), (4, 8, 8, 1)),  # short side 64, cropped: still 8 x 8
         ("smolvlm", (64, 64), (4, 8, 8, 1)),
         ("qwen2_5_vl", (64, 64), (4, 8, 8, 2)),  # 8 frames: 4 pairs of 8 x 8
         ("qwen2_5_vl", (48, 88), (4, 6, 11, 2)),  # a non-square 6 x 11 grid per pair
@@ -827,7 +998,7 @@ def test_each_family_encodes_its_own_grid(family, size, shape):
     assert pixels.shape[:2] == tokens.shape[:2]
 
 
-def test_qwen_preprocessing_equals_the_twins_processor_outputs():
+def test_qwen_preprocessing_equals_the_twins_processor_outputs(without_torchvision):
     from tests.tiny_vlms import normalized, qwen_patches
 
     twin, backend = twin_backend("qwen2_5_vl")
@@ -838,26 +1009,129 @@ def test_qwen_preprocessing_equals_the_twins_processor_outputs():
     assert ours["video_grid_thw"].tolist() == [[3, 16, 16]]
 
 
-ANSWERING = [f for f in FAMILIES if f != "qwen3_vl"]  # Qwen3-VL: DeepStack not carried yet
+def twin_clip(family: str, frames: np.ndarray):
+    """The twin's backend and an analysis of ``frames`` on it (the app's path)."""
+    from scissor_viz.analysis import VideoAnalysis
+    from scissor_viz.video import VideoClip, VideoInfo
+
+    twin, backend = twin_backend(family)
+    t, h, w = frames.shape[:3]
+    info = VideoInfo(Path("twin.mp4"), t, float(t), 1.0, w, h, "h264")
+    clip = VideoClip(frames, np.arange(float(t)), np.arange(t), info, key=f"twin-{family}")
+    return backend, VideoAnalysis.from_clip(clip, backend)
 
 
-def test_qwen3_vl_declares_it_cannot_answer_yet():
-    """Its answers would lack the DeepStack features the stock model adds: it says so."""
-    _, backend = twin_backend("qwen3_vl")
-    tokens = backend.encode(random_frames(4, 64, 64, seed=7))
-    assert not backend.can_answer and "DeepStack" in backend.unavailable_reason
-    with pytest.raises(AnswerUnavailable, match="DeepStack"):
-        backend.answer(QUESTION, tokens, shape=(tokens.shape[0], 8, 8))
+@pytest.mark.slow  # a family other than OneVision (tests/conftest.py)
+def test_qwen3_vl_keeps_its_deepstack_grids_with_the_tokens():
+    """encode's one vision pass gives the tokens and the DeepStack grids: exactly the patch's
+    own ``adapter.encode`` of the processor outputs, cached as one entry (its bytes counted in
+    the cache's budget), and held by the analysis."""
+    backend, analysis = twin_clip("qwen3_vl", random_frames(6, 48, 88, seed=4))
+    frames = analysis.clip.frames
+    encoded = backend.encoded(frames, key="twin-qwen3_vl")
+    assert encoded.tokens is analysis.tokens and encoded.layers == analysis.layers
+    assert len(encoded.layers) == backend.layer_levels == 2
+    with torch.inference_mode():
+        ((grid, layers),) = backend.model.scissor.adapter.encode(backend.pixel_inputs(frames))
+    torch.testing.assert_close(encoded.tokens, grid.float(), rtol=0, atol=0)
+    for mine, stock in zip(encoded.layers, layers, strict=True):
+        assert mine.shape == encoded.tokens.shape[:2] + stock.shape[-1:]
+        torch.testing.assert_close(mine, stock.float(), rtol=0, atol=0)
+    held = sum(x.untyped_storage().nbytes() for x in (encoded.tokens, *encoded.layers))
+    assert backend.cache.nbytes == held  # one entry: the tokens and both levels
+    assert analysis.nbytes()["layers"] == held - encoded.tokens.untyped_storage().nbytes() > 0
+    assert backend.encode(frames, key="twin-qwen3_vl") is encoded.tokens  # a hit, not a pass
+    assert backend.cache.stats.misses == 1
 
 
-@pytest.mark.parametrize("family", ANSWERING)
+@pytest.mark.slow  # a family other than OneVision (tests/conftest.py)
+@pytest.mark.parametrize("retention", [0.2, 0.05])
+def test_qwen3_vl_answer_is_the_patched_models_answer(retention):
+    """The app's Qwen3-VL answer from SCC's compression (its tokens, their representatives'
+    runs and positions, each DeepStack level merged with SCC's partition) is the patched
+    model's: ``apply_patch(model, tau=...)`` at the page's tau + ``generate`` on the same
+    frames' pixels, in the stock prompt: same K, same prompt length, same ids, same first
+    logits."""
+    from scissor_viz import apply_patch
+
+    n = 4
+    backend, analysis = twin_clip("qwen3_vl", random_frames(6, 48, 88, seed=4))
+    comp = analysis.compress(retention=retention)
+    assert comp.num_tokens < analysis.num_total
+    ours = analysis.answer(QUESTION, comp, max_new_tokens=n)
+    grid, model = analysis.grid, backend.model
+    shape = (analysis.tokens.shape[0], grid.rows, grid.cols)
+    inputs = {**backend.video_inputs(QUESTION, shape), **backend.pixel_inputs(analysis.clip.frames)}
+    apply_patch(model, tau=comp.tau)
+    try:
+        with torch.inference_mode():
+            stock = model.generate(**inputs, **backend.generation_kwargs(n))
+        record = model.scissor.last[0]
+    finally:
+        apply_patch(model, retention=1.0)  # the backend's setting
+    assert record.tau == comp.tau and record.videos[0].num_tokens == comp.num_tokens
+    assert record.length_after == ours.prompt_tokens
+    assert ours.token_ids == stock.sequences[0, inputs["input_ids"].shape[1] :].tolist()
+    torch.testing.assert_close(ours.first_logits, stock.logits[0][0].float(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow  # a family other than OneVision (tests/conftest.py)
+def test_qwen3_vl_answers_need_their_deepstack_features():
+    """DeepStack changes the twin's answer (so the equalities above test it), and an answer
+    without the levels, or with levels for other tokens, is refused rather than made up."""
+    backend, analysis = twin_clip("qwen3_vl", random_frames(6, 48, 88, seed=4))
+    comp = analysis.compress(retention=0.2)
+    shape = (analysis.tokens.shape[0], analysis.grid.rows, analysis.grid.cols)
+    ask = dict(max_new_tokens=1, source=comp.representatives, shape=shape)
+    layers = token_layers(analysis.layers, comp)
+    right = backend.answer(QUESTION, comp.tokens, layers=layers, **ask)
+    zeros = backend.answer(
+        QUESTION, comp.tokens, layers=[torch.zeros_like(x) for x in layers], **ask
+    )
+    assert not torch.allclose(right.first_logits, zeros.first_logits, atol=1e-3)
+    assert torch.equal(right.first_logits, analysis.answer(QUESTION, comp, 1).first_logits)
+    with pytest.raises(ValueError, match="DeepStack"):
+        backend.answer(QUESTION, comp.tokens, **ask)
+    with pytest.raises(ValueError, match="DeepStack"):
+        backend.answer(QUESTION, comp.tokens, layers=[x[:-1] for x in layers], **ask)
+    _, other = twin_backend("qwen2_5_vl")  # no DeepStack: no levels taken
+    with pytest.raises(ValueError, match="0 level"):
+        other.answer(QUESTION, torch.zeros(len(comp.tokens), other.hidden_size), layers=layers)
+
+
+@pytest.mark.slow  # a family other than OneVision (tests/conftest.py)
+def test_other_methods_carry_deepstack_by_their_assignment():
+    """The rule for other reductions: a token a selection kept has its own DeepStack
+    features, a merged or pooled token the mean of the tokens it stands for; SCC's are merged
+    with its partition exactly as the patch merges them (``model.scissor.video_tokens``)."""
+    backend, analysis = twin_clip("qwen3_vl", random_frames(6, 48, 88, seed=4))
+    flat = [x.flatten(0, 1) for x in analysis.layers]
+    for method in ("random", "visionzip", "pool", "tome"):
+        reduction, _ = analysis.reduce(method, 0.3)
+        owner = reduction.assignment.flatten()
+        kept = reduction.kept_index if reduction.kept_index is not None else owner[:0]
+        for mine, level in zip(token_layers(analysis.layers, reduction), flat, strict=True):
+            assert mine.shape == (reduction.num_tokens, level.shape[1])
+            for k in range(reduction.num_tokens):
+                want = level[kept[k]] if k < len(kept) else level[owner == k].mean(0)
+                torch.testing.assert_close(mine[k], want, rtol=1e-5, atol=1e-6)
+    comp = analysis.compress(retention=0.2)
+    spliced = backend.model.scissor.video_tokens(analysis.tokens, comp, analysis.layers)
+    for mine, patch in zip(token_layers(analysis.layers, comp), spliced.layers, strict=True):
+        assert torch.equal(mine, patch)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_each_familys_full_answer_equals_stock_generate(family):
     twin, backend = twin_backend(family)
     frames = random_frames(4, 64, 64, seed=7)
     tokens = backend.encode(frames)
     n = 4
     shape = (tokens.shape[0], 8, 8)  # Qwen's grid follows the frames: the shape is given
-    ours = backend.answer(QUESTION, tokens, max_new_tokens=n, min_new_tokens=n, shape=shape)
+    layers = backend.encoded(frames).layers  # Qwen3-VL's DeepStack grids, all of them
+    ours = backend.answer(
+        QUESTION, tokens, max_new_tokens=n, min_new_tokens=n, shape=shape, layers=layers
+    )
     pixels = backend.pixel_inputs(frames)
     pixels.pop("input_ids", None)  # InternVL's: which prompt the frames belong to
     if family in PER_RUN:  # per-frame runs: the backend's own stock prompt
@@ -881,31 +1155,27 @@ def test_each_familys_full_answer_equals_stock_generate(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_video_analysis_runs_on_each_family(family):
     """The app's analysis end to end: tokens on the family's grid, SCC, the answers (full,
-    SCC, a selection method) through the patched model; Qwen on a non-square grid."""
-    from scissor_viz.analysis import VideoAnalysis
-    from scissor_viz.video import VideoClip, VideoInfo
-
-    twin, backend = twin_backend(family)
-    frames = random_frames(6, 48, 88, seed=4)
-    info = VideoInfo(Path("twin.mp4"), 6, 6.0, 1.0, 88, 48, "h264")
-    clip = VideoClip(frames, np.arange(6.0), np.arange(6), info, key=f"twin-{family}")
-    analysis = VideoAnalysis.from_clip(clip, backend)
+    SCC, a selection and two methods whose tokens are not in frame order: VisionZip's dominant
+    first, ToMe's) through the patched model; Qwen on a non-square grid."""
+    backend, analysis = twin_clip(family, random_frames(6, 48, 88, seed=4))
     grid = analysis.grid
     assert analysis.tokens.shape[:2] == (grid.groups(6), grid.tokens_per_frame)
     if family.startswith("qwen"):
         assert (grid.rows, grid.cols, grid.frames_per_group) == (6, 11, 2)
+    assert backend.can_answer and backend.unavailable_reason is None
     comp = analysis.compress(retention=0.2)
     assert 0 < comp.num_tokens < analysis.num_total
-    if not backend.can_answer:  # Qwen3-VL (see test_qwen3_vl_declares_it_cannot_answer_yet)
-        with pytest.raises(AnswerUnavailable):
-            analysis.answer("What is here?", comp)
-        return
     full = analysis.answer("What is here?")
     mine = analysis.answer("What is here?", comp)
     assert full.visual_tokens == analysis.num_total and mine.visual_tokens == comp.num_tokens
     assert mine.prompt_tokens - full.prompt_tokens == comp.num_tokens - analysis.num_total
-    reduction, _ = analysis.reduce("random", 0.3)
-    assert analysis.answer("What is here?", reduction).visual_tokens == reduction.num_tokens
+    for method in ("random", "visionzip", "tome"):
+        reduction, _ = analysis.reduce(method, 0.3)
+        answer = analysis.answer("What is here?", reduction)
+        assert answer.visual_tokens == reduction.num_tokens
+        assert (
+            answer.prompt_tokens - full.prompt_tokens == reduction.num_tokens - analysis.num_total
+        )
 
 
 def test_token_grid_helpers_take_rows_and_cols():

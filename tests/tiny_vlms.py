@@ -312,30 +312,47 @@ def build_twins(seed: int = 0) -> dict[str, Twin]:
     }
 
 
+# Each twin's preprocessor config, as its checkpoint would hold it (SigLIP-style mean/std 0.5;
+# the twins' 64 px frames are not resized): what the family's ``preprocessing_from_config``
+# builds the transformers processor from (models/processors.py).
+HALF = [0.5, 0.5, 0.5]
+TWIN_CONFIGS = {
+    "llava_next_video": {  # LlavaNextVideoVideoProcessor's form: short side, then a crop
+        "size": {"shortest_edge": 64},
+        "do_center_crop": True,
+        "crop_size": {"height": 64, "width": 64},
+        "image_mean": HALF,
+        "image_std": HALF,
+    },
+    "internvl": {"size": {"height": 64, "width": 64}, "image_mean": HALF, "image_std": HALF},
+    "smolvlm": {  # SmolVLM's image config with its video_sampling (the video size)
+        "size": {"longest_edge": 256},
+        "max_image_size": {"longest_edge": 64},
+        "video_sampling": {"fps": 1, "max_frames": 64, "video_size": {"longest_edge": 64}},
+        "resample": 1,
+        "image_mean": HALF,
+        "image_std": HALF,
+    },
+    "qwen2_5_vl": {
+        "size": {"shortest_edge": 8 * 8, "longest_edge": 64 * 96},
+        "patch_size": 4,
+        "merge_size": 2,
+        "temporal_patch_size": 2,
+        "image_mean": HALF,
+        "image_std": HALF,
+    },
+}
+TWIN_CONFIGS["qwen3_vl"] = TWIN_CONFIGS["qwen2_5_vl"]
+
+
 def twin_backend(family: str):
-    """The family's backend on its tiny twin (tests/tiny_vlms.py), preprocessing as the twin's
-    processor outputs are built (SigLIP-style mean/std 0.5, no resize for the twin's frames);
-    LLaVA-NeXT-Video, Qwen2.5-VL, Qwen3-VL, InternVL and SmolVLM2 (OneVision's is
-    tests/tiny_llava.py's checkpoint folder)."""
-    from scissor_viz.models import (
-        InternVLBackend,
-        LlavaNextVideoBackend,
-        Qwen2_5_VLBackend,
-        Qwen3VLBackend,
-        SmolVLMBackend,
-    )
-    from scissor_viz.models.llava_onevision import VideoPreprocessing
-    from scissor_viz.models.qwen2_5_vl import QwenPreprocessing
+    """The family's backend on its tiny twin (tests/tiny_vlms.py), its preprocessing built by
+    the family from :data:`TWIN_CONFIGS` as a checkpoint's config would be; LLaVA-NeXT-Video,
+    Qwen2.5-VL, Qwen3-VL, InternVL and SmolVLM2 (OneVision's is tests/tiny_llava.py's
+    checkpoint folder)."""
+    from scissor_viz.models.loading import family_of
 
     twin = build_twins()[family]
-    half = (0.5, 0.5, 0.5)
-    if family == "llava_next_video":
-        pre = VideoPreprocessing(64, 64, half, half)
-        return twin, LlavaNextVideoBackend(twin.model, twin.tokenizer, pre, pretrained=False)
-    if family in ("smolvlm", "internvl"):
-        pre = VideoPreprocessing(64, 64, half, half)
-        cls = SmolVLMBackend if family == "smolvlm" else InternVLBackend
-        return twin, cls(twin.model, twin.tokenizer, pre, pretrained=False)
-    pre = QwenPreprocessing(4, 2, 2, min_pixels=8 * 8, max_pixels=64 * 96, mean=half, std=half)
-    cls = Qwen2_5_VLBackend if family == "qwen2_5_vl" else Qwen3VLBackend
+    cls = family_of(family)
+    pre = cls.preprocessing_from_config(TWIN_CONFIGS[family], f"twin {family}")
     return twin, cls(twin.model, twin.tokenizer, pre, pretrained=False)

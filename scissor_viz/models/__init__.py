@@ -21,6 +21,7 @@ from scissor_viz.models.base import (
     Backend,
     BackendLoadError,
     CheckpointRefused,
+    Encoded,
     check_frames,
 )
 from scissor_viz.models.cache import TokenCache
@@ -49,7 +50,7 @@ from scissor_viz.models.pixels import PixelBackend
 from scissor_viz.models.qwen2_5_vl import Qwen2_5_VLBackend
 from scissor_viz.models.qwen3_vl import Qwen3VLBackend
 from scissor_viz.models.smolvlm import SmolVLMBackend
-from scissor_viz.models.vlm import VideoLLMBackend
+from scissor_viz.models.vlm import VideoLLMBackend, reduce_layers
 
 __all__ = [
     "ALLOW_ANY_ENV",
@@ -67,6 +68,7 @@ __all__ = [
     "BackendRegistry",
     "CheckpointPolicy",
     "CheckpointRefused",
+    "Encoded",
     "LazyBackend",
     "LoadStatus",
     "LlavaNextVideoBackend",
@@ -82,6 +84,7 @@ __all__ = [
     "default_checkpoint",
     "load_model",
     "load_backend",
+    "reduce_layers",
     "resolve_checkpoint",
     "resolve_device",
 ]

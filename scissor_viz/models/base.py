@@ -70,6 +70,17 @@ class Answer:
         return max(self.generate_seconds - self.prefill_seconds, 0.0)
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """What :meth:`Backend.encode` keeps for one clip (one cache entry, counted in the cache's
+    byte budget as a whole): the tokens, and the features the language model adds at the
+    video's positions, one grid per level, from the same vision pass (Qwen3-VL's DeepStack;
+    no levels for other families)."""
+
+    tokens: torch.Tensor  # (G, P, d)
+    layers: tuple[torch.Tensor, ...] = ()  # (G, P, d_l) per level
+
+
 class Backend(ABC):
     """What the rest of scissor-viz needs from a feature backend.
 
@@ -135,6 +146,17 @@ class Backend(ABC):
 
         ``key`` names the clip (e.g. the video module's clip key); without it the frames are
         hashed. The result is cached and returned as stored: do not modify it in place."""
+        return self.encoded(frames, key, progress).tokens
+
+    def encoded(
+        self,
+        frames: np.ndarray,
+        key: Hashable | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Encoded:
+        """:meth:`encode`'s tokens with the levels the language model adds at the video's
+        positions (``layers``, float32 on the CPU, cached with the tokens; () for most
+        families), as stored: do not modify them in place."""
         frames = check_frames(frames)
         ckey = self.cache_key(frames, key)
         hit = self.cache.get(ckey)
@@ -142,9 +164,10 @@ class Backend(ABC):
             for t in range(len(frames)):
                 report(progress, (t + 1) / len(frames), f"frame {t + 1}/{len(frames)}")
             return hit
-        tokens = self._encode(frames, progress)
-        self.cache.put(ckey, tokens)
-        return tokens
+        out = self._encode(frames, progress)
+        out = out if isinstance(out, Encoded) else Encoded(out)
+        self.cache.put(ckey, out)
+        return out
 
     def has_tokens(self, frames: np.ndarray, key: Hashable | None = None) -> bool:
         """Whether :meth:`encode` of these frames (under ``key``) is in the cache: it would
@@ -152,7 +175,9 @@ class Backend(ABC):
         return self.cache_key(check_frames(frames), key) in self.cache
 
     @abstractmethod
-    def _encode(self, frames: np.ndarray, progress: ProgressFn | None) -> torch.Tensor: ...
+    def _encode(
+        self, frames: np.ndarray, progress: ProgressFn | None
+    ) -> torch.Tensor | Encoded: ...
 
     def answer(
         self,

@@ -2,7 +2,8 @@
 what is its own.
 
 InternVL reads a video as its frames' images: each frame squashed to the tower's square input
-(448 px for InternVL3) with the checkpoint's mean/std (the video processor needs torchvision),
+(448 px for InternVL3) with the checkpoint's mean/std (``InternVLVideoProcessor`` where
+torchvision runs, else transformers' ``PilBackend`` on the same config),
 its patch features pixel-shuffled (``downsample_ratio`` 0.5: 2 x 2 -> 1) and projected,
 16 x 16 = 256 tokens a frame. The prompt gives every frame its own line, ``Frame{i}: <img>`` +
 its run of ``<IMG_CONTEXT>`` placeholders + ``</img>`` (the processor's layout), so a
@@ -28,6 +29,7 @@ class InternVLBackend(VideoLLMBackend):
     family = "InternVL"
     model_types = ("internvl",)
     model_class = "InternVLForConditionalGeneration"
+    video_processor = "InternVLVideoProcessor"
     features = "InternViT features pixel-shuffled and projected, per frame"
     has_llm_attention = False  # FastV over per-frame runs: not wired (declared, not probed)
 
@@ -50,7 +52,7 @@ class InternVLBackend(VideoLLMBackend):
 
     @classmethod
     def preprocessing_from_config(cls, cfg: dict, source: str = "") -> VideoPreprocessing:
-        return VideoPreprocessing.from_config(cfg, source=source)
+        return VideoPreprocessing.from_config(cfg, source, cls.video_processor)
 
     def pixel_inputs(self, frames: np.ndarray) -> dict[str, torch.Tensor]:
         """One image per frame, and the placeholders that say they are one prompt's frames

@@ -3,8 +3,9 @@
 Per frame the stock model reads the vision tower's patch grid (CLS dropped) pooled 2 x 2
 (``spatial_pool_stride``) and projected: 12 x 12 = 144 tokens for the 336 px / patch 14
 checkpoints, nothing after a video. Preprocessing: the short side resized to the config's
-``shortest_edge``, then the centre crop (the checkpoint's own mean/std; transformers' video
-processor needs torchvision, so :class:`VideoPreprocessing` does it).
+``shortest_edge``, then the centre crop, with the checkpoint's own mean/std
+(:class:`VideoPreprocessing`: ``LlavaNextVideoVideoProcessor`` where torchvision runs, else
+transformers' ``PilBackend`` on the same config).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class LlavaNextVideoBackend(VideoLLMBackend):
     family = "LLaVA-NeXT-Video"
     model_types = ("llava_next_video",)
     model_class = "LlavaNextVideoForConditionalGeneration"
+    video_processor = "LlavaNextVideoVideoProcessor"
     features = "CLIP features pooled 2×2 and projected, per frame"
 
     def __init__(self, model, tokenizer, preprocessing: VideoPreprocessing, **kwargs):
@@ -37,7 +39,7 @@ class LlavaNextVideoBackend(VideoLLMBackend):
 
     @classmethod
     def preprocessing_from_config(cls, cfg: dict, source: str = "") -> VideoPreprocessing:
-        return VideoPreprocessing.from_config(cfg, source=source)
+        return VideoPreprocessing.from_config(cfg, source, cls.video_processor)
 
     def pixel_inputs(self, frames: np.ndarray) -> dict[str, torch.Tensor]:
         return {"pixel_values_videos": self.preprocessing(frames)[None]}

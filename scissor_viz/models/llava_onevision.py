@@ -3,8 +3,8 @@
 The stock model reads, per frame, SigLIP's 27 x 27 patch features projected and pooled
 bilinearly to 14 x 14 = 196 tokens, then ONE ``image_newline`` per video (docs/models.md).
 :class:`LlavaOnevisionBackend` adds to the shared :class:`~scissor_viz.models.vlm.VideoLLMBackend`
-the family's preprocessing (:class:`VideoPreprocessing`: transformers' video processor needs
-torchvision, which has no CPU build for this torch), its 14 x 14 grid, and the vision tower's
+the family's preprocessing (:class:`VideoPreprocessing`: its video processor where torchvision
+runs, else transformers' ``PilBackend`` on the same config), its 14 x 14 grid, and the tower's
 attention (VisionZip). Its ``encode`` is the patch's ``grids`` (the model's own
 ``get_video_features``, newline removed); its ``answer`` the patched ``generate``.
 """
@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import torch
-from PIL import Image
 
 from scissor_viz.models.attention import (
     batch_within_budget,
@@ -26,6 +25,7 @@ from scissor_viz.models.attention import (
     last_vision_attention,
 )
 from scissor_viz.models.base import RANDOM_WEIGHTS_FLAG, check_frames
+from scissor_viz.models.processors import FrameProcessor, pil_backend
 from scissor_viz.models.vlm import VideoLLMBackend
 from scissor_viz.pictures.grid import TokenGrid
 from scissor_viz.progress import ProgressFn, report
@@ -40,11 +40,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class VideoPreprocessing:
-    """Per-frame preprocessing from a checkpoint's (video) preprocessor config.
-
-    Matches ``LlavaOnevisionImageProcessorPil`` on the whole-image view: PIL resize to
-    (height, width) with the config's resample filter, ``* rescale_factor`` (in float64, then
-    float32), ``(x - mean) / std`` in float32.
+    """A checkpoint's per-frame preprocessing (its video config, else its image config): the
+    geometry the backend checks against its vision tower, and the transformers processor that
+    makes the pixels (:class:`~scissor_viz.models.processors.FrameProcessor`: the family's
+    video processor where torchvision runs, else ``PilBackend`` on the same settings -- the
+    class defaults filled in here are the video processors' own: bicubic, 1/255, all steps on).
     """
 
     height: int
@@ -58,9 +58,13 @@ class VideoPreprocessing:
     do_normalize: bool = True
     source: str = ""
     shortest_edge: int | None = None  # set: resize the short side to it, then centre-crop
+    video_class: str = "LlavaOnevisionVideoProcessor"  # the family's, where cfg names none
+    config: dict = field(default_factory=dict, compare=False, repr=False)  # the file's own
 
     @classmethod
-    def from_config(cls, cfg: dict, source: str = "") -> VideoPreprocessing:
+    def from_config(
+        cls, cfg: dict, source: str = "", video_class: str = "LlavaOnevisionVideoProcessor"
+    ) -> VideoPreprocessing:
         missing = [k for k in ("image_mean", "image_std") if cfg.get(k) is None]
         if missing and cfg.get("do_normalize", True):
             raise ValueError(f"{source or 'preprocessor config'} has no {' / '.join(missing)}")
@@ -95,43 +99,42 @@ class VideoPreprocessing:
             do_normalize=bool(cfg.get("do_normalize", True)),
             source=source,
             shortest_edge=None if shortest is None else int(shortest),
+            video_class=video_class,
+            config=dict(cfg),
         )
 
+    @property
+    def processor_config(self) -> dict:
+        """The checkpoint's config with the settings read from it (and the video processors'
+        defaults where it is silent) made explicit."""
+        size = {"height": self.height, "width": self.width}
+        crop: dict = {"do_center_crop": False}
+        if self.shortest_edge is not None:
+            size, crop = {"shortest_edge": self.shortest_edge}, {"do_center_crop": True}
+            crop["crop_size"] = {"height": self.height, "width": self.width}
+        return {
+            **self.config,
+            "size": size,
+            **crop,
+            "image_mean": list(self.mean),
+            "image_std": list(self.std),
+            "rescale_factor": self.rescale_factor,
+            "resample": self.resample,
+            "do_resize": self.do_resize,
+            "do_rescale": self.do_rescale,
+            "do_normalize": self.do_normalize,
+        }
+
     @cached_property
-    def table(self) -> np.ndarray:
-        """(3, 256) float32: each channel's output for each uint8 input value, computed exactly
-        as the image processor computes it (x * rescale_factor in float64, cast to float32, then
-        (x - mean) / std in float32) -- a lookup is bit-identical to the arithmetic and faster."""
-        x = np.arange(256, dtype=np.float64)
-        x = (x * self.rescale_factor if self.do_rescale else x).astype(np.float32)
-        if not self.do_normalize:
-            return np.stack([x, x, x])
-        return np.stack([(x - np.float32(m)) / np.float32(s) for m, s in zip(self.mean, self.std)])
-
-    def frame(self, frame: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> (3, height, width) float32."""
-        if self.do_resize and self.shortest_edge is not None:
-            frame = self.resize_and_crop(frame)
-        elif self.do_resize and frame.shape[:2] != (self.height, self.width):
-            img = Image.fromarray(frame).resize((self.width, self.height), resample=self.resample)
-            frame = np.asarray(img)
-        table = self.table
-        return np.stack([table[c][frame[..., c]] for c in range(3)])
-
-    def resize_and_crop(self, frame: np.ndarray) -> np.ndarray:
-        """The short side resized to ``shortest_edge`` (aspect kept, the long side rounded
-        down, as transformers' ``get_resize_output_image_size``), then the centre crop."""
-        h, w = frame.shape[:2]
-        s = self.shortest_edge
-        size = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)  # PIL: (width, height)
-        if size != (w, h):
-            frame = np.asarray(Image.fromarray(frame).resize(size, resample=self.resample))
-        top, left = (frame.shape[0] - self.height) // 2, (frame.shape[1] - self.width) // 2
-        return frame[top : top + self.height, left : left + self.width]
+    def processor(self) -> FrameProcessor:
+        return FrameProcessor(self.video_class, self.processor_config, pil_backend)
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
         """(T, H, W, 3) uint8 -> (T, 3, height, width) float32 tensor."""
-        return torch.from_numpy(np.stack([self.frame(f) for f in check_frames(frames)]))
+        out = self.processor(frames)
+        if self.processor.is_video:
+            return out["pixel_values_videos"][0].float()
+        return out["pixel_values"].float()
 
 
 def load_preprocessing(checkpoint: str, local_files_only: bool = True) -> VideoPreprocessing:
@@ -149,6 +152,7 @@ class LlavaOnevisionBackend(VideoLLMBackend):
     family = "LLaVA-OneVision"
     model_types = ("llava_onevision",)
     model_class = "LlavaOnevisionForConditionalGeneration"
+    video_processor = "LlavaOnevisionVideoProcessor"
     features = "SigLIP features, projected and pooled to 14×14 per frame"
     has_vision_attention = True
 
@@ -170,7 +174,7 @@ class LlavaOnevisionBackend(VideoLLMBackend):
 
     @classmethod
     def preprocessing_from_config(cls, cfg: dict, source: str = "") -> VideoPreprocessing:
-        return VideoPreprocessing.from_config(cfg, source=source)
+        return VideoPreprocessing.from_config(cfg, source, cls.video_processor)
 
     @classmethod
     def from_pretrained(cls, checkpoint: str, **kwargs) -> VideoLLMBackend:

@@ -5,21 +5,23 @@ config's pixel budget (transformers' ``smart_resize``), frames are paired into t
 (the last one repeated to fill a pair) and 2 x 2 patches merge: a 448 x 616 frame pair gives one
 16 x 22 grid. Video tokens carry 3-D rotary positions, so :meth:`Qwen2_5_VLBackend.answer`
 prompts with the stock run of placeholders and ``video_grid_thw``, and a compressed token takes
-the position of its ``source`` (the patch's representative rule; docs/patch.md).
+the position of its ``source`` (the patch's representative rule; docs/patch.md). Pixels:
+``Qwen2VLVideoProcessor`` where torchvision runs, else transformers' ``PilBackend`` for the
+frames and the video processors' patch order (:class:`QwenPreprocessing`).
 ``second_per_grid_ts`` is not given (the sampled frames' rate is the app's, not the model's).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from scissor_viz.models.base import check_frames
+from scissor_viz.models.processors import pil_backend, video_processor
 from scissor_viz.models.vlm import VideoLLMBackend
 from scissor_viz.pictures.grid import TokenGrid
 
@@ -31,7 +33,14 @@ VIDEO = 2  # mm_token_type_ids of a video placeholder
 @dataclass(frozen=True)
 class QwenPreprocessing:
     """Resize to the budget's multiple of patch x merge, rescale, normalise, pair frames and cut
-    them into the vision tower's flattened patches (the Qwen2-VL processors' order)."""
+    them into the vision tower's flattened patches (the Qwen2-VL processors' order).
+
+    ``video_class`` (Qwen2.5-VL: ``Qwen2VLVideoProcessor``) does it all where torchvision runs,
+    each frame within the per-frame budget (``cap_pixels_per_frame=False``), so the grid is
+    :meth:`grid`'s whatever the batch. Without it (or without a video processor whose sizes
+    depend on the frame size alone: Qwen3-VL's budget is the clip's), transformers'
+    ``PilBackend`` makes the frames and :meth:`__call__` cuts them as the video processors'
+    ``patchify`` does (no torchvision-free transformers class pairs frames)."""
 
     patch_size: int = 14
     merge_size: int = 2
@@ -43,9 +52,11 @@ class QwenPreprocessing:
     rescale_factor: float = 1 / 255
     resample: int = 3  # bicubic
     source: str = ""
+    video_class: str = ""  # the family's video processor, where its sizes are per frame
+    config: dict = field(default_factory=dict, compare=False, repr=False)  # the file's own
 
     @classmethod
-    def from_config(cls, cfg: dict, source: str = "") -> QwenPreprocessing:
+    def from_config(cls, cfg: dict, source: str = "", video_class: str = "") -> QwenPreprocessing:
         size = cfg.get("size") or {}
         return cls(
             patch_size=int(cfg.get("patch_size", 14)),
@@ -58,6 +69,8 @@ class QwenPreprocessing:
             rescale_factor=float(cfg.get("rescale_factor", 1 / 255)),
             resample=int(cfg.get("resample", 3)),
             source=source,
+            video_class=video_class,
+            config=dict(cfg),
         )
 
     @property
@@ -75,32 +88,64 @@ class QwenPreprocessing:
         return TokenGrid(h // self.factor, w // self.factor, self.temporal_patch_size)
 
     @cached_property
-    def table(self) -> np.ndarray:
-        """(3, 256) float32 output of each uint8 value per channel (rescale, then normalise)."""
-        x = (np.arange(256, dtype=np.float64) * self.rescale_factor).astype(np.float32)
-        return np.stack([(x - np.float32(m)) / np.float32(s) for m, s in zip(self.mean, self.std)])
+    def frames(self):
+        """transformers' ``PilBackend`` with this resample / rescale / normalise: each frame
+        resized to :meth:`size` (the processors' ``smart_resize``) and normalised."""
+        return pil_backend(
+            {
+                "do_resize": True,
+                "resample": self.resample,
+                "do_rescale": True,
+                "rescale_factor": self.rescale_factor,
+                "do_normalize": True,
+                "image_mean": list(self.mean),
+                "image_std": list(self.std),
+            }
+        )
+
+    @cached_property
+    def video(self):
+        """The family's video processor on these settings, or None (no torchvision, or none)."""
+        if not self.video_class:
+            return None
+        cfg = {
+            **self.config,
+            "size": {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
+            "patch_size": self.patch_size,
+            "merge_size": self.merge_size,
+            "temporal_patch_size": self.temporal_patch_size,
+            "image_mean": list(self.mean),
+            "image_std": list(self.std),
+            "rescale_factor": self.rescale_factor,
+            "resample": self.resample,
+            "cap_pixels_per_frame": False,  # per-frame sizes: the grid of grid_for
+        }
+        for key in ("min_pixels", "max_pixels"):
+            cfg.pop(key, None)
+        return video_processor(self.video_class, cfg)
 
     def __call__(self, frames: np.ndarray) -> dict[str, torch.Tensor]:
         """(T, H, W, 3) uint8 -> ``pixel_values_videos`` (t*h*w, C*temporal*p*p) and
-        ``video_grid_thw`` [[t, h, w]] of one video (t = ceil(T / temporal))."""
+        ``video_grid_thw`` [[t, h, w]] of one video (t = ceil(T / temporal)): the family's
+        video processor's, else the frames from :attr:`frames` cut as the Qwen video
+        processors' ``patchify`` cuts them (pairs of frames, the last repeated to fill a pair;
+        2 x 2 merge blocks in order)."""
         frames = check_frames(frames)
+        if self.video is not None:
+            out = self.video(videos=[frames], return_tensors="pt")
+            return {k: out[k] for k in ("pixel_values_videos", "video_grid_thw")}
         height, width = self.size(*frames.shape[1:3])
-        table = self.table
-        out = []
-        for frame in frames:
-            if frame.shape[:2] != (height, width):
-                img = Image.fromarray(frame).resize((width, height), resample=self.resample)
-                frame = np.asarray(img)
-            out.append(np.stack([table[c][frame[..., c]] for c in range(3)]))
+        size = {"height": height, "width": width}
+        out = self.frames(images=list(frames), size=size, return_tensors="pt")["pixel_values"]
         pad = -len(out) % self.temporal_patch_size
-        pixels = torch.from_numpy(np.stack(out + [out[-1]] * pad))  # (F, C, H, W)
+        pixels = torch.cat([out, out[-1:].expand(pad, -1, -1, -1)])  # (F, C, H, W)
         p, m, tp = self.patch_size, self.merge_size, self.temporal_patch_size
         f, c = pixels.shape[:2]
         t, h, w = f // tp, height // p, width // p
         x = pixels.reshape(t, tp, c, h // m, m, p, w // m, m, p)
         x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)  # t, block row, block col, row, col, C, tp, p, p
         return {
-            "pixel_values_videos": x.reshape(t * h * w, c * tp * p * p),
+            "pixel_values_videos": x.reshape(t * h * w, c * tp * p * p).contiguous(),
             "video_grid_thw": torch.tensor([[t, h, w]]),
         }
 
@@ -109,6 +154,7 @@ class Qwen2_5_VLBackend(VideoLLMBackend):
     family = "Qwen2.5-VL"
     model_types = ("qwen2_5_vl",)
     model_class = "Qwen2_5_VLForConditionalGeneration"
+    video_processor = "Qwen2VLVideoProcessor"
     features = "its vision transformer's merged 2×2 patches, per pair of frames"
     has_llm_attention = False  # FastV on M-RoPE positions: not wired (declared, not probed)
 
@@ -125,7 +171,7 @@ class Qwen2_5_VLBackend(VideoLLMBackend):
 
     @classmethod
     def preprocessing_from_config(cls, cfg: dict, source: str = "") -> QwenPreprocessing:
-        return QwenPreprocessing.from_config(cfg, source)
+        return QwenPreprocessing.from_config(cfg, source, cls.video_processor)
 
     def grid_for(self, frames: np.ndarray) -> TokenGrid:
         return self.preprocessing.grid(*np.asarray(frames).shape[1:3])

@@ -9,20 +9,17 @@ is labelled second t and a group the mean of its frames' seconds (the processor 
 group's timestamps the same way). A compressed token goes into the run of its representative's
 group and takes its representative's position (docs/patch.md), so it needs its ``source``.
 
-Not yet: answers. The language model also adds DeepStack features (other vision layers' grids)
-at the video's positions, and the page's tokens do not carry them (the patch merges them with
-SCC's partition inside ``generate``, but a backend's ``answer`` gets the reduced tokens only),
-so an answer from these tokens would not be the model's: the backend declares
-``can_answer = False`` and says why, rather than answer differently from the model.
+DeepStack: the language model also adds features of other vision layers (one grid per level,
+from the same vision pass) at the video's positions. ``encode`` keeps them with the tokens
+(:meth:`~scissor_viz.models.base.Backend.encoded`, one cache entry), and ``answer`` takes them
+as ``layers=``, reduced like the tokens (:func:`~scissor_viz.models.vlm.reduce_layers`: SCC's
+partition for SCC, the patch's own rule), so an answer is the patched model's ``generate``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from scissor_viz.models.base import AnswerUnavailable
 from scissor_viz.models.qwen2_5_vl import Qwen2_5_VLBackend
 
 START, END = "<|vision_start|>", "<|vision_end|>"
@@ -32,15 +29,15 @@ class Qwen3VLBackend(Qwen2_5_VLBackend):
     family = "Qwen3-VL"
     model_types = ("qwen3_vl",)
     model_class = "Qwen3VLForConditionalGeneration"
+    # Qwen3VLVideoProcessor sizes frames from the whole clip's pixel budget, so its grid would
+    # depend on how many frames an encode batch holds: the per-frame path is used everywhere
+    video_processor = ""
     features = "its vision transformer's merged 2×2 patches, per pair of frames"
-    can_answer = False
-    unavailable_reason = (
-        "Qwen3-VL answers are not wired yet: its DeepStack features would have to travel with "
-        "the page's tokens (the features shown are the model's own)"
-    )
 
-    def answer(self, question: str, tokens: torch.Tensor, max_new_tokens: int = 64, **kwargs):
-        raise AnswerUnavailable(self.unavailable_reason)
+    @property
+    def layer_levels(self) -> int:
+        """DeepStack levels: vision layers whose features the language model adds."""
+        return len(self.model.config.vision_config.deepstack_visual_indexes)
 
     def group_seconds(self, group: int) -> float:
         """The timestamp a group's run is introduced by: its frames' mean second."""

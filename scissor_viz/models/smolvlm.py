@@ -5,20 +5,22 @@ SmolVLM2 reads a video as its frames' images: each frame's SigLIP patches pixel-
 and 500M video checkpoints, and the prompt introduces every frame with its own text
 (``Frame from MM:SS:``) before its run of ``<image>`` placeholders. With fewer tokens each goes
 into the run of its representative's frame (the patch's rule, docs/patch.md), so it needs its
-``source``. Preprocessing squashes each frame to the tower's square input with the checkpoint's
-mean/std (the video processor needs torchvision; its resize-longest-edge-and-pad differs from a
-squash for non-square frames) and labels frame t as second t (the app, not the model, picks
+``source``. Preprocessing is the video processor's (:class:`SmolVLMPreprocessing`: each frame's
+longest edge resized to the video size, then the frame resized to the tower's square input,
+with the checkpoint's mean/std), and frame t is labelled second t (the app, not the model, picks
 the frames).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import torch
 
-from scissor_viz.models.llava_onevision import VideoPreprocessing
+from scissor_viz.models.processors import FrameProcessor
 from scissor_viz.models.vlm import VideoLLMBackend
 from scissor_viz.pictures.grid import TokenGrid
 
@@ -26,14 +28,78 @@ FRAME_TEXT = "\nFrame from {:02d}:{:02d}:"
 AROUND, GLOBAL = "<fake_token_around_image>", "<global-img>"  # the real processor's markers
 
 
+def _smolvlm_pil(cfg: dict):
+    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+
+    return SmolVLMImageProcessorPil.from_dict(cfg)
+
+
+@dataclass(frozen=True)
+class SmolVLMPreprocessing:
+    """SmolVLM2's video preprocessing from the checkpoint's config: ``SmolVLMVideoProcessor``
+    where torchvision runs, else ``SmolVLMImageProcessorPil`` without image splitting -- what
+    the video processor is defined as (its ``resize``: "resize again to match image processor
+    when do_image_splitting=False"): the longest edge to the video size (``video_sampling``'s
+    ``video_size``, else ``size``), then the square ``max_image_size``; rescale, normalise."""
+
+    side: int  # the tower's square input (max_image_size)
+    config: dict = field(compare=False, repr=False)
+    source: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: dict, source: str = "") -> SmolVLMPreprocessing:
+        missing = [k for k in ("image_mean", "image_std") if cfg.get(k) is None]
+        if missing and cfg.get("do_normalize", True):
+            raise ValueError(f"{source or 'preprocessor config'} has no {' / '.join(missing)}")
+        square = cfg.get("max_image_size") or cfg.get("size") or {}
+        side = square.get("longest_edge") if isinstance(square, dict) else square
+        if not side:
+            raise ValueError(f"{source or 'preprocessor config'}: no max_image_size {square!r}")
+        video = (cfg.get("video_sampling") or {}).get("video_size") or cfg.get("size")
+        cfg = {
+            **cfg,
+            "size": video or {"longest_edge": int(side)},
+            "max_image_size": {"longest_edge": int(side)},
+            "do_image_splitting": False,  # frames are never split (the video processor's rule)
+        }
+        return cls(int(side), cfg, source)
+
+    @property
+    def height(self) -> int:
+        return self.side
+
+    @property
+    def width(self) -> int:
+        return self.side
+
+    @cached_property
+    def processor(self) -> FrameProcessor:
+        return FrameProcessor(
+            "SmolVLMVideoProcessor",
+            self.config,
+            _smolvlm_pil,
+            pil_call=lambda p, frames: p(images=[frames], return_tensors="pt"),
+        )
+
+    def __call__(self, frames: np.ndarray) -> dict[str, torch.Tensor]:
+        """(T, H, W, 3) uint8 -> ``pixel_values`` (1, T, 3, S, S) and its
+        ``pixel_attention_mask`` (1, T, S, S), as the model takes one video."""
+        out = self.processor(frames)
+        return {
+            "pixel_values": out["pixel_values"].float(),
+            "pixel_attention_mask": out["pixel_attention_mask"].bool(),
+        }
+
+
 class SmolVLMBackend(VideoLLMBackend):
     family = "SmolVLM2"
     model_types = ("smolvlm",)
     model_class = "SmolVLMForConditionalGeneration"
+    video_processor = "SmolVLMVideoProcessor"
     features = "SigLIP features pixel-shuffled and projected, per frame"
     has_llm_attention = False  # FastV over per-frame runs: not wired (declared, not probed)
 
-    def __init__(self, model, tokenizer, preprocessing: VideoPreprocessing, **kwargs):
+    def __init__(self, model, tokenizer, preprocessing: SmolVLMPreprocessing, **kwargs):
         super().__init__(model, tokenizer, preprocessing, **kwargs)
         vision = model.config.vision_config
         if (preprocessing.height, preprocessing.width) != (vision.image_size, vision.image_size):
@@ -47,17 +113,11 @@ class SmolVLMBackend(VideoLLMBackend):
         self.markers = AROUND in vocab and GLOBAL in vocab
 
     @classmethod
-    def preprocessing_from_config(cls, cfg: dict, source: str = "") -> VideoPreprocessing:
-        size = cfg.get("max_image_size") or cfg.get("size") or {}
-        side = size.get("longest_edge") if isinstance(size, dict) else size
-        if side:  # SmolVLM's configs name the tower's input its longest edge
-            cfg = {**cfg, "size": {"height": int(side), "width": int(side)}}
-        return VideoPreprocessing.from_config(cfg, source=source)
+    def preprocessing_from_config(cls, cfg: dict, source: str = "") -> SmolVLMPreprocessing:
+        return SmolVLMPreprocessing.from_config(cfg, source)
 
     def pixel_inputs(self, frames: np.ndarray) -> dict[str, torch.Tensor]:
-        pixels = self.preprocessing(frames)[None]  # (1, T, C, S, S)
-        mask = torch.ones(pixels.shape[:2] + pixels.shape[3:], dtype=torch.bool)
-        return {"pixel_values": pixels, "pixel_attention_mask": mask}
+        return self.preprocessing(frames)
 
     def video_inputs(
         self, question: str, shape: tuple[int, int, int] | None = None

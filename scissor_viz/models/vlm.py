@@ -2,13 +2,17 @@
 from any (compressed or full) token sequence.
 
 :class:`VideoLLMBackend` is the part every family shares. ``encode`` runs the family's
-preprocessing, then the SCC patch's own feature extraction (``model.scissor.grids``: the same
-per-video (groups, P, d) grids that :func:`scissor_viz.apply_patch` compresses), so what the
-app shows is exactly what the model's answers are computed from. ``answer`` runs the patched
-model's ``generate`` with the tokens given as ``video_tokens=``. A family's module
-(``llava_onevision``, ``llava_next_video``, ``qwen2_5_vl``) supplies what is its own: the
-preprocessing (:meth:`pixel_inputs`), the token grid (:meth:`grid_for`), and for a model that
-positions its video tokens on their grid (Qwen's M-RoPE) the stock prompt (:meth:`video_inputs`).
+preprocessing, then the SCC patch's own feature extraction (``model.scissor.adapter.encode``:
+the same per-video (groups, P, d) grids that :func:`scissor_viz.apply_patch` compresses, and
+the grids a model adds at the video's positions, Qwen3-VL's DeepStack, kept with them), so
+what the app shows is exactly what the model's answers are computed from. ``answer`` runs the
+patched model's ``generate`` with the tokens (and their DeepStack features,
+:func:`reduce_layers`) given as ``video_tokens=``. A family's module
+(``llava_onevision``, ``llava_next_video``, ``qwen2_5_vl``, ``qwen3_vl``, ``internvl``,
+``smolvlm``) supplies what is its own: the preprocessing (:meth:`pixel_inputs`, by
+transformers' processors: models/processors.py), the token grid (:meth:`grid_for`), and for a
+model that positions its video tokens on their grid (Qwen's M-RoPE) the stock prompt
+(:meth:`video_inputs`).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import numpy as np
 import torch
 
 from scissor_viz.models.attention import check_attention_budget, decoder_of, fastv_scores
-from scissor_viz.models.base import Answer, Backend
+from scissor_viz.models.base import Answer, Backend, Encoded
 from scissor_viz.models.cache import TokenCache
 from scissor_viz.patch import ScissorState, SplicedTokens, apply_patch
+from scissor_viz.patch.representatives import merge
 from scissor_viz.progress import ProgressFn, report
 
 FALLBACK_TEMPLATE = "<|im_start|>user\n{video}\n{question}<|im_end|>\n<|im_start|>assistant\n"
@@ -37,10 +42,13 @@ class VideoLLMBackend(Backend):
     family: ClassVar[str] = "video LLM"  # what visitors read, e.g. "LLaVA-OneVision"
     model_types: ClassVar[tuple[str, ...]] = ()  # config.model_type values the family loads
     model_class: ClassVar[str] = ""  # the transformers class name
+    # the family's transformers video processor, used where torchvision runs (models/processors.py)
+    video_processor: ClassVar[str] = ""
     features: ClassVar[str] = "vision features"  # one phrase: what encode returns
     can_answer = True
     has_llm_attention = True
     unavailable_reason = None
+    layer_levels = 0  # feature grids the language model adds at the video's positions (DeepStack)
 
     def __init__(
         self,
@@ -119,9 +127,10 @@ class VideoLLMBackend(Backend):
 
     # -- encoding -------------------------------------------------------------------------------
 
-    def _encode(self, frames: np.ndarray, progress: ProgressFn | None) -> torch.Tensor:
+    def _encode(self, frames: np.ndarray, progress: ProgressFn | None) -> Encoded:
         """Batches of whole temporal groups through the family's preprocessing and the patch's
-        ``grids`` (the model's own vision path)."""
+        ``adapter.encode`` (the model's own vision path): the grid, and the levels the model
+        adds at the video's positions (Qwen3-VL's DeepStack) from the same pass."""
         step = self.grid_for(frames).frames_per_group
         batch = max(self.batch_size // step, 1) * step
         n, parts = len(frames), []
@@ -133,10 +142,11 @@ class VideoLLMBackend(Backend):
                     k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
                     for k, v in self.pixel_inputs(frames[start:stop]).items()
                 }
-                (grid,) = self.model.scissor.grids(**inputs)
-                parts.append(grid.float().cpu())
+                ((grid, layers),) = self.model.scissor.adapter.encode(inputs)
+                parts.append([x.float().cpu() for x in (grid, *layers)])
                 report(progress, stop / n, f"encoded frame {stop}/{n}")
-        return torch.cat(parts)
+        tokens, *layers = (torch.cat(level) for level in zip(*parts))
+        return Encoded(tokens, tuple(layers))
 
     # -- answering ------------------------------------------------------------------------------
 
@@ -243,6 +253,7 @@ class VideoLLMBackend(Backend):
         newline: bool = True,
         source: torch.Tensor | None = None,
         shape: tuple[int, int, int] | None = None,
+        layers: tuple[torch.Tensor, ...] = (),
         progress: ProgressFn | None = None,
     ) -> Answer:
         """Greedy answer to ``question`` from visual ``tokens`` ((K, d), or (G, P, d) = full).
@@ -252,13 +263,23 @@ class VideoLLMBackend(Backend):
         exactly these K embeddings where the prompt's video was, followed (``newline=True``)
         by the family's tail (OneVision's image_newline). Grid-positioned models (Qwen) also
         need the video's ``shape`` (groups, rows, cols) and, for K below the full count, each
-        token's ``source``: the flat grid index whose stock position it takes."""
+        token's ``source``: the flat grid index whose stock position it takes. A model that
+        adds features of its own at the video's positions (``layer_levels``: Qwen3-VL's
+        DeepStack) needs them as ``layers``: per level, these K tokens' features ((K, d_l),
+        :func:`reduce_layers`; with full tokens the :meth:`encoded` grids as they are)."""
         if tokens.ndim == 3:
             shape = shape or (tokens.shape[0], *self.grid_shape(tokens.shape[1]))
             tokens = tokens.reshape(-1, tokens.shape[-1])
         if tokens.ndim != 2 or tokens.shape[1] != self.hidden_size or tokens.shape[0] == 0:
             raise ValueError(
                 f"tokens must be (K, {self.hidden_size}) with K >= 1, got {tuple(tokens.shape)}"
+            )
+        layers = tuple(x.reshape(-1, x.shape[-1]) for x in layers)
+        if len(layers) != self.layer_levels or any(len(x) != len(tokens) for x in layers):
+            raise ValueError(
+                f"{self.family} adds {self.layer_levels} level(s) of features at the video's "
+                f"positions (DeepStack): give layers=, one ({len(tokens)}, d) tensor per level "
+                f"for these tokens (reduce_layers), got {[tuple(x.shape) for x in layers]}"
             )
         report(progress, 0.0, f"answering from {tokens.shape[0]} visual tokens")
         if self.mrope:
@@ -270,7 +291,17 @@ class VideoLLMBackend(Backend):
                     f"{self.family} positions each token on its grid: give source= (the grid "
                     "index whose position each token takes)"
                 )
-        video = SplicedTokens(tokens, None if source is None else torch.as_tensor(source), newline)
+        if source is not None:
+            source = torch.as_tensor(source).cpu()
+            if self.model.scissor.adapter.frame_runs and shape is not None:
+                # a run per frame (group): each token goes into its source's run, so the tokens
+                # are taken in frame order (stable: a frame's keep the method's order; SCC's
+                # are in that order already, VisionZip's dominant-first are not)
+                order = (source // (shape[1] * shape[2])).argsort(stable=True)
+                tokens, source = tokens[order], source[order]
+                layers = tuple(x[order] for x in layers)
+        layers = tuple(x.to(self.device, self.dtype) for x in layers)
+        video = SplicedTokens(tokens, source, newline, layers)
         with self._lock, torch.inference_mode():
             inputs = self.video_inputs(question, shape)
             out, prefill, total = self._timed_generate(
@@ -310,3 +341,37 @@ class VideoLLMBackend(Backend):
                 "pass shape="
             )
         return grid.shape
+
+
+def reduce_layers(
+    layers: tuple[torch.Tensor, ...],
+    *,
+    num_tokens: int,
+    assignment: torch.Tensor,
+    compression: Any = None,
+    kept_index: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """Per level of ``layers`` ((G, P, d_l) grids on the tokens' grid, :meth:`Backend.encoded`:
+    Qwen3-VL's DeepStack), the (K, d_l) features of a reduction's ``num_tokens`` tokens, each
+    token carrying the features of what it stands for:
+
+    * with SCC's ``compression`` (the engine's ``Compression`` of these tokens): the level
+      merged with SCC's very partition, the patch's own rule inside ``generate``
+      (:func:`scissor_viz.patch.representatives.merge`);
+    * otherwise output token k is the mean of the tokens ``assignment`` ((G, P) in 0..K-1)
+      gives it, except the first ``len(kept_index)`` outputs: tokens passed through unchanged
+      (a selection's, VisionZip's dominant ones; ``kept_index`` their flat grid indices), which
+      keep their own features.
+    """
+    if compression is not None:
+        return tuple(merge(layer, compression) for layer in layers)
+    owner = assignment.flatten()
+    count = torch.bincount(owner, minlength=num_tokens).clamp(min=1)[:, None]
+    out = []
+    for layer in layers:
+        flat = layer.reshape(-1, layer.shape[-1])
+        mean = flat.new_zeros(num_tokens, flat.shape[1]).index_add_(0, owner, flat) / count
+        if kept_index is not None:
+            mean[: len(kept_index)] = flat[kept_index]
+        out.append(mean)
+    return tuple(out)
