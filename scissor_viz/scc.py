@@ -31,7 +31,7 @@ import numbers
 import threading
 import weakref
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
@@ -43,10 +43,19 @@ from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 T = TypeVar("T")
 
 EXACT_LIMIT = 16_384  # token sets up to this size get exact components, whatever epsilon says
-GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (3 x 64 MiB)
+GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (64 MiB)
+# A one-shot search for a retention from this one on <= GRAM_LIMIT tokens reads their Gram
+# matrix (N^2 d / 2 once; then every tau and the merge step cost O(N^2) at most): the region
+# products of BRACKET_START x its target would cost over half as much, and plain evaluations
+# of that many regions more. Lower retentions bracket with region products (see ScissorIndex).
+ONE_SHOT_GRAM = 0.25
 SEARCH_LIMIT = 1 << 26  # region dot products a retention search may hold (256 MiB float32)
 BRACKET_START = 3  # a retention search first tries the regions of a spatial count 3 x target
-BAND_AIM = 1.25  # a search's plain evaluation aims at this x the target's K (see _Band)
+# A search's plain evaluation aims this share of the way from the target's K to N (see _Band):
+# its interpolation from below tends to undershoot, and one that lands above makes the band;
+# about 2 x the target at 10 % retention, 1.25 x at 35 % (a plain evaluation costs M^2 d)
+BAND_AIM = 0.12
+RECENT_STEPS = 16  # the taus whose steps an index keeps for a later compress
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
 TAU_FLOOR = float(np.nextafter(np.float32(-1), np.float32(-2)))  # below every similarity: K = 1
 TAU_RESOLUTION = 2e-6  # tau search stops here: float32 similarities of d-dim tokens differ by
@@ -122,7 +131,9 @@ def _check_tokens(x: torch.Tensor, rank: int, what: str) -> None:
         raise ValueError(f"{what} is empty (shape {tuple(x.shape)})")
     if not x.is_floating_point():
         raise ValueError(f"{what} must be a floating-point tensor, got {x.dtype}")
-    if not torch.isfinite(x).all():
+    # one pass where all is well (a NaN or an infinity makes the sum NaN or infinite); a sum
+    # that overflowed from finite values is told apart by the full check
+    if not torch.isfinite(x.sum(dtype=torch.float32)) and not torch.isfinite(x).all():
         raise ValueError(f"{what} contains NaN or infinite values")
 
 
@@ -217,11 +228,11 @@ def _graph_labels(
         blocks = [(rows[r0 : r0 + step], 0) for r0 in range(0, len(rows), step)]
     for src, c0 in blocks:
         mask = rows_of(src, c0) > tau
-        if rows is None:
-            mask.triu_(1)
-        else:
+        if rows is not None:
             mask[torch.arange(len(src), device=device), src] = False
         r, c = mask.nonzero(as_tuple=True)
+        if rows is None:  # the upper triangle: the block's columns start at its first row
+            r, c = r[c > r], c[c > r]
         if len(r) == 0:
             continue
         i = r + src.start if rows is None else src[r]
@@ -356,12 +367,13 @@ def symmetric_gram(x: torch.Tensor, blocks: int = 8) -> torch.Tensor:
 
 
 def nearest(
-    x: torch.Tensor, y: torch.Tensor, exclude_self: bool = False
+    x: torch.Tensor, y: torch.Tensor, exclude_self: bool = False, unit: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each row of ``x`` (..., d), the highest cosine similarity to a row of ``y`` (k, d)
     and that row's index (ties to the lower index), in row blocks of ``BLOCK_ELEMENTS``. With
     ``exclude_self`` (x and y the same set) a row never matches itself; a single row then gets
-    similarity -1 and index 0. A zero row has similarity 0 to everything: index 0."""
+    similarity -1 and index 0. A zero row has similarity 0 to everything: index 0. With
+    ``unit`` the rows of x are already :func:`unit_rows`."""
     x = x.reshape(-1, x.shape[-1])
     yn = unit_rows(y.reshape(-1, y.shape[-1]))
     n, k = len(x), len(yn)
@@ -369,7 +381,7 @@ def nearest(
     index = torch.empty(n, dtype=torch.long, device=x.device)
     step = max(1, BLOCK_ELEMENTS // max(k, 1))
     for r0 in range(0, n, step):  # x normalised block by block: no float32 copy of all of x
-        sim = _similarity(unit_rows(x[r0 : r0 + step]), yn)
+        sim = _similarity(x[r0 : r0 + step] if unit else unit_rows(x[r0 : r0 + step]), yn)
         if exclude_self:
             rows = torch.arange(len(sim), device=sim.device)
             sim[rows, rows + r0] = -2.0
@@ -399,7 +411,7 @@ class _Steps:
     reps: torch.Tensor | None  # (M, d) spatial representatives, float32 (None: not needed yet)
     temporal: torch.Tensor  # (M,) final token of each spatial representative
     final_reps: torch.Tensor  # (K,) spatial component each final token is ordered by
-    rep_gram: torch.Tensor | None  # (M, N) rep_a . x_j when the index holds the Gram matrix
+    gram: bool  # whether the steps read the token Gram matrix (so does the merge step)
     exact: bool
 
 
@@ -412,6 +424,20 @@ class _Regions:
     reps: torch.Tensor  # (M,) flat index of each region's representative token
     gram: torch.Tensor  # (M, M)
     work: torch.Tensor | None = None  # (2, M * M) scratch of the evaluations during a search
+
+
+@dataclass
+class _Pairs:
+    """Token pairs i < j whose cosine is above ``floor``, sorted by cosine (descending)."""
+
+    floor: float
+    ij: torch.Tensor  # (2, E) int32
+    cos: torch.Tensor  # (E,)
+
+
+def _sparse(index: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """A sparse (COO) matrix with ``values`` at ``index`` (2, nnz), for torch.sparse.mm."""
+    return torch.sparse_coo_tensor(index, values, shape, check_invariants=False)
 
 
 @dataclass
@@ -464,7 +490,12 @@ class ScissorIndex:
     a threshold; every (tau -> K) already evaluated, so a search for a new retention starts
     from a tight bracket; and, for up to ``GRAM_LIMIT`` tokens, the Gram matrix of all tokens,
     built the first time a tau leaves so many spatial representatives that the temporal and
-    merge similarities are cheaper from it (O(N^2) per tau instead of O(M^2 d)).
+    merge similarities are cheaper from it. On it a tau costs little: a region of one token
+    has that token's similarities (its pairs above tau are a prefix of the token pairs kept
+    sorted above a floor), so only the merged regions need products, their rows against every
+    region as two sparse sums over the Gram matrix (O(tokens in them x N), not O(M^2 d));
+    the merge step is one sparse product (O(N^2)). With the Gram matrix the spatial step reads
+    each frame's spanning tree and its sorted rows (no P x P pass per tau).
     ``gram=True/False`` forces either path (both give the same partitions up to float ties).
 
     Without the token Gram matrix (``gram=False``, or above ``GRAM_LIMIT`` tokens) a retention
@@ -495,20 +526,23 @@ class ScissorIndex:
         for f0 in range(0, frames, step):
             xn = unit_rows(tokens[f0 : f0 + step])
             sim[f0 : f0 + step] = _similarity(xn, xn)
+        # the unit rows serve the merge step too where one block held them all
+        self._unit = xn.reshape(self.num_total, -1) if frames <= step else None
         upper = sim.triu(1)  # the graph is the upper triangle; mirror it for degrees
         self.frame_similarity = upper + upper.mT
         self.frame_similarity.diagonal(dim1=1, dim2=2).fill_(-math.inf)
         self._gram_mode = gram
         self._gram: torch.Tensor | None = None
-        self._work: torch.Tensor | None = None  # (2, N, N) scratch for the Gram path
+        self._pairs: _Pairs | None = None  # token pairs above a floor, from the Gram matrix
         self._regions: _Regions | None = None  # the search's region dot products
         self._band: _Band | None = None  # the search's region pairs near its tau
-        self._last: tuple[float, _Steps] | None = None  # the latest tau's steps, for compress
+        self._recent: dict[float, _Steps] = {}  # the latest taus' steps, for compress
         self._counts: dict[float, int] = {}
         self._lock = threading.RLock()  # the workspace is shared by every call on this index
         self._heights: np.ndarray | None = None
         self._ascending: np.ndarray | None = None  # every frame's merge heights, sorted
         self._forest: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._sorted: torch.Tensor | None = None  # (N, P) each token's frame row, ascending
 
     # --- the Gram matrix, built the first time a step is cheaper with it
 
@@ -517,29 +551,104 @@ class ScissorIndex:
         through num_reps, so the same tau always takes the same path)."""
         if self._gram_mode is not None:
             return self._gram_mode
-        # A matmul does M^2 d multiply-adds at full speed; the Gram path makes a few memory-bound
-        # passes over N^2 entries, worth about 64 N^2 multiply-adds (measured on a 2-core CPU).
+        # A matmul does M^2 d multiply-adds at full speed; the Gram path cost, when it made a
+        # few memory-bound passes over N^2 entries per tau, about 64 N^2 multiply-adds (measured
+        # on a 2-core CPU). It costs less per tau now; the rule stays, so that a tau's path
+        # (and a float tie's outcome) is the one it always was.
         dim = self.flat.shape[1]
         return self.num_total <= GRAM_LIMIT and num_reps**2 * dim > 64 * self.num_total**2
 
     @property
     def gram(self) -> torch.Tensor:
         if self._gram is None:
-            self._gram = self.flat @ self.flat.T
-            self._work = torch.empty(2, *self._gram.shape, device=self.flat.device)
+            self._gram = symmetric_gram(self.flat)
+            # a video asked many taus: the spatial step from the forest and sorted rows too
+            self._sorted = self.frame_similarity.flatten(0, 1).sort(dim=1).values
+            self.forest  # noqa: B018
         return self._gram
 
+    def _token_pairs(self, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token pairs i < j whose cosine (from the Gram matrix) is above tau: (2, E)
+        indices and (E,) cosines, from pairs kept above a floor <= tau, sorted by cosine
+        (descending), so every tau above the floor is a prefix. A tau below the floor keeps the
+        pairs above 2 tau - 1 (the floor's distance from 1 doubles: few rebuilds)."""
+        if self._pairs is None or tau < self._pairs.floor:
+            gram = self.gram
+            floor = min(tau, 2 * tau - 1)
+            norm = gram.diagonal().clamp(min=1e-24).rsqrt()
+            n = len(gram)
+            step = max(1, BLOCK_ELEMENTS // n)
+            parts = [(gram.new_empty(2, 0, dtype=torch.long), gram.new_empty(0))]
+            for r0 in range(0, n, step):
+                block = gram[r0 : r0 + step, r0:] * norm[r0 : r0 + step, None]
+                block = block.mul_(norm[None, r0:]).clamp_(-1.0, 1.0)
+                r, c = (block > floor).triu_(1).nonzero(as_tuple=True)
+                parts.append((torch.stack([r + r0, c + r0]), block[r, c]))
+            ij, cos = (torch.cat(part, dim=-1) for part in zip(*parts, strict=True))
+            cos, order = cos.sort(descending=True)
+            self._pairs = _Pairs(floor, ij[:, order].int(), cos)
+        pairs = self._pairs
+        above = int(torch.searchsorted(-pairs.cos, -tau))  # cos > tau: a prefix
+        return pairs.ij[:, :above].long(), pairs.cos[:above]
+
+    def _gram_temporal(
+        self, tau: float, regions: torch.Tensor, num: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The temporal step at tau from the token Gram matrix (exact, ordered): a region of one
+        token has that token's similarities, so the pairs of such regions are the token pairs
+        above tau (a cached prefix); only the regions of several tokens need new products, their
+        rows against every region (two sparse sums over the Gram matrix, O(tokens in them x N)).
+        A pair of two merged regions is read from the row of the lower one."""
+        gram, device = self.gram, self.flat.device
+        size = torch.bincount(regions, minlength=num)
+        merged = (size > 1).nonzero()[:, 0]  # (R,) regions of several tokens
+        local = torch.full((num,), -1, dtype=torch.long, device=device)
+        local[merged] = torch.arange(len(merged), device=device)
+        tokens = (size[regions] > 1).nonzero()[:, 0]
+        n = self.num_total
+        ones = torch.ones(len(tokens), device=device)
+        pick = _sparse(torch.stack([local[regions[tokens]], tokens]), ones, (len(merged), n))
+        sums = torch.sparse.mm(pick, gram)  # (R, N): merged region sums . each token
+        spread = _sparse(
+            torch.stack([regions, torch.arange(n, device=device)]),
+            torch.ones(n, device=device),
+            (num, n),
+        )
+        products = torch.sparse.mm(spread, sums.T).T  # (R, num): region sums . region sums
+        square = torch.zeros(num, device=device)  # |region sum|^2
+        single = size[regions] == 1
+        square[regions[single]] = gram.diagonal()[single]
+        square[merged] = products[torch.arange(len(merged), device=device), merged]
+        norm = square.clamp(min=1e-24).rsqrt()
+        cos = products.mul_(norm[merged, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
+        r, c = (cos > tau).nonzero(as_tuple=True)
+        once = (local[c] < 0) | (c > merged[r])  # each pair once, not itself
+        r, c = r[once], c[once]
+        ij, _ = self._token_pairs(tau)
+        a, b = regions[ij[0]], regions[ij[1]]
+        alone = (size[a] == 1) & (size[b] == 1)
+        i = torch.cat([merged[r], a[alone]])
+        j = torch.cat([c, b[alone]])
+        degree = 1 + torch.bincount(i, minlength=num) + torch.bincount(j, minlength=num)
+        count, labels = _components(num, i, j)
+        return _order_labels(labels, count, degree)
+
     def release(self) -> None:
-        """Free the Gram matrices and their workspace (up to 3 x N^2 float32); a later tau
-        that needs them builds them again. Counts and frame similarities stay."""
+        """Free the Gram matrix (N^2 float32), its sorted pairs, the search's products and the
+        tokens' unit rows; a later tau that needs them builds them again. Counts, frame
+        similarities and spanning forests stay."""
         with self._lock:
-            self._gram, self._work, self._regions, self._last = None, None, None, None
+            self._gram, self._pairs, self._regions, self._sorted = None, None, None, None
+            self._recent, self._unit = {}, None  # (the merge step normalises tokens again)
             self._band = None
 
     @property
     def nbytes(self) -> int:
         """Bytes this index holds beyond the tokens it was given."""
-        held = [self.frame_similarity, self._gram, self._work, *(self._forest or ())]
+        held = [self.frame_similarity, self._gram, self._sorted, self._unit]
+        held += list(self._forest or ())
+        if self._pairs is not None:
+            held += [self._pairs.ij, self._pairs.cos]
         if self._regions is not None:
             held += [self._regions.gram, self._regions.work]
         if self._band is not None:
@@ -575,14 +684,21 @@ class ScissorIndex:
         """The spatial step, and each component's representative token (flat index), in the
         video's order of components."""
         frames, per_frame, _ = self.frame_similarity.shape
-        adjacency = self.frame_similarity > tau
-        degree = adjacency.sum(-1).flatten() + 1
+        if self._sorted is not None:  # degree = similarities above tau in each token's row
+            above = torch.searchsorted(
+                self._sorted, self._sorted.new_full((len(self._sorted), 1), tau), right=True
+            )
+            degree = (per_frame + 1) - above[:, 0]
+        else:
+            adjacency = self.frame_similarity > tau
+            degree = adjacency.sum(-1).flatten() + 1
         if self._forest is not None:  # a search built it: its edges above tau suffice
             edges, heights = self._forest
             f, e = (heights > tau).nonzero(as_tuple=True)
             i, j = edges[f, e].unbind(-1)
         else:
-            f, i, j = adjacency.triu_(1).nonzero(as_tuple=True)
+            f, i, j = adjacency.nonzero(as_tuple=True)
+            f, i, j = f[i < j], i[i < j], j[i < j]  # the upper triangle
         num, labels = _components(self.num_total, f * per_frame + i, f * per_frame + j)
         # Representatives are ordered by index, so each frame's ids are one contiguous run.
         ordered, reps = _order_labels(labels, num, degree)
@@ -609,12 +725,12 @@ class ScissorIndex:
     def _steps(self, tau: float, floor: float | None = None) -> _Steps:
         """The spatial and temporal steps at tau; with ``floor`` (< tau, a search's lower end)
         a plain evaluation also keeps its region pairs above it (:class:`_Band`)."""
-        if self._last is not None and self._last[0] == tau:
-            return self._last[1]
+        if tau in self._recent:
+            return self._recent[tau]
         spatial, region_reps = self._spatial(tau)
         regions = video_labels(spatial)
         num_reps = len(region_reps)
-        reps, rep_gram, recorder = None, None, None
+        reps, recorder = None, None
         if self._regions is not None and tau <= self._regions.tau:
             rep_sim = self._region_similarity(regions, num_reps)
             rows_of = lambda src, c0: rep_sim[src, c0:]  # noqa: E731
@@ -624,23 +740,28 @@ class ScissorIndex:
             exact = _sample_rows(num_reps, self.epsilon, self.seed, "cpu") is None
             if floor is not None and floor < tau and exact:
                 rows_of = recorder = _BandRecorder(rows_of, floor, SEARCH_LIMIT // 3)
-        else:  # rep_a . x_j, then rep_a . rep_b, from the token Gram matrix, in place
-            rep_gram = segment_mean(self.gram, regions, num_reps, out=self._work[0, :num_reps])
-            rep_sim = self._work[1].view(-1)[: num_reps**2].view(num_reps, num_reps)
-            rep_sim.zero_().index_add_(1, regions, rep_gram)
-            rep_sim.div_(torch.bincount(regions)[None, :])
-            norm = rep_sim.diagonal().clamp(min=1e-24).rsqrt()
-            rep_sim.mul_(norm[:, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
-            rows_of = lambda src, c0: rep_sim[src, c0:]  # noqa: E731
+        else:  # from the token Gram matrix: only the merged regions need new products
+            temporal, final_reps = self._gram_temporal(tau, regions, num_reps)
+            self._counts[tau] = len(final_reps)
+            steps = _Steps(spatial, regions, region_reps, None, temporal, final_reps, True, True)
+            return self._remember(tau, steps)
         temporal, final_reps, exact = _ordered_components(
             num_reps, tau, rows_of, self.epsilon, self.seed, self.tokens.device
         )
         self._counts[tau] = len(final_reps)
         if recorder is not None and (band := recorder.band(tau, region_reps)) is not None:
             self._band = band
-        steps = _Steps(spatial, regions, region_reps, reps, temporal, final_reps, rep_gram, exact)
-        if rep_gram is None:  # the Gram path's workspace is overwritten by the next tau
-            self._last = (tau, steps)
+        steps = _Steps(spatial, regions, region_reps, reps, temporal, final_reps, False, exact)
+        return self._remember(tau, steps)
+
+    def _remember(self, tau: float, steps: _Steps) -> _Steps:
+        """Keep the steps of the latest taus (a search's best is often not its last), only the
+        newest with its spatial means (d-dim; compress recomputes them, O(N d))."""
+        for seen in list(self._recent)[-1:]:
+            self._recent[seen] = replace(self._recent[seen], reps=None)
+        while len(self._recent) >= RECENT_STEPS:
+            del self._recent[next(iter(self._recent))]
+        self._recent[tau] = steps
         return steps
 
     def count(self, tau: float) -> int:
@@ -655,7 +776,7 @@ class ScissorIndex:
         tau = check_tau(tau)
         if tau not in self._counts:
             if self._band is not None and self._band.floor < tau < self._band.tau:
-                self._counts[tau] = self._band_count(tau)
+                self._band_steps(tau)
             else:
                 self._steps(tau, floor)
         return self._counts[tau]
@@ -669,14 +790,15 @@ class ScissorIndex:
             or self._gram is not None
         )
 
-    def _band_count(self, tau: float) -> int:
-        """K at a tau inside the band: the band's pairs above tau between regions that did not
-        merge, and the merged regions' similarities to every region (a few rows of d-dim dot
-        products), as one graph."""
+    def _band_steps(self, tau: float) -> _Steps:
+        """The steps at a tau inside the band: the band's pairs above tau between regions that
+        did not merge, and the merged regions' similarities to every region (a few rows of
+        d-dim dot products; a pair of two merged regions read from the lower one's row), as one
+        graph, ordered as the plain path orders it."""
         band = self._band
-        spatial, _ = self._spatial(tau)
+        spatial, region_reps = self._spatial(tau)
         regions = video_labels(spatial)
-        num = int(regions.max()) + 1
+        num = len(region_reps)
         coarse = regions[band.reps]  # a band region lies inside the region of its representative
         size = torch.bincount(coarse, minlength=num)
         alone = size[coarse] == 1  # a band region that is a whole region at tau: same mean
@@ -689,12 +811,17 @@ class ScissorIndex:
             step = max(1, BLOCK_ELEMENTS // num)
             for r0 in range(0, len(merged), step):
                 rows = merged[r0 : r0 + step]
-                sim = _similarity(means[rows], means)
-                sim[torch.arange(len(rows), device=sim.device), rows] = -2.0  # not itself
-                r, c = (sim > tau).nonzero(as_tuple=True)
-                edges_i.append(rows[r])
-                edges_j.append(c)
-        return _components(num, torch.cat(edges_i), torch.cat(edges_j))[0]
+                r, c = (_similarity(means[rows], means) > tau).nonzero(as_tuple=True)
+                once = (size[c] == 1) | (c > rows[r])  # each pair once, not itself
+                edges_i.append(rows[r[once]])
+                edges_j.append(c[once])
+        i, j = torch.cat(edges_i), torch.cat(edges_j)
+        degree = 1 + torch.bincount(i, minlength=num) + torch.bincount(j, minlength=num)
+        count, labels = _components(num, i, j)
+        temporal, final_reps = _order_labels(labels, count, degree)
+        self._counts[tau] = len(final_reps)
+        steps = _Steps(spatial, regions, region_reps, None, temporal, final_reps, False, True)
+        return self._remember(tau, steps)
 
     def _drop_work(self) -> None:
         """Free the search's scratch (a later tau that needs it allocates it again)."""
@@ -706,19 +833,21 @@ class ScissorIndex:
 
     def _assign(self, steps: _Steps, finals: torch.Tensor) -> torch.Tensor:
         """Each original token's most similar final token (ties to the lower index)."""
-        if steps.rep_gram is not None:  # final_k . x_j and |final_k| from the Gram matrix
-            num = len(finals)
-            final_x = segment_mean(steps.rep_gram, steps.temporal, num)  # (K, N)
+        if steps.gram:  # cos(final_k, x_j) |x_j| from the Gram matrix, O(N^2)
+            num, n = len(finals), self.num_total
             final_of = steps.temporal[steps.regions]  # final token of each original token
-            weight = 1.0 / (
-                torch.bincount(steps.temporal, minlength=num)[final_of]
-                * torch.bincount(steps.regions)[steps.regions]
-            )  # final_k = sum_i weight_i x_i over its tokens i
-            own = final_x.gather(0, final_of[None])[0] * weight
-            norm_sq = torch.zeros(num, device=own.device).index_add_(0, final_of, own)
-            # cos = final_x / (|final_k| |x_j|); |x_j| > 0 scales a whole column, so it cannot
-            # change the column's argmax and is left out (zero columns give token 0, as cos 0)
-            return final_x.mul_(norm_sq.clamp(min=1e-24).rsqrt()[:, None]).argmax(dim=0)
+            weight = (  # final_k / |final_k| = sum_i weight_i x_i over its tokens i
+                finals.square().sum(1).clamp(min=1e-24).rsqrt()[final_of]
+                / torch.bincount(steps.temporal, minlength=num)[final_of]
+                / torch.bincount(steps.regions)[steps.regions]
+            )
+            index = torch.stack([final_of, torch.arange(n, device=final_of.device)])
+            final_x = torch.sparse.mm(_sparse(index, weight.float(), (num, n)), self.gram)
+            # |x_j| > 0 scales a whole column, so it cannot change the column's argmax and is
+            # left out (zero columns give token 0, as cos 0); argmax along rows is the fast one
+            return final_x.T.contiguous().argmax(dim=1)
+        if self._unit is not None:
+            return nearest(self._unit, finals, unit=True)[1]
         return nearest(self.flat, finals)[1]
 
     def compress(self, tau: float) -> Compression:
@@ -786,7 +915,7 @@ class ScissorIndex:
                 sums.index_add_(0, video_labels(spatial), self.flat)
                 self._regions = _Regions(tau, reps, symmetric_gram(sums))
                 self._counts = {t: k for t, k in self._counts.items() if t > tau}  # one source
-                self._last = None
+                self._recent = {}
             if self._count(tau) < target:
                 return  # the lower end: taus above are plain evaluations
         below = math.ceil(n - target)  # merges that bring the spatial count to the target
@@ -861,10 +990,11 @@ class ScissorIndex:
             k_lo_eff = target * (k_lo / target) ** damp if kept[0] == 0 else k_lo
             k_hi_eff = target * (k_hi / target) ** damp if kept[0] == 1 else k_hi
             mid = self._tau_between(lo, hi, (k_lo_eff, k_hi_eff, target), bisect)
-            if mid is not None and not bisect and self._plain(mid) and k_hi > BAND_AIM * target:
+            aim_k = target + BAND_AIM * (self.num_total - target)
+            if mid is not None and not bisect and self._plain(mid) and k_hi > aim_k:
                 # a plain evaluation keeps its region pairs above lo (a band) for every tau
                 # between lo and it: aimed above the target, it makes the rest of the search cheap
-                aim = (k_lo_eff, k_hi_eff, BAND_AIM * target)
+                aim = (k_lo_eff, k_hi_eff, aim_k)
                 mid = self._tau_between(lo, hi, aim, False) or mid
             if mid is None:  # no spatial count between them: the same in tau
                 share = 0.5 if bisect else (target - k_lo_eff) / (k_hi_eff - k_lo_eff)
@@ -1003,8 +1133,10 @@ def scissor_compress(
       call) gets only its floor's work: per-frame similarities, the representatives'
       similarities and the final assignment, nothing kept afterwards. With ``retention`` the
       search evaluates its taus from the dot products of the regions at one bracketing tau
-      (:class:`ScissorIndex`), so it costs about one compression more. If :func:`scissor_index`
-      already keeps an index for ``tokens`` (e.g. after :func:`tau_for_retention`), it is used;
+      and a band of region pairs (:class:`ScissorIndex`); from ``ONE_SHOT_GRAM`` retention on
+      at most ``GRAM_LIMIT`` tokens, from their Gram matrix instead (the search and the merge
+      step then cost little beyond it). If :func:`scissor_index` already keeps an index for
+      ``tokens`` (e.g. after :func:`tau_for_retention`), it is used;
     * ``reuse=True``: the index :func:`scissor_index` keeps for ``tokens`` (built if needed)
       serves this and later calls: frame similarities, every (tau -> K) seen, and the token Gram
       matrix when many taus make it pay. A caller that asks many taus may keep a
@@ -1023,7 +1155,12 @@ def scissor_compress(
         kept = None  # a kept index was built from checked tokens; a new one checks them
         if isinstance(tokens, torch.Tensor) and not tokens.is_inference():
             kept = _INDEXES.peek(tokens, (float(epsilon), int(seed)))
-        index = kept if kept is not None else ScissorIndex(tokens, epsilon, seed, gram=False)
+        if kept is not None:
+            index = kept
+        else:  # a search on few enough tokens reads their Gram matrix (see ONE_SHOT_GRAM)
+            small = isinstance(tokens, torch.Tensor) and tokens.shape[:-1].numel() <= GRAM_LIMIT
+            gram = retention is not None and small and retention >= ONE_SHOT_GRAM
+            index = ScissorIndex(tokens, epsilon, seed, gram=gram)
     if retention is not None:
         tau = index.tau_for_retention(retention)
     return index.compress(tau)

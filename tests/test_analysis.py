@@ -63,19 +63,19 @@ def test_release_frees_the_heavy_parts_and_stays_usable():
     backend = Talking()
     video = clip()
     tokens = backend.encode(video.frames, key=video.key)
-    index = ScissorIndex(tokens, gram=True)  # the Gram path: 3 x N^2 float32
+    index = ScissorIndex(tokens, gram=True)  # the Gram path: N^2 float32 and sorted pairs
     analysis = VideoAnalysis(video, backend, tokens, index)
     before = analysis.compress(retention=0.35)
     analysis.reduce("scc", 0.35)
     analysis.answer("what?")
     n = analysis.num_total
     held = analysis.nbytes()
-    assert held["index"] >= 3 * n * n * 4 and held["answers"] and held["reductions"]
+    assert held["index"] >= n * n * 4 and held["answers"] and held["reductions"]
     assert scc.scissor_index(tokens) is scc.scissor_index(tokens)  # cached by the engine
     analysis.release()
     freed = analysis.nbytes()
-    # the Grams are gone; the frame similarities and the search's O(N) counts (spanning
-    # forests, their sorted heights) stay
+    # the Gram matrix, its pairs and the unit rows are gone; the frame similarities and the
+    # search's O(N) counts (spanning forests, their sorted heights) stay
     beyond_frames = freed["index"] - index.frame_similarity.untyped_storage().nbytes()
     assert 0 <= beyond_frames <= 32 * n
     assert freed["answers"] == freed["reductions"] == 0

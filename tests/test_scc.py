@@ -197,6 +197,25 @@ def test_gram_and_direct_paths_agree(tokens):
         torch.testing.assert_close(a.tokens, b.tokens)
 
 
+def test_gram_counts_are_the_direct_counts_in_any_order():
+    """The Gram path reads merged regions' products from the Gram matrix and single tokens'
+    pairs from a cache kept above a floor (rebuilt lower when a lower tau comes): its counts,
+    temporal labels and representatives are the direct path's at every tau, asked in any order."""
+    x = video_tokens(frames=4, dim=32, seed=8)
+    direct = ScissorIndex(x, gram=False)
+    taus = [float(t) for t in np.linspace(0.5, 0.99, 15)]
+    for order in (taus, taus[::-1], taus[::3] + taus[1::3] + taus[2::3]):
+        gram = ScissorIndex(x, gram=True)
+        for tau in order:
+            assert gram.count(tau) == direct.count(tau), tau
+        for tau in order[::4]:
+            a, b = gram.compress(tau), direct.compress(tau)
+            assert torch.equal(a.temporal_labels, b.temporal_labels)
+            assert torch.equal(a.representatives, b.representatives)
+            assert torch.equal(a.assignment, b.assignment)
+    assert gram._pairs.floor <= min(taus)
+
+
 def test_output_runs_in_frame_order_without_temporal_merges():
     # Each frame's tokens live in their own coordinates, so nothing merges across frames and
     # the representatives' order (by index) puts the final tokens frame by frame.
@@ -409,12 +428,13 @@ def test_one_shot_search_without_region_products_agrees(monkeypatch):
 def test_band_counts_are_the_plain_counts(monkeypatch):
     """Without room for region products, a search's plain evaluation above the target keeps
     its region pairs above the bracket's lower end (a band), and the taus between them are
-    counted from it: every such count is the plain path's count at that tau, the search lands
-    within two tokens of the target, and the band is gone after the search."""
+    evaluated from it: every such count, temporal step and representative is the plain path's
+    at that tau, the search lands within two tokens of the target, and the band is gone after
+    the search."""
     banded = []
-    band_count = ScissorIndex._band_count
+    band_steps = ScissorIndex._band_steps
     monkeypatch.setattr(
-        ScissorIndex, "_band_count", lambda self, tau: banded.append(tau) or band_count(self, tau)
+        ScissorIndex, "_band_steps", lambda self, tau: banded.append(tau) or band_steps(self, tau)
     )
     for seed in (0, 3):
         x = video_tokens(frames=6, dim=64, seed=seed)
@@ -429,6 +449,10 @@ def test_band_counts_are_the_plain_counts(monkeypatch):
             plain = ScissorIndex(x, gram=False)
             for t in banded:
                 assert plain.count(t) == index._counts[t], (seed, r, t)
+            for t in [t for t in banded if t in index._recent]:  # the band's steps, kept
+                a, b = index.compress(t), plain.compress(t)
+                assert torch.equal(a.temporal_labels, b.temporal_labels), (seed, r, t)
+                assert torch.equal(a.representatives, b.representatives), (seed, r, t)
             assert abs(index.count(tau) - r * n) <= 2
 
 
@@ -572,11 +596,14 @@ def test_search_stops_only_when_no_count_between_could_be_closer():
 
 
 @pytest.mark.slow  # every retention, brute force
+@pytest.mark.parametrize("one_shot_gram", [scc.ONE_SHOT_GRAM, 2.0])  # 2.0: never the Gram
 @pytest.mark.parametrize("seed", [2, 3])
-def test_one_shot_search_matches_brute_force_on_every_retention(seed):
-    """The search by spatial count (no token Gram matrix) against every achievable count: the
-    nearest one wherever K rises monotonically with tau around the target; where K steps back
-    (the spatial means move with tau) a search may stop at a crossing one token further."""
+def test_one_shot_search_matches_brute_force_on_every_retention(seed, one_shot_gram, monkeypatch):
+    """The search by spatial count (below ONE_SHOT_GRAM without the token Gram matrix, or at
+    every retention) against every achievable count: the nearest one wherever K rises
+    monotonically with tau around the target; where K steps back (the spatial means move with
+    tau) a search may stop at a crossing one token further."""
+    monkeypatch.setattr(scc, "ONE_SHOT_GRAM", one_shot_gram)
     x = video_tokens(frames=3, side=4, dim=16, regions=4, seed=seed)  # 48 tokens
     reference = brute_force_counts(ScissorIndex(x))
     ks = [reference[t] for t in sorted(reference)]
