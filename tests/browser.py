@@ -181,16 +181,42 @@ def drag_slider(page, elem_id: str, start: float, stop: float, steps: int = 12) 
     return float(track.input_value())
 
 
+# What a settle watches, in one call: the numbers line, the overlays' fingerprints, and the
+# frame's τ-graph as the page shows it (its title and the line under it).
+MAIN_SCREEN = (
+    """() => [
+  document.querySelector('#numbers').innerText,
+  ("""
+    + FINGERPRINTS
+    + """)('#regions img').join(' '),
+  (document.querySelector('#tau-graph .gtitle') || {}).textContent || '',
+  (document.querySelector('#drawn-graph') || {}).innerText || '']"""
+)
+
+
+def graph_agrees(numbers: str, title: str, line: str) -> bool:
+    """Whether the frame's τ-graph (``title``, ``line`` under it) is drawn for the setting of
+    the numbers line: its title names the same τ and its line does not say it is out of date."""
+    shown, drawn = TAU.search(numbers), TAU.search(title)
+    return bool(shown and drawn) and shown[1] == drawn[1] and "Out of date" not in line
+
+
 def settle(page, before: str, quiet_s: float = 0.4, timeout_ms: int = SLOW) -> float:
-    """Seconds until #numbers differs from ``before`` and the overlays (all loaded) have not
-    changed for ``quiet_s``; the time returned is that of the last change seen."""
+    """Seconds until the main screen is drawn for a new setting and still: #numbers differs
+    from ``before``, the frame's τ-graph is drawn for its τ (``graph_agrees``), and none of
+    them nor the overlays (all loaded) have changed for ``quiet_s``; the time returned is
+    that of the last change seen."""
     t0 = time.monotonic()
-    last, seen = t0, (before, tuple(fingerprints(page)))
+    last, seen = t0, [before, *page.evaluate(MAIN_SCREEN)[1:]]
     while time.monotonic() - t0 < timeout_ms / 1000:
-        now = (page.locator("#numbers").inner_text(), tuple(fingerprints(page)))
+        now = page.evaluate(MAIN_SCREEN)
         if now != seen:
             last, seen = time.monotonic(), now
-        elif now[0] != before and time.monotonic() - last >= quiet_s:
+        elif (
+            now[0] != before
+            and graph_agrees(now[0], *now[2:])
+            and time.monotonic() - last >= quiet_s
+        ):
             return last - t0
         time.sleep(0.02)
     raise AssertionError("the view never settled")

@@ -359,3 +359,33 @@ def test_one_heavy_job_of_a_page_at_a_time(session):
     assert all(u["interactive"] is False for u in on.heavy_started().values())
     assert all(u["interactive"] is True for u in on.heavy_done(session).values())
     assert all(u["interactive"] is False for u in on.heavy_done(None).values())
+
+
+def test_the_graph_waits_for_the_slider_to_rest_and_says_so(session):
+    """A slider step redraws the main screen and marks the frame's τ-graph out of date (a
+    redraw per step would slow every step); the release draws the graph, and its line clears."""
+    rested = on.rest(session, 0.3, "Temporal step", False, 0)
+    assert rested["drawn_graph"] == "" and "τ = " in rested["tau_graph"].layout.title.text
+    moved = on.refresh(session, 0.15, "Temporal step", False)
+    assert "tau_graph" not in moved
+    assert moved["drawn_graph"].startswith("⚠️ **Out of date**: drawn for"), moved["drawn_graph"]
+    rested = on.rest(session, 0.15, "Temporal step", False, 0)
+    title = rested["tau_graph"].layout.title.text
+    assert f"τ = {on.tau_short(session.comp.tau)} ·" in title and rested["drawn_graph"] == ""
+    assert on.views.graph_banner(session) == ""
+
+
+def test_the_pages_slider_requests_apply_in_the_order_sent(session):
+    """Requests carry the page's clock: one older than a request admitted changes nothing;
+    one for the screen the page shows already sends nothing (an empty dict: the layout sends
+    no update); the release sends the graph it lacks and the stamp for the tab that follows."""
+    first = on.refresh(session, 0.25, "Temporal step", False, 1e9)
+    assert "numbers" in first
+    stamp = session.stamp
+    assert on.refresh(session, 0.6, "Temporal step", False, 1e9 - 1) == {}  # sent before
+    assert session.stamp == stamp and abs(session.comp.num_tokens - 0.25 * 6 * 196) <= 3
+    assert on.refresh(session, 0.25, "Temporal step", False, 1e9 + 1) == {}  # shown
+    rested = on.rest(session, 0.25, "Temporal step", False, 0, 1e9 + 2)
+    assert set(rested) == {"stamp", "tau_graph", "drawn_graph"} and rested["stamp"] == stamp
+    assert set(on.rest(session, 0.25, "Temporal step", False, 0, 1e9 + 3)) == {"stamp"}
+    session.clock = -float("inf")  # (the module's other tests send no clock)

@@ -128,13 +128,15 @@ def outputs(*names: str):
     return declare
 
 
-MAIN = ("numbers", "regions", "large", "view_caption", "answer_md", *views.BANNERS.values())
+MAIN = ("numbers", "regions", "large", "view_caption", "answer_md", "drawn_graph")
+MAIN += tuple(views.BANNERS.values())
 TAB_VIEWS = ("matrix", "temporal", "curve", "per_frame", "probe_image", "probe_gallery")
 TAB_VIEWS += ("probe_plot", "probe_note", "step", "scrub_image", "scrub_note")
 # What a new video (frames, features) clears: everything drawn from the old one.
 DERIVED = TAB_VIEWS + ("compare_gallery", "compare_table", "curves_plot", "answers_table")
-DERIVED += ("answers_note", "files", "pending")
+DERIVED += ("answers_note", "files", "pending", "tau_graph", "drawn_graph")
 CLEARED = {name: None for name in DERIVED} | {"probe_note": "", "scrub_note": "", "pending": ""}
+CLEARED |= {"drawn_graph": ""}
 CLEARED |= {"probe_gallery": [], "compare_gallery": [], "files": None}
 AFTER_LOAD = ("frame", "ask", "play", "compare_btn", "curves_btn", "export_btn", "answers_btn")
 AFTER_LOAD += ("answers_why", "choice", *DERIVED, *views.BANNERS.values())
@@ -179,20 +181,79 @@ def after_load(session):
 @outputs("state", *MAIN, "tau", "use_tau", "stamp")
 @user_errors
 @fairness.takes_turns
-def refresh(session, retention, view, fill):
+def refresh(session, retention, view, fill, clock=None):
     """Compress at the slider's retention and redraw the main screen (the τ box takes the τ in
     use, exactly: typed back it gives the same count; the answer panel says what the model
-    sees now, until its answer for this setting comes)."""
+    sees now, until its answer for this setting comes; the frame's τ-graph is marked out of
+    date until the slider rests). ``clock``: see :func:`at_retention`."""
+    return at_retention(live_session(session, compressed=False), retention, view, fill, clock)
+
+
+@outputs("state", *MAIN, "tau", "use_tau", "stamp", "tau_graph")
+@user_errors
+@fairness.takes_turns
+def rest(session, retention, view, fill, frame, clock=None):
+    """The slider let go (the mouse released, a key lifted): the main screen at its retention
+    unless the page shows it already, and the frame's τ-graph, at once: it does not wait for
+    the step in flight, which is not sent once this one has taken the screen. (Gradio runs
+    the events of one trigger one after the other: the graph comes in this event.)"""
     session = live_session(session, compressed=False)
-    session.view, session.fill = view, bool(fill)
-    comp = session.set_setting(retention, False, 0.0)
-    return dict(
-        views.redraw(session),
-        state=session,
-        tau=float(tau_short(comp.tau)),
-        use_tau=False,
-        stamp=session.stamp,
-    )
+    return at_retention(session, retention, view, fill, clock, frame)
+
+
+def at_retention(session, retention, view, fill, clock, frame=None) -> dict:
+    """The main screen at the slider's retention and, with ``frame``, that frame's τ-graph
+    and the setting's stamp (for the open tab and the answer that follow).
+
+    The τ search runs outside the session's lock and the pictures are drawn from a snapshot,
+    so a newer request never waits for an older one's pictures; the setting changes under the
+    lock. ``clock``: the page's time of the request (None: not the page's). A request older
+    than one admitted, or overtaken by one for another retention, changes nothing (an empty
+    dict: nothing to send); a page's request for the screen it shows already (or is being
+    sent) draws only what is missing. The main screen is sent unless a newer redraw of it was
+    claimed meanwhile, the graph unless the setting or the frame changed meanwhile (their own
+    pictures follow)."""
+    with session.lock:
+        if not session.admit(clock, retention):
+            return {}
+    comp = session.compress_at(retention, False, 0.0)
+    with session.lock:
+        if not session.still_wanted(clock, retention):
+            return {}
+        session.view, session.fill = view, bool(fill)
+        session.set_setting(retention, False, 0.0, comp)
+        shot = session.snapshot()
+        main = clock is None or session.shown != shot.screen()
+        if main:
+            session.shown, session.claims = shot.screen(), session.claims + 1
+        claim = session.claims
+    out = {} if frame is None else dict(stamp=shot.stamp, **graph_of(session, shot, frame))
+    if main:
+        screen = dict(
+            views.redraw(shot),
+            state=session,
+            tau=float(tau_short(comp.tau)),
+            use_tau=False,
+            stamp=shot.stamp,
+        )
+        with session.lock:  # (the graph's line as it is now)
+            if session.claims == claim:
+                out = screen | out | {"drawn_graph": views.graph_banner(shot)}
+    return out
+
+
+def graph_of(session, shot, frame) -> dict:
+    """Frame ``frame``'s τ-graph drawn from ``shot`` (a snapshot of ``session``), unless the
+    page has it already; none if the setting or the frame changed meanwhile."""
+    frame = shot.clamp(frame)
+    if views.graph_is_drawn(shot, frame):
+        return {}
+    figure = views.tau_graph(shot, frame)
+    with session.lock:
+        if (session.stamp, session.frame) != (shot.stamp, shot.frame):
+            return {}
+        views.mark_graph(shot, frame)
+    return dict(tau_graph=figure, drawn_graph="")
 
 
 @outputs("state", *MAIN, "use_tau", "stamp")
@@ -202,6 +263,7 @@ def apply_tau(session, tau, view, fill):
     """A τ typed and confirmed with Enter: compress at it (and say τ now rules)."""
     session = live_session(session, compressed=False)
     session.view, session.fill = view, bool(fill)
+    session.redraws()
     session.set_setting(session.retention, True, tau)
     return dict(views.redraw(session), state=session, use_tau=True, stamp=session.stamp)
 
@@ -214,6 +276,7 @@ def refresh_tau(session, tau, use_tau, retention, view, fill):
     the τ box takes the τ in use, as after a slider move)."""
     session = live_session(session, compressed=False)
     session.view, session.fill = view, bool(fill)
+    session.redraws()
     comp = session.set_setting(retention, use_tau, tau)
     shown = {} if use_tau else {"tau": float(tau_short(comp.tau))}
     return dict(
@@ -221,7 +284,7 @@ def refresh_tau(session, tau, use_tau, retention, view, fill):
     )
 
 
-@outputs("tau_graph")
+@outputs("tau_graph", "drawn_graph")
 @user_errors
 @fairness.takes_turns
 def tau_graph(session, frame, stamp=None):
@@ -231,17 +294,21 @@ def tau_graph(session, frame, stamp=None):
     session = live_session(session)
     if stamp is not None and int(stamp) != session.stamp:
         return gr.skip()
-    return dict(tau_graph=views.tau_graph(session, frame))
+    figure = views.tau_graph(session, frame)
+    views.mark_graph(session, frame)
+    return dict(tau_graph=figure, drawn_graph="")
 
 
-@outputs("regions", "large", "tau_graph")
+@outputs("regions", "large", "tau_graph", "drawn_graph")
 @user_errors
 @fairness.takes_turns
 def select_frame(session, frame):
     """A frame picked (slider or a click on the grid): drawn large, marked, and its τ-graph."""
     session = live_session(session)
-    session.frame = session.clamp(frame)
-    return dict(views.frames_views(session), tau_graph=views.tau_graph(session, session.frame))
+    session.frame, session.shown = session.clamp(frame), None  # (Session.shown)
+    graph = views.tau_graph(session, session.frame)
+    views.mark_graph(session, session.frame)
+    return dict(views.frames_views(session), tau_graph=graph, drawn_graph="")
 
 
 SETTLE_S = 0.15  # a redraw of a tab waits this long for a newer setting before it starts
@@ -309,7 +376,7 @@ def open_tab(evt: gr.SelectData):
 @fairness.takes_turns
 def recolour(session, view, fill):
     session = live_session(session)
-    session.view, session.fill = view, bool(fill)
+    session.view, session.fill, session.shown = view, bool(fill), None  # (Session.shown)
     return dict(views.frames_views(session), view_caption=views.view_caption(view))
 
 
@@ -584,7 +651,7 @@ class Served:
         with SESSIONS.use(final):
             return final
 
-    @outputs("state", "numbers", "regions", "large", "tau_graph", "answer_md", *AFTER_LOAD)
+    @outputs("state", "numbers", "regions", "large", "answer_md", *AFTER_LOAD)
     def load_failed(self, request: gr.Request):
         """A video refused: the reason stays on the page (the toast fades), and everything
         drawn from the previous video goes with it."""
@@ -597,7 +664,6 @@ class Served:
             numbers=f"⚠️ **Could not open {f'`{name}`' if name else 'the video'}**: {why}",
             regions="",
             large="",
-            tau_graph=None,
             answer_md="Answers appear here.",
             frame=gr.update(value=0),
             answers_why="",

@@ -54,6 +54,20 @@ PICK_FRAME = """element.addEventListener('click', (e) => {
   if (figure) trigger('select', {index: Number(figure.dataset.frame), value: null});
 });"""
 LIVE = dict(show_progress="hidden", trigger_mode="always_last", **LIGHT)  # keep pictures up
+# The page's time, put in place of a request's last input (the hidden ``clock``): the server
+# applies the slider's requests in the order the page sent them.
+CLOCKED = "(...inputs) => [...inputs.slice(0, -1), performance.now()]"
+# The arrow keys (and Enter in the number box) let go of the Retention slider as the mouse
+# does: a key lifted is the slider's release (the frame's τ-graph and the open tab follow).
+KEYS_RELEASE = """() => {
+  const keys = ['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp',
+    'PageDown', 'Enter'];
+  document.addEventListener('keyup', (e) => {
+    const input = e.target;
+    if (input instanceof HTMLInputElement && input.closest('#retention') && keys.includes(e.key))
+      input.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+  });
+}"""
 INTRO = (
     "## ✂️ scissor-viz — see LLaVA-Scissor compress a video\n"
     "Tokens more similar than **τ** join into *semantic connected components*, first inside "
@@ -78,6 +92,7 @@ CSS = """
 #large-frame img { width: 100%; height: auto; display: block; border-radius: 4px; }
 #large-frame figcaption { font-size: 13px; text-align: center; }
 .drawn-for { font-size: 13px; }
+#drawn-graph { min-height: 1.6em; }
 .drawn-for p:has(strong) { background: #fff3cd; color: #664d03; padding: 2px 6px;
   border-radius: 4px; }
 #pending p, #numbers p:has(> strong:first-child) { color: inherit; }
@@ -165,6 +180,7 @@ def _main_view(c: SimpleNamespace) -> None:
         with gr.Column(scale=2):
             c.frame = gr.Slider(0, DEFAULT_FRAMES - 1, 0, step=1, label="Frame", elem_id="frame")
             c.tau_graph = gr.Plot(label="τ-graph of the frame", elem_id="tau-graph")
+            c.drawn_graph = gr.Markdown("", elem_id="drawn-graph", elem_classes="drawn-for")
             gr.Markdown(figures.CAPTIONS["tau_graph"])
             c.answer_md = gr.Markdown("Answers appear here.", elem_id="answer")
             c.ask = gr.Button("Ask again", interactive=False, elem_id="ask")
@@ -322,10 +338,12 @@ def wire(c: SimpleNamespace, listener, fn, inputs=(), **options):
 def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
     """Compress (on upload, on an example, on the button), then every live redraw.
 
-    Every change of setting (the slider dragged or moved by keys, a τ typed, the τ box ticked)
-    runs one chain: the main screen (which marks every tab's views out of date), the frame's
-    τ-graph, then the open tab and the answer for that setting: these two skip themselves when a
-    newer setting has come in the meantime, so the last one is drawn, once."""
+    A change of setting redraws the main screen (which marks the frame's τ-graph and every
+    tab's views out of date), then the τ-graph, the open tab and the answer for that setting;
+    these skip themselves when a newer setting has come in the meantime, so the last one is
+    drawn, once. The Retention slider redraws the main screen at every step and the rest
+    when it is let go (mouse released, key lifted): its release redraws the main screen and
+    the τ-graph at once, without waiting for the step in flight."""
     graph = dict(fn=on.tau_graph, inputs=["state", "frame", "stamp"], **LIVE)
     tab = dict(
         fn=on.tab_views,
@@ -341,6 +359,7 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
         **MODEL,
     )
     at_retention = dict(fn=on.refresh, inputs=["state", "retention", "view", "fill"], **LIVE)
+    clocked = ["state", "retention", "view", "fill"]  # and the page's time (CLOCKED)
 
     def then_views(event):
         """After a new setting: the frame's graph, the open tab, the answer."""
@@ -361,13 +380,15 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
         loaded = wire(c, loaded.success, on.after_load, ["state"], **LIGHT)
         then_views(wire(c, loaded.success, **at_retention))
     # While the slider moves (mouse or keys): the regions, the numbers and the answer panel's
-    # hint at every step, the frame's graph unless a newer step came; the open tab and the
-    # answer once it rests (the tab beside the graph, not after it: one hop less between the
-    # release and the tab's redraw).
-    moved = wire(c, c.retention.change, **at_retention)
-    wire(c, moved.success, **graph)
-    wire(c, moved.success, **tab)
-    wire(c, moved.success, **answers)
+    # hint at every step (one request in flight, then the latest value: always_last); once
+    # it rests, the main screen and the frame's graph for its value at once, then the open
+    # tab and the answer.
+    step = dict(LIVE, fn=on.refresh, inputs=[*clocked, "clock"], js=CLOCKED)
+    wire(c, c.retention.change, **step)
+    rest = dict(LIVE, fn=on.rest, inputs=[*clocked, "frame", "clock"], js=CLOCKED)
+    rested = wire(c, c.retention.release, **rest)
+    wire(c, rested.success, **tab)
+    wire(c, rested.success, **answers)
     by_tau = (
         (c.tau.submit, on.apply_tau, ["state", "tau", "view", "fill"]),
         (c.use_tau.input, on.refresh_tau, ["state", "tau", "use_tau", "retention", "view", "fill"]),
@@ -406,11 +427,13 @@ def _wire_tabs(c: SimpleNamespace) -> None:
 
 
 class Page(gr.Blocks):
-    """The app's Blocks: ``launch`` brings the page's stylesheet and the upload limit, whoever
-    launches it (``python app.py``, ``gradio app.py``, Spaces, the tests)."""
+    """The app's Blocks: ``launch`` brings the page's stylesheet, its script (KEYS_RELEASE) and
+    the upload limit, whoever launches it (``python app.py``, ``gradio app.py``, Spaces, the
+    tests)."""
 
     def launch(self, **kwargs):
-        for key, value in (("css", CSS), ("max_file_size", checks.MAX_UPLOAD_BYTES)):
+        defaults = (("css", CSS), ("js", KEYS_RELEASE), ("max_file_size", checks.MAX_UPLOAD_BYTES))
+        for key, value in defaults:
             if kwargs.get(key) is None:
                 kwargs[key] = value
         return super().launch(**kwargs)
@@ -442,6 +465,7 @@ def build_demo(
             # the setting the page shows (a hidden box: a chained redraw reads the value the
             # page had when it was asked for, and skips itself when a newer one came)
             stamp=gr.Number(None, visible=False, elem_id="stamp"),
+            clock=gr.Number(None, visible=False, elem_id="clock"),  # the page's time (CLOCKED)
         )
         gr.Markdown(INTRO)
         c.status = gr.Markdown(served.default_status(), elem_id="backend-status")

@@ -5,11 +5,18 @@ features that encoded it), the setting in use (a retention, or a τ typed direct
 the fill, the selected frame, and the compression drawn from them. Its ``stamp`` changes with
 every change of video, frames, features or setting: every view of the page remembers the stamp
 it was drawn from (``drawn``), so the page can say which views are out of date.
+
+The page's setting requests (the Retention slider's moves and its release) carry the page's
+clock: the session applies them in the order the page sent them (``admit``, ``still_wanted``),
+whatever order the server's threads run them in, under the session's ``lock``.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
+import math
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +66,13 @@ class Session:
     scrubs: dict = field(default_factory=dict)  # frame -> the τ scrubber's steps
     note: str = ""  # a line over the numbers: pixel regions standing in for the model's, or why
     replaced_by: Session | None = None  # the session that took over the page (the model's)
+    clock: float = -math.inf  # the page's time of the newest setting request admitted
+    wanted: float | None = None  # ... and the retention it asks for
+    # The main screen's last full redraw: what it is drawn for (``screen``; None after a part
+    # of it was redrawn for something else), and how many were claimed (the latest is sent).
+    shown: tuple | None = None
+    claims: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _thumbnails: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -120,14 +134,50 @@ class Session:
         tolerance = min(SLIDER_SLACK / self.analysis.num_total, 0.5)  # below 1 for tiny videos
         return self.analysis.compress(retention=float(retention), tolerance=tolerance)
 
-    def set_setting(self, retention: float, use_tau: bool, tau: float) -> Compression:
-        """Compress at a setting: the session's compression and stamp change together (the
-        stamp stays when the compression is the one on screen already)."""
-        comp = self.compress_at(retention, use_tau, tau)
+    def set_setting(
+        self, retention: float, use_tau: bool, tau: float, comp: Compression | None = None
+    ) -> Compression:
+        """Compress at a setting (``comp``: already compressed for it): the session's
+        compression and stamp change together (the stamp stays when the compression is the one
+        on screen already)."""
+        comp = comp or self.compress_at(retention, use_tau, tau)
         if self.comp is None or comp.tau != self.comp.tau:
             self.stamp = next(STAMPS)
         self.comp, self.use_tau, self.retention = comp, bool(use_tau), float(retention)
         return comp
+
+    def admit(self, clock, retention) -> bool:
+        """Whether a setting request the page sent at ``clock`` (its own time; None: not the
+        page's) for ``retention`` is wanted: not when a newer one came already (the page's
+        requests can overtake each other on the server); it is recorded. Under ``lock``."""
+        if clock is None:
+            return True
+        if float(clock) < self.clock:
+            return False
+        self.clock, self.wanted = float(clock), float(retention)
+        return True
+
+    def still_wanted(self, clock, retention) -> bool:
+        """Whether an admitted request is still wanted: no newer request for another
+        retention came since (a newer one for the same retention wants the same). Under
+        ``lock``."""
+        return clock is None or self.wanted == float(retention)
+
+    def screen(self) -> tuple:
+        """What the main screen shows at this moment's state: setting, colouring, frame."""
+        return (self.stamp, self.use_tau, self.view, self.fill, self.frame)
+
+    def redraws(self) -> None:
+        """A full redraw of the main screen by an event outside the page's clocked requests
+        (a τ typed, the τ box ticked): it takes the screen from any request being drawn."""
+        with self.lock:
+            self.shown, self.claims = None, self.claims + 1
+
+    def snapshot(self) -> Session:
+        """A copy of the setting and colouring to draw the main screen from while newer
+        requests change the session; it shares the video, its caches and ``drawn``."""
+        self.thumbnails()  # made once, shared
+        return copy.copy(self)
 
     def clamp(self, frame) -> int:
         """A frame index of this video (0 for anything unreadable)."""

@@ -59,6 +59,7 @@ DEFAULT_METHODS = [key for key, method in METHODS.items() if not method.needs_ll
 
 TABS = ("Similarity", "Probe", "Teach", "Compare", "Export")  # the tabs whose views a setting draws
 BANNERS = {tab: f"drawn_{tab.lower()}" for tab in TABS}  # each tab's "drawn for" line
+GRAPH = "graph"  # the frame's τ-graph, in a session's ``drawn``: (stamp, setting, frame)
 REDRAWN_BY = {  # how an out-of-date tab is brought up to date
     "Similarity": "redrawn when the tab is open",
     "Probe": "redrawn when the tab is open",
@@ -131,14 +132,38 @@ def view_caption(view: str) -> str:
 def redraw(session: Session) -> dict:
     """What a new compression (or colouring) changes on the main screen: the numbers, the
     frames grid, the large frame, the view's caption, the answer panel (what the model sees
-    now, until the answer for it comes) and every tab's "drawn for" line."""
+    now, until the answer for it comes), the τ-graph's line and every tab's "drawn for" line."""
     return dict(
         numbers=numbers_markdown(session),
         **frames_views(session),
         view_caption=view_caption(session.view),
         answer_md=answer_hint(session),
+        drawn_graph=graph_banner(session),
         **banners(session),
     )
+
+
+def mark_graph(session: Session, frame: int) -> None:
+    """The frame's τ-graph was sent for the session's setting (``graph_banner`` reads it)."""
+    setting = (
+        f"{regions.plural(session.comp.num_tokens, 'token')} · τ = {tau_short(session.comp.tau)}"
+    )
+    session.drawn[GRAPH] = (session.stamp, setting, clamp_frame(session, frame))
+
+
+def graph_is_drawn(session: Session, frame: int) -> bool:
+    """Whether the page shows frame ``frame``'s τ-graph for the session's setting."""
+    return session.drawn.get(GRAPH, ())[::2] == (session.stamp, clamp_frame(session, frame))
+
+
+def graph_banner(session: Session) -> str:
+    """The line under the frame's τ-graph: empty while the graph shows the setting in use (or
+    no graph is drawn yet); else the setting it was drawn for. While the slider moves the graph
+    waits (a redraw per step would slow every step): it is redrawn when the slider rests."""
+    drawn = session.drawn.get(GRAPH)
+    if drawn is None or drawn[0] == session.stamp:
+        return ""
+    return f"⚠️ **Out of date**: drawn for {drawn[1]}; redrawn when the slider rests."
 
 
 def frames_views(session: Session) -> dict:
@@ -254,7 +279,8 @@ def jpeg_uri(image: np.ndarray, width: int = THUMB_WIDTH) -> str:
     """A JPEG data URI of a uint8 (H, W, 3) image, at most ``width`` pixels wide."""
     picture = Image.fromarray(image)
     if picture.width > width:
-        picture = picture.resize((width, round(picture.height * width / picture.width)))
+        size = (width, round(picture.height * width / picture.width))
+        picture = picture.resize(size, Image.Resampling.BOX)  # area-averaged, as a browser shrinks
     buf = io.BytesIO()
     picture.save(buf, format="JPEG", quality=82)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
