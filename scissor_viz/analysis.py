@@ -46,6 +46,11 @@ class MethodInputs:
     importance: torch.Tensor | None = None  # (T, P) vision-tower attention, for VisionZip
     attention_fn: Callable[[torch.Tensor], torch.Tensor] | None = None  # LLM attention, FastV
     grid: tuple[int, int] | None = None  # a frame's (group's) rows x cols (None: square)
+    frames: int | None = None  # frames decoded (None: one per row of tokens; Qwen pairs them)
+
+    @property
+    def num_frames(self) -> int:
+        return self.tokens.shape[0] if self.frames is None else self.frames
 
 
 def backend_method_inputs(
@@ -65,7 +70,8 @@ def backend_method_inputs(
     if vision_attention and backend.has_vision_attention:
         importance = backend.vision_attention(clip.frames, key=clip.key)
     grid = backend.grid_for(clip.frames).shape
-    return MethodInputs(tokens, backend.name, clip.key, importance, attention_fn, grid)
+    frames = len(clip.frames)
+    return MethodInputs(tokens, backend.name, clip.key, importance, attention_fn, grid, frames)
 
 
 def token_sources(reduced: Compression | Reduction) -> torch.Tensor:

@@ -74,14 +74,15 @@ def _check_retentions(values: Iterable[float]) -> tuple[float, ...]:
 
 
 def backend_tokens(
-    checkpoint: str | None = None, question: str = "Describe the video."
+    checkpoint: str | None = None,
+    question: str = "Describe the video.",
+    backend: models.Backend | None = None,
 ) -> TokensFn:
-    """Tokens from ``scissor_viz.models.load_backend(checkpoint)`` (pixel descriptors when no
-    model loads) on frames from ``scissor_viz.video.load_video``. The backend loads on the first
-    video that needs tokens. With a model, VisionZip ranks tokens by the vision tower's
-    attention and FastV by the LLM's attention to ``question``; without one VisionZip falls
-    back to token norms and FastV is skipped."""
-    backend = None
+    """Tokens from ``backend``, else ``scissor_viz.models.load_backend(checkpoint)`` (pixel
+    descriptors when no model loads), on frames from ``scissor_viz.video.load_video``. The
+    backend loads on the first video that needs tokens. With a model, VisionZip ranks tokens by
+    the vision tower's attention and FastV by the LLM's attention to ``question``; without one
+    VisionZip falls back to token norms and FastV is skipped."""
 
     def tokens_of(path: Path, frames: int) -> MethodInputs:
         nonlocal backend
@@ -252,7 +253,7 @@ def _sweep_video(
             "clip": video_tokens.clip,
             "backend": video_tokens.backend,
             "frames": int(frames),
-            "frames_used": int(video_tokens.tokens.shape[0]),
+            "frames_used": video_tokens.num_frames,
         }
         row.update(run_method(video_tokens, method, retention)[1])
         yield row

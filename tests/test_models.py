@@ -1152,6 +1152,38 @@ def test_each_familys_full_answer_equals_stock_generate(family):
     torch.testing.assert_close(ours.first_logits, stock.logits[0][0].float(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # a family other than OneVision (tests/conftest.py)
+@pytest.mark.parametrize("family", ["llava_onevision", *FAMILIES])
+def test_the_sweep_runs_on_each_family(family, tiny_backend, tmp_path):
+    """The sweep end to end on the family's tiny twin (a real clip, decoded): every method's
+    row counts tokens on the family's own grid, and SCC reaches its retention there."""
+    from scissor_viz.sweep import backend_tokens, read_rows, run_sweep
+
+    backend = tiny_backend if family == "llava_onevision" else twin_backend(family)[1]
+    methods = ["scc", "pool", "random", "visionzip", "tome"]
+    rows = run_sweep(
+        [EXAMPLE],
+        tmp_path,
+        frames=4,
+        retentions=[0.25],
+        methods=methods,
+        tokens_fn=backend_tokens(backend=backend),
+        progress=False,
+        plots=False,
+    )
+    assert read_rows(tmp_path / "results.csv") == rows
+    assert sorted(r["method"] for r in rows) == sorted(methods)
+    clip = load_video(EXAMPLE, 4)
+    grid = backend.grid_for(clip.frames)
+    total = grid.groups(len(clip.frames)) * grid.tokens_per_frame
+    for row in rows:
+        assert row["backend"] == backend.name and row["frames_used"] == 4
+        assert 0 < row["num_tokens"] < total
+        assert row["retention_reached"] == pytest.approx(row["num_tokens"] / total)
+    scc = next(r for r in rows if r["method"] == "scc")
+    assert scc["tau"] is not None and abs(scc["retention_reached"] - 0.25) < 0.1
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_video_analysis_runs_on_each_family(family):
     """The app's analysis end to end: tokens on the family's grid, SCC, the answers (full,
