@@ -490,9 +490,10 @@ class _BandRecorder:
             rows = self.rows
             members = rows.members
             inside = members[(members >= src.start) & (members < src.stop)]
-            rows.cos[rows.position[inside], c0:] = sim[inside - src.start]
+            rows.cos[:, c0:].index_copy_(0, rows.position[inside], sim[inside - src.start])
             later = members[members >= c0]
-            rows.cos[rows.position[later], src] = sim[:, later - c0].T
+            columns = sim.index_select(1, later - c0).T
+            rows.cos[:, src].index_copy_(0, rows.position[later], columns)
         if self.parts is not None:
             r, c = (sim > self.floor).triu_(1).nonzero(as_tuple=True)
             self.held += len(r)
