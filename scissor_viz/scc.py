@@ -55,6 +55,9 @@ BRACKET_START = 3  # a retention search first tries the regions of a spatial cou
 # its interpolation from below tends to undershoot, and one that lands above makes the band;
 # about 2 x the target at 10 % retention, 1.25 x at 35 % (a plain evaluation costs M^2 d)
 BAND_AIM = 0.12
+# A band keeps the whole rows of the regions that merge first below it, up to 1 / MEMBER_SHARE
+# of its regions (a search's taus in the band rarely merge more)
+MEMBER_SHARE = 8
 RECENT_STEPS = 16  # the taus whose steps an index keeps for a later compress
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
 TAU_FLOOR = float(np.nextafter(np.float32(-1), np.float32(-2)))  # below every similarity: K = 1
@@ -453,19 +456,44 @@ class _Band:
     i: torch.Tensor  # (E,) int32 pairs i < j of regions ...
     j: torch.Tensor
     sim: torch.Tensor  # (E,) ... and their similarity (> floor)
+    rows: _MemberRows | None = None  # whole rows of the regions that merge first below tau
+
+
+@dataclass
+class _MemberRows:
+    """The full similarity rows (B, M) of the band regions ``members``: every band region that
+    merges with another at any tau' in (``above``, band tau) is one of them, so the merged
+    regions' similarities at such a tau' are sums over these rows (no d-dimensional work)."""
+
+    above: float
+    members: torch.Tensor  # (B,) band regions, increasing
+    position: torch.Tensor  # (M,) each band region's row in ``cos``, -1 if none
+    weight: torch.Tensor  # (M,) |sum of the region's tokens|
+    cos: torch.Tensor  # (B, M)
 
 
 class _BandRecorder:
     """Wraps a plain evaluation's similarity rows and keeps their pairs above ``floor`` (the
     upper triangle the graph reads), at most ``limit`` of them (else none)."""
 
-    def __init__(self, rows_of: SimilarityRows, floor: float, limit: int):
+    def __init__(
+        self, rows_of: SimilarityRows, floor: float, limit: int, rows: _MemberRows | None = None
+    ):
         self.rows_of, self.floor, self.limit = rows_of, floor, limit
         self.parts: list[tuple[torch.Tensor, ...]] | None = []
         self.held = 0
+        self.rows = rows
 
     def __call__(self, src: slice, c0: int) -> torch.Tensor:
         sim = self.rows_of(src, c0)
+        if self.rows is not None:  # the members' rows in this block, and their columns
+            rows = self.rows
+            members = rows.members
+            inside = members[(members >= src.start) & (members < src.stop)]
+            rows.cos[:, c0:].index_copy_(0, rows.position[inside], sim[inside - src.start])
+            later = members[members >= c0]
+            columns = sim.index_select(1, later - c0).T
+            rows.cos[:, src].index_copy_(0, rows.position[later], columns)
         if self.parts is not None:
             r, c = (sim > self.floor).triu_(1).nonzero(as_tuple=True)
             self.held += len(r)
@@ -480,7 +508,8 @@ class _BandRecorder:
             return None
         none = reps.new_empty(0, dtype=torch.int32)
         i, j, sim = zip((none, none, none.float()), *self.parts, strict=True)
-        return _Band(tau, self.floor, reps, torch.cat(i), torch.cat(j), torch.cat(sim))
+        band = _Band(tau, self.floor, reps, torch.cat(i), torch.cat(j), torch.cat(sim))
+        return replace(band, rows=self.rows)
 
 
 class ScissorIndex:
@@ -739,7 +768,8 @@ class ScissorIndex:
             rows_of = _direct_rows(reps)
             exact = _sample_rows(num_reps, self.epsilon, self.seed, "cpu") is None
             if floor is not None and floor < tau and exact:
-                rows_of = recorder = _BandRecorder(rows_of, floor, SEARCH_LIMIT // 3)
+                member_rows = self._member_rows(tau, floor, regions, reps)
+                rows_of = recorder = _BandRecorder(rows_of, floor, SEARCH_LIMIT // 3, member_rows)
         else:  # from the token Gram matrix: only the merged regions need new products
             temporal, final_reps = self._gram_temporal(tau, regions, num_reps)
             self._counts[tau] = len(final_reps)
@@ -753,6 +783,36 @@ class ScissorIndex:
             self._band = band
         steps = _Steps(spatial, regions, region_reps, reps, temporal, final_reps, False, exact)
         return self._remember(tau, steps)
+
+    def _member_rows(
+        self, tau: float, floor: float, regions: torch.Tensor, means: torch.Tensor
+    ) -> _MemberRows | None:
+        """Room for the rows a plain evaluation at tau keeps (:class:`_MemberRows`): those of
+        the regions the spatial step merges first below tau (its forest edges from tau down),
+        as many as ``SEARCH_LIMIT / 3`` entries hold."""
+        if self._forest is None:
+            return None
+        edges, heights = self._forest
+        num, per_frame = len(means), self.frame_similarity.shape[1]
+        f, e = ((heights <= tau) & (heights > floor)).nonzero(as_tuple=True)
+        order = heights[f, e].argsort(descending=True, stable=True)
+        f, e = f[order], e[order]
+        ends = regions[f[:, None] * per_frame + edges[f, e]].flatten().cpu().numpy()
+        first = np.zeros(len(ends), dtype=bool)
+        first[np.unique(ends, return_index=True)[1]] = True
+        reached = np.cumsum(first)[1::2]  # regions touched by the first edges, edge by edge
+        limit = min(SEARCH_LIMIT // 3 // max(num, 1), num // MEMBER_SHARE)
+        take = int(np.searchsorted(reached, limit, side="right"))
+        if take == 0:
+            return None
+        above = float(heights[f[take], e[take]]) if take < len(reached) else floor
+        members = torch.from_numpy(np.unique(ends[: 2 * take])).to(regions.device)
+        position = torch.full((num,), -1, dtype=torch.long, device=regions.device)
+        position[members] = torch.arange(len(members), device=regions.device)
+        size = torch.bincount(regions, minlength=num)
+        weight = means.norm(dim=1) * size
+        cos = means.new_empty(len(members), num)
+        return _MemberRows(above, members, position, weight, cos)
 
     def _remember(self, tau: float, steps: _Steps) -> _Steps:
         """Keep the steps of the latest taus (a search's best is often not its last), only the
@@ -806,7 +866,11 @@ class ScissorIndex:
         keep = (band.sim > tau) & alone[i] & alone[j]
         edges_i, edges_j = [coarse[i[keep]]], [coarse[j[keep]]]
         merged = (size > 1).nonzero()[:, 0]
-        if len(merged):
+        if len(merged) and band.rows is not None and tau > band.rows.above:
+            r, c = self._merged_edges(tau, band.rows, coarse, size, merged)
+            edges_i.append(merged[r])
+            edges_j.append(c)
+        elif len(merged):
             means = unit_rows(segment_mean(self.flat, regions, num))
             step = max(1, BLOCK_ELEMENTS // num)
             for r0 in range(0, len(merged), step):
@@ -822,6 +886,34 @@ class ScissorIndex:
         self._counts[tau] = len(final_reps)
         steps = _Steps(spatial, regions, region_reps, None, temporal, final_reps, False, True)
         return self._remember(tau, steps)
+
+    @staticmethod
+    def _merged_edges(
+        tau: float,
+        rows: _MemberRows,
+        coarse: torch.Tensor,
+        size: torch.Tensor,
+        merged: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pairs (row in ``merged``, region) above tau of each merged region at tau with
+        every region, summed from the band regions' kept rows (sums of tokens: |s| cos)."""
+        num = len(size)
+        members = (size[coarse] > 1).nonzero()[:, 0]  # band regions inside merged regions
+        local = torch.full((num,), -1, dtype=torch.long, device=coarse.device)
+        local[merged] = torch.arange(len(merged), device=coarse.device)
+        products = rows.cos[rows.position[members]] * rows.weight[members, None]
+        summed = products.new_zeros(len(merged), products.shape[1])
+        summed.index_add_(0, local[coarse[members]], products.mul_(rows.weight[None, :]))
+        products = summed.new_zeros(len(merged), num).index_add_(1, coarse, summed)
+        square = torch.zeros(num, device=coarse.device)
+        alone = (size[coarse] == 1).nonzero()[:, 0]
+        square[coarse[alone]] = rows.weight[alone].square()
+        square[merged] = products[torch.arange(len(merged), device=coarse.device), merged]
+        norm = square.clamp(min=1e-24).rsqrt()
+        cos = products.mul_(norm[merged, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
+        r, c = (cos > tau).nonzero(as_tuple=True)
+        once = (size[c] == 1) | (c > merged[r])  # each pair once, not itself
+        return r[once], c[once]
 
     def _drop_work(self) -> None:
         """Free the search's scratch (a later tau that needs it allocates it again)."""

@@ -425,7 +425,8 @@ def test_one_shot_search_without_region_products_agrees(monkeypatch):
         assert abs(scissor_compress(x, retention=r).num_tokens - r * n) <= 2
 
 
-def test_band_counts_are_the_plain_counts(monkeypatch):
+@pytest.mark.parametrize("member_share", [scc.MEMBER_SHARE, 1])  # 1: rows of every region
+def test_band_counts_are_the_plain_counts(monkeypatch, member_share):
     """Without room for region products, a search's plain evaluation above the target keeps
     its region pairs above the bracket's lower end (a band), and the taus between them are
     evaluated from it: every such count, temporal step and representative is the plain path's
@@ -436,6 +437,12 @@ def test_band_counts_are_the_plain_counts(monkeypatch):
     monkeypatch.setattr(
         ScissorIndex, "_band_steps", lambda self, tau: banded.append(tau) or band_steps(self, tau)
     )
+    summed = []  # merged regions' rows summed from the band's kept rows (no d-dim products)
+    merged_edges = ScissorIndex._merged_edges
+    monkeypatch.setattr(
+        ScissorIndex, "_merged_edges", staticmethod(lambda *a: summed.append(1) or merged_edges(*a))
+    )
+    monkeypatch.setattr(scc, "MEMBER_SHARE", member_share)
     for seed in (0, 3):
         x = video_tokens(frames=6, dim=64, seed=seed)
         n = x.shape[0] * x.shape[1]
@@ -454,6 +461,7 @@ def test_band_counts_are_the_plain_counts(monkeypatch):
                 assert torch.equal(a.temporal_labels, b.temporal_labels), (seed, r, t)
                 assert torch.equal(a.representatives, b.representatives), (seed, r, t)
             assert abs(index.count(tau) - r * n) <= 2
+    assert summed, "no band tau summed the kept rows"
 
 
 def test_search_frees_its_scratch_and_capped_region_products_agree(monkeypatch):
