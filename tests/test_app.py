@@ -286,8 +286,9 @@ def test_a_cleared_player_starts_nothing():
     on_video = {event for d in deps for i, event in d["targets"] if i == video and d["backend_fn"]}
     assert on_video == {"upload"}
     example = next(d["id"] for d in deps if d["api_name"] == "load_example")
-    loads = [d for d in deps if d["api_name"] and d["api_name"].startswith("load_new")]
-    assert {d["trigger_after"] for d in loads} == {None, example}
+    loads = [d for d in deps if re.fullmatch(r"load(_\d+)?", d["api_name"] or "")]
+    assert sorted(str(d["trigger_after"]) for d in loads) == sorted(["None", "None", str(example)])
+    assert {event for d in loads for _, event in d["targets"]} == {"click", "upload", "then"}
 
 
 def test_without_weights_the_page_says_no_model(pixel_url):

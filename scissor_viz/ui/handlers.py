@@ -150,7 +150,7 @@ def after_load(session):
     can run, and the features radio says which features are in use (the model may have fallen
     back to pixel descriptors)."""
     session = live_session(session, compressed=False)
-    if not session.fresh:  # the player cleared: the page is still about this video
+    if not session.fresh:  # cleared already (the pixel stage; its model failed)
         return {}
     session.fresh = False
     count = session.frames
@@ -670,29 +670,6 @@ class Served:
             choice=gr.update(),
             **{name: asleep for name in buttons},
             **{name: "" for name in views.BANNERS.values()},
-        )
-
-    @outputs(*LOADED)
-    def load_new(
-        self,
-        video,
-        frames,
-        choice,
-        ckpt,
-        epsilon,
-        request: gr.Request,
-        progress=gr.Progress(),
-        retention=views.DEFAULT_RETENTION,
-        view=views.DEFAULT_VIEW,
-        fill=False,
-    ):
-        """A video picked (uploaded, or an example clicked): compress it at once; a cleared
-        player does nothing."""
-        if not video:
-            yield gr.skip()
-            return
-        yield from self.load(
-            video, frames, choice, ckpt, epsilon, request, progress, retention, view, fill
         )
 
     def status(self, choice, ckpt):

@@ -372,10 +372,10 @@ def _wire_compression(c: SimpleNamespace, served: on.Served) -> None:
     # on every change of the player: a cleared player starts nothing (its chain would redraw
     # the old video over the next file's load or refusal).
     loading = ["video", "frames", "choice", "ckpt", "epsilon", "retention", "view", "fill"]
-    picked = [c.video.upload] + ([c.example_picked.then] if c.example_picked else [])
-    starts = [(c.run.click, served.load)] + [(trigger, served.load_new) for trigger in picked]
-    for trigger, load in starts:
-        loaded = wire(c, trigger, load, loading, show_progress_on=[c.status], **DECODE, **PAGE)
+    starts = [c.run.click, c.video.upload] + ([c.example_picked.then] if c.example_picked else [])
+    for trigger in starts:
+        options = dict(show_progress_on=[c.status], **DECODE, **PAGE)
+        loaded = wire(c, trigger, served.load, loading, **options)
         wire(c, loaded.failure, served.load_failed, **LIGHT)
         loaded = wire(c, loaded.success, on.after_load, ["state"], **LIGHT)
         then_views(wire(c, loaded.success, **at_retention))
