@@ -12,10 +12,12 @@ original token to its most similar surviving token and averages it in (merge ste
 
 Similarities are computed in float32 and clamped to [-1, 1]; the graph on ``n`` tokens is
 defined by the upper triangle of the similarity matrix, computed in row blocks, so no dense
-all-token matrix is ever held. Components are exact up to ``EXACT_LIMIT`` tokens; above it the
-paper's epsilon-sampled approximation is used, seeded so that runs repeat. They run on the
-tokens' device: scipy for CPU tensors, torch label propagation (:func:`device_components`)
-elsewhere (``DEVICE_COMPONENTS`` forces either).
+all-token matrix is ever held, and blocks of rows that a bound shows are far apart are not
+computed at all (:mod:`scissor_viz.pairs`: the pairs found are the same). Components are
+exact up to ``EXACT_LIMIT`` tokens; above it the paper's epsilon-sampled approximation is
+used, seeded so that runs repeat. They run on the tokens' device: scipy for CPU tensors,
+torch label propagation (:func:`device_components`) elsewhere (``DEVICE_COMPONENTS`` forces
+either).
 
 How a call is made decides what is computed: :func:`scissor_compress` is one-shot (only the
 floor's work, nothing kept; ``retention=`` searches and compresses in one call), while a kept
@@ -30,7 +32,7 @@ import math
 import numbers
 import threading
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -39,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+
+from scissor_viz import pairs
 
 T = TypeVar("T")
 
@@ -53,11 +57,10 @@ SEARCH_LIMIT = 1 << 26  # region dot products a retention search may hold (256 M
 BRACKET_START = 3  # a retention search first tries the regions of a spatial count 3 x target
 # A search's plain evaluation aims this share of the way from the target's K to N (see _Band):
 # its interpolation from below tends to undershoot, and one that lands above makes the band;
-# about 2 x the target at 10 % retention, 1.25 x at 35 % (a plain evaluation costs M^2 d)
-BAND_AIM = 0.12
-# A band keeps the whole rows of the regions that merge first below it, up to 1 / MEMBER_SHARE
-# of its regions (a search's taus in the band rarely merge more)
-MEMBER_SHARE = 8
+# about 1.5 x the target at 10 % retention, 1.1 x at 35 % (a plain evaluation costs M^2 d, and
+# each tau in the band the products of the regions merged below it; 0.06 beat 0.12, 0.03 and
+# 0.015 on 16 and 64 frames of both feature sets of bench_patch, at 10 and 35 %)
+BAND_AIM = 0.06
 RECENT_STEPS = 16  # the taus whose steps an index keeps for a later compress
 BLOCK_ELEMENTS = 1 << 23  # similarity entries per block (32 MiB of float32)
 TAU_FLOOR = float(np.nextafter(np.float32(-1), np.float32(-2)))  # below every similarity: K = 1
@@ -207,41 +210,25 @@ def _order_labels(
     return rank[labels], member[order]
 
 
-SimilarityRows = Callable[[torch.Tensor, int], torch.Tensor]
+# pairs of nodes above a floor, for a floor and the nodes whose rows are read (None: all)
+PairSource = Callable[[float, torch.Tensor | None], Iterable[pairs.Pairs]]
 
 
 def _graph_labels(
-    n: int, tau: float, rows_of: SimilarityRows, rows: torch.Tensor | None, device: torch.device
+    n: int, tau: float, blocks: Iterable[pairs.Pairs], device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Component of each of n nodes in the graph "similarity > tau", and each node's degree.
-
-    ``rows_of(src, c0)`` gives the similarities of nodes ``src`` (a slice or an index tensor)
-    to nodes ``c0..n-1``. The graph is the upper triangle, read in row blocks whose edges are
-    merged into the running labels, so memory is bounded by one block whatever the number of
-    edges. With ``rows`` (sampled nodes) only the edges incident to those nodes are used.
-    """
+    """Component of each of n nodes in the graph "similarity > tau", and each node's degree,
+    from ``blocks`` of node pairs (each pair once) with their similarity (at least every pair
+    above tau): each block's edges are merged into the running labels, so memory is bounded by
+    one block whatever the number of edges."""
     labels, num = torch.arange(n, device=device), n
     degree = torch.ones(n, dtype=torch.long, device=device)  # the diagonal is always in the graph
-    sampled = torch.zeros(n, dtype=torch.bool, device=device)
-    step = max(1, BLOCK_ELEMENTS // n)
-    if rows is None:  # upper triangle: each block of rows against the columns after it
-        blocks = [(slice(r0, min(r0 + step, n)), r0) for r0 in range(0, n, step)]
-    else:
-        sampled[rows] = True
-        blocks = [(rows[r0 : r0 + step], 0) for r0 in range(0, len(rows), step)]
-    for src, c0 in blocks:
-        mask = rows_of(src, c0) > tau
-        if rows is not None:
-            mask[torch.arange(len(src), device=device), src] = False
-        r, c = mask.nonzero(as_tuple=True)
-        if rows is None:  # the upper triangle: the block's columns start at its first row
-            r, c = r[c > r], c[c > r]
-        if len(r) == 0:
+    for i, j, sim in blocks:
+        above = sim > tau
+        i, j = i[above], j[above]
+        if len(i) == 0:
             continue
-        i = r + src.start if rows is None else src[r]
-        j = c + c0
-        degree += torch.bincount(i, minlength=n)
-        degree += torch.bincount(j[~sampled[j]], minlength=n)  # a sampled row counts its own
+        degree += torch.bincount(i, minlength=n) + torch.bincount(j, minlength=n)
         num, merged = _components(num, labels[i], labels[j])
         labels = merged[labels]
     return labels, degree
@@ -259,19 +246,20 @@ def _sample_rows(n: int, epsilon: float, seed: int, device: torch.device) -> tor
 
 
 def _ordered_components(
-    n: int, tau: float, rows_of: SimilarityRows, epsilon: float, seed: int, device: torch.device
+    n: int, tau: float, pairs_of: PairSource, epsilon: float, seed: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Ordered component ids of n nodes, each component's representative node (increasing),
-    and whether they are exact (not sampled)."""
+    and whether they are exact (with sampled nodes, only the edges of their rows are read)."""
     rows = _sample_rows(n, epsilon, seed, device)
-    labels, degree = _graph_labels(n, tau, rows_of, rows, device)
+    labels, degree = _graph_labels(n, tau, pairs_of(tau, rows), device)
     ordered, reps = _order_labels(labels, int(labels.max()) + 1, degree)
     return ordered, reps, rows is None
 
 
-def _direct_rows(x: torch.Tensor) -> SimilarityRows:
-    xn = unit_rows(x)
-    return lambda src, c0: _similarity(xn[src], xn[c0:])
+def unit_pairs(xn: torch.Tensor, basis: pairs.Basis | None = None) -> PairSource:
+    """The pairs of the unit rows ``xn`` above a floor (:func:`pairs.above`, in blocks of
+    ``BLOCK_ELEMENTS``), skipping groups of rows that ``basis`` shows are far apart."""
+    return lambda floor, rows: pairs.above(xn, floor, rows, basis, BLOCK_ELEMENTS)
 
 
 def semantic_components(
@@ -285,7 +273,9 @@ def semantic_components(
     """
     _check_tokens(x, 2, "x")
     tau, epsilon = check_tau(tau), check_epsilon(epsilon)
-    return _ordered_components(len(x), tau, _direct_rows(x), epsilon, seed, x.device)[0]
+    xn = unit_rows(x)
+    pairs_of = unit_pairs(xn, pairs.fit_basis(xn) if len(xn) >= pairs.PRUNE_MIN else None)
+    return _ordered_components(len(x), tau, pairs_of, epsilon, seed, x.device)[0]
 
 
 def merge_forest(similarity: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -456,60 +446,33 @@ class _Band:
     i: torch.Tensor  # (E,) int32 pairs i < j of regions ...
     j: torch.Tensor
     sim: torch.Tensor  # (E,) ... and their similarity (> floor)
-    rows: _MemberRows | None = None  # whole rows of the regions that merge first below tau
-
-
-@dataclass
-class _MemberRows:
-    """The full similarity rows (B, M) of the band regions ``members``: every band region that
-    merges with another at any tau' in (``above``, band tau) is one of them, so the merged
-    regions' similarities at such a tau' are sums over these rows (no d-dimensional work)."""
-
-    above: float
-    members: torch.Tensor  # (B,) band regions, increasing
-    position: torch.Tensor  # (M,) each band region's row in ``cos``, -1 if none
-    weight: torch.Tensor  # (M,) |sum of the region's tokens|
-    cos: torch.Tensor  # (B, M)
 
 
 class _BandRecorder:
-    """Wraps a plain evaluation's similarity rows and keeps their pairs above ``floor`` (the
-    upper triangle the graph reads), at most ``limit`` of them (else none)."""
+    """A plain evaluation's pair source that reads every pair above ``floor`` (not only above
+    the evaluation's tau, which the graph keeps) and keeps them, at most ``limit`` (else none)."""
 
-    def __init__(
-        self, rows_of: SimilarityRows, floor: float, limit: int, rows: _MemberRows | None = None
-    ):
-        self.rows_of, self.floor, self.limit = rows_of, floor, limit
-        self.parts: list[tuple[torch.Tensor, ...]] | None = []
+    def __init__(self, pairs_of: PairSource, floor: float, limit: int):
+        self.pairs_of, self.floor, self.limit = pairs_of, floor, limit
+        self.parts: list[pairs.Pairs] | None = []
         self.held = 0
-        self.rows = rows
 
-    def __call__(self, src: slice, c0: int) -> torch.Tensor:
-        sim = self.rows_of(src, c0)
-        if self.rows is not None:  # the members' rows in this block, and their columns
-            rows = self.rows
-            members = rows.members
-            inside = members[(members >= src.start) & (members < src.stop)]
-            rows.cos[:, c0:].index_copy_(0, rows.position[inside], sim[inside - src.start])
-            later = members[members >= c0]
-            columns = sim.index_select(1, later - c0).T
-            rows.cos[:, src].index_copy_(0, rows.position[later], columns)
-        if self.parts is not None:
-            r, c = (sim > self.floor).triu_(1).nonzero(as_tuple=True)
-            self.held += len(r)
-            if self.held > self.limit:
-                self.parts = None  # too many: the band is not kept
-            else:
-                self.parts.append(((r + src.start).int(), (c + c0).int(), sim[r, c]))
-        return sim
+    def __call__(self, tau: float, rows: torch.Tensor | None) -> Iterable[pairs.Pairs]:
+        for i, j, sim in self.pairs_of(min(self.floor, tau), rows):
+            if self.parts is not None:
+                self.held += len(i)
+                if self.held > self.limit:
+                    self.parts = None  # too many: the band is not kept
+                else:
+                    self.parts.append((torch.minimum(i, j).int(), torch.maximum(i, j).int(), sim))
+            yield i, j, sim
 
     def band(self, tau: float, reps: torch.Tensor) -> _Band | None:
         if self.parts is None:
             return None
         none = reps.new_empty(0, dtype=torch.int32)
         i, j, sim = zip((none, none, none.float()), *self.parts, strict=True)
-        band = _Band(tau, self.floor, reps, torch.cat(i), torch.cat(j), torch.cat(sim))
-        return replace(band, rows=self.rows)
+        return _Band(tau, self.floor, reps, torch.cat(i), torch.cat(j), torch.cat(sim))
 
 
 class ScissorIndex:
@@ -527,23 +490,35 @@ class ScissorIndex:
     each frame's spanning tree and its sorted rows (no P x P pass per tau).
     ``gram=True/False`` forces either path (both give the same partitions up to float ties).
 
-    Without the token Gram matrix (``gram=False``, or above ``GRAM_LIMIT`` tokens) a retention
-    search brackets K from the spatial step's counts at every tau (each frame's maximum
-    spanning tree: K <= spatial count). Where they fit ``SEARCH_LIMIT`` it computes the dot
-    products of the regions at the tau of BRACKET_START x the target's spatial count and
-    evaluates every lower tau from them (O(M^2) per tau, in one scratch freed after the
-    search). A tau above them is a plain evaluation (O(M^2 d)) aimed above the target, which
-    keeps its region pairs above the bracket's lower end (a band, at most ``SEARCH_LIMIT / 3``
-    pairs): every tau between the two is then counted from those pairs and the few regions
-    that merged (a few rows of d-dim products), so the search costs about one more
-    compression however many taus it tries. It interpolates K in the spatial count and damps
-    an end that stays put (Illinois rule), so it needs few evaluations.
+    Without the token Gram matrix (``gram=False``, or above ``GRAM_LIMIT`` tokens) the
+    temporal step reads only the pairs of spatial means above tau (:mod:`scissor_viz.pairs`):
+    from ``pairs.PRUNE_MIN`` means on, groups of means that lie far apart in a few principal
+    directions are never multiplied (a basis fitted once per index; dropped for the index if it
+    skips too little), and the merge step skips the final tokens that lie beyond each group of
+    tokens' own. A retention search brackets K from the spatial step's counts at every tau
+    (each frame's maximum spanning tree: K <= spatial count). A kept index, where they fit
+    ``SEARCH_LIMIT``, computes the dot products of the regions at the tau of BRACKET_START x
+    the target's spatial count and evaluates every lower tau from them (O(M^2) per tau, in one
+    scratch freed after the search); a one-shot index (``once=True``) builds nothing only later
+    searches would reuse, and starts from a plain evaluation at the target's spatial count. A
+    tau above is a plain evaluation aimed above the target, which keeps its region pairs above
+    the bracket's lower end (a band, at most ``SEARCH_LIMIT / 3`` pairs): every tau between the
+    two is then counted from those pairs and the regions that merged (their rows against every
+    region), so the search costs about one more compression however many taus it tries. It
+    interpolates K in the spatial count and damps an end that stays put (Illinois rule), so it
+    needs few evaluations.
     """
 
     def __init__(
-        self, tokens: torch.Tensor, epsilon: float = 0.05, seed: int = 0, gram: bool | None = None
+        self,
+        tokens: torch.Tensor,
+        epsilon: float = 0.05,
+        seed: int = 0,
+        gram: bool | None = None,
+        once: bool = False,
     ):
         _check_tokens(tokens, 3, "tokens")
+        self.once = once
         self.tokens = tokens
         self.epsilon = check_epsilon(epsilon)
         self.seed = check_seed(seed)
@@ -572,6 +547,7 @@ class ScissorIndex:
         self._ascending: np.ndarray | None = None  # every frame's merge heights, sorted
         self._forest: tuple[torch.Tensor, torch.Tensor] | None = None
         self._sorted: torch.Tensor | None = None  # (N, P) each token's frame row, ascending
+        self._basis: pairs.Basis | None = None  # where region means lie: rules out far pairs
 
     # --- the Gram matrix, built the first time a step is cheaper with it
 
@@ -762,21 +738,20 @@ class ScissorIndex:
         reps, recorder = None, None
         if self._regions is not None and tau <= self._regions.tau:
             rep_sim = self._region_similarity(regions, num_reps)
-            rows_of = lambda src, c0: rep_sim[src, c0:]  # noqa: E731
+            pairs_of = lambda floor, rows: pairs.above_in(rep_sim, floor, rows, BLOCK_ELEMENTS)  # noqa: E731
         elif not self._use_gram(num_reps):
             reps = segment_mean(self.flat, regions, num_reps)
-            rows_of = _direct_rows(reps)
+            pairs_of = self._unit_pairs(reps)
             exact = _sample_rows(num_reps, self.epsilon, self.seed, "cpu") is None
             if floor is not None and floor < tau and exact:
-                member_rows = self._member_rows(tau, floor, regions, reps)
-                rows_of = recorder = _BandRecorder(rows_of, floor, SEARCH_LIMIT // 3, member_rows)
+                pairs_of = recorder = _BandRecorder(pairs_of, floor, SEARCH_LIMIT // 3)
         else:  # from the token Gram matrix: only the merged regions need new products
             temporal, final_reps = self._gram_temporal(tau, regions, num_reps)
             self._counts[tau] = len(final_reps)
             steps = _Steps(spatial, regions, region_reps, None, temporal, final_reps, True, True)
             return self._remember(tau, steps)
         temporal, final_reps, exact = _ordered_components(
-            num_reps, tau, rows_of, self.epsilon, self.seed, self.tokens.device
+            num_reps, tau, pairs_of, self.epsilon, self.seed, self.tokens.device
         )
         self._counts[tau] = len(final_reps)
         if recorder is not None and (band := recorder.band(tau, region_reps)) is not None:
@@ -784,35 +759,19 @@ class ScissorIndex:
         steps = _Steps(spatial, regions, region_reps, reps, temporal, final_reps, False, exact)
         return self._remember(tau, steps)
 
-    def _member_rows(
-        self, tau: float, floor: float, regions: torch.Tensor, means: torch.Tensor
-    ) -> _MemberRows | None:
-        """Room for the rows a plain evaluation at tau keeps (:class:`_MemberRows`): those of
-        the regions the spatial step merges first below tau (its forest edges from tau down),
-        as many as ``SEARCH_LIMIT / 3`` entries hold."""
-        if self._forest is None:
-            return None
-        edges, heights = self._forest
-        num, per_frame = len(means), self.frame_similarity.shape[1]
-        f, e = ((heights <= tau) & (heights > floor)).nonzero(as_tuple=True)
-        order = heights[f, e].argsort(descending=True, stable=True)
-        f, e = f[order], e[order]
-        ends = regions[f[:, None] * per_frame + edges[f, e]].flatten().cpu().numpy()
-        first = np.zeros(len(ends), dtype=bool)
-        first[np.unique(ends, return_index=True)[1]] = True
-        reached = np.cumsum(first)[1::2]  # regions touched by the first edges, edge by edge
-        limit = min(SEARCH_LIMIT // 3 // max(num, 1), num // MEMBER_SHARE)
-        take = int(np.searchsorted(reached, limit, side="right"))
-        if take == 0:
-            return None
-        above = float(heights[f[take], e[take]]) if take < len(reached) else floor
-        members = torch.from_numpy(np.unique(ends[: 2 * take])).to(regions.device)
-        position = torch.full((num,), -1, dtype=torch.long, device=regions.device)
-        position[members] = torch.arange(len(members), device=regions.device)
-        size = torch.bincount(regions, minlength=num)
-        weight = means.norm(dim=1) * size
-        cos = means.new_empty(len(members), num)
-        return _MemberRows(above, members, position, weight, cos)
+    def _unit_pairs(self, means: torch.Tensor) -> PairSource:
+        """:func:`unit_pairs` of these region means, with a basis fitted once per index (on the
+        first means that have ``pairs.PRUNE_MIN`` rows) and kept for every later tau."""
+        xn = unit_rows(means)
+        if self._basis is None and len(xn) >= pairs.PRUNE_MIN:
+            self._basis = pairs.fit_basis(xn)
+        return unit_pairs(xn, self._helpful_basis())
+
+    def _helpful_basis(self) -> pairs.Basis | None:
+        """The basis, unless grouping by it saved too little the last time (then it is not
+        tried again on this video: its region means all lie close together)."""
+        basis = self._basis
+        return basis if basis is not None and basis.helped is not False else None
 
     def _remember(self, tau: float, steps: _Steps) -> _Steps:
         """Keep the steps of the latest taus (a search's best is often not its last), only the
@@ -866,19 +825,11 @@ class ScissorIndex:
         keep = (band.sim > tau) & alone[i] & alone[j]
         edges_i, edges_j = [coarse[i[keep]]], [coarse[j[keep]]]
         merged = (size > 1).nonzero()[:, 0]
-        if len(merged) and band.rows is not None and tau > band.rows.above:
-            r, c = self._merged_edges(tau, band.rows, coarse, size, merged)
-            edges_i.append(merged[r])
-            edges_j.append(c)
-        elif len(merged):
-            means = unit_rows(segment_mean(self.flat, regions, num))
-            step = max(1, BLOCK_ELEMENTS // num)
-            for r0 in range(0, len(merged), step):
-                rows = merged[r0 : r0 + step]
-                r, c = (_similarity(means[rows], means) > tau).nonzero(as_tuple=True)
-                once = (size[c] == 1) | (c > rows[r])  # each pair once, not itself
-                edges_i.append(rows[r[once]])
-                edges_j.append(c[once])
+        if len(merged):  # their rows against every region (each pair once)
+            merged_pairs = self._unit_pairs(segment_mean(self.flat, regions, num))(tau, merged)
+            for i_, j_, _ in merged_pairs:
+                edges_i.append(i_)
+                edges_j.append(j_)
         i, j = torch.cat(edges_i), torch.cat(edges_j)
         degree = 1 + torch.bincount(i, minlength=num) + torch.bincount(j, minlength=num)
         count, labels = _components(num, i, j)
@@ -886,34 +837,6 @@ class ScissorIndex:
         self._counts[tau] = len(final_reps)
         steps = _Steps(spatial, regions, region_reps, None, temporal, final_reps, False, True)
         return self._remember(tau, steps)
-
-    @staticmethod
-    def _merged_edges(
-        tau: float,
-        rows: _MemberRows,
-        coarse: torch.Tensor,
-        size: torch.Tensor,
-        merged: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The pairs (row in ``merged``, region) above tau of each merged region at tau with
-        every region, summed from the band regions' kept rows (sums of tokens: |s| cos)."""
-        num = len(size)
-        members = (size[coarse] > 1).nonzero()[:, 0]  # band regions inside merged regions
-        local = torch.full((num,), -1, dtype=torch.long, device=coarse.device)
-        local[merged] = torch.arange(len(merged), device=coarse.device)
-        products = rows.cos[rows.position[members]] * rows.weight[members, None]
-        summed = products.new_zeros(len(merged), products.shape[1])
-        summed.index_add_(0, local[coarse[members]], products.mul_(rows.weight[None, :]))
-        products = summed.new_zeros(len(merged), num).index_add_(1, coarse, summed)
-        square = torch.zeros(num, device=coarse.device)
-        alone = (size[coarse] == 1).nonzero()[:, 0]
-        square[coarse[alone]] = rows.weight[alone].square()
-        square[merged] = products[torch.arange(len(merged), device=coarse.device), merged]
-        norm = square.clamp(min=1e-24).rsqrt()
-        cos = products.mul_(norm[merged, None]).mul_(norm[None, :]).clamp_(-1.0, 1.0)
-        r, c = (cos > tau).nonzero(as_tuple=True)
-        once = (size[c] == 1) | (c > merged[r])  # each pair once, not itself
-        return r[once], c[once]
 
     def _drop_work(self) -> None:
         """Free the search's scratch (a later tau that needs it allocates it again)."""
@@ -938,6 +861,12 @@ class ScissorIndex:
             # |x_j| > 0 scales a whole column, so it cannot change the column's argmax and is
             # left out (zero columns give token 0, as cos 0); argmax along rows is the fast one
             return final_x.T.contiguous().argmax(dim=1)
+        if (basis := self._helpful_basis()) is not None:  # only finals near a token's own win
+            xn = self._unit if self._unit is not None else unit_rows(self.flat)
+            candidate = steps.temporal[steps.regions]  # each token's own final token
+            found = pairs.nearest(xn, unit_rows(finals), candidate, basis, BLOCK_ELEMENTS)
+            if found is not None:
+                return found
         if self._unit is not None:
             return nearest(self._unit, finals, unit=True)[1]
         return nearest(self.flat, finals)[1]
@@ -999,7 +928,7 @@ class ScissorIndex:
         if merges == 0:
             return
         want = BRACKET_START * target
-        if want**2 <= SEARCH_LIMIT:
+        if not self.once and want**2 <= SEARCH_LIMIT:
             tau = float(heights[min(int(n - min(want, n)), merges - 1)])  # spatial count >= want
             if self._regions is None or self._regions.tau < tau:
                 spatial, reps = self._spatial(tau)
@@ -1223,12 +1152,13 @@ def scissor_compress(
 
     * one-shot (the default): a video asked once (a patched ``generate``, the sweep, an API
       call) gets only its floor's work: per-frame similarities, the representatives'
-      similarities and the final assignment, nothing kept afterwards. With ``retention`` the
-      search evaluates its taus from the dot products of the regions at one bracketing tau
-      and a band of region pairs (:class:`ScissorIndex`); from ``ONE_SHOT_GRAM`` retention on
-      at most ``GRAM_LIMIT`` tokens, from their Gram matrix instead (the search and the merge
-      step then cost little beyond it). If :func:`scissor_index` already keeps an index for
-      ``tokens`` (e.g. after :func:`tau_for_retention`), it is used;
+      similarities and the final assignment (far pairs skipped, see :mod:`scissor_viz.pairs`),
+      nothing kept afterwards. With ``retention`` the search evaluates its taus from a few
+      plain evaluations and a band of region pairs (:class:`ScissorIndex`, ``once=True``); from
+      ``ONE_SHOT_GRAM`` retention on at most ``GRAM_LIMIT`` tokens, from their Gram matrix
+      instead (the search and the merge step then cost little beyond it). If
+      :func:`scissor_index` already keeps an index for ``tokens`` (e.g. after
+      :func:`tau_for_retention`), it is used;
     * ``reuse=True``: the index :func:`scissor_index` keeps for ``tokens`` (built if needed)
       serves this and later calls: frame similarities, every (tau -> K) seen, and the token Gram
       matrix when many taus make it pay. A caller that asks many taus may keep a
@@ -1252,7 +1182,7 @@ def scissor_compress(
         else:  # a search on few enough tokens reads their Gram matrix (see ONE_SHOT_GRAM)
             small = isinstance(tokens, torch.Tensor) and tokens.shape[:-1].numel() <= GRAM_LIMIT
             gram = retention is not None and small and retention >= ONE_SHOT_GRAM
-            index = ScissorIndex(tokens, epsilon, seed, gram=gram)
+            index = ScissorIndex(tokens, epsilon, seed, gram=gram, once=True)
     if retention is not None:
         tau = index.tau_for_retention(retention)
     return index.compress(tau)

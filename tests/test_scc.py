@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scissor_viz import scc
+from scissor_viz import pairs, scc
 from scissor_viz.scc import ScissorIndex, scissor_compress, semantic_components, tau_for_retention
 from scissor_viz.synthetic import video_tokens
 from tests.conftest import graph_partition, networkx_partition, partition
@@ -425,24 +425,20 @@ def test_one_shot_search_without_region_products_agrees(monkeypatch):
         assert abs(scissor_compress(x, retention=r).num_tokens - r * n) <= 2
 
 
-@pytest.mark.parametrize("member_share", [scc.MEMBER_SHARE, 1])  # 1: rows of every region
-def test_band_counts_are_the_plain_counts(monkeypatch, member_share):
+@pytest.mark.parametrize("prune_min", [64, 1 << 30])  # 64: far region pairs are skipped
+def test_band_counts_are_the_plain_counts(monkeypatch, prune_min):
     """Without room for region products, a search's plain evaluation above the target keeps
     its region pairs above the bracket's lower end (a band), and the taus between them are
     evaluated from it: every such count, temporal step and representative is the plain path's
     at that tau, the search lands within two tokens of the target, and the band is gone after
-    the search."""
+    the search; so too where the pairs skip groups of regions that are far apart."""
     banded = []
     band_steps = ScissorIndex._band_steps
     monkeypatch.setattr(
         ScissorIndex, "_band_steps", lambda self, tau: banded.append(tau) or band_steps(self, tau)
     )
-    summed = []  # merged regions' rows summed from the band's kept rows (no d-dim products)
-    merged_edges = ScissorIndex._merged_edges
-    monkeypatch.setattr(
-        ScissorIndex, "_merged_edges", staticmethod(lambda *a: summed.append(1) or merged_edges(*a))
-    )
-    monkeypatch.setattr(scc, "MEMBER_SHARE", member_share)
+    monkeypatch.setattr(pairs, "PRUNE_MIN", prune_min)
+    monkeypatch.setattr(pairs, "GROUP_ROWS", 16)
     for seed in (0, 3):
         x = video_tokens(frames=6, dim=64, seed=seed)
         n = x.shape[0] * x.shape[1]
@@ -453,15 +449,17 @@ def test_band_counts_are_the_plain_counts(monkeypatch, member_share):
             tau = index.tau_for_retention(r)
             assert index._regions is None and index._band is None
             assert banded, "no tau was counted from a band"
+            assert (index._basis is not None) == (prune_min < n)
             plain = ScissorIndex(x, gram=False)
+            monkeypatch.setattr(pairs, "PRUNE_MIN", 1 << 30)  # the reference: every product
             for t in banded:
                 assert plain.count(t) == index._counts[t], (seed, r, t)
             for t in [t for t in banded if t in index._recent]:  # the band's steps, kept
                 a, b = index.compress(t), plain.compress(t)
                 assert torch.equal(a.temporal_labels, b.temporal_labels), (seed, r, t)
                 assert torch.equal(a.representatives, b.representatives), (seed, r, t)
+            monkeypatch.setattr(pairs, "PRUNE_MIN", prune_min)
             assert abs(index.count(tau) - r * n) <= 2
-    assert summed, "no band tau summed the kept rows"
 
 
 def test_search_frees_its_scratch_and_capped_region_products_agree(monkeypatch):
