@@ -230,7 +230,8 @@ def nearest(
     block_elements: int = 1 << 23,
 ) -> torch.Tensor | None:
     """For each unit row of ``xn`` (n x d), the row of ``yn`` (k x d) of highest similarity (ties
-    to the lower index), given a ``candidate`` row of ``yn`` for each (e.g. its own component's):
+    to the lower index; two equal rows of ``yn`` may differ in the last bit of a matmul with its
+    blocking), given a ``candidate`` row of ``yn`` for each (e.g. its own component's):
     no row farther than the candidate can win, so groups of ``yn`` whose boxes lie beyond every
     candidate of a group of ``xn`` are skipped. None where that saves too little."""
     n, k = len(xn), len(yn)

@@ -109,3 +109,22 @@ def test_zero_rows_and_ties(pruning):
     basis = pairs.fit_basis(xn)
     for floor in (-0.1, 0.0, 0.999, 1.0):
         assert set(found(pairs.above(xn, floor, basis=basis))) == reference(xn, floor)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pruned_nearest_is_the_dense_nearest(pruning, seed):
+    """Each row's most similar final row skipping the finals beyond its group's candidates is
+    the dense argmax. (Exact duplicates are left out: two equal columns of one matmul may differ
+    in the last bit with the blocking, so a tie between them is a float tie.)"""
+    xn = clustered(n=1500, clusters=10, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    anchors = torch.randperm(len(xn), generator=gen)[:60]
+    labels = (xn @ xn[anchors].T).argmax(dim=1)  # local groups, as components are
+    finals = scc.segment_mean(xn, labels, 60)
+    yn = scc.unit_rows(finals)
+    basis = pairs.fit_basis(xn)
+    found = pairs.nearest(xn, yn, labels, basis)
+    assert found is not None  # the plan skips finals here (else the test proves nothing)
+    assert torch.equal(found, scc.nearest(xn, finals, unit=True)[1])
+    small = pairs.nearest(xn, yn, labels, basis, block_elements=300)
+    assert torch.equal(small, found)

@@ -420,6 +420,8 @@ def test_one_shot_search_without_region_products_agrees(monkeypatch):
         comp = scissor_compress(x, retention=r)
         assert ScissorIndex(x, gram=False).count(comp.tau) == comp.num_tokens
         assert abs(comp.num_tokens - r * n) <= 2
+        once = ScissorIndex(x, gram=False, once=True)  # what a one-shot call builds
+        assert once.tau_for_retention(r) == comp.tau and once._regions is None
     monkeypatch.setattr(scc, "SEARCH_LIMIT", 0)  # too many regions: plain evaluations
     for r in (0.05, 0.2, 0.4):
         assert abs(scissor_compress(x, retention=r).num_tokens - r * n) <= 2
