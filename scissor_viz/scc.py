@@ -49,10 +49,11 @@ T = TypeVar("T")
 EXACT_LIMIT = 16_384  # token sets up to this size get exact components, whatever epsilon says
 GRAM_LIMIT = 4_096  # up to this many tokens ScissorIndex keeps their Gram matrix (64 MiB)
 # A one-shot search for a retention from this one on <= GRAM_LIMIT tokens reads their Gram
-# matrix (N^2 d / 2 once; then every tau and the merge step cost O(N^2) at most): the region
-# products of BRACKET_START x its target would cost over half as much, and plain evaluations
-# of that many regions more. Lower retentions bracket with region products (see ScissorIndex).
-ONE_SHOT_GRAM = 0.25
+# matrix (N^2 d / 2 once; then every tau and the merge step cost O(N^2) at most). Below it the
+# plain evaluations with far pairs skipped (scissor_viz.pairs) and a band cost less: measured
+# on a 2-core CPU at 16 frames, the Gram path took 1.3-2x as long from 10 % to 50 % retention,
+# about as long at 60 %, and won only from 70 % on model features (1.5x at 80 %).
+ONE_SHOT_GRAM = 0.6
 SEARCH_LIMIT = 1 << 26  # region dot products a retention search may hold (256 MiB float32)
 BRACKET_START = 3  # a retention search first tries the regions of a spatial count 3 x target
 # A search's plain evaluation aims this share of the way from the target's K to N (see _Band):
@@ -443,6 +444,7 @@ class _Band:
     tau: float
     floor: float
     reps: torch.Tensor  # (M,) flat index of each region's representative token
+    unit: torch.Tensor  # (M, d) each region's mean, as a unit row
     i: torch.Tensor  # (E,) int32 pairs i < j of regions ...
     j: torch.Tensor
     sim: torch.Tensor  # (E,) ... and their similarity (> floor)
@@ -467,12 +469,12 @@ class _BandRecorder:
                     self.parts.append((torch.minimum(i, j).int(), torch.maximum(i, j).int(), sim))
             yield i, j, sim
 
-    def band(self, tau: float, reps: torch.Tensor) -> _Band | None:
+    def band(self, tau: float, reps: torch.Tensor, unit: torch.Tensor) -> _Band | None:
         if self.parts is None:
             return None
         none = reps.new_empty(0, dtype=torch.int32)
         i, j, sim = zip((none, none, none.float()), *self.parts, strict=True)
-        return _Band(tau, self.floor, reps, torch.cat(i), torch.cat(j), torch.cat(sim))
+        return _Band(tau, self.floor, reps, unit, torch.cat(i), torch.cat(j), torch.cat(sim))
 
 
 class ScissorIndex:
@@ -500,7 +502,8 @@ class ScissorIndex:
     ``SEARCH_LIMIT``, computes the dot products of the regions at the tau of BRACKET_START x
     the target's spatial count and evaluates every lower tau from them (O(M^2) per tau, in one
     scratch freed after the search); a one-shot index (``once=True``) builds nothing only later
-    searches would reuse, and starts from a plain evaluation at the target's spatial count. A
+    searches would reuse (no token Gram matrix unless ``gram=True``), and starts from a plain
+    evaluation at the target's spatial count. A
     tau above is a plain evaluation aimed above the target, which keeps its region pairs above
     the bracket's lower end (a band, at most ``SEARCH_LIMIT / 3`` pairs): every tau between the
     two is then counted from those pairs and the regions that merged (their rows against every
@@ -535,7 +538,7 @@ class ScissorIndex:
         upper = sim.triu(1)  # the graph is the upper triangle; mirror it for degrees
         self.frame_similarity = upper + upper.mT
         self.frame_similarity.diagonal(dim1=1, dim2=2).fill_(-math.inf)
-        self._gram_mode = gram
+        self._gram_mode = False if once and gram is None else gram  # once: no Gram unless asked
         self._gram: torch.Tensor | None = None
         self._pairs: _Pairs | None = None  # token pairs above a floor, from the Gram matrix
         self._regions: _Regions | None = None  # the search's region dot products
@@ -741,7 +744,8 @@ class ScissorIndex:
             pairs_of = lambda floor, rows: pairs.above_in(rep_sim, floor, rows, BLOCK_ELEMENTS)  # noqa: E731
         elif not self._use_gram(num_reps):
             reps = segment_mean(self.flat, regions, num_reps)
-            pairs_of = self._unit_pairs(reps)
+            unit = unit_rows(reps)
+            pairs_of = self._unit_pairs(unit)
             exact = _sample_rows(num_reps, self.epsilon, self.seed, "cpu") is None
             if floor is not None and floor < tau and exact:
                 pairs_of = recorder = _BandRecorder(pairs_of, floor, SEARCH_LIMIT // 3)
@@ -754,15 +758,14 @@ class ScissorIndex:
             num_reps, tau, pairs_of, self.epsilon, self.seed, self.tokens.device
         )
         self._counts[tau] = len(final_reps)
-        if recorder is not None and (band := recorder.band(tau, region_reps)) is not None:
+        if recorder is not None and (band := recorder.band(tau, region_reps, unit)) is not None:
             self._band = band
         steps = _Steps(spatial, regions, region_reps, reps, temporal, final_reps, False, exact)
         return self._remember(tau, steps)
 
-    def _unit_pairs(self, means: torch.Tensor) -> PairSource:
-        """:func:`unit_pairs` of these region means, with a basis fitted once per index (on the
-        first means that have ``pairs.PRUNE_MIN`` rows) and kept for every later tau."""
-        xn = unit_rows(means)
+    def _unit_pairs(self, xn: torch.Tensor) -> PairSource:
+        """:func:`unit_pairs` of these unit rows (region means), with a basis fitted once per
+        index (on the first rows that are ``pairs.PRUNE_MIN`` or more) and kept for every tau."""
         if self._basis is None and len(xn) >= pairs.PRUNE_MIN:
             self._basis = pairs.fit_basis(xn)
         return unit_pairs(xn, self._helpful_basis())
@@ -826,8 +829,8 @@ class ScissorIndex:
         edges_i, edges_j = [coarse[i[keep]]], [coarse[j[keep]]]
         merged = (size > 1).nonzero()[:, 0]
         if len(merged):  # their rows against every region (each pair once)
-            merged_pairs = self._unit_pairs(segment_mean(self.flat, regions, num))(tau, merged)
-            for i_, j_, _ in merged_pairs:
+            merged_pairs = self._unit_pairs(self._band_units(regions, coarse, alone, merged))
+            for i_, j_, _ in merged_pairs(tau, merged):
                 edges_i.append(i_)
                 edges_j.append(j_)
         i, j = torch.cat(edges_i), torch.cat(edges_j)
@@ -837,6 +840,23 @@ class ScissorIndex:
         self._counts[tau] = len(final_reps)
         steps = _Steps(spatial, regions, region_reps, None, temporal, final_reps, False, True)
         return self._remember(tau, steps)
+
+    def _band_units(
+        self, regions: torch.Tensor, coarse: torch.Tensor, alone: torch.Tensor, merged: torch.Tensor
+    ) -> torch.Tensor:
+        """The unit means of the regions at a tau inside the band: a band region that is a
+        whole region keeps the band's row (the same tokens summed in the same order); only the
+        merged regions' tokens are summed again."""
+        band = self._band
+        num = int(regions.max()) + 1
+        unit = band.unit.new_empty(num, band.unit.shape[1])
+        unit[coarse[alone]] = band.unit[alone]
+        local = torch.full_like(unit[:, 0], -1, dtype=torch.long)  # merged region -> 0, 1, ...
+        local[merged] = torch.arange(len(merged), device=regions.device)
+        members = (local[regions] >= 0).nonzero()[:, 0]  # increasing: the plain path's order
+        means = segment_mean(self.flat[members], local[regions[members]], len(merged))
+        unit[merged] = unit_rows(means)
+        return unit
 
     def _drop_work(self) -> None:
         """Free the search's scratch (a later tau that needs it allocates it again)."""

@@ -433,12 +433,22 @@ def test_band_counts_are_the_plain_counts(monkeypatch, prune_min):
     its region pairs above the bracket's lower end (a band), and the taus between them are
     evaluated from it: every such count, temporal step and representative is the plain path's
     at that tau, the search lands within two tokens of the target, and the band is gone after
-    the search; so too where the pairs skip groups of regions that are far apart."""
-    banded = []
-    band_steps = ScissorIndex._band_steps
+    the search; so too where the pairs skip groups of regions that are far apart. The unit
+    means a band evaluation reads (the band's rows where a region is whole) are the plain
+    path's, bit for bit."""
+    banded, unit_checks = [], []
+    band_steps, band_units = ScissorIndex._band_steps, ScissorIndex._band_units
     monkeypatch.setattr(
         ScissorIndex, "_band_steps", lambda self, tau: banded.append(tau) or band_steps(self, tau)
     )
+
+    def checked_units(self, regions, *args):
+        unit = band_units(self, regions, *args)
+        plain = scc.unit_rows(scc.segment_mean(self.flat, regions, len(unit)))
+        unit_checks.append(torch.equal(unit, plain))
+        return unit
+
+    monkeypatch.setattr(ScissorIndex, "_band_units", checked_units)
     monkeypatch.setattr(pairs, "PRUNE_MIN", prune_min)
     monkeypatch.setattr(pairs, "GROUP_ROWS", 16)
     for seed in (0, 3):
@@ -462,6 +472,7 @@ def test_band_counts_are_the_plain_counts(monkeypatch, prune_min):
                 assert torch.equal(a.representatives, b.representatives), (seed, r, t)
             monkeypatch.setattr(pairs, "PRUNE_MIN", prune_min)
             assert abs(index.count(tau) - r * n) <= 2
+    assert unit_checks and all(unit_checks), unit_checks
 
 
 def test_search_frees_its_scratch_and_capped_region_products_agree(monkeypatch):
