@@ -439,12 +439,15 @@ class _Band:
     """The pairs of spatial regions at ``tau`` whose similarity is above ``floor``, kept by a
     plain evaluation at ``tau``: at any tau' in (floor, tau) the regions are unions of these,
     and a region that is one of them has the same mean, so only the merged regions need new
-    similarities (a few rows) and the rest of the graph is these pairs above tau'."""
+    similarities (a few rows) and the rest of the graph is these pairs above tau'. A band
+    evaluation at tau' may hand on a band from its own regions (``ScissorIndex._band_steps``):
+    its unit rows are the parts of the band it came from plus one part for the merged regions."""
 
     tau: float
     floor: float
     reps: torch.Tensor  # (M,) flat index of each region's representative token
-    unit: torch.Tensor  # (M, d) each region's mean, as a unit row
+    units: list[torch.Tensor]  # unit rows of region means, in parts: (R_1, d), (R_2, d), ...
+    row: torch.Tensor  # (M,) each region's row in the parts, concatenated
     i: torch.Tensor  # (E,) int32 pairs i < j of regions ...
     j: torch.Tensor
     sim: torch.Tensor  # (E,) ... and their similarity (> floor)
@@ -474,7 +477,36 @@ class _BandRecorder:
             return None
         none = reps.new_empty(0, dtype=torch.int32)
         i, j, sim = zip((none, none, none.float()), *self.parts, strict=True)
-        return _Band(tau, self.floor, reps, unit, torch.cat(i), torch.cat(j), torch.cat(sim))
+        row = torch.arange(len(unit), device=unit.device)
+        return _Band(tau, self.floor, reps, [unit], row, torch.cat(i), torch.cat(j), torch.cat(sim))
+
+
+def _merged_pairs(
+    band: _Band,
+    coarse: torch.Tensor,
+    alone: torch.Tensor,
+    merged: torch.Tensor,
+    fresh: torch.Tensor,
+    floor: float,
+) -> Iterable[pairs.Pairs]:
+    """The pairs above ``floor`` of the regions at a tau inside ``band`` that involve a merged
+    region (``merged``, with unit means ``fresh``), each once: their rows against the band's
+    unit rows (a column counts where its band region is a whole region, ``alone``; ``coarse``
+    maps it to its region), then against each other (i < j)."""
+    column = torch.full((sum(map(len, band.units)),), -1, dtype=torch.long, device=merged.device)
+    column[band.row[alone]] = coarse[alone]  # unit row -> the whole region it stands for
+    step = max(1, BLOCK_ELEMENTS // max(len(column), len(merged)))
+    for r0 in range(0, len(merged), step):
+        rows = fresh[r0 : r0 + step]
+        sim = torch.cat([rows @ part.mT for part in band.units], dim=1).clamp_(-1.0, 1.0)
+        r, c = (sim > floor).nonzero(as_tuple=True)
+        region = column[c]
+        ok = region >= 0
+        yield merged[r0 + r[ok]], region[ok], sim[r[ok], c[ok]]
+        sim = (rows @ fresh[r0:].mT).clamp_(-1.0, 1.0)  # merged against merged, i < j
+        r, c = (sim > floor).nonzero(as_tuple=True)
+        ok = c > r
+        yield merged[r0 + r[ok]], merged[r0 + c[ok]], sim[r[ok], c[ok]]
 
 
 class ScissorIndex:
@@ -543,6 +575,7 @@ class ScissorIndex:
         self._pairs: _Pairs | None = None  # token pairs above a floor, from the Gram matrix
         self._regions: _Regions | None = None  # the search's region dot products
         self._band: _Band | None = None  # the search's region pairs near its tau
+        self._nested: _Band | None = None  # the band the latest band evaluation could hand on
         self._recent: dict[float, _Steps] = {}  # the latest taus' steps, for compress
         self._counts: dict[float, int] = {}
         self._lock = threading.RLock()  # the workspace is shared by every call on this index
@@ -660,7 +693,7 @@ class ScissorIndex:
         if self._regions is not None:
             held += [self._regions.gram, self._regions.work]
         if self._band is not None:
-            held += [self._band.i, self._band.j, self._band.sim]
+            held += [*self._band.units, self._band.i, self._band.j, self._band.sim]
         if self.flat.untyped_storage().data_ptr() != self.tokens.untyped_storage().data_ptr():
             held.append(self.flat)  # a float32 copy of tokens in another dtype
         total = sum(t.untyped_storage().nbytes() for t in held if t is not None)
@@ -798,7 +831,7 @@ class ScissorIndex:
         tau = check_tau(tau)
         if tau not in self._counts:
             if self._band is not None and self._band.floor < tau < self._band.tau:
-                self._band_steps(tau)
+                self._band_steps(tau, floor)
             else:
                 self._steps(tau, floor)
         return self._counts[tau]
@@ -812,12 +845,15 @@ class ScissorIndex:
             or self._gram is not None
         )
 
-    def _band_steps(self, tau: float) -> _Steps:
+    def _band_steps(self, tau: float, floor: float | None = None) -> _Steps:
         """The steps at a tau inside the band: the band's pairs above tau between regions that
         did not merge, and the merged regions' similarities to every region (a few rows of
-        d-dim dot products; a pair of two merged regions read from the lower one's row), as one
-        graph, ordered as the plain path orders it."""
+        d-dim dot products against the band's unit rows), as one graph, ordered as the plain
+        path orders it. With ``floor`` (a search's lower end) the pairs above it are kept too,
+        as a band from ``floor`` to tau (``_nested``): where the search goes on below tau, it
+        has fewer merged regions than the band it came from."""
         band = self._band
+        low = tau if floor is None else min(max(floor, band.floor), tau)  # pairs above: kept
         spatial, region_reps = self._spatial(tau)
         regions = video_labels(spatial)
         num = len(region_reps)
@@ -825,44 +861,41 @@ class ScissorIndex:
         size = torch.bincount(coarse, minlength=num)
         alone = size[coarse] == 1  # a band region that is a whole region at tau: same mean
         i, j = band.i.long(), band.j.long()
-        keep = (band.sim > tau) & alone[i] & alone[j]
-        edges_i, edges_j = [coarse[i[keep]]], [coarse[j[keep]]]
+        keep = (band.sim > low) & alone[i] & alone[j]
+        found = [(coarse[i[keep]], coarse[j[keep]], band.sim[keep])]
         merged = (size > 1).nonzero()[:, 0]
-        if len(merged):  # their rows against every region (each pair once)
-            merged_pairs = self._unit_pairs(self._band_units(regions, coarse, alone, merged))
-            for i_, j_, _ in merged_pairs(tau, merged):
-                edges_i.append(i_)
-                edges_j.append(j_)
-        i, j = torch.cat(edges_i), torch.cat(edges_j)
-        degree = 1 + torch.bincount(i, minlength=num) + torch.bincount(j, minlength=num)
-        count, labels = _components(num, i, j)
+        fresh = self._merged_units(regions, merged)
+        if len(merged):
+            found.extend(_merged_pairs(band, coarse, alone, merged, fresh, low))
+        i, j, sim = (torch.cat(part) for part in zip(*found, strict=True))
+        above = sim > tau
+        edges_i, edges_j = i[above], j[above]
+        degree = 1 + torch.bincount(edges_i, minlength=num) + torch.bincount(edges_j, minlength=num)
+        count, labels = _components(num, edges_i, edges_j)
         temporal, final_reps = _order_labels(labels, count, degree)
         self._counts[tau] = len(final_reps)
+        if low < tau and len(i) <= SEARCH_LIMIT // 3:
+            row = torch.empty(num, dtype=torch.long, device=regions.device)
+            row[coarse[alone]] = band.row[alone]
+            row[merged] = sum(map(len, band.units)) + torch.arange(len(merged), device=row.device)
+            lo, hi = torch.minimum(i, j).int(), torch.maximum(i, j).int()
+            self._nested = _Band(tau, low, region_reps, [*band.units, fresh], row, lo, hi, sim)
         steps = _Steps(spatial, regions, region_reps, None, temporal, final_reps, False, True)
         return self._remember(tau, steps)
 
-    def _band_units(
-        self, regions: torch.Tensor, coarse: torch.Tensor, alone: torch.Tensor, merged: torch.Tensor
-    ) -> torch.Tensor:
-        """The unit means of the regions at a tau inside the band: a band region that is a
-        whole region keeps the band's row (the same tokens summed in the same order); only the
-        merged regions' tokens are summed again."""
-        band = self._band
-        num = int(regions.max()) + 1
-        unit = band.unit.new_empty(num, band.unit.shape[1])
-        unit[coarse[alone]] = band.unit[alone]
-        local = torch.full_like(unit[:, 0], -1, dtype=torch.long)  # merged region -> 0, 1, ...
+    def _merged_units(self, regions: torch.Tensor, merged: torch.Tensor) -> torch.Tensor:
+        """The unit means of the ``merged`` regions (increasing), from their tokens alone, summed
+        in the plain path's order (the same rows, bit for bit)."""
+        local = torch.full((int(regions.max()) + 1,), -1, dtype=torch.long, device=regions.device)
         local[merged] = torch.arange(len(merged), device=regions.device)
         members = (local[regions] >= 0).nonzero()[:, 0]  # increasing: the plain path's order
-        means = segment_mean(self.flat[members], local[regions[members]], len(merged))
-        unit[merged] = unit_rows(means)
-        return unit
+        return unit_rows(segment_mean(self.flat[members], local[regions[members]], len(merged)))
 
     def _drop_work(self) -> None:
         """Free the search's scratch (a later tau that needs it allocates it again)."""
         if self._regions is not None:
             self._regions.work = None
-        self._band = None
+        self._band, self._nested = None, None
 
     # --- the merge step
 
@@ -1045,6 +1078,9 @@ class ScissorIndex:
             if not lo < mid < hi:  # no float32 tau left between them
                 break
             self._count(mid, lo)
+            nested, self._nested = self._nested, None
+            if nested is not None and self._counts[mid] >= target:  # the search goes on below mid
+                self._band = nested
         candidates = sorted(self._counts.items(), key=lambda tk: _closeness(tk[1], target))
         return candidates[0][0]
 

@@ -433,22 +433,34 @@ def test_band_counts_are_the_plain_counts(monkeypatch, prune_min):
     its region pairs above the bracket's lower end (a band), and the taus between them are
     evaluated from it: every such count, temporal step and representative is the plain path's
     at that tau, the search lands within two tokens of the target, and the band is gone after
-    the search; so too where the pairs skip groups of regions that are far apart. The unit
-    means a band evaluation reads (the band's rows where a region is whole) are the plain
-    path's, bit for bit."""
-    banded, unit_checks = [], []
-    band_steps, band_units = ScissorIndex._band_steps, ScissorIndex._band_units
-    monkeypatch.setattr(
-        ScissorIndex, "_band_steps", lambda self, tau: banded.append(tau) or band_steps(self, tau)
-    )
+    the search; so too where the pairs skip groups of regions that are far apart. A band
+    evaluation hands on a band from its own regions where the search goes on below it (seen
+    used); the unit means it reads (the band's rows for whole regions, fresh sums for merged
+    ones) are the plain path's, bit for bit."""
+    banded, bands, unit_checks = [], set(), []
+    band_steps, merged_units = ScissorIndex._band_steps, ScissorIndex._merged_units
 
-    def checked_units(self, regions, *args):
-        unit = band_units(self, regions, *args)
-        plain = scc.unit_rows(scc.segment_mean(self.flat, regions, len(unit)))
-        unit_checks.append(torch.equal(unit, plain))
-        return unit
+    def checked_steps(self, tau, floor=None):
+        banded.append(tau)
+        band = self._band
+        bands.add((band.tau, band.floor))
+        steps = band_steps(self, tau, floor)
+        num = len(steps.region_reps)
+        plain = scc.unit_rows(scc.segment_mean(self.flat, steps.regions, num))
+        coarse = steps.regions[band.reps]
+        alone = torch.bincount(coarse, minlength=num)[coarse] == 1
+        rows = torch.cat(band.units)[band.row[alone]]
+        unit_checks.append(torch.equal(rows, plain[coarse[alone]]))
+        return steps
 
-    monkeypatch.setattr(ScissorIndex, "_band_units", checked_units)
+    def checked_units(self, regions, merged):
+        fresh = merged_units(self, regions, merged)
+        plain = scc.unit_rows(scc.segment_mean(self.flat, regions, int(regions.max()) + 1))
+        unit_checks.append(torch.equal(fresh, plain[merged]))
+        return fresh
+
+    monkeypatch.setattr(ScissorIndex, "_band_steps", checked_steps)
+    monkeypatch.setattr(ScissorIndex, "_merged_units", checked_units)
     monkeypatch.setattr(pairs, "PRUNE_MIN", prune_min)
     monkeypatch.setattr(pairs, "GROUP_ROWS", 16)
     for seed in (0, 3):
@@ -473,6 +485,7 @@ def test_band_counts_are_the_plain_counts(monkeypatch, prune_min):
             monkeypatch.setattr(pairs, "PRUNE_MIN", prune_min)
             assert abs(index.count(tau) - r * n) <= 2
     assert unit_checks and all(unit_checks), unit_checks
+    assert len(bands) > 2 * 3, "no search handed a band on"  # 2 seeds x 3 retentions
 
 
 def test_search_frees_its_scratch_and_capped_region_products_agree(monkeypatch):
