@@ -539,9 +539,9 @@ class ScissorIndex:
     tau above is a plain evaluation aimed above the target, which keeps its region pairs above
     the bracket's lower end (a band, at most ``SEARCH_LIMIT / 3`` pairs): every tau between the
     two is then counted from those pairs and the regions that merged (their rows against every
-    region), so the search costs about one more compression however many taus it tries. It
-    interpolates K in the spatial count and damps an end that stays put (Illinois rule), so it
-    needs few evaluations.
+    region), and such an evaluation hands on a narrower band where the search goes on below it,
+    so each later tau multiplies only the few regions merged since. It interpolates K in the
+    spatial count and damps an end that stays put (Illinois rule), so it needs few evaluations.
     """
 
     def __init__(
